@@ -1,0 +1,189 @@
+"""One typed config for the whole stack: YAML defaults plus `--set key=value` overrides."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+M5_QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Columns(Section):
+    """Names of the input file's columns, so a new shop needs no code."""
+
+    invoice: str = "InvoiceNo"
+    sku: str = "StockCode"
+    description: str = "Description"
+    quantity: str = "Quantity"
+    date: str = "InvoiceDate"
+    price: str = "UnitPrice"
+    customer: str = "CustomerID"
+    country: str = "Country"
+
+
+class DataConfig(Section):
+    path: str = "data/online_retail/online_retail.csv.gz"
+    format: Literal["transactions"] = "transactions"
+    columns: Columns = Columns()
+    non_product_codes: list[str] = []
+    non_product_prefixes: list[str] = []
+    # The raw file has 5,268 exact duplicate lines (~1%); more than this is a broken export.
+    max_duplicate_fraction: float = Field(0.02, ge=0, le=1)
+
+
+class FeatureConfig(Section):
+    min_selling_days: int = Field(60, ge=1)
+    max_series: int | None = Field(None, ge=1)  # keep the top-N series by volume (small slices)
+    horizon: int = Field(28, ge=1)
+    val_days: int = Field(28, ge=1)
+
+
+class ModelConfig(Section):
+    context_length: int = Field(56, ge=7)
+    hidden_size: int = Field(40, ge=4)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(8, ge=1)
+    windows_per_series: int = Field(8, ge=1)  # random training windows drawn per series per epoch
+    num_samples: int = Field(200, ge=10)  # sample paths behind means and quantiles
+    accelerator: str = "auto"
+
+
+class SearchSpace(Section):
+    hidden_size: tuple[int, int] = (16, 64)
+    num_layers: tuple[int, int] = (1, 2)
+    learning_rate: tuple[float, float] = (1e-3, 1e-2)
+    dropout: tuple[float, float] = (0.0, 0.3)
+    context_length: list[int] = [28, 56]
+
+
+class TuneConfig(Section):
+    n_trials: int = Field(4, ge=1)
+    timeout_s: float = Field(300, gt=0)
+    max_epochs: int = Field(3, ge=1)
+    storage: str = "sqlite:///.supplyml/optuna.db"
+    study_name: str = "supplyml"
+    search_space: SearchSpace = SearchSpace()
+
+
+class EvaluationConfig(Section):
+    quantiles: list[float] = M5_QUANTILES
+    season_length: int = Field(7, ge=1)
+
+    @field_validator("quantiles")
+    @classmethod
+    def _in_unit_interval(cls, qs: list[float]) -> list[float]:
+        if not qs or any(not 0 < q < 1 for q in qs):
+            raise ValueError("quantiles must lie strictly between 0 and 1")
+        return sorted(qs)
+
+
+class RegistryConfig(Section):
+    tracking_uri: str = "sqlite:///.supplyml/mlflow.db"
+    artifact_location: str = ".supplyml/mlartifacts"
+    experiment: str = "supplyml"
+    model_name: str = "supplyml-forecaster"
+
+
+class GateConfig(Section):
+    """Thresholds a candidate must meet before it can become `champion`."""
+
+    max_wrmsse: float = Field(1.5, gt=0)
+    must_beat_seasonal_naive: bool = True
+
+
+class InventoryConfig(Section):
+    holding_cost: float = Field(0.1, ge=0)  # per unit per day
+    lost_sales_cost: float = Field(1.0, ge=0)  # per unit short
+    num_sample_paths: int = Field(500, ge=50)
+
+
+class ServingConfig(Section):
+    bento_name: str = "supplyml_forecast"
+    bentoml_home: str = ".supplyml/bentoml"
+    max_horizon: int = Field(56, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+
+
+class PipelineConfig(Section):
+    name: str = "supplyml-train"
+    image: str = "ghcr.io/supplyml/supplyml:0.1.0"
+    root: str = ".supplyml/kfp"
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_limit: int = Field(1, ge=0)
+    kfp_host: str | None = None
+
+
+class Config(Section):
+    seed: int = 42
+    workdir: str = ".supplyml"
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    tune: TuneConfig = TuneConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
+    gate: GateConfig = GateConfig()
+    inventory: InventoryConfig = InventoryConfig()
+    serving: ServingConfig = ServingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.model_validate_json(text)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.registry.tracking_uri
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _parse_override(item: str) -> tuple[list[str], object]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read YAML, apply dotted overrides, validate; errors name the offending field."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid config {path}: {fields}") from None
