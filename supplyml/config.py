@@ -155,6 +155,30 @@ class Config(Section):
     def tracking_uri(self) -> str:
         return os.environ.get("MLFLOW_TRACKING_URI") or self.registry.tracking_uri
 
+    def resolved(self, root: str | Path) -> "Config":
+        """The same config with every local path made absolute against `root`, so that steps running
+        in other processes (kfp.local tasks, the Bento server) find the same stores."""
+        root = Path(root).resolve()
+
+        def path(p: str) -> str:
+            return str(root / p) if "://" not in p and not Path(p).is_absolute() else p
+
+        def sqlite(uri: str) -> str:
+            prefix = "sqlite:///"
+            return prefix + path(uri[len(prefix):]) if uri.startswith(prefix) else uri
+
+        update = {
+            "workdir": path(self.workdir),
+            "data": self.data.model_copy(update={"path": path(self.data.path)}),
+            "tune": self.tune.model_copy(update={"storage": sqlite(self.tune.storage)}),
+            "registry": self.registry.model_copy(update={
+                "tracking_uri": sqlite(self.registry.tracking_uri),
+                "artifact_location": path(self.registry.artifact_location)}),
+            "serving": self.serving.model_copy(update={"bentoml_home": path(self.serving.bentoml_home)}),
+            "pipeline": self.pipeline.model_copy(update={"root": path(self.pipeline.root)}),
+        }
+        return self.model_copy(update=update)
+
 
 class ConfigError(ValueError):
     pass

@@ -1,0 +1,140 @@
+"""Classical peers the learned forecaster must beat, run through statsforecast.
+
+Every peer returns the same frame as the forecaster: [unique_id, ds, mean, q...].
+
+Intervals:
+- SeasonalNaive has native Gaussian intervals from its in-sample residuals (they widen each season).
+  Quantile q < 0.5 is the lower bound of its central interval of level 100(1 - 2q), q > 0.5 the
+  upper bound of level 100(2q - 1), q = 0.5 the point forecast.
+- CrostonOptimized and WindowAverage have none and forecast a flat line, so they get split-conformal
+  intervals: mean ± the level-quantile of |error| from two rolling-origin backtests of length
+  `horizon`, pooled over the horizon (2 × horizon scores per series). statsforecast's own
+  ConformalIntervals(n_windows=2) takes quantiles per horizon step from only 2 errors each; on a
+  synthetic intermittent panel of 1,700 series its 95% band covered 67% of test days, the pooled
+  band 93%. Backtests need 2 × horizon days plus the model's own minimum history; shorter series
+  get mean ± z_q × sd(training demand), the spread of demand around a flat forecast.
+All quantiles are then clipped at zero demand and sorted so they cannot cross.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from statsforecast import StatsForecast
+from statsforecast.models import CrostonOptimized, SeasonalNaive, WindowAverage
+
+from supplyml.metrics import quantile_col
+
+log = logging.getLogger(__name__)
+
+WINDOW = 28  # WindowAverage window: four weeks, so every weekday counts equally
+BACKTESTS = 2  # rolling-origin windows behind the conformal intervals
+
+# peer name -> (model for a season length, minimum training days). statsforecast does not raise
+# for shorter series: it returns NaN, so the minimum is checked here.
+PEERS = {
+    "seasonal_naive": (lambda season: SeasonalNaive(season_length=season), lambda season: season),
+    "croston": (lambda season: CrostonOptimized(), lambda season: 1),
+    "window_average": (lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW),
+}
+
+
+def _level(q: float) -> int | float:
+    # statsforecast names columns with str(level): keep 95 as "95", not "95.0".
+    lv = round(100 * abs(2 * q - 1), 6)
+    return int(lv) if float(lv).is_integer() else lv
+
+
+def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
+    levels = sorted({_level(q) for q in quantiles if not np.isclose(q, 0.5)}) or None
+    raw = sf.forecast(df=df, h=horizon, level=levels)
+    out = raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
+    for q in quantiles:
+        side = "" if np.isclose(q, 0.5) else f"-{'lo' if q < 0.5 else 'hi'}-{_level(q)}"
+        out[quantile_col(q)] = raw[alias + side].to_numpy()
+    return out
+
+
+def _symmetric(point: pd.DataFrame, half_width, quantiles) -> pd.DataFrame:
+    """mean ± half_width(q): half_width maps q to one half-width per row."""
+    out = point.copy()
+    for q in quantiles:
+        out[quantile_col(q)] = out["mean"].to_numpy() + np.sign(q - 0.5) * half_width(q)
+    return out
+
+
+def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
+    raw = sf.forecast(df=df, h=horizon)
+    return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
+
+
+def _conformal(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
+    cv = sf.cross_validation(df=df, h=horizon, n_windows=BACKTESTS, step_size=horizon)
+    errors = (cv["y"] - cv[alias]).abs().groupby(cv["unique_id"])
+    point = _point(sf, df, alias, horizon)
+    # "higher" picks an observed error, erring wide rather than narrow with few scores.
+    width = {lv: errors.quantile(lv / 100, interpolation="higher") for lv in {_level(q) for q in quantiles}}
+    return _symmetric(point, lambda q: point["unique_id"].map(width[_level(q)]).to_numpy(), quantiles)
+
+
+def _gaussian(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
+    sd = df.groupby("unique_id")["y"].std(ddof=0)
+    point = _point(sf, df, alias, horizon)
+    spread = point["unique_id"].map(sd).to_numpy()
+    return _symmetric(point, lambda q: abs(norm.ppf(q)) * spread, quantiles)
+
+
+def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.DataFrame:
+    make, min_days_for = PEERS[name]
+    model, min_days = make(season_length), min_days_for(season_length)
+    sf = StatsForecast(models=[model], freq="D", n_jobs=n_jobs)
+    lengths = df.groupby("unique_id").size()
+    if (lengths < min_days).any():
+        short = lengths[lengths < min_days]
+        raise ValueError(
+            f"peer {name} needs >= {min_days} training days per series; {len(short)} series have fewer, "
+            f"e.g. {short.index[0]!r} ({short.iloc[0]} days). Filter them out or leave {name} out of models."
+        )
+
+    if name == "seasonal_naive":
+        out = _native(sf, df, model.alias, horizon, quantiles)
+    else:
+        backtest_ok = lengths.index[lengths >= BACKTESTS * horizon + min_days]
+        long = df["unique_id"].isin(backtest_ok)
+        parts = [_conformal(sf, df[long], model.alias, horizon, quantiles)] if long.any() else []
+        if not long.all():
+            log.info("%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
+                     name, len(lengths) - len(backtest_ok), BACKTESTS * horizon + min_days)
+            parts.append(_gaussian(sf, df[~long], model.alias, horizon, quantiles))
+        out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["unique_id", "ds"], ignore_index=True)
+
+    if out.drop(columns=["unique_id", "ds"]).isna().any(axis=None):
+        raise RuntimeError(f"peer {name} produced NaN forecasts; check the series lengths")
+    qcols = [quantile_col(q) for q in sorted(quantiles)]
+    out[qcols] = np.sort(np.clip(out[qcols].to_numpy(), 0, None), axis=1)
+    return out
+
+
+def forecast_peers(
+    train: pd.DataFrame,
+    horizon: int,
+    quantiles: list[float],
+    season_length: int = 7,
+    models: Sequence[str] = ("seasonal_naive", "croston", "window_average"),
+    n_jobs: int = 1,
+) -> dict[str, pd.DataFrame]:
+    """Forecast `horizon` days past each series' last training day with each peer."""
+    unknown = [m for m in models if m not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peers {unknown}; choose from {sorted(PEERS)}")
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if not quantiles or any(not 0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles must be a non-empty list strictly between 0 and 1, got {quantiles}")
+    # Only the target: statsforecast would treat any extra column as an exogenous regressor.
+    df = train[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True)
+    return {name: _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) for name in models}

@@ -1,0 +1,129 @@
+"""`supplyml` command line. The composition root: the library stays free of Kubeflow and BentoML, and
+this module reaches `pipelines/` and `serving/` only inside the commands that need them."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from supplyml.config import ConfigError, load_config
+
+log = logging.getLogger("supplyml")
+
+
+def _config(args):
+    cfg = load_config(args.config, [*args.set, *([f"data.path={args.data}"] if getattr(args, "data", None) else [])])
+    cfg = cfg.resolved(Path.cwd())
+    # Every process started from here (kfp.local tasks, bentoml) shares these stores.
+    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+    os.environ["BENTOML_HOME"] = cfg.serving.bentoml_home
+    return cfg
+
+
+def pipeline_run(args) -> int:
+    from kfp import local
+
+    from pipelines.training import build
+
+    cfg = _config(args)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=cfg.pipeline.root)
+    log.warning("kfp.local ignores GPU requests, caching and retries; the compiled pipeline keeps them")
+    try:
+        run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))
+    except RuntimeError as e:  # kfp.local has already streamed the failing task's log above
+        step = re.search(r"Inner task failed: \W*(\w+)", re.sub(r"\x1b\[[0-9;]*m", "", str(e)))
+        step = step.group(1) if step else "unknown"
+        log.error("pipeline stopped at step %r; its log above says why", step)
+        if step in ("ingest", "validate", "featurize"):
+            log.error("the data was rejected before training: no model was trained or registered. "
+                      "GX Data Docs: %s/<run>/%s/", cfg.pipeline.root, step)
+        return 1
+    _print_summary(cfg, run.outputs)
+    return 0
+
+
+def _print_summary(cfg, outputs: dict) -> None:
+    import pandas as pd
+
+    from supplyml.evaluate import format_table
+
+    table = pd.DataFrame.from_dict(json.loads(outputs["evaluation"]), orient="index")
+    registration = json.loads(outputs["registration"])
+    print("\nEvaluation on the held-out horizon (lower is better, coverage should match its level):")
+    print(format_table(table))
+    print(f"\nRegistered {registration['name']} version {registration['version']}"
+          f" ({registration['alias'] or 'no alias'}): {'; '.join(registration['reasons'])}")
+    print(f"Champion: version {registration['champion']}; Bento: {outputs['bento']}")
+    print("Serve it with:  supplyml serve   (or: make serve)")
+
+
+def pipeline_compile(args) -> int:
+    from kfp import compiler
+
+    from pipelines.training import build
+
+    cfg = load_config(args.config, args.set)
+    compiler.Compiler().compile(build(cfg), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def pipeline_submit(args) -> int:
+    import kfp
+
+    from pipelines.training import build
+
+    cfg = load_config(args.config, args.set)
+    host = args.host or cfg.pipeline.kfp_host
+    if not host:
+        raise ConfigError("no Kubeflow host: pass --host URL or set pipeline.kfp_host")
+    result = kfp.Client(host=host).create_run_from_pipeline_func(
+        build(cfg), arguments={"config_json": cfg.to_json()}, experiment_name=cfg.registry.experiment)
+    print(f"submitted run {result.run_id} to {host}")
+    return 0
+
+
+def serve(args) -> int:
+    from serving.package import serve_command
+
+    cfg = _config(args)
+    cmd = serve_command(cfg)
+    log.info("%s", " ".join(cmd))
+    return subprocess.call(cmd, env={**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home})
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set tune.n_trials=8 (repeatable)")
+    parser = argparse.ArgumentParser(prog="supplyml", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipe = sub.add_parser("pipeline", help="run, compile or submit the training pipeline").add_subparsers(
+        dest="action", required=True)
+    run = pipe.add_parser("run", parents=[common], help="run the whole pipeline locally on kfp.local")
+    run.add_argument("--data", help="order-line file to use instead of data.path")
+    run.set_defaults(func=pipeline_run)
+    comp = pipe.add_parser("compile", parents=[common], help="write the pipeline's IR YAML")
+    comp.add_argument("--out", default="pipelines/training.yaml")
+    comp.set_defaults(func=pipeline_compile)
+    subm = pipe.add_parser("submit", parents=[common], help="submit the pipeline to a Kubeflow Pipelines host")
+    subm.add_argument("--host", help="KFP API endpoint (default: pipeline.kfp_host)")
+    subm.set_defaults(func=pipeline_submit)
+    sub.add_parser("serve", parents=[common], help="serve the latest Bento over HTTP").set_defaults(func=serve)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        log.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The pipeline's steps as plain functions over files: each KFP component calls exactly one of these.
+
+They move data by paths and small JSON-able values, so they run the same under `kfp.local`, on a
+cluster, or straight from a test.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from supplyml import evaluate, registry, tracking, tune as tuning, validation
+from supplyml.config import Config
+from supplyml.data import data_version, read_table
+from supplyml.features import Split, build_panel, daily_demand
+from supplyml.forecaster import Forecaster
+from supplyml.train import train_final
+
+log = logging.getLogger(__name__)
+
+
+def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
+    """Read the order data as it is and record which version it is (DVC md5, git commit)."""
+    raw = read_table(Path(root) / cfg.data.path, cfg.data)
+    raw.to_parquet(raw_out)
+    version = data_version(Path(root) / cfg.data.path, root)
+    log.info("ingested %d rows of %s (dvc md5 %s, git %s)", len(raw), version["data_path"],
+             version["dvc_md5"], version["git_commit"][:10])
+    return version
+
+
+def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
+    """Gate the raw order lines; raises DataValidationError (naming each failed expectation) to stop the run."""
+    report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)
+    log.info("%s", report.summary())
+    return validation.check(report).to_dict()
+
+
+def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
+    """Daily demand panel, itself gated by the strict panel suite before anything trains on it."""
+    raw = pd.read_parquet(raw_in)
+    panel = build_panel(daily_demand(raw, cfg.data), cfg.features)
+    report = validation.validate_panel(panel, docs_dir=docs_dir)
+    log.info("%s", report.summary())
+    validation.check(report)
+    panel.to_parquet(panel_out)
+    split = Split.from_panel(panel, cfg.features)
+    return {"series": int(panel["unique_id"].nunique()), "rows": len(panel),
+            "val_start": str(split.val_start.date()), "test_start": str(split.test_start.date()),
+            "end": str(split.end.date())}
+
+
+def tune(cfg: Config, panel_in: str, lineage: dict) -> dict:
+    """Best hyperparameters over train days, scored on validation days; trials nest under one MLflow run."""
+    tracking.setup_tracking(cfg)
+    panel = pd.read_parquet(panel_in)
+    fit = Split.from_panel(panel, cfg.features).fit(panel)
+    with mlflow.start_run(run_name="tune", tags=_tags(lineage)):
+        mlflow.log_dict(cfg.model_dump(), "config.json")
+        study = tuning.tune(fit, cfg, lineage["dvc_md5"], _tags(lineage))
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric("best_val_loss", study.best_value)
+    return {"params": study.best_params, "study": study.study_name, "trial": study.best_trial.number,
+            "val_loss": study.best_value}
+
+
+def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str) -> str:
+    """Fit the final forecaster on train + validation days; returns the MLflow run id that holds it."""
+    tracking.setup_tracking(cfg)
+    panel = pd.read_parquet(panel_in)
+    fit = Split.from_panel(panel, cfg.features).fit(panel)
+    tags = _tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"]})
+    with mlflow.start_run(run_name="train", tags=tags) as run:
+        mlflow.log_dict(cfg.model_dump(), "config.json")
+        mlflow.log_params({f"data.{k}": v for k, v in lineage.items()})
+        forecaster = train_final(fit, cfg, best["params"])
+        forecaster.save(model_out)
+    return run.info.run_id
+
+
+def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, report_out: str) -> dict:
+    """Backtest on the held-out horizon against peers; results go to the training run and an HTML report."""
+    tracking.setup_tracking(cfg)
+    panel = pd.read_parquet(panel_in)
+    split = Split.from_panel(panel, cfg.features)
+    forecaster = Forecaster.load(model_in)  # history ends where the test horizon starts
+    table = evaluate.backtest(forecaster, split.fit(panel), split.test(panel), cfg)
+    log.info("evaluation on %s .. %s\n%s", split.test_start.date(), split.end.date(), evaluate.format_table(table))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[evaluate.MODEL].items()})
+        mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
+        report = evaluate.html_report(table, mlflow.get_run(run_id).data.tags)
+        mlflow.log_text(report, "evaluation/report.html")
+    Path(report_out).write_text(report)
+    return {name: row.to_dict() for name, row in table.iterrows()}
+
+
+def register(cfg: Config, panel_in: str, model_in: str, run_id: str, metrics: dict, lineage: dict) -> dict:
+    """Log the forecaster (its history through the data's last day) as an MLflow model, register a
+    version with lineage, and let the gate move the aliases."""
+    tracking.setup_tracking(cfg)
+    forecaster = Forecaster.load(model_in)
+    forecaster.set_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
+    name = cfg.registry.model_name
+    model_metrics = metrics[evaluate.MODEL]
+    peers = {k: v for k, v in metrics.items() if k != evaluate.MODEL}
+    champion = registry.champion_version(name)
+    champion_metrics = json.loads(champion.tags.get("metrics", "{}")) if champion else None
+    decision = registry.gate(model_metrics, peers, champion_metrics, cfg.gate)
+    with mlflow.start_run(run_id=run_id):
+        model_uri = tracking.log_forecaster(forecaster, cfg)
+    run_tags = mlflow.get_run(run_id).data.tags
+    tags = {k: v for k, v in run_tags.items() if not k.startswith("mlflow.")}
+    version = registry.register(model_uri, name, {**tags, "metrics": json.dumps(model_metrics)})
+    alias = registry.apply_decision(name, version.version, decision)
+    champion = registry.champion_version(name)
+    return {"name": name, "version": version.version, "alias": alias, "reasons": decision.reasons,
+            "champion": champion.version if champion else None}
+
+
+def _tags(lineage: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in lineage.items()}

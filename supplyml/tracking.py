@@ -1,0 +1,69 @@
+"""MLflow: where runs go, and the forecaster as an MLflow model."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+
+from supplyml.config import Config
+from supplyml.forecaster import Forecaster
+
+log = logging.getLogger(__name__)
+
+
+def setup_tracking(cfg: Config) -> str:
+    """Point MLflow at the configured store; create the experiment with its artifact location."""
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    if mlflow.get_experiment_by_name(cfg.registry.experiment) is None:
+        location = cfg.registry.artifact_location
+        if "://" not in location:  # a local directory: MLflow wants a URI
+            Path(location).mkdir(parents=True, exist_ok=True)
+            location = Path(location).resolve().as_uri()
+        mlflow.create_experiment(cfg.registry.experiment, artifact_location=location)
+    mlflow.set_experiment(cfg.registry.experiment)
+    return cfg.tracking_uri
+
+
+class ForecasterModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc face of the Forecaster: rows of `unique_id` in, mean and quantiles per day out.
+
+    Callers that need sample paths (replenishment) unwrap it: `.unwrap_python_model().forecaster`.
+    """
+
+    def __init__(self, quantiles: list[float], num_samples: int):
+        self.quantiles, self.num_samples = quantiles, num_samples
+
+    def load_context(self, context) -> None:
+        self.forecaster = Forecaster.load(context.artifacts["forecaster"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        horizon = int((params or {}).get("horizon", self.forecaster.horizon))
+        skus = model_input["unique_id"].astype(str).tolist()
+        return self.forecaster.predict(skus, horizon, self.quantiles, self.num_samples)
+
+
+def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
+    """Log to the active run with a signature; returns the model URI. Requirements are given, not inferred:
+    inference would load the model in a subprocess just to list what we already know."""
+    import lightning
+    import torch
+
+    example = pd.DataFrame({"unique_id": forecaster.skus[:2]})
+    output = forecaster.predict(example["unique_id"].tolist(), 2, cfg.evaluation.quantiles, 20)
+    signature = infer_signature(example, output, params={"horizon": forecaster.horizon})
+    with tempfile.TemporaryDirectory() as tmp:
+        forecaster.save(tmp)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ForecasterModel(cfg.evaluation.quantiles, cfg.model.num_samples),
+            artifacts={"forecaster": tmp},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
+                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}", "supplyml"],
+        )
+    return info.model_uri

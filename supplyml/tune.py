@@ -1,0 +1,67 @@
+"""Tune: an Optuna study (TPE, pruned on Lightning's val_loss) over the forecaster's key hyperparameters."""
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import mlflow
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+from supplyml.config import Config, ModelConfig
+from supplyml.forecaster import Forecaster
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def suggest(trial: optuna.Trial, cfg: Config) -> dict:
+    space = cfg.tune.search_space
+    return {
+        "hidden_size": trial.suggest_int("hidden_size", *space.hidden_size, log=True),
+        "num_layers": trial.suggest_int("num_layers", *space.num_layers),
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "dropout": trial.suggest_float("dropout", *space.dropout),
+        "context_length": trial.suggest_categorical("context_length", space.context_length),
+    }
+
+
+def study_name(cfg: Config, data_md5: str) -> str:
+    """Trials are only comparable on the same data, features and search space, so those name the study."""
+    key = f"{data_md5}|{cfg.features.model_dump_json()}|{cfg.tune.search_space.model_dump_json()}|{cfg.tune.max_epochs}"
+    return f"{cfg.tune.study_name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) -> optuna.Study:
+    """Run until the study holds `tune.n_trials` finished trials or `tune.timeout_s` passes.
+
+    Storage is persistent, so an interrupted or repeated run resumes the same study instead of
+    starting over. Each trial is a nested MLflow run under the active one.
+    """
+    study = optuna.create_study(
+        study_name=study_name(cfg, data_md5), storage=cfg.tune.storage, load_if_exists=True,
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    log.info("study %s: %d of %d trials finished", study.study_name, done, cfg.tune.n_trials)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = ModelConfig(**{**cfg.model.model_dump(), **suggest(trial, cfg), "max_epochs": cfg.tune.max_epochs})
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
+            mlflow.log_params({**trial.params, "trial": trial.number, "study": study.study_name})
+            _, trainer = Forecaster.fit(panel, params, cfg.features.horizon, cfg.features.val_days,
+                                        callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
+                                        seed=cfg.seed)
+            val_loss = float(trainer.callback_metrics["val_loss"])
+            mlflow.log_metric("val_loss", val_loss)
+        return val_loss
+
+    if done < cfg.tune.n_trials:
+        study.optimize(objective, timeout=cfg.tune.timeout_s, gc_after_trial=True,
+                       callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)])
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise RuntimeError(f"study {study.study_name} has no completed trial; raise tune.timeout_s or tune.n_trials")
+    log.info("best trial %d: val_loss %.4f %s", study.best_trial.number, study.best_value, study.best_params)
+    return study

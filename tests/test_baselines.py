@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from supplyml.baselines import forecast_peers
+from supplyml.config import M5_QUANTILES
+from supplyml.metrics import quantile_col
+
+QCOLS = [quantile_col(q) for q in M5_QUANTILES]
+END = pd.Timestamp("2024-03-31")
+
+
+@pytest.fixture(scope="module")
+def panel():
+    # Weekly pattern plus Poisson noise; "c" is too short (40 days) for 2-window conformal intervals
+    # at h=28 and so exercises the Gaussian fallback. "price" must be ignored, not taken as exogenous.
+    rng = np.random.default_rng(0)
+    parts = []
+    for uid, n, level in [("a", 91, 5), ("b", 91, 1), ("c", 40, 3)]:
+        ds = pd.date_range(end=END, periods=n)
+        weekly = np.array([1, 1, 1, 2, 3, 4, 0])[ds.dayofweek]
+        y = (level * weekly + rng.poisson(1, n)).astype(float)
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": y}))
+    return pd.concat(parts, ignore_index=True).assign(price=1.0)
+
+
+@pytest.fixture(scope="module")
+def peers(panel):
+    return forecast_peers(panel, horizon=28, quantiles=M5_QUANTILES)
+
+
+def test_frames_cover_the_next_horizon_days(peers):
+    assert set(peers) == {"seasonal_naive", "croston", "window_average"}
+    future = pd.date_range(END + pd.Timedelta(days=1), periods=28)
+    for fc in peers.values():
+        assert list(fc.columns) == ["unique_id", "ds", "mean", *QCOLS]
+        for uid in "abc":
+            assert list(fc.loc[fc["unique_id"] == uid, "ds"]) == list(future)
+
+
+def test_seasonal_naive_repeats_last_week(panel, peers):
+    fc = peers["seasonal_naive"]
+    for uid, g in panel.groupby("unique_id"):
+        last_week = g["y"].to_numpy()[-7:]
+        np.testing.assert_array_equal(fc.loc[fc["unique_id"] == uid, "mean"], np.tile(last_week, 4))
+
+
+def test_window_average_is_mean_of_last_28_days(panel, peers):
+    fc = peers["window_average"]
+    for uid, g in panel.groupby("unique_id"):
+        np.testing.assert_allclose(fc.loc[fc["unique_id"] == uid, "mean"], g["y"].to_numpy()[-28:].mean())
+
+
+def test_quantiles_nonnegative_and_noncrossing(peers):
+    for name, fc in peers.items():
+        q = fc[QCOLS].to_numpy()
+        assert np.isfinite(q).all(), name
+        assert (q >= 0).all(), name
+        assert (np.diff(q, axis=1) >= 0).all(), name
+        # Intervals have width: the 99% band is wider than the 50% band somewhere.
+        assert (fc["q0.995"] - fc["q0.005"] > fc["q0.75"] - fc["q0.25"]).any(), name
+
+
+def test_subset_of_models_and_unknown_name(panel):
+    only = forecast_peers(panel, horizon=7, quantiles=[0.25, 0.5, 0.75], models=("seasonal_naive",))
+    assert list(only) == ["seasonal_naive"]
+    assert list(only["seasonal_naive"].columns) == ["unique_id", "ds", "mean", "q0.25", "q0.5", "q0.75"]
+    with pytest.raises(ValueError, match="arima"):
+        forecast_peers(panel, horizon=7, quantiles=[0.5], models=("arima",))
+
+
+def test_series_shorter_than_window_is_rejected(panel):
+    short = panel[panel["ds"] > END - pd.Timedelta(days=10)]
+    with pytest.raises(ValueError, match="window_average needs >= 28"):
+        forecast_peers(short, horizon=7, quantiles=[0.5], models=("window_average",))
+
+
+def test_window_average_conformal_band_by_hand():
+    # 32 days of 2 units except the last four: 4, 0, 2, 6. Horizon 2, two backtests:
+    #   train days 0-27, mean 2, actual 4, 0 -> |errors| 2, 2
+    #   train days 0-29, window days 2-29 mean (26*2 + 4 + 0) / 28 = 2, actual 2, 6 -> |errors| 0, 4
+    # Pooled errors [0, 2, 2, 4]; "higher" quantiles: 50% -> 2, 95% -> 4.
+    # Forecast: mean of days 4-31 = (24*2 + 4 + 0 + 2 + 6) / 28 = 15/7.
+    y = [2.0] * 28 + [4, 0, 2, 6]
+    df = pd.DataFrame({"unique_id": "x", "ds": pd.date_range("2024-01-01", periods=32), "y": y})
+    fc = forecast_peers(df, horizon=2, quantiles=[0.025, 0.25, 0.5, 0.75, 0.975], models=("window_average",))
+    row = fc["window_average"].iloc[0]
+    mean = 15 / 7
+    assert row["mean"] == pytest.approx(mean)
+    assert row["q0.25"] == pytest.approx(mean - 2) and row["q0.75"] == pytest.approx(mean + 2)
+    assert row["q0.025"] == 0 and row["q0.975"] == pytest.approx(mean + 4)  # mean - 4 clipped at 0
+    assert row["q0.5"] == pytest.approx(mean)
+
+
+def test_seasonal_naive_median_is_point_forecast(peers):
+    fc = peers["seasonal_naive"]
+    np.testing.assert_array_equal(fc["q0.5"], fc["mean"])
