@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import evaluate, registry, tracking, tune as tuning, validation
+from supplyml import evaluate, registry, tracking, tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_version, read_table
 from supplyml.features import Split, build_panel, daily_demand
@@ -34,6 +34,7 @@ def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
 
 def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     """Gate the raw order lines; raises DataValidationError (naming each failed expectation) to stop the run."""
+    from supplyml import validation  # GX takes seconds to import; only the gating steps pay for it
     report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)
     log.info("%s", report.summary())
     return validation.check(report).to_dict()
@@ -41,6 +42,7 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
 
 def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     """Daily demand panel, itself gated by the strict panel suite before anything trains on it."""
+    from supplyml import validation
     raw = pd.read_parquet(raw_in)
     panel = build_panel(daily_demand(raw, cfg.data), cfg.features)
     report = validation.validate_panel(panel, docs_dir=docs_dir)
