@@ -57,7 +57,7 @@ class ModelConfig(Section):
     batch_size: int = Field(256, ge=1)
     max_epochs: int = Field(8, ge=1)
     windows_per_series: int = Field(8, ge=1)  # random training windows drawn per series per epoch
-    num_samples: int = Field(200, ge=10)  # sample paths behind means and quantiles
+    num_samples: int = Field(100, ge=10)  # sample paths behind means and quantiles
     accelerator: str = "auto"
 
 

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
+SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
+         "model.num_samples=50"]
+
+
+def stores(tmp: Path) -> list[str]:
+    """Config overrides that put every local store (MLflow, Optuna, KFP, Bentos) under `tmp`."""
+    return [f"workdir={tmp}", f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"registry.artifact_location={tmp}/mlartifacts", f"tune.storage=sqlite:///{tmp}/optuna.db",
+            f"serving.bentoml_home={tmp}/bentoml", f"pipeline.root={tmp}/kfp"]
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+
+def run_pipeline(tmp: Path, *extra: str) -> Run:
+    """`supplyml pipeline run` in a child process, exactly as a user runs it, on stores under `tmp`."""
+    args = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "supplyml.cli", "pipeline", "run", *args, *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """One real pipeline run on a small slice, shared by the integration and serving tests."""
+    tmp = tmp_path_factory.mktemp("stack")
+    run = run_pipeline(tmp)
+    assert run.returncode == 0, run.output[-5000:]
+    return tmp, run

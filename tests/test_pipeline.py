@@ -1,0 +1,87 @@
+"""The real pipeline through kfp.local into a real MLflow sqlite store, on a small slice."""
+import json
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.models import get_model_info
+
+from conftest import REPO, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def client(tmp) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+
+
+def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
+    _, run = stack
+    table = run.output[run.output.index("Evaluation on the held-out horizon"):]
+    for model in ("supplyml", "seasonal_naive", "croston", "window_average"):
+        assert f"\n{model} " in table
+    assert "Champion: version 1" in run.output
+    assert "supplyml serve" in run.output
+
+
+def test_champion_carries_lineage(stack):
+    tmp, _ = stack
+    version = client(tmp).get_model_version_by_alias("supplyml-forecaster", "champion")
+    assert version.version == "1"
+    tags = version.tags
+    dvc_md5 = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
+    assert tags["dvc_md5"] == dvc_md5
+    assert len(tags["git_commit"]) == 40
+    assert tags["gx_raw"].startswith("passed") and tags["gx_panel"] == "passed"
+    assert tags["optuna_trial"] in {"0", "1"} and tags["pipeline_run_id"] and tags["config_hash"]
+    assert tags["series"] == "50"
+    metrics = json.loads(tags["metrics"])
+    assert 0 < metrics["wrmsse"] < 1.5
+
+
+def test_training_run_logs_params_metrics_and_a_model_with_signature(stack):
+    tmp, _ = stack
+    c = client(tmp)
+    version = c.get_model_version_by_alias("supplyml-forecaster", "champion")
+    run = c.get_run(version.run_id)
+    assert {"test_wrmsse", "test_mase", "test_wspl", "train_loss"} <= set(run.data.metrics)
+    assert run.data.params["model.max_epochs"] == "2"
+    info = get_model_info(f"models:/supplyml-forecaster/{version.version}")
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["unique_id"]
+    outputs = [c["name"] for c in info.signature.outputs.to_dict()]
+    assert outputs[:3] == ["unique_id", "ds", "mean"] and "q0.005" in outputs and "q0.995" in outputs
+
+
+def test_trials_are_nested_runs_in_a_persistent_study(stack):
+    tmp, _ = stack
+    c = client(tmp)
+    tune = c.search_runs([c.get_experiment_by_name("supplyml").experiment_id], "attributes.run_name = 'tune'")
+    assert len(tune) == 1
+    trials = c.search_runs([tune[0].info.experiment_id], f"tags.mlflow.parentRunId = '{tune[0].info.run_id}'")
+    assert len(trials) == 2 and all("val_loss" in t.data.metrics for t in trials)
+    studies = optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")
+    assert len(studies) == 1 and studies[0].n_trials == 2
+
+
+def test_second_run_resumes_the_study_and_keeps_the_champion(stack):
+    tmp, _ = stack
+    run = run_pipeline(tmp)
+    assert run.returncode == 0, run.output[-5000:]
+    c = client(tmp)
+    assert optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")[0].n_trials == 2  # nothing re-tuned
+    assert c.get_model_version_by_alias("supplyml-forecaster", "champion").version == "1"
+    assert c.get_model_version("supplyml-forecaster", "2").tags["gate"]
+
+
+def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
+    raw = pd.read_csv(REPO / "data/online_retail/online_retail.csv.gz", nrows=5000, dtype=str)
+    raw.loc[[10, 20, 30], "Quantity"] = "twelve"
+    bad = tmp_path / "orders.csv"
+    raw.to_csv(bad, index=False)
+    run = run_pipeline(tmp_path, "--data", str(bad))
+    assert run.returncode == 1
+    assert "pipeline stopped at step 'validate'" in run.output
+    assert "expect_column_values_to_be_in_type_list" in run.output and "twelve" in run.output
+    assert list((tmp_path / "kfp").glob("*/validate/data_docs/index.html"))
+    assert not (tmp_path / "mlflow.db").exists()  # no step that tracks or registers ever ran
