@@ -44,6 +44,7 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
 
 def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     """Every calendar day from each selected series' first sale to the data's last day, zero-filled."""
+    end = daily["ds"].max()
     selling_days = daily[daily["y"] > 0].groupby("unique_id")["ds"].nunique()
     keep = selling_days[selling_days >= cfg.min_selling_days].index
     if cfg.max_series is not None:
@@ -52,7 +53,6 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     daily = daily[daily["unique_id"].isin(keep) & (daily["y"] > 0)]
     if daily.empty:
         raise ValueError(f"no series has >= {cfg.min_selling_days} selling days; lower features.min_selling_days")
-    end = daily["ds"].max()
     first = daily.groupby("unique_id")["ds"].min()
     index = pd.MultiIndex.from_tuples(
         [(uid, d) for uid, start in first.items() for d in pd.date_range(start, end, freq="D")],

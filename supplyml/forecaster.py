@@ -94,16 +94,14 @@ class Forecaster:
         scale = scale.repeat_interleave(s, dim=0)
         last_y = torch.from_numpy(a.y[rows, end - 1]).repeat_interleave(s)[:, None]
         cal = torch.from_numpy(a.calendar(end, horizon))
-        gen = torch.Generator().manual_seed(seed)
         paths = torch.empty(n * s, horizon)
-        for t in range(horizon):
-            step = torch.cat([torch.log1p(last_y / scale), cal[t].expand(n * s, -1), price, torch.log(scale)], dim=1)
-            mu, alpha, (h, c) = self.module(step[:, None, :], scale, (h, c))
-            dist = negative_binomial(mu[:, 0], alpha[:, 0])
-            # Gamma-Poisson draw with our own generator, so a seed gives the same paths.
-            rate = torch._standard_gamma(dist.total_count) * torch.exp(dist.logits)
-            last_y = torch.poisson(rate, generator=gen)[:, None]
-            paths[:, t] = last_y[:, 0]
+        with torch.random.fork_rng():  # a seed gives the same paths without touching global RNG state
+            torch.manual_seed(seed)
+            for t in range(horizon):
+                step = torch.cat([torch.log1p(last_y / scale), cal[t].expand(n * s, -1), price, torch.log(scale)], 1)
+                mu, alpha, (h, c) = self.module(step[:, None, :], scale, (h, c))
+                last_y = negative_binomial(mu[:, 0], alpha[:, 0]).sample()[:, None]
+                paths[:, t] = last_y[:, 0]
         return paths.reshape(n, s, horizon).numpy()
 
     def predict(self, skus: list[str] | None, horizon: int, quantiles: list[float], n_samples: int = 200,

@@ -28,7 +28,7 @@ def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
 def test_champion_carries_lineage(stack):
     tmp, _ = stack
     version = client(tmp).get_model_version_by_alias("supplyml-forecaster", "champion")
-    assert version.version == "1"
+    assert str(version.version) == "1"
     tags = version.tags
     dvc_md5 = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
     assert tags["dvc_md5"] == dvc_md5
@@ -70,7 +70,7 @@ def test_second_run_resumes_the_study_and_keeps_the_champion(stack):
     assert run.returncode == 0, run.output[-5000:]
     c = client(tmp)
     assert optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")[0].n_trials == 2  # nothing re-tuned
-    assert c.get_model_version_by_alias("supplyml-forecaster", "champion").version == "1"
+    assert str(c.get_model_version_by_alias("supplyml-forecaster", "champion").version) == "1"
     assert c.get_model_version("supplyml-forecaster", "2").tags["gate"]
 
 

@@ -1,0 +1,63 @@
+"""Cleaning and panel rules on hand-made order lines."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from supplyml.config import load_config
+from supplyml.features import Split, build_panel, calendar_features, daily_demand
+
+CFG = load_config()
+
+
+def lines(*rows):
+    cols = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+    return pd.DataFrame([dict(zip(cols, r)) for r in rows])
+
+
+def test_cancellation_offsets_only_its_own_customer_same_day():
+    raw = lines(
+        ("1", "A", "", 10, "2011-01-03 09:00:00", 2.0, 1.0, "UK"),
+        ("2", "A", "", 5, "2011-01-03 10:00:00", 2.0, 2.0, "UK"),
+        ("C3", "A", "", -10, "2011-01-03 11:00:00", 2.0, 1.0, "UK"),  # customer 1 cancels: 0 left
+        ("C4", "A", "", -7, "2011-01-04 11:00:00", 2.0, 2.0, "UK"),  # later return: no negative demand
+        ("5", "POST", "", 1, "2011-01-03 12:00:00", 18.0, 1.0, "UK"),  # postage is not demand
+        ("6", "A", "", -3, "2011-01-03 12:00:00", 0.0, None, "UK"),  # stock adjustment at price 0
+        ("7", "a", "", 4, "2011-01-04 12:00:00", 3.0, None, "UK"),  # same SKU, other case
+    )
+    daily = daily_demand(raw, CFG.data).set_index(["unique_id", "ds"])
+    assert daily.loc[("A", pd.Timestamp("2011-01-03")), "y"] == 5
+    assert daily.loc[("A", pd.Timestamp("2011-01-04")), "y"] == 4
+    assert daily.loc[("A", pd.Timestamp("2011-01-04")), "price"] == 3.0
+    assert "POST" not in daily.index.get_level_values("unique_id")
+
+
+def test_panel_zero_fills_from_first_sale_and_selects_series():
+    daily = pd.DataFrame({
+        "unique_id": ["A", "A", "B", "C"],
+        "ds": pd.to_datetime(["2011-01-01", "2011-01-04", "2011-01-02", "2011-01-05"]),
+        "y": [3.0, 1.0, 2.0, 9.0], "price": [1.0, 1.5, 2.0, 1.0]})
+    cfg = CFG.features.model_copy(update={"min_selling_days": 2})
+    panel = build_panel(daily, cfg)
+    assert panel["unique_id"].unique().tolist() == ["A"]  # B and C sold on one day only
+    assert panel["y"].tolist() == [3.0, 0.0, 0.0, 1.0, 0.0]  # through the data's last day, 2011-01-05
+    assert panel["price"].tolist() == [1.0, 1.0, 1.0, 1.5, 1.5]  # last price carried forward
+
+
+def test_no_series_left_is_a_clear_error():
+    daily = pd.DataFrame({"unique_id": ["A"], "ds": pd.to_datetime(["2011-01-01"]), "y": [1.0], "price": [1.0]})
+    with pytest.raises(ValueError, match="min_selling_days"):
+        build_panel(daily, CFG.features)
+
+
+def test_split_holds_out_the_last_28_days_and_28_before_them():
+    panel = pd.DataFrame({"unique_id": "A", "ds": pd.date_range("2011-01-01", periods=100), "y": 1.0})
+    split = Split.from_panel(panel, CFG.features)
+    assert len(split.test(panel)) == 28 and len(split.fit(panel)) == 72 and len(split.train(panel)) == 44
+    assert split.test_start == pd.Timestamp("2011-03-14")  # 2011-01-01 + 72 days
+
+
+def test_calendar_features_are_on_the_unit_circle():
+    f = calendar_features(pd.date_range("2011-01-03", periods=7))  # a Monday
+    assert f.shape == (7, 4)
+    np.testing.assert_allclose(f[0, :2], [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(f[:, 0] ** 2 + f[:, 1] ** 2, 1.0, atol=1e-6)

@@ -1,0 +1,64 @@
+"""The DeepAR forecaster on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from supplyml.config import ModelConfig
+from supplyml.forecaster import Forecaster, UnknownSeriesError
+from supplyml.metrics import quantile_col
+
+QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
+
+
+@pytest.fixture(scope="module")
+def panel():
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2011-01-01", periods=150)
+    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
+    frames = [pd.DataFrame({"unique_id": f"S{i}", "ds": days,
+                            "y": rng.poisson(level * weekly[days.dayofweek]).astype(float), "price": 2.0})
+              for i, level in enumerate([0.5, 3, 20, 80])]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def forecaster(panel):
+    params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=6, batch_size=64,
+                         windows_per_series=32, learning_rate=0.01)
+    fitted, trainer = Forecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
+    assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
+    return fitted
+
+
+def test_quantiles_are_non_negative_and_never_cross(forecaster):
+    fc = forecaster.predict(None, 14, QUANTILES, n_samples=200)
+    q = fc[[quantile_col(x) for x in QUANTILES]].to_numpy()
+    assert len(fc) == 4 * 14 and (q >= 0).all() and (fc["mean"] >= 0).all()
+    assert (np.diff(q, axis=1) >= 0).all()
+    assert fc["ds"].min() == pd.Timestamp("2011-05-31")  # the day after the history ends
+
+
+def test_forecasts_follow_each_series_level(forecaster, panel):
+    fc = forecaster.predict(None, 14, [0.5], n_samples=200).groupby("unique_id")["mean"].mean()
+    actual = panel.groupby("unique_id")["y"].mean()
+    assert fc["S0"] < fc["S1"] < fc["S2"] < fc["S3"]
+    assert actual["S3"] / 2 < fc["S3"] < actual["S3"] * 2
+
+
+def test_sample_paths_are_reproducible_counts(forecaster):
+    a = forecaster.sample(["S1", "S2"], 10, 50, seed=7)
+    assert a.shape == (2, 50, 10)
+    np.testing.assert_array_equal(a, forecaster.sample(["S1", "S2"], 10, 50, seed=7))
+    np.testing.assert_array_equal(a, np.round(a))
+
+
+def test_unknown_series_is_named(forecaster):
+    with pytest.raises(UnknownSeriesError, match="NOPE"):
+        forecaster.sample(["S1", "NOPE"], 5, 10)
+
+
+def test_save_and_load_give_the_same_forecast(forecaster, tmp_path):
+    forecaster.save(tmp_path)
+    loaded = Forecaster.load(tmp_path)
+    pd.testing.assert_frame_equal(forecaster.predict(None, 7, QUANTILES, 30, seed=3),
+                                  loaded.predict(None, 7, QUANTILES, 30, seed=3))
