@@ -39,3 +39,41 @@ def stack(tmp_path_factory):
     run = run_pipeline(tmp)
     assert run.returncode == 0, run.output[-5000:]
     return tmp, run
+
+
+@pytest.fixture(scope="session")
+def server(stack):
+    """`bentoml serve` of the Bento the pipeline built, on a free loopback port."""
+    import os
+    import socket
+    import time
+
+    import requests
+
+    tmp, _ = stack
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml")}
+    bentoml = Path(sys.executable).with_name("bentoml")
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen([str(bentoml), "serve", "supplyml_forecast:latest", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # refused, or accepted while the worker still loads
+                pass
+            time.sleep(1)
+        else:
+            raise TimeoutError("bentoml serve did not become ready in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
