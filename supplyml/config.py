@@ -105,8 +105,6 @@ class GateConfig(Section):
 
 
 class InventoryConfig(Section):
-    holding_cost: float = Field(0.1, ge=0)  # per unit per day
-    lost_sales_cost: float = Field(1.0, ge=0)  # per unit short
     num_sample_paths: int = Field(500, ge=50)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import evaluate, registry, tracking, tune as tuning
+from supplyml import evaluate, registry, tracking
+from supplyml import tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_version, read_table
 from supplyml.features import Split, build_panel, daily_demand

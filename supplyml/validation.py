@@ -12,14 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 import great_expectations as gx
 import great_expectations.expectations as gxe
+import numpy as np
+import pandas as pd
 from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import (
-    DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 
 from supplyml.config import DataConfig
 

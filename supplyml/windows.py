@@ -81,7 +81,7 @@ class WindowDataset(Dataset):
     def __init__(self, a: PanelArrays, context: int, horizon: int, last_end: int,
                  per_series: int = 1, random: bool = True, seed: int = 0):
         self.a, self.context, self.length = a, context, context + horizon
-        self.horizon, self.last_end, self.random = horizon, last_end, random
+        self.last_end, self.random = last_end, random
         self.rows = np.repeat(np.arange(len(a)), per_series)
         # A window must contain at least one forecast day after the series' first sale.
         self.first_end = np.minimum(a.first_observed() + 1 + horizon // 2, last_end)

@@ -1,14 +1,14 @@
 """The real pipeline through kfp.local into a real MLflow sqlite store, on a small slice."""
 import json
+
 import mlflow
 import optuna
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, run_pipeline
 from mlflow import MlflowClient
 from mlflow.models import get_model_info
-
-from conftest import REPO, run_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,7 @@ import pytest
 
 from supplyml.config import load_config
 from supplyml.data import read_table
-from supplyml.validation import (DataValidationError, ValidationReport, check, validate_panel,
-                                 validate_raw)
+from supplyml.validation import DataValidationError, ValidationReport, check, validate_panel, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
