@@ -29,6 +29,8 @@ def test_existing_champion_stays_and_passing_candidate_becomes_challenger():
 @pytest.fixture
 def store(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    # Artifacts too go under tmp_path, not the default ./mlruns of the working directory.
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("t", artifact_location=(tmp_path / "a").as_uri()))
     yield MlflowClient()
     mlflow.set_tracking_uri(None)
 
