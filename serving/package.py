@@ -1,21 +1,27 @@
-"""Package: the champion MLflow version into the BentoML model store, and a Bento around it.
+"""Package a registered MLflow version as a Bento: the model goes into the BentoML model store with its
+lineage, and a Bento is built around it from serving/bentofile.yaml.
 
-BentoML reads BENTOML_HOME when it is imported, so callers set it first (the CLI does, from
-`serving.bentoml_home`).
+BentoML keeps its stores under BENTOML_HOME, which it reads the first time a store is used. Callers
+set it from `serving.bentoml_home` before that (`os.environ.update(bentoml_env(cfg))`; the CLI does);
+`package` sets it too and refuses to run if this process already uses another home.
+
+bentofile.yaml is the one description of the build: `bentoml build -f serving/bentofile.yaml .` and
+`package` build the same Bento; `package` only adds the name, the lineage labels and the pinned model.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
-
-import yaml
 
 from supplyml.config import Config
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 BENTOFILE = Path(__file__).with_name("bentofile.yaml")
+# Model-version tags that say where a model came from; the rest (gate reasons, metrics) are not lineage.
 LINEAGE = ("git_commit", "dvc_md5", "data_path", "pipeline_run_id", "config_hash", "optuna_study", "optuna_trial",
            "gx_raw", "gx_panel")
 
@@ -24,9 +30,35 @@ class NoChampionError(RuntimeError):
     pass
 
 
+def bentoml_env(cfg: Config) -> dict[str, str]:
+    return {"BENTOML_HOME": str(Path(cfg.serving.bentoml_home).resolve())}
+
+
+def package(cfg: Config, version: str, lineage: dict, metrics: dict) -> str:
+    """Import MLflow version `version` of cfg.registry.model_name and build its Bento; returns the Bento tag."""
+    bentoml = _bentoml(cfg)
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)  # `models:/` URIs resolve through the tracking server
+    name, version = cfg.registry.model_name, str(version)
+    labels = {k: str(v) for k, v in lineage.items()}
+    metadata = {**labels, "model_name": name, "model_version": version, "metrics": metrics,
+                "max_horizon": cfg.serving.max_horizon, "forecast_samples": cfg.model.num_samples,
+                "replenish_samples": cfg.inventory.num_sample_paths, "seed": cfg.seed}
+    model = bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version},
+                                        metadata=metadata)
+    start = time.monotonic()
+    bento = bentoml.bentos.build_bentofile(
+        str(BENTOFILE), build_ctx=str(ROOT), name=cfg.serving.bento_name, reload=True,
+        labels={**labels, "model": str(model.tag), "mlflow_model": f"{name}/{version}"},
+        args={"model_tag": str(model.tag)})  # serving/service.py reads it: the Bento serves exactly this model
+    log.info("built Bento %s around %s (MLflow %s version %s) in %.1f s", bento.tag, model.tag, name, version,
+             time.monotonic() - start)
+    return str(bento.tag)
+
+
 def package_champion(cfg: Config, registration: dict) -> str:
-    """Import the `champion` version with its lineage as labels, build the Bento; returns the Bento tag."""
-    import bentoml
+    """The pipeline's package step: the version holding the `champion` alias, with lineage from its tags."""
     import mlflow
 
     from supplyml import registry
@@ -38,22 +70,23 @@ def package_champion(cfg: Config, registration: dict) -> str:
         raise NoChampionError(f"{name} has no champion: version {registration['version']} did not pass the gate "
                               f"({'; '.join(registration['reasons'])}); nothing to package")
     tags = champion.tags
-    labels = {k: str(tags[k]) for k in LINEAGE if k in tags}
-    metadata = {"model_name": name, "model_version": str(champion.version), "metrics": json.loads(tags["metrics"]),
-                "max_horizon": cfg.serving.max_horizon, "num_samples": cfg.inventory.num_sample_paths, **labels}
-    model = bentoml.mlflow.import_model(name, f"models:/{name}/{champion.version}",
-                                        labels={**labels, "mlflow_version": str(champion.version)},
-                                        metadata=metadata)
-    spec = yaml.safe_load(BENTOFILE.read_text())
-    bento = bentoml.bentos.build(
-        spec["service"], name=cfg.serving.bento_name, description=spec["description"],
-        labels={**labels, "model": str(model.tag)}, include=spec["include"], python=spec["python"],
-        docker=spec["docker"], models=[str(model.tag)],
-        build_ctx=str(ROOT))
-    log.info("built Bento %s around %s (MLflow %s version %s)", bento.tag, model.tag, name, champion.version)
-    return str(bento.tag)
+    return package(cfg, champion.version, {k: tags[k] for k in LINEAGE if k in tags},
+                   json.loads(tags.get("metrics", "{}")))
 
 
 def serve_command(cfg: Config) -> list[str]:
     return ["bentoml", "serve", f"{cfg.serving.bento_name}:latest", "--host", cfg.serving.host,
             "--port", str(cfg.serving.port)]
+
+
+def _bentoml(cfg: Config):
+    home = bentoml_env(cfg)["BENTOML_HOME"]
+    os.environ["BENTOML_HOME"] = home
+    import bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    in_use = os.path.realpath(BentoMLContainer.bentoml_home.get())
+    if in_use != os.path.realpath(home):
+        raise RuntimeError(f"this process already uses BentoML home {in_use}, not serving.bentoml_home={home}; "
+                           "set BENTOML_HOME before anything uses bentoml")
+    return bentoml

@@ -1,38 +1,54 @@
-"""Answers for planning systems, computed from a Forecaster: forecasts and replenishment decisions."""
+"""Answers for planning systems, computed from a Forecaster: forecasts and replenishment decisions.
+
+Plain JSON-able lists, so the Bento service, the CLI and notebooks share one implementation.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-
 
 from supplyml.forecaster import Forecaster
 from supplyml.inventory import base_stock
 from supplyml.metrics import quantile_col
 
+DECIMALS = 4  # sample means carry no more precision than this
+
 
 def forecast(forecaster: Forecaster, skus: list[str], horizon: int, quantiles: list[float],
              n_samples: int, seed: int = 0) -> list[dict]:
-    """Per SKU: the dates, the mean and each requested quantile, day by day."""
-    frame = forecaster.predict(skus, horizon, quantiles, n_samples, seed)
+    """Per requested SKU, in request order: dates from the day after the history ends, the mean and each quantile."""
+    unique = list(dict.fromkeys(skus))  # a repeated SKU gets the same answer, not a second draw
+    quantiles = sorted(set(quantiles))
+    frame = forecaster.predict(unique, horizon, quantiles, n_samples, seed)
     dates = [d.date().isoformat() for d in frame["ds"].iloc[:horizon]]
-    out = []
-    for sku, rows in frame.groupby("unique_id", sort=False):
-        out.append({"sku": sku, "dates": dates, "mean": rows["mean"].astype(float).round(4).tolist(),
-                    "quantiles": {f"{q:g}": rows[quantile_col(q)].astype(float).round(4).tolist() for q in quantiles}})
-    return out
+    answers = {}
+    for i, sku in enumerate(unique):
+        rows = frame.iloc[i * horizon:(i + 1) * horizon]  # predict returns one block of `horizon` rows per SKU
+        answers[sku] = {"sku": sku, "dates": dates, "mean": _floats(rows["mean"]),
+                        "quantiles": {f"{q:g}": _floats(rows[quantile_col(q)]) for q in quantiles}}
+    return [answers[s] for s in skus]
 
 
-def replenish(forecaster: Forecaster, items: Iterable, n_samples: int, seed: int = 0) -> list[dict]:
-    """Per item: a periodic-review base-stock decision on joint sample paths of its demand.
+def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, seed: int = 0) -> list[dict]:
+    """Per item: a periodic-review base-stock decision on sample paths of its demand over L + R days.
 
-    One batch of paths covers every item, long enough for the longest lead time + review period.
+    Items are mappings (or pydantic models) with sku, on_hand, on_order, lead_time_days,
+    review_period_days and service_level. One draw of paths, as long as the longest L + R, serves every
+    item; items for the same SKU share paths, so their decisions differ only by their own parameters.
     """
-    items = list(items)
-    horizon = max(i.lead_time_days + i.review_period_days for i in items)
-    paths = forecaster.sample([i.sku for i in items], horizon, n_samples, seed)
+    items = [dict(i) for i in items]
+    if not items:
+        return []
+    horizon = max(i["lead_time_days"] + i["review_period_days"] for i in items)
+    skus = list(dict.fromkeys(i["sku"] for i in items))
+    paths = dict(zip(skus, forecaster.sample(skus, horizon, n_samples, seed)))
     decisions = []
-    for item, item_paths in zip(items, paths):
-        d = base_stock(item_paths, item.lead_time_days, item.review_period_days, item.service_level,
-                       item.on_hand, item.on_order)
-        decisions.append({"sku": item.sku, **{k: round(float(v), 4) for k, v in asdict(d).items()}})
+    for i in items:
+        d = base_stock(paths[i["sku"]], i["lead_time_days"], i["review_period_days"], i["service_level"],
+                       i["on_hand"], i.get("on_order", 0.0))
+        decisions.append({"sku": i["sku"], **{k: round(float(v), DECIMALS) for k, v in asdict(d).items()}})
     return decisions
+
+
+def _floats(values) -> list[float]:
+    return values.astype(float).round(DECIMALS).tolist()

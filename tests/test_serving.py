@@ -1,95 +1,193 @@
-"""The Bento built by the pipeline, served by a real `bentoml serve` over loopback HTTP."""
+"""A tiny forecaster through MLflow and serving/package.py into a Bento, served by a real `bentoml serve`
+over loopback HTTP."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-import yaml
 
-from conftest import REPO
+from supplyml.config import load_config
+from supplyml.forecaster import Forecaster
+from supplyml.registry import register
+from supplyml.tracking import log_forecaster, setup_tracking
 
 pytestmark = pytest.mark.slow
 
+SKUS = [f"SKU-{i}" for i in range(6)]
+LINEAGE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "dvc_md5": "5d41402abc4b2a76b9719d911017c592.dir",
+           "pipeline_run_id": "test-run-1", "config_hash": "feedbeef0123"}
+METRICS = {"wrmsse": 0.81, "mase": 0.92, "wspl": 0.44}
+MAX_HORIZON = 30
+
 
 @pytest.fixture(scope="module")
-def meta(server):
-    r = requests.get(f"{server}/metadata", timeout=30)
-    assert r.status_code == 200
-    return r.json()
+def panel():
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2011-01-01", periods=120)
+    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
+    return pd.concat([pd.DataFrame({"unique_id": sku, "ds": days, "price": 2.0 + i,
+                                    "y": rng.poisson(level * weekly[days.dayofweek]).astype(float)})
+                      for i, (sku, level) in enumerate(zip(SKUS, [0.5, 2, 5, 10, 20, 40]))], ignore_index=True)
 
 
-def post(server, path, payload):
-    return requests.post(f"{server}/{path}", json=payload, timeout=60)
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serving")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return load_config(overrides=[
+        f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db", f"registry.artifact_location={tmp}/mlartifacts",
+        f"serving.bentoml_home={tmp}/bentoml", f"serving.port={port}", "serving.host=127.0.0.1",
+        f"serving.max_horizon={MAX_HORIZON}", "model.max_epochs=1", "model.hidden_size=8", "model.num_layers=1",
+        "model.context_length=28", "model.num_samples=50", "model.accelerator=cpu", "inventory.num_sample_paths=200"])
 
 
-def test_metadata_names_model_data_and_metrics(meta):
-    assert meta["model_name"] == "supplyml-forecaster" and meta["model_version"] == "1"
-    assert meta["dvc_md5"] == yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
-    assert len(meta["git_commit"]) == 40
-    assert {"wrmsse", "mase", "wspl"} <= set(meta["metrics"])
-    assert len(meta["skus"]) == 50 and meta["history_end"] == "2011-12-09"
-    assert meta["bento_model"].startswith("supplyml-forecaster:")
+@pytest.fixture(scope="module")
+def bento(cfg, panel):
+    from serving.package import bentoml_env, package
+
+    forecaster, _ = Forecaster.fit(panel, cfg.model, horizon=14, seed=cfg.seed)
+    setup_tracking(cfg)
+    with mlflow.start_run():
+        uri = log_forecaster(forecaster, cfg)
+    version = register(uri, cfg.registry.model_name, LINEAGE)
+    with pytest.MonkeyPatch.context() as env:
+        for k, v in bentoml_env(cfg).items():
+            env.setenv(k, v)
+        yield package(cfg, version.version, LINEAGE, METRICS)
+    mlflow.set_tracking_uri(None)
 
 
-def test_forecast_gives_dates_mean_and_ordered_quantiles(server, meta):
-    skus = meta["skus"][:2]
-    r = post(server, "forecast", {"skus": skus, "horizon": 14, "quantiles": [0.9, 0.1, 0.5]})
-    assert r.status_code == 200
+@pytest.fixture(scope="module")
+def url(cfg, bento):
+    from serving.package import bentoml_env, serve_command
+
+    cmd = [str(Path(sys.executable).with_name("bentoml")), *serve_command(cfg)[1:]]
+    log_path = Path(cfg.serving.bentoml_home).parent / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg)}, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://{cfg.serving.host}:{cfg.serving.port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(base):
+            assert proc.poll() is None, f"bentoml serve exited:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready in 120 s:\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:  # refused, or accepted while the worker still loads the model
+        return False
+
+
+def post(url, path, payload):
+    r = requests.post(f"{url}/{path}", json=payload, timeout=60)
+    assert r.status_code < 500, r.text
+    return r
+
+
+def test_forecast_gives_dates_mean_and_ordered_quantiles(url, panel):
+    r = post(url, "forecast", {"skus": SKUS[:2], "horizon": 14, "quantiles": [0.9, 0.1, 0.5]})
+    assert r.status_code == 200, r.text
     forecasts = r.json()["forecasts"]
-    assert [f["sku"] for f in forecasts] == skus
+    assert [f["sku"] for f in forecasts] == SKUS[:2]
+    first = panel["ds"].max() + pd.Timedelta(days=1)
     for f in forecasts:
-        assert f["dates"] == [d.date().isoformat() for d in pd.date_range("2011-12-10", periods=14)]
+        assert f["dates"] == [d.date().isoformat() for d in pd.date_range(first, periods=14)]
         q = np.array([f["quantiles"][k] for k in ("0.1", "0.5", "0.9")])
         assert q.shape == (3, 14) and (q >= 0).all() and (np.diff(q, axis=0) >= 0).all()
         assert len(f["mean"]) == 14 and min(f["mean"]) >= 0
 
 
-def test_forecast_defaults_to_a_90_percent_band(server, meta):
-    r = post(server, "forecast", {"skus": meta["skus"][:1], "horizon": 1})
+def test_forecast_defaults_to_a_90_percent_band(url):
+    r = post(url, "forecast", {"skus": [SKUS[0]], "horizon": 1})
     assert r.status_code == 200 and set(r.json()["forecasts"][0]["quantiles"]) == {"0.05", "0.5", "0.95"}
 
 
-def test_replenish_is_a_base_stock_decision(server, meta):
-    sku = meta["skus"][0]
-    items = [{"sku": sku, "on_hand": 40, "on_order": 10, "lead_time_days": 7, "review_period_days": 7,
+def test_replenish_is_a_base_stock_decision(url):
+    items = [{"sku": SKUS[3], "on_hand": 40, "on_order": 10, "lead_time_days": 7, "review_period_days": 7,
               "service_level": level} for level in (0.8, 0.95, 0.99)]
-    r = post(server, "replenish", {"items": items})
-    assert r.status_code == 200
+    items.append({"sku": SKUS[5], "on_hand": 0, "lead_time_days": 0, "review_period_days": 3, "service_level": 0.9})
+    r = post(url, "replenish", {"items": items})
+    assert r.status_code == 200, r.text
     decisions = r.json()["decisions"]
-    for d in decisions:
-        assert d["order_quantity"] == max(0.0, d["order_up_to"] - 50)
+    assert [d["sku"] for d in decisions] == [i["sku"] for i in items]
+    for item, d in zip(items, decisions):
+        position = item["on_hand"] + item.get("on_order", 0)
+        assert d["order_quantity"] == pytest.approx(max(0.0, d["order_up_to"] - position), abs=1e-3)
         assert d["safety_stock"] == pytest.approx(d["order_up_to"] - d["expected_demand"], abs=1e-3)
-        assert d["reorder_point"] <= d["order_up_to"]
+        assert d["expected_demand"] > 0 and d["reorder_point"] <= d["order_up_to"]
     assert decisions[0]["order_up_to"] <= decisions[1]["order_up_to"] <= decisions[2]["order_up_to"]
 
 
-ITEM = {"on_hand": 5, "on_order": 0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95}
+def test_metadata_names_model_data_and_metrics(url, bento, panel):
+    r = requests.get(f"{url}/metadata", timeout=30)
+    assert r.status_code == 200, r.text
+    meta = r.json()
+    assert meta["model_name"] == "supplyml-forecaster" and meta["model_version"] == "1"
+    assert {k: meta[k] for k in LINEAGE} == LINEAGE and meta["metrics"] == METRICS
+    assert meta["bento"] == bento and meta["bento_model"].startswith("supplyml-forecaster:")
+    assert meta["max_horizon"] == MAX_HORIZON
+    assert meta["skus"] == SKUS and meta["history_end"] == panel["ds"].max().date().isoformat()
 
 
-@pytest.mark.parametrize("path, payload, status, field", [
-    ("forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 7}, 404, "skus"),
-    ("forecast", {"skus": [], "horizon": 7}, 400, "skus"),
-    ("forecast", {"skus": "SKU", "horizon": 0}, 400, "horizon"),
-    ("forecast", {"skus": "SKU", "horizon": 57}, 400, "horizon"),
-    ("forecast", {"skus": "SKU", "horizon": "soon"}, 400, "horizon"),
-    ("forecast", {"skus": "SKU", "horizon": 7, "quantiles": [1.5]}, 400, "quantiles"),
-    ("replenish", {"items": [{**ITEM, "sku": "SKU", "on_hand": -1}]}, 400, "on_hand"),
-    ("replenish", {"items": [{**ITEM, "sku": "SKU", "on_hand": "ten"}]}, 400, "on_hand"),
-    ("replenish", {"items": [{**ITEM, "sku": "SKU", "service_level": 1.5}]}, 400, "service_level"),
-    ("replenish", {"items": [{**ITEM, "sku": "SKU", "lead_time_days": -2}]}, 400, "lead_time_days"),
-    ("replenish", {"items": [{**ITEM, "sku": "SKU", "review_period_days": 60}]}, 400, "review_period_days"),
-    ("replenish", {"items": [{**ITEM, "sku": "NO-SUCH-SKU"}]}, 404, "skus"),
-    ("replenish", {"items": []}, 400, "items"),
-    ("replenish", {}, 400, "items"),
+ITEM = {"sku": SKUS[0], "on_hand": 5, "on_order": 0, "lead_time_days": 3, "review_period_days": 7,
+        "service_level": 0.95}
+
+
+@pytest.mark.parametrize("path, payload, field", [
+    ("forecast", {"skus": [], "horizon": 7}, "skus"),
+    ("forecast", {"horizon": 7}, "skus"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": 0}, "horizon"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": MAX_HORIZON + 1}, "horizon"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": "soon"}, "horizon"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": 7, "quantiles": [0.5, 1.5]}, "quantiles"),
+    ("replenish", {"items": [{**ITEM, "on_hand": -1}]}, "on_hand"),
+    ("replenish", {"items": [{**ITEM, "on_hand": "ten"}]}, "on_hand"),
+    ("replenish", {"items": [{**ITEM, "on_order": -0.5}]}, "on_order"),
+    ("replenish", {"items": [{**ITEM, "service_level": 1.5}]}, "service_level"),
+    ("replenish", {"items": [{**ITEM, "service_level": 0}]}, "service_level"),
+    ("replenish", {"items": [{**ITEM, "lead_time_days": -2}]}, "lead_time_days"),
+    ("replenish", {"items": [{**ITEM, "lead_time_days": 2.5}]}, "lead_time_days"),
+    ("replenish", {"items": [{**ITEM, "review_period_days": 0}]}, "review_period_days"),
+    ("replenish", {"items": [{**ITEM, "lead_time_days": 20, "review_period_days": 20}]}, "lead_time_days"),
+    ("replenish", {"items": [{k: v for k, v in ITEM.items() if k != "sku"}]}, "sku"),
+    ("replenish", {"items": []}, "items"),
+    ("replenish", {}, "items"),
 ])
-def test_bad_requests_get_a_4xx_naming_the_field(server, meta, path, payload, status, field):
-    payload = {k: ([meta["skus"][0]] if v == "SKU" else v) for k, v in payload.items()}
-    for item in payload.get("items", []):
-        item["sku"] = meta["skus"][0] if item["sku"] == "SKU" else item["sku"]
-    r = post(server, path, payload)
-    assert r.status_code == status, r.text
-    assert field in r.text
+def test_bad_requests_get_a_400_naming_the_field(url, path, payload, field):
+    r = post(url, path, payload)
+    assert r.status_code == 400, r.text
+    assert any(field in map(str, d["loc"]) or field in d["msg"] for d in r.json()["detail"]), r.text
 
 
-def test_malformed_json_is_a_400(server):
-    r = requests.post(f"{server}/replenish", data="not json", headers={"content-type": "application/json"})
-    assert r.status_code == 400
+def test_unknown_skus_get_a_404_saying_where(url):
+    r = post(url, "forecast", {"skus": [SKUS[0], "NO-SUCH-SKU"], "horizon": 7})
+    assert r.status_code == 404, r.text
+    assert [(d["loc"], "NO-SUCH-SKU" in d["msg"]) for d in r.json()["detail"]] == [(["skus", 1], True)]
+    r = post(url, "replenish", {"items": [ITEM, {**ITEM, "sku": "NO-SUCH-SKU"}]})
+    assert r.status_code == 404, r.text
+    assert [d["loc"] for d in r.json()["detail"]] == [["items", 1, "sku"]]
+
+
+def test_malformed_json_is_a_4xx(url):
+    r = requests.post(f"{url}/replenish", data="not json", headers={"content-type": "application/json"}, timeout=30)
+    assert 400 <= r.status_code < 500, r.text
+
