@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from supplyml.config import ConfigError, load_config
@@ -32,6 +33,8 @@ def pipeline_run(args) -> int:
 
     cfg = _config(args)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=cfg.pipeline.root)
+    # Our cluster image is built from this very environment, so running its tasks here is intended.
+    warnings.filterwarnings("ignore", message=".*non-Python base image")
     log.warning("kfp.local ignores GPU requests, caching and retries; the compiled pipeline keeps them")
     try:
         run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))

@@ -87,3 +87,19 @@ def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
     assert "expect_column_values_to_be_in_type_list" in run.output and "twelve" in run.output
     assert list((tmp_path / "kfp").glob("*/validate/data_docs/index.html"))
     assert not (tmp_path / "mlflow.db").exists()  # no step that tracks or registers ever ran
+
+
+def test_the_bento_the_pipeline_built_answers_over_http(server):
+    import requests
+
+    meta = requests.get(f"{server}/metadata", timeout=30).json()
+    assert meta["model_version"] == "1" and len(meta["skus"]) == 50 and meta["history_end"] == "2011-12-09"
+    sku = meta["skus"][0]
+    r = requests.post(f"{server}/forecast", json={"skus": [sku], "horizon": 7, "quantiles": [0.5, 0.9]}, timeout=60)
+    assert r.status_code == 200 and r.json()["forecasts"][0]["dates"][0] == "2011-12-10"
+    item = {"sku": sku, "on_hand": 10, "on_order": 0, "lead_time_days": 5, "review_period_days": 7,
+            "service_level": 0.95}
+    d = requests.post(f"{server}/replenish", json={"items": [item]}, timeout=60).json()["decisions"][0]
+    assert d["order_quantity"] == max(0.0, d["order_up_to"] - 10)
+    bad = requests.post(f"{server}/replenish", json={"items": [{**item, "service_level": 2}]}, timeout=60)
+    assert bad.status_code == 400 and "service_level" in bad.text
