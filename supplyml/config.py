@@ -29,12 +29,26 @@ class Columns(Section):
     price: str = "UnitPrice"
     customer: str = "CustomerID"
     country: str = "Country"
+    location: str | None = None  # store or warehouse column: one series per (SKU, location)
+
+
+class PanelColumns(Section):
+    """Names of a daily panel's columns. Optional ones (price onward) are used when the file has them."""
+
+    unique_id: str = "unique_id"
+    ds: str = "ds"
+    y: str = "y"
+    price: str = "price"
+    promo: str = "promo"  # 0/1: the series is on promotion that day
+    event: str = "event"  # 0/1: a holiday or event day (same for all series, or per series)
+    location: str = "location"
 
 
 class DataConfig(Section):
     path: str = "data/online_retail/online_retail.csv.gz"
-    format: Literal["transactions"] = "transactions"
+    format: Literal["transactions", "panel"] = "transactions"
     columns: Columns = Columns()
+    panel_columns: PanelColumns = PanelColumns()
     non_product_codes: list[str] = []
     non_product_prefixes: list[str] = []
     # The raw file has 5,268 exact duplicate lines (~1%); more than this is a broken export.
@@ -48,7 +62,11 @@ class FeatureConfig(Section):
     val_days: int = Field(28, ge=1)
 
 
+ARCHITECTURES = ("deepar", "mlp")
+
+
 class ModelConfig(Section):
+    architecture: Literal["deepar", "mlp"] = "mlp"
     context_length: int = Field(56, ge=7)
     hidden_size: int = Field(40, ge=4)
     num_layers: int = Field(2, ge=1)
@@ -62,6 +80,7 @@ class ModelConfig(Section):
 
 
 class SearchSpace(Section):
+    architecture: list[Literal["deepar", "mlp"]] = list(ARCHITECTURES)
     hidden_size: tuple[int, int] = (16, 64)
     num_layers: tuple[int, int] = (1, 2)
     learning_rate: tuple[float, float] = (1e-3, 1e-2)
@@ -81,6 +100,8 @@ class TuneConfig(Section):
 class EvaluationConfig(Section):
     quantiles: list[float] = M5_QUANTILES
     season_length: int = Field(7, ge=1)
+    origins: int = Field(3, ge=1)  # rolling forecast origins in `supplyml bench`, one horizon apart
+    report_series: int = Field(4, ge=0)  # plotted in the HTML report: this many top and random series
 
     @field_validator("quantiles")
     @classmethod
@@ -105,7 +126,14 @@ class GateConfig(Section):
 
 
 class InventoryConfig(Section):
+    """Replenishment economics. Costs are fractions of each item's price, so one config fits a whole catalogue."""
+
     num_sample_paths: int = Field(500, ge=50)
+    lead_time: int = Field(3, ge=0)  # days from order to receipt
+    review_period: int = Field(7, ge=1)  # days between orders
+    service_level: float = Field(0.95, gt=0, lt=1)  # target cycle service level
+    holding_cost: float = Field(0.001, ge=0)  # per unit per day (0.001 = about 37% of price a year)
+    lost_sales_cost: float = Field(0.4, ge=0)  # per unit of demand not met: the margin lost
 
 
 class ServingConfig(Section):
