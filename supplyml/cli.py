@@ -18,7 +18,10 @@ log = logging.getLogger("supplyml")
 
 
 def _config(args):
-    cfg = load_config(args.config, [*args.set, *([f"data.path={args.data}"] if getattr(args, "data", None) else [])])
+    # --data/--format win over --set; the path is JSON-quoted so YAML keeps it a string as given.
+    data = [f"data.path={json.dumps(args.data)}"] if getattr(args, "data", None) else []
+    data += [f"data.format={args.format}"] if getattr(args, "format", None) else []
+    cfg = load_config(args.config, [*args.set, *data])
     cfg = cfg.resolved(Path.cwd())
     # Every process started from here (kfp.local tasks, bentoml) shares these stores.
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
@@ -111,7 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     pipe = sub.add_parser("pipeline", help="run, compile or submit the training pipeline").add_subparsers(
         dest="action", required=True)
     run = pipe.add_parser("run", parents=[common], help="run the whole pipeline locally on kfp.local")
-    run.add_argument("--data", help="order-line file to use instead of data.path")
+    run.add_argument("--data", metavar="PATH",
+                     help="CSV (.csv, .csv.gz) or Parquet file to use instead of data.path: order lines, or "
+                          "a daily panel with --format panel (one row per series and day; map its columns "
+                          "with --set data.panel_columns.ds=date etc., or name them unique_id, ds, y)")
+    run.add_argument("--format", choices=["transactions", "panel"],
+                     help="what --data holds (default: data.format): order-line transactions, or a daily "
+                          "demand panel with optional price, promo, event and location columns (with a location, each "
+                          "(id, location) is its own series, unique_id = id@location)")
     run.set_defaults(func=pipeline_run)
     comp = pipe.add_parser("compile", parents=[common], help="write the pipeline's IR YAML")
     comp.add_argument("--out", default="pipelines/training.yaml")

@@ -1,4 +1,5 @@
-"""Featurize: order lines -> zero-filled daily demand panel (`unique_id, ds, y, price`) and its splits."""
+"""Featurize: order lines or a daily panel -> zero-filled daily demand panel
+(`unique_id, ds, y, price, promo, event`) and its splits."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,27 @@ import numpy as np
 import pandas as pd
 
 from supplyml.config import DataConfig, FeatureConfig
+from supplyml.data import (
+    DataError,
+    panel_mapping,
+    parse_days,
+    parse_flag,
+    parse_number,
+    row_examples,
+    series_ids,
+)
 
 log = logging.getLogger(__name__)
+
+DAILY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
+
+
+def to_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
+    """The configured input (`data.format`) as daily demand `unique_id, ds, y, price, promo, event`,
+    one row per series and day that the input has; `build_panel` selects series and fills the gaps."""
+    if cfg.format == "panel":
+        return panel_daily(raw, cfg)
+    return daily_demand(raw, cfg).assign(promo=0.0, event=0.0)
 
 
 def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -17,9 +37,14 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
 
     A cancellation offsets only its own customer's purchases of that SKU on that day, so the
     80,995- and 74,215-unit orders cancelled the same day vanish and a later return never eats
-    another customer's demand. Zero/negative prices are stock adjustments, not sales.
+    another customer's demand. Zero/negative prices are stock adjustments, not sales. With
+    `columns.location` set, each (SKU, location) is its own series, `unique_id = "{sku}@{location}"`.
     """
     c = cfg.columns
+    needed = [c.sku, c.date, c.quantity, c.price] + ([c.location] if c.location else [])
+    if missing := [col for col in needed if col not in raw]:
+        raise DataError(f"{cfg.path}: order-line column(s) {missing} not found; the file has "
+                        f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>.")
     df = pd.DataFrame({
         "sku": raw[c.sku].astype(str).str.strip().str.upper(),
         "ds": pd.to_datetime(raw[c.date]).dt.normalize(),
@@ -32,6 +57,8 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     not_product = df["sku"].isin(codes)
     if prefixes:
         not_product |= df["sku"].str.startswith(prefixes)
+    if c.location:
+        df["sku"] = df["sku"] + "@" + raw[c.location].astype(str).str.strip()
     df = df[~not_product & (df["price"] > 0)]
     df = df.assign(sold=df["qty"].clip(lower=0), revenue=df["qty"].clip(lower=0) * df["price"])
     per_customer = df.groupby(["sku", "ds", "customer"]).agg(
@@ -42,26 +69,105 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     return daily.reset_index().rename(columns={"sku": "unique_id", "qty": "y"})[["unique_id", "ds", "y", "price"]]
 
 
+def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
+    """A daily panel in the file's own column names (mapped by `data.panel_columns`) as
+    `unique_id, ds, y, price, promo, event`.
+
+    With a location column every (id, location) pair is its own series, `unique_id = "{id}@{location}"`.
+    A day a series has no row counts as zero demand. Missing promo/event values count as 0; price
+    stays missing where not given (build_panel carries the series' price over it). Input the panel
+    rules reject raises DataError with example rows; in the pipeline the GX gate
+    (`validation.validate_raw`) has already reported every such problem before this runs.
+    """
+    used, missing = panel_mapping(cfg.panel_columns, raw.columns)
+    if missing:
+        raise DataError(
+            f"{cfg.path}: panel column(s) {missing} not found; the file has {list(raw.columns)}. Map "
+            "them with --set data.panel_columns.<role>=<column> (roles: unique_id, ds, y, price, "
+            "promo, event, location).")
+    raw = raw.reset_index(drop=True)
+    key = [used[r] for r in ("unique_id", "location") if r in used]
+    daily = pd.DataFrame({"unique_id": series_ids(raw, used), "ds": parse_days(raw[used["ds"]]),
+                          "y": parse_number(raw[used["y"]])})
+
+    def reject(mask: pd.Series, column: str, problem: str, fix: str) -> None:
+        if mask.any():
+            examples = row_examples(raw, mask, [*key, used["ds"], column])
+            raise DataError(f"{cfg.path}: column {column!r}: {int(mask.sum())} of {len(raw)} rows {problem}, "
+                            f"e.g. {examples} (row 0 is the first data row). {fix}")
+
+    for col in key:
+        reject(raw[col].isna(), col, "have no value", "Every row needs its series id (and location).")
+    reject(daily["ds"].isna(), used["ds"], "are missing or not a date",
+           "Write dates in one format, e.g. YYYY-MM-DD.")
+    reject(daily["y"].isna(), used["y"], "are missing or not a number",
+           "Give every row its units demanded; write 0 for days without sales.")
+    reject(daily["y"] < 0, used["y"], "are negative", "Demand cannot be negative: net returns out first.")
+    reject(daily.duplicated(["unique_id", "ds"], keep=False), used["ds"],
+           "repeat a (series, day) pair",
+           "Give each series one row per day: sum sub-daily rows, or map the location column.")
+    if "price" in used:
+        price = parse_number(raw[used["price"]])
+        reject(raw[used["price"]].notna() & ~(price > 0), used["price"], "are not a positive number",
+               "Leave a price empty where it is unknown.")
+        daily["price"] = price
+    else:
+        daily["price"] = np.nan
+    for role in ("promo", "event"):
+        if role in used:
+            flag = parse_flag(raw[used[role]])
+            reject(raw[used[role]].notna() & flag.isna(), used[role], "are not 0/1 or true/false",
+                   f"Mark {role} days with 1 (or true), other days with 0.")
+            daily[role] = flag.fillna(0.0)
+        else:
+            daily[role] = 0.0
+    log.info("panel input: %d rows, %d series%s", len(daily), daily["unique_id"].nunique(),
+             f" over {raw[used['location']].nunique()} locations" if "location" in used else "")
+    return daily.sort_values(["unique_id", "ds"], ignore_index=True)
+
+
 def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
-    """Every calendar day from each selected series' first sale to the data's last day, zero-filled."""
+    """Every calendar day from each selected series' first sale to the data's last day, zero-filled,
+    as `unique_id, ds, y, price, promo, event` (floats).
+
+    Price on days without one: the series' last price, before its first the first one, 1.0 for a
+    series (or input) without prices. Promo is 0 on filled days; event takes the day's value when
+    all the input's rows that day agree (a calendar event), else 0.
+    """
+    daily = daily.assign(ds=daily["ds"].astype("datetime64[ns]"))
     end = daily["ds"].max()
-    selling_days = daily[daily["y"] > 0].groupby("unique_id")["ds"].nunique()
+    sold = daily[daily["y"] > 0]
+    selling_days = sold.groupby("unique_id")["ds"].nunique()
     keep = selling_days[selling_days >= cfg.min_selling_days].index
     if cfg.max_series is not None:
-        volume = daily[daily["unique_id"].isin(keep)].groupby("unique_id")["y"].sum()
+        volume = sold[sold["unique_id"].isin(keep)].groupby("unique_id")["y"].sum()
         keep = volume.nlargest(cfg.max_series).index
-    daily = daily[daily["unique_id"].isin(keep) & (daily["y"] > 0)]
-    if daily.empty:
+    if keep.empty:
         raise ValueError(f"no series has >= {cfg.min_selling_days} selling days; lower features.min_selling_days")
-    first = daily.groupby("unique_id")["ds"].min()
-    index = pd.MultiIndex.from_tuples(
-        [(uid, d) for uid, start in first.items() for d in pd.date_range(start, end, freq="D")],
-        names=["unique_id", "ds"])
-    panel = daily.set_index(["unique_id", "ds"]).reindex(index)
+    first = sold[sold["unique_id"].isin(keep)].groupby("unique_id")["ds"].min()
+    length = ((end - first).dt.days + 1).to_numpy()
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    index = pd.MultiIndex.from_arrays(
+        [np.repeat(first.index.to_numpy(), length),
+         np.repeat(first.to_numpy(), length) + pd.to_timedelta(offset, unit="D")], names=["unique_id", "ds"])
+    rows = daily[daily["unique_id"].isin(keep)].set_index(["unique_id", "ds"])
+    panel = rows.reindex(index, columns=[c for c in DAILY_COLUMNS[2:] if c in rows])
     panel["y"] = panel["y"].fillna(0.0)
-    # Price on days without sales: the last price seen, before the first the first one.
-    panel["price"] = panel.groupby(level="unique_id")["price"].transform(lambda p: p.ffill().bfill())
-    panel = panel.reset_index()
+    if "price" in panel:
+        by_series = panel["price"].groupby(level="unique_id")
+        panel["price"] = by_series.ffill().groupby(level="unique_id").bfill().fillna(1.0)
+    else:
+        panel["price"] = 1.0
+    panel["promo"] = panel["promo"].fillna(0.0) if "promo" in panel else 0.0
+    if "event" in panel:
+        day = daily.groupby("ds")["event"].agg(["min", "max"])
+        calendar = day["max"].where(day["min"] == day["max"], 0.0)
+        days = panel.index.get_level_values("ds")
+        panel["event"] = panel["event"].fillna(pd.Series(calendar.reindex(days).fillna(0.0).to_numpy(),
+                                                         index=panel.index))
+    else:
+        panel["event"] = 0.0
+    panel = panel.reset_index()[DAILY_COLUMNS].astype({c: float for c in DAILY_COLUMNS[2:]})
     log.info("panel: %d series, %d rows, %s .. %s", panel["unique_id"].nunique(), len(panel),
              panel["ds"].min().date(), end.date())
     return panel

@@ -16,7 +16,7 @@ from supplyml import evaluate, registry, tracking
 from supplyml import tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_version, read_table
-from supplyml.features import Split, build_panel, daily_demand
+from supplyml.features import Split, build_panel, to_daily
 from supplyml.forecaster import Forecaster
 from supplyml.train import train_final
 
@@ -24,17 +24,20 @@ log = logging.getLogger(__name__)
 
 
 def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
-    """Read the order data as it is and record which version it is (DVC md5, git commit)."""
-    raw = read_table(Path(root) / cfg.data.path, cfg.data)
+    """Read the input (order lines or a daily panel) as it is and record which version it is
+    (DVC md5 inside data/, else the file's own md5; git commit)."""
+    path = Path(root) / cfg.data.path  # an absolute data.path (--data) stays as it is
+    raw = read_table(path, cfg.data)
     raw.to_parquet(raw_out)
-    version = data_version(Path(root) / cfg.data.path, root)
-    log.info("ingested %d rows of %s (dvc md5 %s, git %s)", len(raw), version["data_path"],
-             version["dvc_md5"], version["git_commit"][:10])
+    version = data_version(path, root)
+    log.info("ingested %d rows of %s (%s; dvc md5 %s, git %s)", len(raw), version["data_path"],
+             cfg.data.format, version["dvc_md5"], version["git_commit"][:10])
     return version
 
 
 def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
-    """Gate the raw order lines; raises DataValidationError (naming each failed expectation) to stop the run."""
+    """Gate the raw input with the suite for `data.format`; raises DataValidationError (naming the
+    file, each failed expectation, its column and example rows) to stop the run."""
     from supplyml import validation  # GX takes seconds to import; only the gating steps pay for it
     report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)
     log.info("%s", report.summary())
@@ -42,10 +45,11 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
 
 
 def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
-    """Daily demand panel, itself gated by the strict panel suite before anything trains on it."""
+    """Daily demand panel `unique_id, ds, y, price, promo, event`, itself gated by the strict panel
+    suite before anything trains on it."""
     from supplyml import validation
     raw = pd.read_parquet(raw_in)
-    panel = build_panel(daily_demand(raw, cfg.data), cfg.features)
+    panel = build_panel(to_daily(raw, cfg.data), cfg.features)
     report = validation.validate_panel(panel, docs_dir=docs_dir)
     log.info("%s", report.summary())
     validation.check(report)

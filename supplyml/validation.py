@@ -1,4 +1,5 @@
-"""Validate: Great Expectations suites that gate raw order lines and the daily demand panel.
+"""Validate: Great Expectations suites that gate the raw input (order lines or a daily panel, in the
+file's own column names) and the daily demand panel that featurize builds from it.
 
 Checks that pandas cannot express as a plain column test (does a date parse, is a line a duplicate,
 is a day missing) run on derived columns added to a copy of the frame; their expectations carry
@@ -24,6 +25,15 @@ from great_expectations.data_context.types.base import (
 )
 
 from supplyml.config import DataConfig
+from supplyml.data import (
+    PANEL_REQUIRED,
+    explicit_panel_columns,
+    panel_mapping,
+    parse_days,
+    parse_flag,
+    parse_number,
+    series_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +55,13 @@ class ValidationReport:
     failures: list[dict] = field(default_factory=list)
     evaluated: int = 0
     docs_path: str | None = None
+    source: str | None = None  # the file the data came from, when there is one
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
-        head = f"suite {self.suite!r}: " + (
+        head = f"suite {self.suite!r}" + (f" on {self.source}" if self.source else "") + ": " + (
             f"passed ({self.evaluated} expectations)" if self.success
             else f"{len(self.failures)} of {self.evaluated} expectations failed")
         lines = [head]
@@ -71,7 +82,8 @@ class DataValidationError(ValueError):
     def __init__(self, report: ValidationReport):
         self.report = report
         super().__init__(report.summary()
-                         + "\nFix the data (or the column mapping in config) and run again.")
+                         + "\nFix the data (or the column mapping in config: data.columns for order lines, "
+                           "data.panel_columns for a panel) and run again.")
 
 
 def check(report: ValidationReport) -> ValidationReport:
@@ -84,6 +96,15 @@ def check(report: ValidationReport) -> ValidationReport:
 
 def validate_raw(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path | None = None,
                  now: pd.Timestamp | None = None) -> ValidationReport:
+    """Gate the raw input as read from `cfg.path`: order lines, or a daily panel when
+    `cfg.format == "panel"`. Failures name the file's own columns and show example rows."""
+    if cfg.format == "panel":
+        return validate_panel_input(df, cfg, docs_dir, now)
+    return validate_order_lines(df, cfg, docs_dir, now)
+
+
+def validate_order_lines(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path | None = None,
+                         now: pd.Timestamp | None = None) -> ValidationReport:
     """Gate the raw order lines. Cancellations, returns, zero prices and missing customers are real
     and pass: cleaning handles them. Missing columns, text in numbers, bad or future dates and a
     broken export (too many duplicated lines) fail."""
@@ -99,6 +120,13 @@ def validate_raw(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path | None 
     for col in (c.invoice, c.sku, c.date):
         if col in present:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
+    if c.location:  # one series per (SKU, location): every line needs its location
+        exps.append(gxe.ExpectColumnToExist(column=c.location,
+                                            description=f"{c.location} (data.columns.location) is in the file"))
+        if c.location in present:
+            data["_location_missing"] = data[c.location].isna()
+            exps.append(_flag_is_false("_location_missing", c.location, [c.invoice, c.sku, c.location],
+                                       f"{c.location} has a value on every line"))
     if c.quantity in present:
         num = pd.to_numeric(data[c.quantity], errors="coerce")
         data["_quantity_not_integer"] = data[c.quantity].notna() & (num.isna() | (num % 1 != 0))
@@ -133,14 +161,78 @@ def validate_raw(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path | None 
         exps.append(_flag_is_false(
             "_duplicate_line", None, [c.invoice, c.sku, c.quantity, c.date],
             "lines are not exact duplicates of an earlier line", mostly=1 - cfg.max_duplicate_fraction))
-    return _run("raw_order_lines", data, exps, docs_dir)
+    return _run("raw_order_lines", data, exps, docs_dir, source=cfg.path)
+
+
+# ---------------------------------------------------------------- raw daily panel
+
+def validate_panel_input(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path | None = None,
+                         now: pd.Timestamp | None = None) -> ValidationReport:
+    """Gate a daily panel in its own column names (`data.panel_columns`): id, date and demand on every
+    row; dates that parse and are not in the future; demand a number >= 0; one row per series and
+    day; price > 0 where given; promo and event 0/1 or booleans. Optional columns the user mapped
+    to a name of their own must exist. Examples carry `row`, counting data rows from 0."""
+    now = pd.Timestamp.now() if now is None else pd.Timestamp(now)
+    now = now.tz_convert(None) if now.tz else now
+    pc = cfg.panel_columns
+    data = df.reset_index(drop=True)
+    used, _ = panel_mapping(pc, data.columns)
+    must_exist = [*PANEL_REQUIRED, *sorted(explicit_panel_columns(pc))]
+    exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
+    exps += [gxe.ExpectColumnToExist(column=getattr(pc, role),
+                                     description=f"{getattr(pc, role)} (data.panel_columns.{role}) is in the file")
+             for role in must_exist]
+
+    data["row"] = np.arange(len(data))
+    key = [used[r] for r in ("unique_id", "location") if r in used]
+    show = ["row", *key, *([used["ds"]] if "ds" in used else [])]
+
+    def flag(name: str, mask: pd.Series, column: str, description: str, extra: list[str] = ()) -> None:
+        data[name] = mask.to_numpy()
+        exps.append(_flag_is_false(name, column, [*show, *extra], description))
+
+    for col in key:
+        flag(f"_{col}_missing", data[col].isna(), col, f"{col} has a value on every row")
+    if "ds" in used:
+        col = used["ds"]
+        days = parse_days(data[col])
+        flag("_ds_missing", data[col].isna(), col, f"{col} has a value on every row")
+        flag("_ds_unparseable", data[col].notna() & days.isna(), col,
+             f"{col} values parse as dates (one format, e.g. YYYY-MM-DD)")
+        data["_ds_day"] = days
+        exps.append(gxe.ExpectColumnValuesToBeBetween(
+            column="_ds_day", max_value=now.normalize().to_pydatetime(), meta={"column": col, "show": show},
+            description=f"{col} is not in the future (after {now:%Y-%m-%d})"))
+    if "y" in used:
+        col = used["y"]
+        y = parse_number(data[col])
+        flag("_y_missing", data[col].isna(), col, f"{col} (demand) has a value on every row; 0 for no sales")
+        flag("_y_not_number", data[col].notna() & y.isna(), col, f"{col} (demand) values are numbers", [col])
+        flag("_y_negative", y < 0, col, f"{col} (demand) is not negative", [col])
+    if "unique_id" in used and "ds" in used:
+        ids = series_ids(data, used)
+        repeated = ids.notna() & days.notna() & pd.DataFrame({"id": ids, "ds": days}).duplicated(keep=False)
+        flag("_duplicate_series_day", repeated, used["ds"],
+             "one row per series and day (sum sub-daily rows; map data.panel_columns.location when ids "
+             "repeat across stores)", [used["y"]] if "y" in used else [])
+    if "price" in used:
+        col = used["price"]
+        flag("_price_invalid", data[col].notna() & ~(parse_number(data[col]) > 0), col,
+             f"{col} is a number > 0 where given", [col])
+    for role in ("promo", "event"):
+        if role in used:
+            col = used[role]
+            flag(f"_{role}_invalid", data[col].notna() & parse_flag(data[col]).isna(), col,
+                 f"{col} is 0/1 or true/false", [col])
+    return _run("raw_daily_panel", data, exps, docs_dir, source=cfg.path)
 
 
 # ---------------------------------------------------------------- daily demand panel
 
 def validate_panel(panel: pd.DataFrame, docs_dir: str | Path | None = None,
                    start: Any = None, end: Any = None) -> ValidationReport:
-    """Gate the daily panel `unique_id, ds, y[, price]`: one row per series and day, no gaps."""
+    """Gate the daily panel `unique_id, ds, y[, price, promo, event]`: one row per series and day, no
+    gaps; covariates, when there, complete, price > 0, promo and event 0/1."""
     data = panel.reset_index(drop=True)
     present = set(data.columns)
     exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
@@ -155,8 +247,15 @@ def validate_panel(panel: pd.DataFrame, docs_dir: str | Path | None = None,
                                                      description="y has a numeric dtype"),
                  gxe.ExpectColumnValuesToBeBetween(column="y", min_value=0)]
     if "price" in present:
-        exps.append(gxe.ExpectColumnValuesToBeInTypeList(column="price", type_list=NUMBER_TYPES,
-                                                         description="price has a numeric dtype"))
+        exps += [gxe.ExpectColumnValuesToBeInTypeList(column="price", type_list=NUMBER_TYPES,
+                                                      description="price has a numeric dtype"),
+                 gxe.ExpectColumnValuesToNotBeNull(column="price"),
+                 gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True)]
+    for col in ("promo", "event"):
+        if col in present:
+            exps += [gxe.ExpectColumnValuesToNotBeNull(column=col),
+                     gxe.ExpectColumnValuesToBeInSet(column=col, value_set=[0, 1],
+                                                     description=f"{col} is 0 or 1")]
     if "ds" in present:
         exps += [gxe.ExpectColumnValuesToNotBeNull(column="ds"),
                  gxe.ExpectColumnValuesToBeInTypeList(column="ds", type_list=DATETIME_TYPES,
@@ -192,7 +291,7 @@ def _day(value: Any) -> Any:
 
 
 def _run(suite_name: str, data: pd.DataFrame, exps: list,
-         docs_dir: str | Path | None) -> ValidationReport:
+         docs_dir: str | Path | None, source: str | None = None) -> ValidationReport:
     # In-memory stores; the only docs site is ours (the default one would go to a temp dir).
     sites, actions = {}, []
     if docs_dir is not None:
@@ -224,7 +323,7 @@ def _run(suite_name: str, data: pd.DataFrame, exps: list,
     docs_path = str(docs_dir / "index.html") if docs_dir is not None else None
     report = ValidationReport(suite=suite_name, success=bool(result.success), failures=failures,
                               evaluated=int(vres.statistics["evaluated_expectations"]),
-                              docs_path=docs_path)
+                              docs_path=docs_path, source=source)
     if report.success:
         log.info("%s", report.summary())
     else:

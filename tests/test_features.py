@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from supplyml.config import load_config
-from supplyml.features import Split, build_panel, calendar_features, daily_demand
+from supplyml.data import DataError
+from supplyml.features import Split, build_panel, calendar_features, daily_demand, to_daily
 
 CFG = load_config()
 
@@ -31,6 +32,41 @@ def test_cancellation_offsets_only_its_own_customer_same_day():
     assert "POST" not in daily.index.get_level_values("unique_id")
 
 
+def test_location_column_makes_one_series_per_sku_and_location():
+    raw = lines(
+        ("1", "A", "", 10, "2011-01-03 09:00:00", 2.0, 1.0, "UK"),
+        ("2", "A", "", 5, "2011-01-03 10:00:00", 4.0, 1.0, "FR"),
+        ("C3", "A", "", -10, "2011-01-03 11:00:00", 2.0, 1.0, "FR"),  # offsets only FR's 5: none left
+        ("4", "POST", "", 1, "2011-01-03 12:00:00", 18.0, 1.0, "UK"),  # postage is not demand anywhere
+        ("5", "x1", "", 3, "2011-01-04 12:00:00", 1.0, 2.0, " UK "),  # ids: upper case, location stripped
+    )
+    cfg = CFG.data.model_copy(update={"columns": CFG.data.columns.model_copy(update={"location": "Country"})})
+    daily = to_daily(raw, cfg)
+    assert list(daily.columns) == ["unique_id", "ds", "y", "price", "promo", "event"]
+    assert daily["unique_id"].tolist() == ["A@FR", "A@UK", "X1@UK"]
+    assert daily["y"].tolist() == [0.0, 10.0, 3.0]
+    assert daily["price"].tolist() == [4.0, 2.0, 1.0]
+    assert (daily[["promo", "event"]] == 0.0).all().all()
+    # Without the mapping the same lines make one series per SKU.
+    assert daily_demand(raw, CFG.data).set_index("unique_id")["y"].to_dict() == {"A": 5.0, "X1": 3.0}
+
+
+def test_missing_location_column_is_a_clear_error():
+    cfg = CFG.data.model_copy(update={"columns": CFG.data.columns.model_copy(update={"location": "Store"})})
+    raw = lines(("1", "A", "", 1, "2011-01-03 09:00:00", 2.0, 1.0, "UK"))
+    with pytest.raises(DataError, match=r"\['Store'\] not found.*data\.columns\.<field>=<column>"):
+        daily_demand(raw, cfg)
+
+
+def test_panel_without_covariates_gets_price_one_and_zero_flags():
+    daily = pd.DataFrame({"unique_id": ["A", "A"], "ds": pd.to_datetime(["2011-01-01", "2011-01-03"]),
+                          "y": [1.0, 2.0]})
+    panel = build_panel(daily, CFG.features.model_copy(update={"min_selling_days": 1}))
+    assert list(panel.columns) == ["unique_id", "ds", "y", "price", "promo", "event"]
+    assert panel["y"].tolist() == [1.0, 0.0, 2.0]
+    assert panel[["price", "promo", "event"]].to_numpy().tolist() == [[1.0, 0.0, 0.0]] * 3
+
+
 def test_panel_zero_fills_from_first_sale_and_selects_series():
     daily = pd.DataFrame({
         "unique_id": ["A", "A", "B", "C"],
@@ -41,6 +77,15 @@ def test_panel_zero_fills_from_first_sale_and_selects_series():
     assert panel["unique_id"].unique().tolist() == ["A"]  # B and C sold on one day only
     assert panel["y"].tolist() == [3.0, 0.0, 0.0, 1.0, 0.0]  # through the data's last day, 2011-01-05
     assert panel["price"].tolist() == [1.0, 1.0, 1.0, 1.5, 1.5]  # last price carried forward
+    assert panel["promo"].tolist() == [0.0] * 5 and panel["event"].tolist() == [0.0] * 5
+
+
+def test_max_series_keeps_the_largest_by_volume():
+    daily = pd.DataFrame({"unique_id": ["A", "A", "B", "B", "C", "C"],
+                          "ds": pd.to_datetime(["2011-01-01", "2011-01-02"] * 3),
+                          "y": [1.0, 1.0, 5.0, 5.0, 3.0, 0.0]})
+    cfg = CFG.features.model_copy(update={"min_selling_days": 2, "max_series": 1})
+    assert build_panel(daily, cfg)["unique_id"].unique().tolist() == ["B"]  # C sold on one day only
 
 
 def test_no_series_left_is_a_clear_error():

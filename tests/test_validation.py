@@ -209,6 +209,22 @@ def test_empty_file_is_rejected_cleanly(tmp_path, cfg):
     assert Path(report.docs_path).exists()
 
 
+def test_location_column_is_required_when_mapped(head, cfg):
+    by_country = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"location": "Country"})})
+    assert check(validate_raw(head, by_country)).evaluated == 18
+    bad = head.copy()
+    bad.loc[[4, 40], "Country"] = None
+    report = validate_raw(bad, by_country)
+    rejected(report)
+    missing = failure(report, "expect_column_values_to_be_in_set", "Country")
+    assert "2 of 20000 rows" in missing["details"]
+    assert [e["Country"] for e in missing["examples"]] == [None, None]
+    by_store = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"location": "Store"})})
+    report = validate_raw(head, by_store)
+    assert failed(report) == {("expect_column_to_exist", "Store")}
+    assert "Store (data.columns.location) is in the file: column is missing" in report.summary()
+
+
 def test_header_only_file_is_rejected(tmp_path, cfg):
     path = tmp_path / "orders.csv"
     path.write_text(",".join(RAW_COLUMNS) + "\n")
@@ -263,9 +279,25 @@ def panel() -> pd.DataFrame:
 def test_valid_panel_passes(panel, tmp_path):
     report = check(validate_panel(panel, docs_dir=tmp_path, start="2011-01-03", end="2011-01-07"))
     assert report.success and report.failures == []
-    assert report.evaluated == 15
+    assert report.evaluated == 17
     assert Path(report.docs_path).exists()
     assert check(validate_panel(panel.drop(columns=["price"]))).evaluated == 13  # no price, no window
+    # Covariates featurize adds: 0/1 flags, complete.
+    flags = panel.assign(promo=[1.0, 0.0] * 5, event=0.0)
+    assert check(validate_panel(flags)).evaluated == 16 + 4
+
+
+def test_panel_covariates_out_of_range_are_rejected(panel):
+    panel.loc[1, "price"] = 0.0
+    panel.loc[2, "price"] = None
+    report = validate_panel(panel.assign(promo=[0.0] * 9 + [2.0], event=[None] + [0.0] * 9))
+    rejected(report)
+    assert failed(report) == {("expect_column_values_to_be_between", "price"),
+                              ("expect_column_values_to_not_be_null", "price"),
+                              ("expect_column_values_to_be_in_set", "promo"),
+                              ("expect_column_values_to_not_be_null", "event")}
+    assert failure(report, "expect_column_values_to_be_between", "price")["examples"] == [0.0]
+    assert failure(report, "expect_column_values_to_be_in_set", "promo")["examples"] == [2.0]
 
 
 def test_panel_duplicate_series_day_is_rejected(panel):
