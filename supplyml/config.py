@@ -81,7 +81,8 @@ class ModelConfig(Section):
 
 class SearchSpace(Section):
     architecture: list[Literal["deepar", "mlp"]] = list(ARCHITECTURES)
-    hidden_size: tuple[int, int] = (16, 64)
+    hidden_size: tuple[int, int] = (16, 64)  # LSTM units
+    mlp_hidden_size: tuple[int, int] = (64, 512)  # MLP layer width
     num_layers: tuple[int, int] = (1, 2)
     learning_rate: tuple[float, float] = (1e-3, 1e-2)
     dropout: tuple[float, float] = (0.0, 0.3)

@@ -1,4 +1,4 @@
-"""A small fit / sample / predict surface over the DeepAR network, its history and its scaling."""
+"""A small fit / sample / predict surface over either network, its history and its scaling."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,15 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import nbinom
 
 from supplyml.config import ModelConfig
 from supplyml.metrics import quantile_col
-from supplyml.model import DeepAR, negative_binomial
-from supplyml.windows import PanelArrays, WindowDataModule, windows
+from supplyml.model import LAG, NETWORKS, DeepAR, MLPForecaster, negative_binomial
+from supplyml.windows import PanelArrays, WindowDataModule, future_steps, windows
 
 log = logging.getLogger(__name__)
+HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 
 
 class UnknownSeriesError(KeyError):
@@ -40,14 +42,18 @@ class Forecaster:
     weights forecast from the end of training data (backtests) or of all data (serving).
     """
 
-    def __init__(self, module: DeepAR, history: pd.DataFrame, horizon: int):
+    def __init__(self, module: DeepAR | MLPForecaster, history: pd.DataFrame, horizon: int):
         self.module = module.eval()
         self.horizon = horizon  # the horizon the network was trained for
         self.set_history(history)
 
     def set_history(self, history: pd.DataFrame) -> None:
-        self.arrays = PanelArrays.from_panel(history[["unique_id", "ds", "y", "price"]])
+        self.arrays = PanelArrays.from_panel(history[[c for c in HISTORY_COLUMNS if c in history]])
         self.row = {uid: i for i, uid in enumerate(self.arrays.ids)}
+
+    @property
+    def architecture(self) -> str:
+        return self.module.architecture
 
     @property
     def skus(self) -> list[str]:
@@ -61,13 +67,15 @@ class Forecaster:
     def fit(cls, panel: pd.DataFrame, params: ModelConfig, horizon: int, val_days: int = 0,
             callbacks=(), logger=False, seed: int = 0) -> tuple["Forecaster", pl.Trainer]:
         """Train on `panel`; with val_days > 0 its last days are held out and scored as val_loss."""
+        if params.architecture == "mlp" and val_days > horizon:
+            raise ValueError(f"val_days ({val_days}) must not exceed the horizon ({horizon}) for the mlp")
         pl.seed_everything(seed, workers=True, verbose=False)
         arrays = PanelArrays.from_panel(panel)
         train_end = len(arrays.dates) - val_days
         data = WindowDataModule(arrays, params.context_length, horizon, train_end, params.batch_size,
                                 params.windows_per_series, validate=val_days > 0, seed=seed)
-        module = DeepAR(params.hidden_size, params.num_layers, params.dropout, params.learning_rate,
-                        params.context_length)
+        module = NETWORKS[params.architecture](params.hidden_size, params.num_layers, params.dropout,
+                                               params.learning_rate, params.context_length, horizon)
         trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger,
                                limit_val_batches=1.0 if val_days else 0)
         trainer.fit(module, datamodule=data)
@@ -79,49 +87,115 @@ class Forecaster:
             raise UnknownSeriesError(missing)
         return np.array([self.row[s] for s in skus], dtype=int)
 
+    def _future(self, skus: list[str], horizon: int, future: pd.DataFrame | None) -> dict[str, np.ndarray | None]:
+        """Promotion and event flags of the forecast days, when the caller knows them (else none)."""
+        if future is None:
+            return {"promo": None, "event": None}
+        dates = pd.date_range(self.last_date + pd.Timedelta(days=1), periods=horizon)
+        out = {}
+        for col in ("promo", "event"):
+            if col not in future:
+                out[col] = None
+                continue
+            wide = future.pivot_table(index="unique_id", columns="ds", values=col, aggfunc="max")
+            out[col] = wide.reindex(index=skus, columns=dates).fillna(0.0).to_numpy(dtype=np.float32)
+        return out
+
     @torch.no_grad()
-    def sample(self, skus: list[str], horizon: int, n_samples: int, seed: int = 0) -> np.ndarray:
-        """Joint sample paths of daily demand, shape (len(skus), n_samples, horizon), by ancestral sampling."""
-        a, context = self.arrays, self.module.hparams.context_length
-        rows, end = self._rows(skus), len(a.dates)
-        w = windows(a, rows, np.full(len(rows), end), context, context)
-        x, scale = torch.from_numpy(w["x"]), torch.from_numpy(w["scale"])
-        # Prices ahead are unknown: hold the last one, relative to the context's average.
-        price = torch.from_numpy(np.log(a.price[rows, end - 1:end] / w["price_ref"])).repeat_interleave(n_samples, dim=0)
-        _, _, (h, c) = self.module(x, scale)
-        n, s = len(rows), n_samples
-        h, c = h.repeat_interleave(s, dim=1), c.repeat_interleave(s, dim=1)
-        scale = scale.repeat_interleave(s, dim=0)
-        last_y = torch.from_numpy(a.y[rows, end - 1]).repeat_interleave(s)[:, None]
-        cal = torch.from_numpy(a.calendar(end, horizon))
-        paths = torch.empty(n * s, horizon)
+    def sample(self, skus: list[str], horizon: int, n_samples: int, seed: int = 0,
+               future: pd.DataFrame | None = None) -> np.ndarray:
+        """Joint sample paths of daily demand, shape (len(skus), n_samples, horizon)."""
+        rows = self._rows(skus)
+        flags = self._future(skus, horizon, future)
         with torch.random.fork_rng():  # a seed gives the same paths without touching global RNG state
             torch.manual_seed(seed)
-            for t in range(horizon):
-                step = torch.cat([torch.log1p(last_y / scale), cal[t].expand(n * s, -1), price, torch.log(scale)], 1)
-                mu, alpha, (h, c) = self.module(step[:, None, :], scale, (h, c))
-                last_y = negative_binomial(mu[:, 0], alpha[:, 0]).sample()[:, None]
-                paths[:, t] = last_y[:, 0]
+            if self.architecture == "deepar":
+                return self._ancestral(self.arrays, rows, horizon, n_samples, **flags)
+            return self._blocks(rows, horizon, n_samples, **flags)
+
+    def _ancestral(self, a: PanelArrays, rows: np.ndarray, horizon: int, n_samples: int,
+                   promo=None, event=None) -> np.ndarray:
+        """DeepAR: day by day, each path feeding its own last draw back in."""
+        context, end, n, s = self.module.hparams.context_length, len(a.dates), len(rows), n_samples
+        w = windows(a, rows, np.full(n, end), context, context)
+        x, scale = torch.from_numpy(w["x"]), torch.from_numpy(w["scale"])
+        _, _, (h, c) = self.module(x, scale)
+        h, c = h.repeat_interleave(s, dim=1), c.repeat_interleave(s, dim=1)
+        steps = torch.from_numpy(future_steps(a, rows, end, horizon, w, promo, event)).repeat_interleave(s, dim=0)
+        scale = scale.repeat_interleave(s, dim=0)
+        last_y = torch.from_numpy(a.y[rows, end - 1]).repeat_interleave(s)
+        paths = torch.empty(n * s, horizon)
+        for t in range(horizon):
+            step = steps[:, t].clone()
+            step[:, LAG] = torch.log1p(last_y / scale[:, 0])
+            mu, alpha, (h, c) = self.module(step[:, None, :], scale, (h, c))
+            last_y = negative_binomial(mu[:, 0], alpha[:, 0]).sample()
+            paths[:, t] = last_y
         return paths.reshape(n, s, horizon).numpy()
 
+    def _inputs(self, a: PanelArrays, rows: np.ndarray, steps: int, promo=None, event=None):
+        """The MLP's window for the `steps` days after `a` ends: context features plus forecast days."""
+        context, end = self.module.hparams.context_length, len(a.dates)
+        w = windows(a, rows, np.full(len(rows), end), context, context)
+        ahead = future_steps(a, rows, end, steps, w, promo, event)
+        ahead[:, 0, LAG] = np.log1p(a.y[rows, end - 1] / w["scale"][:, 0])
+        return torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
+
+    def distribution(self, skus: list[str], horizon: int, future: pd.DataFrame | None = None):
+        """Exact NB mean and dispersion per series and day, shape (len(skus), horizon) each (MLP only,
+        horizon up to the trained one)."""
+        if self.architecture != "mlp" or horizon > self.horizon:
+            raise ValueError("exact marginals need the mlp and a horizon within the trained one")
+        with torch.no_grad():
+            mu, alpha = self.module.distribution(*self._inputs(self.arrays, self._rows(skus), horizon,
+                                                                **self._future(skus, horizon, future)))
+        return mu.numpy().astype(float), alpha.numpy().astype(float)
+
+    def _blocks(self, rows: np.ndarray, horizon: int, n_samples: int, promo=None, event=None) -> np.ndarray:
+        """MLP: draw a block of trained-horizon days at once; longer horizons condition each path's
+        next block on its own draws."""
+        a, n, s, block = self.arrays, len(rows), n_samples, self.horizon
+        first = min(horizon, block)
+        mu, alpha = self.module.distribution(*self._inputs(a, rows, first, _cut(promo, 0, first), _cut(event, 0, first)))
+        paths = negative_binomial(mu, alpha).sample((s,)).permute(1, 0, 2).reshape(n * s, first).numpy()
+        while paths.shape[1] < horizon:
+            done, steps = paths.shape[1], min(block, horizon - paths.shape[1])
+            ext = _extend(a, rows, paths, self.module.hparams.context_length, s, promo, event)
+            mu, alpha = self.module.distribution(*self._inputs(ext, np.arange(n * s), steps,
+                                                               _rep(_cut(promo, done, steps), s),
+                                                               _rep(_cut(event, done, steps), s)))
+            paths = np.concatenate([paths, negative_binomial(mu, alpha).sample().numpy()], 1)
+        return paths.reshape(n, s, horizon)
+
     def predict(self, skus: list[str] | None, horizon: int, quantiles: list[float], n_samples: int = 200,
-                seed: int = 0) -> pd.DataFrame:
-        """Mean and quantiles per series and day: non-negative, and non-crossing by construction."""
+                seed: int = 0, future: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Mean and quantiles per series and day: non-negative, and non-crossing by construction.
+
+        The MLP's marginals are exact (NB mean and quantiles); DeepAR's come from sample paths.
+        """
         skus = list(self.skus if skus is None else skus)
-        paths = self.sample(skus, horizon, n_samples, seed)
+        quantiles = sorted(quantiles)
         out = {"unique_id": np.repeat(skus, horizon),
-               "ds": np.tile(pd.date_range(self.last_date + pd.Timedelta(days=1), periods=horizon), len(skus)),
-               "mean": paths.mean(axis=1).ravel()}
-        qs = np.quantile(paths, sorted(quantiles), axis=1)  # (Q, n, horizon), sorted along Q
-        for q, values in zip(sorted(quantiles), qs):
-            out[quantile_col(q)] = values.ravel()
+               "ds": np.tile(pd.date_range(self.last_date + pd.Timedelta(days=1), periods=horizon), len(skus))}
+        if self.architecture == "mlp" and horizon <= self.horizon:
+            mu, alpha = self.distribution(skus, horizon, future)
+            r = 1.0 / alpha
+            out["mean"] = mu.ravel()
+            for q in quantiles:
+                out[quantile_col(q)] = nbinom.ppf(q, r, r / (r + mu)).ravel()
+        else:
+            paths = self.sample(skus, horizon, n_samples, seed, future)
+            out["mean"] = paths.mean(axis=1).ravel()
+            for q, values in zip(quantiles, np.quantile(paths, quantiles, axis=1)):
+                out[quantile_col(q)] = values.ravel()
         return pd.DataFrame(out)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.module.state_dict(), path / "weights.pt")
-        (path / "params.json").write_text(json.dumps({"hparams": dict(self.module.hparams), "horizon": self.horizon}))
+        (path / "params.json").write_text(json.dumps({"architecture": self.architecture,
+                                                      "hparams": dict(self.module.hparams), "horizon": self.horizon}))
         context = self.module.hparams.context_length
         history = self.history_frame()
         history[history["ds"] > self.last_date - pd.Timedelta(days=context + 1)].to_parquet(path / "history.parquet")
@@ -129,14 +203,41 @@ class Forecaster:
     def history_frame(self) -> pd.DataFrame:
         a = self.arrays
         frame = pd.DataFrame({"unique_id": np.repeat(a.ids, len(a.dates)), "ds": np.tile(a.dates, len(a.ids)),
-                              "y": a.y.ravel(), "price": a.price.ravel(), "observed": a.observed.ravel()})
+                              "y": a.y.ravel(), "price": a.price.ravel(), "promo": a.promo.ravel(),
+                              "event": a.event.ravel(), "observed": a.observed.ravel()})
         return frame[frame.pop("observed")]
 
     @classmethod
     def load(cls, path: str | Path) -> "Forecaster":
         path = Path(path)
         meta = json.loads((path / "params.json").read_text())
-        module = DeepAR(**meta["hparams"])
+        module = NETWORKS[meta.get("architecture", "deepar")](**meta["hparams"])
         module.load_state_dict(torch.load(path / "weights.pt", map_location="cpu"))
         history = pd.read_parquet(path / "history.parquet")
         return cls(module, history, meta["horizon"])
+
+
+def _cut(flags: np.ndarray | None, start: int, steps: int) -> np.ndarray | None:
+    return None if flags is None else flags[:, start:start + steps]
+
+
+def _rep(flags: np.ndarray | None, s: int) -> np.ndarray | None:
+    return None if flags is None else np.repeat(flags, s, axis=0)
+
+
+def _extend(a: PanelArrays, rows: np.ndarray, paths: np.ndarray, context: int, s: int,
+            promo: np.ndarray | None, event: np.ndarray | None) -> PanelArrays:
+    """Each series' recent history repeated once per path and continued by that path's draws."""
+    start, k = max(0, len(a.dates) - context - 1), paths.shape[1]
+    past = slice(start, len(a.dates))
+
+    def cont(arr: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.repeat(arr[rows, past], s, axis=0), ahead], 1).astype(np.float32)
+
+    last_price = np.repeat(a.price[rows, -1:], s, axis=0)
+    flags = {name: cont(getattr(a, name), np.zeros((len(paths), k)) if f is None else _rep(f[:, :k], s))
+             for name, f in (("promo", promo), ("event", event))}
+    return PanelArrays([str(i) for i in range(len(paths))],
+                       pd.date_range(a.dates[start], periods=len(a.dates) - start + k),
+                       cont(a.y, paths), cont(a.observed, np.ones_like(paths)).astype(bool),
+                       cont(a.price, np.repeat(last_price, k, axis=1)), flags["promo"], flags["event"])

@@ -1,4 +1,12 @@
-"""DeepAR-style forecaster: an LSTM over a context window with a negative-binomial likelihood."""
+"""The two networks Optuna chooses between, both with a negative-binomial likelihood on per-series scaled counts.
+
+- `DeepAR`: an LSTM unrolled day by day over context and horizon, fed the previous day's demand
+  (autoregressive; forecasts are drawn path by path).
+- `MLPForecaster`: a direct multi-horizon MLP that reads the whole context window at once and emits
+  the distribution of every forecast day in one pass (fast to train and to forecast).
+
+Both take the same windows (see `windows.windows`), so data, training and tuning code is shared.
+"""
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -6,7 +14,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-N_FEATURES = 7  # lagged scaled demand, 4 calendar, log relative price, log scale
+from supplyml.windows import FEATURES, N_FEATURES
+
+LAG, PRICE, SCALE, PROMO, EVENT = (FEATURES.index(f) for f in ("lag", "log_rel_price", "log_scale", "promo", "event"))
+CALENDAR = [FEATURES.index(f) for f in ("dow_sin", "dow_cos", "month_sin", "month_cos")]
+FUTURE = [*CALENDAR, PROMO, EVENT]  # what is known about a forecast day in advance
 
 
 def negative_binomial(mu: torch.Tensor, alpha: torch.Tensor) -> torch.distributions.NegativeBinomial:
@@ -15,30 +27,21 @@ def negative_binomial(mu: torch.Tensor, alpha: torch.Tensor) -> torch.distributi
     return torch.distributions.NegativeBinomial(total_count=total_count, logits=torch.log(mu) - torch.log(total_count))
 
 
-class DeepAR(pl.LightningModule):
-    """Holds the network and its train/validation steps; data and sampling live elsewhere."""
+def nb_params(raw_mu: torch.Tensor, raw_alpha: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = F.softplus(raw_mu) * scale + 1e-6
+    # DeepAR's scaling of the shape parameter keeps large and small series comparable.
+    alpha = F.softplus(raw_alpha) / scale.sqrt() + 1e-6
+    return mu, alpha
 
-    def __init__(self, hidden_size: int = 40, num_layers: int = 2, dropout: float = 0.1,
-                 learning_rate: float = 3e-3, context_length: int = 56):
-        super().__init__()
-        self.save_hyperparameters()
-        self.rnn = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
-        self.head = nn.Linear(hidden_size, 2)
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor, state=None):
-        """x: (B, T, F) features, scale: (B, 1). Returns NB mean and dispersion (B, T) and the LSTM state."""
-        out, state = self.rnn(x, state)
-        raw_mu, raw_alpha = self.head(out).unbind(-1)
-        mu = F.softplus(raw_mu) * scale + 1e-6
-        # DeepAR's scaling of the shape parameter keeps large and small series comparable.
-        alpha = F.softplus(raw_alpha) / scale.sqrt() + 1e-6
-        return mu, alpha, state
+class _Likelihood(pl.LightningModule):
+    """Training and validation steps shared by both networks: masked NB negative log-likelihood."""
 
     def _nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        mu, alpha, _ = self(batch["x"], batch["scale"])
-        log_prob = negative_binomial(mu, alpha).log_prob(batch["y"])
-        mask = batch["mask"]
+        mu, alpha = self.distribution(batch["x"], batch["scale"])
+        steps = mu.shape[1]
+        y, mask = batch["y"][:, -steps:], batch["mask"][:, -steps:]
+        log_prob = negative_binomial(mu, alpha).log_prob(y)
         return -(log_prob * mask).sum() / mask.sum().clamp(min=1)
 
     def training_step(self, batch, batch_idx):
@@ -51,3 +54,70 @@ class DeepAR(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+
+
+class DeepAR(_Likelihood):
+    architecture = "deepar"
+
+    def __init__(self, hidden_size: int = 40, num_layers: int = 2, dropout: float = 0.1,
+                 learning_rate: float = 3e-3, context_length: int = 56, horizon: int = 28):
+        super().__init__()
+        self.save_hyperparameters()
+        self.rnn = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.head = nn.Linear(hidden_size, 2)
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, state=None):
+        """x: (B, T, F) features, scale: (B, 1). Returns NB mean and dispersion (B, T) and the LSTM state."""
+        out, state = self.rnn(x, state)
+        mu, alpha = nb_params(*self.head(out).unbind(-1), scale)
+        return mu, alpha, state
+
+    def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, alpha, _ = self(x, scale)
+        return mu, alpha
+
+
+class MLPForecaster(_Likelihood):
+    """Context window -> the whole horizon's NB parameters (direct, no error feedback between days).
+
+    Inputs: scaled log demand of the context days, their promotion and event flags, rolling means
+    over the last 7 and 28 days, the last relative price, the series' log scale, and each forecast
+    day's calendar, promotion and event features.
+    """
+
+    architecture = "mlp"
+
+    def __init__(self, hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.1,
+                 learning_rate: float = 1e-3, context_length: int = 56, horizon: int = 28):
+        super().__init__()
+        self.save_hyperparameters()
+        c, h = context_length, horizon
+        layers, width = [], 3 * c + 4 + h * len(FUTURE)
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden_size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 2 * h)
+
+    def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C + h, F) window of context and h <= horizon forecast days. Returns NB mean and dispersion (B, h)."""
+        c, h = self.hparams.context_length, self.hparams.horizon
+        steps = x.shape[1] - c
+        # Step t carries demand of t - 1: steps 1..C hold the context days' own demand.
+        demand = x[:, 1:c + 1, LAG]
+        level = torch.expm1(demand)
+        rolling = torch.stack([level[:, -7:].mean(1), level[:, -28:].mean(1)], 1).log1p()
+        if steps > h:
+            raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")
+        future = x[:, c:, FUTURE]
+        if steps < h:  # a shorter window (validation): unknown days look like plain days
+            future = F.pad(future, (0, 0, 0, h - steps))
+        inputs = torch.cat([demand, x[:, :c, PROMO], x[:, :c, EVENT], rolling,
+                            x[:, c - 1, [PRICE, SCALE]], future[:, :h].flatten(1)], 1)
+        raw = self.head(self.body(inputs)).view(-1, h, 2)
+        mu, alpha = nb_params(raw[..., 0], raw[..., 1], scale)
+        return mu[:, :steps], alpha[:, :steps]
+
+
+NETWORKS = {net.architecture: net for net in (DeepAR, MLPForecaster)}

@@ -68,9 +68,10 @@ def tune(cfg: Config, panel_in: str, lineage: dict) -> dict:
     with mlflow.start_run(run_name="tune", tags=_tags(lineage)):
         mlflow.log_dict(cfg.model_dump(), "config.json")
         study = tuning.tune(fit, cfg, lineage["dvc_md5"], _tags(lineage))
-        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        best = tuning.best_model(study)
+        mlflow.log_params({f"best.{k}": v for k, v in best.items()})
         mlflow.log_metric("best_val_loss", study.best_value)
-    return {"params": study.best_params, "study": study.study_name, "trial": study.best_trial.number,
+    return {"params": best, "study": study.study_name, "trial": study.best_trial.number,
             "val_loss": study.best_value}
 
 

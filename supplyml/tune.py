@@ -18,9 +18,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> dict:
+    """Model fields for one trial. Width is searched per architecture, under its own parameter name,
+    because an LSTM's units and an MLP layer's width live on different scales."""
     space = cfg.tune.search_space
+    arch = trial.suggest_categorical("architecture", space.architecture)
+    width = space.hidden_size if arch == "deepar" else space.mlp_hidden_size
     return {
-        "hidden_size": trial.suggest_int("hidden_size", *space.hidden_size, log=True),
+        "architecture": arch,
+        "hidden_size": trial.suggest_int(f"{arch}_hidden_size", *width, log=True),
         "num_layers": trial.suggest_int("num_layers", *space.num_layers),
         "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
         "dropout": trial.suggest_float("dropout", *space.dropout),
@@ -48,7 +53,9 @@ def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) 
     log.info("study %s: %d of %d trials finished", study.study_name, done, cfg.tune.n_trials)
 
     def objective(trial: optuna.Trial) -> float:
-        params = ModelConfig(**{**cfg.model.model_dump(), **suggest(trial, cfg), "max_epochs": cfg.tune.max_epochs})
+        chosen = suggest(trial, cfg)
+        trial.set_user_attr("model", chosen)
+        params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
             mlflow.log_params({**trial.params, "trial": trial.number, "study": study.study_name})
             _, trainer = Forecaster.fit(panel, params, cfg.features.horizon, cfg.features.val_days,
@@ -63,5 +70,10 @@ def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) 
                        callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)])
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise RuntimeError(f"study {study.study_name} has no completed trial; raise tune.timeout_s or tune.n_trials")
-    log.info("best trial %d: val_loss %.4f %s", study.best_trial.number, study.best_value, study.best_params)
+    log.info("best trial %d: val_loss %.4f %s", study.best_trial.number, study.best_value, best_model(study))
     return study
+
+
+def best_model(study: optuna.Study) -> dict:
+    """The best trial's model fields (ModelConfig names), whatever the trial's parameter names were."""
+    return study.best_trial.user_attrs["model"]

@@ -11,6 +11,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from supplyml.features import calendar_features
 
+# Covariates a panel may carry, with the value that means "none".
+COVARIATES = {"price": 1.0, "promo": 0.0, "event": 0.0}
+# Per-step input features, in order; the first is the previous day's demand.
+FEATURES = ["lag", "dow_sin", "dow_cos", "month_sin", "month_cos", "log_rel_price", "log_scale", "promo", "event"]
+N_FEATURES = len(FEATURES)
+
 
 @dataclass
 class PanelArrays:
@@ -21,15 +27,22 @@ class PanelArrays:
     y: np.ndarray  # (n, T) float32
     observed: np.ndarray  # (n, T) bool
     price: np.ndarray  # (n, T) last known selling price
+    promo: np.ndarray  # (n, T) 0/1
+    event: np.ndarray  # (n, T) 0/1
 
     @classmethod
     def from_panel(cls, panel: pd.DataFrame) -> "PanelArrays":
-        wide = panel.pivot(index="unique_id", columns="ds", values=["y", "price"])
+        panel = panel.assign(**{c: panel[c] if c in panel else default for c, default in COVARIATES.items()})
+        wide = panel.pivot(index="unique_id", columns="ds", values=["y", *COVARIATES])
         dates = pd.date_range(panel["ds"].min(), panel["ds"].max(), freq="D")
         y = wide["y"].reindex(columns=dates)
         price = wide["price"].reindex(columns=dates).ffill(axis=1).bfill(axis=1).fillna(1.0)
+
+        def flags(col: str) -> np.ndarray:
+            return wide[col].reindex(columns=dates).fillna(0.0).to_numpy(dtype=np.float32)
+
         return cls(list(y.index), dates, np.nan_to_num(y.to_numpy()).astype(np.float32),
-                   y.notna().to_numpy(), price.to_numpy(dtype=np.float32))
+                   y.notna().to_numpy(), price.to_numpy(dtype=np.float32), flags("promo"), flags("event"))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,8 +84,28 @@ def windows(a: PanelArrays, rows: np.ndarray, ends: np.ndarray, context: int, le
         cal,
         np.where(inside, np.log(price / price_ref), 0.0)[..., None],
         np.broadcast_to(np.log(scale)[..., None], (*t.shape, 1)),
+        np.where(inside, a.promo[r, tc], 0.0)[..., None],
+        np.where(inside, a.event[r, tc], 0.0)[..., None],
     ], axis=-1).astype(np.float32)
     return {"x": x, "y": y, "mask": obs.astype(np.float32), "scale": scale, "price_ref": price_ref}
+
+
+def future_steps(a: PanelArrays, rows: np.ndarray, end: int, horizon: int, w: dict[str, np.ndarray],
+                 promo: np.ndarray | None = None, event: np.ndarray | None = None) -> np.ndarray:
+    """Features of the `horizon` days after day index `end - 1`, for windows `w` that end there.
+
+    The demand lag is left at 0 for the caller to fill. Prices ahead are unknown, so the last one is
+    held; promotions and events are zero unless the caller knows them (a promotion calendar).
+    """
+    n = len(rows)
+    price = np.log(a.price[rows, end - 1:end] / w["price_ref"])
+    x = np.zeros((n, horizon, N_FEATURES), dtype=np.float32)
+    x[..., 1:5] = a.calendar(end, horizon)[None]
+    x[..., 5] = price
+    x[..., 6] = np.log(w["scale"])
+    x[..., 7] = 0.0 if promo is None else promo
+    x[..., 8] = 0.0 if event is None else event
+    return x
 
 
 class WindowDataset(Dataset):

@@ -1,4 +1,4 @@
-"""The DeepAR forecaster on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
+"""Both networks on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,10 +21,10 @@ def panel():
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="module")
-def forecaster(panel):
-    params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=6, batch_size=64,
-                         windows_per_series=32, learning_rate=0.01)
+@pytest.fixture(scope="module", params=["deepar", "mlp"])
+def forecaster(panel, request):
+    params = ModelConfig(architecture=request.param, hidden_size=16, num_layers=1, context_length=28,
+                         max_epochs=6, batch_size=64, windows_per_series=32, learning_rate=0.01)
     fitted, trainer = Forecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
     return fitted
@@ -62,3 +62,29 @@ def test_save_and_load_give_the_same_forecast(forecaster, tmp_path):
     loaded = Forecaster.load(tmp_path)
     pd.testing.assert_frame_equal(forecaster.predict(None, 7, QUANTILES, 30, seed=3),
                                   loaded.predict(None, 7, QUANTILES, 30, seed=3))
+
+
+def test_horizons_beyond_the_trained_one_continue_each_path(forecaster):
+    paths = forecaster.sample(["S2"], 30, 40, seed=1)  # trained for 14 days
+    assert paths.shape == (1, 40, 30) and np.isfinite(paths).all()
+    assert 20 / 3 < paths[0, :, 14:].mean() < 20 * 3  # the second block keeps the series' level
+
+
+def test_mlp_marginals_are_exact_and_match_its_sample_paths(forecaster):
+    if forecaster.architecture != "mlp":  # DeepAR's marginals exist only through its paths
+        with pytest.raises(ValueError, match="exact marginals"):
+            forecaster.distribution(["S3"], 14)
+        return
+    mu, _ = forecaster.distribution(["S3"], 14)
+    paths = forecaster.sample(["S3"], 14, 4000, seed=2)
+    np.testing.assert_allclose(paths[0].mean(axis=0), mu[0], rtol=0.1)
+    fc = forecaster.predict(["S3"], 14, [0.5])
+    np.testing.assert_allclose(fc["mean"], mu[0])
+
+
+def test_known_promotions_reach_the_forecast(forecaster):
+    days = pd.date_range(forecaster.last_date + pd.Timedelta(days=1), periods=7)
+    future = pd.DataFrame({"unique_id": "S3", "ds": days, "promo": 1.0, "event": 0.0})
+    with_promo = forecaster.predict(["S3"], 7, [0.5], 50, future=future)
+    plain = forecaster.predict(["S3"], 7, [0.5], 50)
+    assert not np.allclose(with_promo["mean"], plain["mean"])
