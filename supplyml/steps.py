@@ -39,8 +39,7 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     """Gate the raw input with the suite for `data.format`; raises DataValidationError (naming the
     file, each failed expectation, its column and example rows) to stop the run."""
     from supplyml import validation  # GX takes seconds to import; only the gating steps pay for it
-    report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)
-    log.info("%s", report.summary())
+    report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)  # logs its summary
     return validation.check(report).to_dict()
 
 
@@ -50,9 +49,7 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     from supplyml import validation
     raw = pd.read_parquet(raw_in)
     panel = build_panel(to_daily(raw, cfg.data), cfg.features)
-    report = validation.validate_panel(panel, docs_dir=docs_dir)
-    log.info("%s", report.summary())
-    validation.check(report)
+    validation.check(validation.validate_panel(panel, docs_dir=docs_dir))  # logs its summary
     panel.to_parquet(panel_out)
     split = Split.from_panel(panel, cfg.features)
     return {"series": int(panel["unique_id"].nunique()), "rows": len(panel),
