@@ -3,28 +3,34 @@
 Every peer returns the same frame as the forecaster: [unique_id, ds, mean, q...].
 
 Intervals:
-- SeasonalNaive has native Gaussian intervals from its in-sample residuals (they widen each season).
-  Quantile q < 0.5 is the lower bound of its central interval of level 100(1 - 2q), q > 0.5 the
-  upper bound of level 100(2q - 1), q = 0.5 the point forecast.
-- CrostonOptimized and WindowAverage have none and forecast a flat line, so they get split-conformal
-  intervals: mean ± the level-quantile of |error| from two rolling-origin backtests of length
-  `horizon`, pooled over the horizon (2 × horizon scores per series). statsforecast's own
+- SeasonalNaive and AutoETS have native Gaussian intervals: SeasonalNaive's from its in-sample
+  residuals (they widen each season), AutoETS's from the selected state-space model's forecast
+  variance (they widen with the horizon unless its smoothing weights are near zero). Quantile q < 0.5 is
+  the lower bound of the central interval of level 100(1 - 2q), q > 0.5 the upper bound of level
+  100(2q - 1), q = 0.5 the point forecast.
+- CrostonOptimized, ADIDA and WindowAverage have none and forecast a flat line, so they get
+  split-conformal intervals: mean ± the level-quantile of |error| from two rolling-origin backtests
+  of length `horizon`, pooled over the horizon (2 × horizon scores per series). statsforecast's own
   ConformalIntervals(n_windows=2) takes quantiles per horizon step from only 2 errors each; on a
   synthetic intermittent panel of 1,700 series its 95% band covered 67% of test days, the pooled
   band 93%. Backtests need 2 × horizon days plus the model's own minimum history; shorter series
   get mean ± z_q × sd(training demand), the spread of demand around a flat forecast.
-All quantiles are then clipped at zero demand and sorted so they cannot cross.
+- The benchmark-only LightGBM peer (`supplyml.lightgbm_peer`, name "lightgbm", not in the default
+  set) uses the same pooled split-conformal intervals and the same fallback.
+Means and quantiles are then clipped at zero demand (AutoETS's additive models can forecast below
+zero on intermittent series) and quantiles sorted so they cannot cross.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from statsforecast import StatsForecast
-from statsforecast.models import CrostonOptimized, SeasonalNaive, WindowAverage
+from statsforecast.models import ADIDA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
 
 from supplyml.metrics import quantile_col
 
@@ -32,14 +38,28 @@ log = logging.getLogger(__name__)
 
 WINDOW = 28  # WindowAverage window: four weeks, so every weekday counts equally
 BACKTESTS = 2  # rolling-origin windows behind the conformal intervals
+# statsforecast's ETS raises "tiny datasets" for n <= 6 even for its smallest model, ETS(A,N,N)
+# (2 parameters + 4); with fewer days than a season AutoETS just leaves the seasonal models out.
+ETS_MIN_DAYS = 7
 
-# peer name -> (model for a season length, minimum training days). statsforecast does not raise
-# for shorter series: it returns NaN, so the minimum is checked here.
+
+class Peer(NamedTuple):
+    make: Callable[[int], object]  # season length -> statsforecast model
+    min_days: Callable[[int], int]  # season length -> minimum training days per series
+    native_intervals: bool  # False: pooled split-conformal intervals
+
+
+# statsforecast does not raise for series shorter than a model needs: it returns NaN, so the
+# minimum is checked here.
 PEERS = {
-    "seasonal_naive": (lambda season: SeasonalNaive(season_length=season), lambda season: season),
-    "croston": (lambda season: CrostonOptimized(), lambda season: 1),
-    "window_average": (lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW),
+    "seasonal_naive": Peer(lambda season: SeasonalNaive(season_length=season), lambda season: season, True),
+    "auto_ets": Peer(lambda season: AutoETS(season_length=season), lambda season: ETS_MIN_DAYS, True),
+    "croston": Peer(lambda season: CrostonOptimized(), lambda season: 1, False),
+    "adida": Peer(lambda season: ADIDA(), lambda season: 1, False),
+    "window_average": Peer(lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW, False),
 }
+DEFAULT_PEERS = tuple(PEERS)  # what the pipeline's evaluate step runs: statsforecast only
+BENCH_PEERS = (*DEFAULT_PEERS, "lightgbm")  # plus the mlforecast + LightGBM peer (needs the bench extra)
 
 
 def _level(q: float) -> int | float:
@@ -66,6 +86,42 @@ def _symmetric(point: pd.DataFrame, half_width, quantiles) -> pd.DataFrame:
     return out
 
 
+def conformal_band(point: pd.DataFrame, errors: pd.DataFrame, quantiles) -> pd.DataFrame:
+    """Pooled split-conformal quantiles: mean ± the level-quantile of each series' backtest |error|.
+
+    point: [unique_id, ds, mean]; errors: [unique_id, error], every backtest day of every window.
+    """
+    abs_errors = errors["error"].abs().groupby(errors["unique_id"])
+    # "higher" picks an observed error, erring wide rather than narrow with few scores.
+    width = {lv: abs_errors.quantile(lv / 100, interpolation="higher") for lv in {_level(q) for q in quantiles}}
+    return _symmetric(point, lambda q: point["unique_id"].map(width[_level(q)]).to_numpy(), quantiles)
+
+
+def gaussian_band(point: pd.DataFrame, train: pd.DataFrame, quantiles) -> pd.DataFrame:
+    """mean ± z_q × sd(training demand): the fallback for series too short to backtest."""
+    sd = train.groupby("unique_id")["y"].std(ddof=0)
+    spread = point["unique_id"].map(sd).to_numpy()
+    return _symmetric(point, lambda q: abs(norm.ppf(q)) * spread, quantiles)
+
+
+def finish(out: pd.DataFrame, name: str, quantiles) -> pd.DataFrame:
+    """Sort rows, refuse NaN, clip mean and quantiles at zero and sort quantiles so none cross."""
+    out = out.sort_values(["unique_id", "ds"], ignore_index=True)
+    if out.drop(columns=["unique_id", "ds"]).isna().any(axis=None):
+        raise RuntimeError(f"peer {name} produced NaN forecasts; check the series lengths")
+    qcols = [quantile_col(q) for q in sorted(quantiles)]
+    out["mean"] = np.clip(out["mean"].to_numpy(dtype=float), 0, None)
+    out[qcols] = np.sort(np.clip(out[qcols].to_numpy(dtype=float), 0, None), axis=1)
+    return out
+
+
+def check_request(horizon: int, quantiles) -> None:
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if not quantiles or any(not 0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles must be a non-empty list strictly between 0 and 1, got {quantiles}")
+
+
 def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
     raw = sf.forecast(df=df, h=horizon)
     return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
@@ -73,23 +129,13 @@ def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
 
 def _conformal(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
     cv = sf.cross_validation(df=df, h=horizon, n_windows=BACKTESTS, step_size=horizon)
-    errors = (cv["y"] - cv[alias]).abs().groupby(cv["unique_id"])
-    point = _point(sf, df, alias, horizon)
-    # "higher" picks an observed error, erring wide rather than narrow with few scores.
-    width = {lv: errors.quantile(lv / 100, interpolation="higher") for lv in {_level(q) for q in quantiles}}
-    return _symmetric(point, lambda q: point["unique_id"].map(width[_level(q)]).to_numpy(), quantiles)
-
-
-def _gaussian(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
-    sd = df.groupby("unique_id")["y"].std(ddof=0)
-    point = _point(sf, df, alias, horizon)
-    spread = point["unique_id"].map(sd).to_numpy()
-    return _symmetric(point, lambda q: abs(norm.ppf(q)) * spread, quantiles)
+    errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
+    return conformal_band(_point(sf, df, alias, horizon), errors, quantiles)
 
 
 def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.DataFrame:
-    make, min_days_for = PEERS[name]
-    model, min_days = make(season_length), min_days_for(season_length)
+    peer = PEERS[name]
+    model, min_days = peer.make(season_length), peer.min_days(season_length)
     sf = StatsForecast(models=[model], freq="D", n_jobs=n_jobs)
     lengths = df.groupby("unique_id").size()
     if (lengths < min_days).any():
@@ -99,7 +145,7 @@ def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Dat
             f"e.g. {short.index[0]!r} ({short.iloc[0]} days). Filter them out or leave {name} out of models."
         )
 
-    if name == "seasonal_naive":
+    if peer.native_intervals:
         out = _native(sf, df, model.alias, horizon, quantiles)
     else:
         backtest_ok = lengths.index[lengths >= BACKTESTS * horizon + min_days]
@@ -108,15 +154,9 @@ def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Dat
         if not long.all():
             log.info("%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
                      name, len(lengths) - len(backtest_ok), BACKTESTS * horizon + min_days)
-            parts.append(_gaussian(sf, df[~long], model.alias, horizon, quantiles))
+            parts.append(gaussian_band(_point(sf, df[~long], model.alias, horizon), df[~long], quantiles))
         out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values(["unique_id", "ds"], ignore_index=True)
-
-    if out.drop(columns=["unique_id", "ds"]).isna().any(axis=None):
-        raise RuntimeError(f"peer {name} produced NaN forecasts; check the series lengths")
-    qcols = [quantile_col(q) for q in sorted(quantiles)]
-    out[qcols] = np.sort(np.clip(out[qcols].to_numpy(), 0, None), axis=1)
-    return out
+    return finish(out, name, quantiles)
 
 
 def forecast_peers(
@@ -124,17 +164,27 @@ def forecast_peers(
     horizon: int,
     quantiles: list[float],
     season_length: int = 7,
-    models: Sequence[str] = ("seasonal_naive", "croston", "window_average"),
+    models: Sequence[str] = DEFAULT_PEERS,
     n_jobs: int = 1,
+    seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
-    """Forecast `horizon` days past each series' last training day with each peer."""
-    unknown = [m for m in models if m not in PEERS]
+    """Forecast `horizon` days past each series' last training day with each peer.
+
+    models may name any of PEERS and "lightgbm" (BENCH_PEERS); "lightgbm" needs the bench extra and
+    is the only peer that uses `seed`.
+    """
+    unknown = [m for m in models if m not in BENCH_PEERS]
     if unknown:
-        raise ValueError(f"unknown peers {unknown}; choose from {sorted(PEERS)}")
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
-    if not quantiles or any(not 0 < q < 1 for q in quantiles):
-        raise ValueError(f"quantiles must be a non-empty list strictly between 0 and 1, got {quantiles}")
-    # Only the target: statsforecast would treat any extra column as an exogenous regressor.
+        raise ValueError(f"unknown peers {unknown}; choose from {list(BENCH_PEERS)}")
+    check_request(horizon, quantiles)
+    # Only the target: statsforecast and mlforecast would treat any extra column as a regressor.
     df = train[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True)
-    return {name: _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) for name in models}
+    out = {}
+    for name in models:
+        if name == "lightgbm":
+            from supplyml.lightgbm_peer import forecast_lightgbm  # bench extra: imported only on request
+
+            out[name] = forecast_lightgbm(df, horizon, quantiles, seed=seed, n_jobs=n_jobs)
+        else:
+            out[name] = _forecast_one(df, name, horizon, quantiles, season_length, n_jobs)
+    return out

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supplyml.baselines import forecast_peers
+from supplyml.baselines import BENCH_PEERS, DEFAULT_PEERS, forecast_peers
 from supplyml.config import M5_QUANTILES
 from supplyml.metrics import quantile_col
 
@@ -29,8 +29,13 @@ def peers(panel):
     return forecast_peers(panel, horizon=28, quantiles=M5_QUANTILES)
 
 
+def test_default_peers_in_order_without_the_bench_peer(peers):
+    order = ["seasonal_naive", "auto_ets", "croston", "adida", "window_average"]
+    assert list(DEFAULT_PEERS) == order and list(peers) == order
+    assert list(BENCH_PEERS) == [*order, "lightgbm"]
+
+
 def test_frames_cover_the_next_horizon_days(peers):
-    assert set(peers) == {"seasonal_naive", "croston", "window_average"}
     future = pd.date_range(END + pd.Timedelta(days=1), periods=28)
     for fc in peers.values():
         assert list(fc.columns) == ["unique_id", "ds", "mean", *QCOLS]
@@ -65,8 +70,8 @@ def test_subset_of_models_and_unknown_name(panel):
     only = forecast_peers(panel, horizon=7, quantiles=[0.25, 0.5, 0.75], models=("seasonal_naive",))
     assert list(only) == ["seasonal_naive"]
     assert list(only["seasonal_naive"].columns) == ["unique_id", "ds", "mean", "q0.25", "q0.5", "q0.75"]
-    with pytest.raises(ValueError, match="arima"):
-        forecast_peers(panel, horizon=7, quantiles=[0.5], models=("arima",))
+    with pytest.raises(ValueError, match=r"unknown peers \['arima'\]; choose from .*'adida'.*'lightgbm'"):
+        forecast_peers(panel, horizon=7, quantiles=[0.5], models=("seasonal_naive", "arima"))
 
 
 def test_series_shorter_than_window_is_rejected(panel):
@@ -92,6 +97,60 @@ def test_window_average_conformal_band_by_hand():
     assert row["q0.5"] == pytest.approx(mean)
 
 
-def test_seasonal_naive_median_is_point_forecast(peers):
-    fc = peers["seasonal_naive"]
-    np.testing.assert_array_equal(fc["q0.5"], fc["mean"])
+def test_native_median_is_point_forecast(peers):
+    for name in ("seasonal_naive", "auto_ets"):
+        fc = peers[name]
+        np.testing.assert_array_equal(fc["q0.5"], fc["mean"], err_msg=name)
+
+
+def _series(uid, y, end=END):
+    return pd.DataFrame({"unique_id": uid, "ds": pd.date_range(end=end, periods=len(y)), "y": np.asarray(y, float)})
+
+
+def test_adida_and_auto_ets_forecast_a_constant_with_collapsed_quantiles():
+    # A constant history has no error to spread: ADIDA's backtest errors are all 0 and AutoETS's
+    # fitted residual variance is 0 up to its optimiser's tolerance, so every quantile is the constant.
+    fc = forecast_peers(_series("k", [3.0] * 90), horizon=14, quantiles=M5_QUANTILES, models=("adida", "auto_ets"))
+    np.testing.assert_allclose(fc["adida"][["mean", *QCOLS]], 3.0)
+    np.testing.assert_allclose(fc["auto_ets"][["mean", *QCOLS]], 3.0, atol=1e-4)
+
+
+def test_adida_by_hand_on_alternating_demand():
+    # Demand 2, 0, 2, 0, ...: the mean interval between demands is 2 days, so ADIDA sums 2-day
+    # buckets (always 2), SES on a constant 2 forecasts 2, spread over 2 days: 1 a day.
+    # Every backtest day then misses by exactly 1, so the pooled band is 1 ± 1 at every level.
+    fc = forecast_peers(_series("x", [2.0, 0.0] * 30), horizon=7, quantiles=[0.025, 0.25, 0.5, 0.75, 0.975],
+                        models=("adida",))["adida"]
+    np.testing.assert_allclose(fc["mean"], 1.0)
+    np.testing.assert_allclose(fc[["q0.025", "q0.25", "q0.5", "q0.75", "q0.975"]], [[0, 0, 1, 2, 2]] * 7)
+
+
+# statsforecast divides by zero degrees of freedom for one candidate model on the 7-day series.
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_auto_ets_on_zero_heavy_intermittent_series():
+    # Zero-heavy histories where AutoETS's additive models put the mean or the lower bounds below
+    # zero (a single early spike is smoothed into a negative damped trend): no NaN, nothing < 0.
+    rng = np.random.default_rng(3)
+    df = pd.concat([
+        _series("zeros", np.zeros(120)),
+        _series("spike_first", np.r_[5.0, np.zeros(99)]),
+        _series("spike_last", np.r_[np.zeros(99), 5.0]),
+        _series("sparse", rng.poisson(0.1, 200)),
+        _series("lumpy", rng.poisson(40, 200) * (rng.random(200) < 0.2)),
+        _series("short", [0, 0, 1, 0, 0, 0, 0]),  # the 7-day minimum
+    ], ignore_index=True)
+    fc = forecast_peers(df, horizon=28, quantiles=M5_QUANTILES, models=("auto_ets",))["auto_ets"]
+    assert len(fc) == 6 * 28
+    values = fc[["mean", *QCOLS]].to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all()
+    assert (np.diff(fc[QCOLS].to_numpy(), axis=1) >= 0).all()
+    np.testing.assert_array_equal(fc.loc[fc["unique_id"] == "zeros", ["mean", *QCOLS]], 0.0)
+    # The sparse series' level is its demand rate, about 0.1 a day, and its 99.5% bound is above it.
+    sparse = fc[fc["unique_id"] == "sparse"]
+    assert 0.02 < sparse["mean"].iloc[0] < 0.3
+    assert (sparse["q0.995"] > sparse["mean"]).all()
+
+
+def test_auto_ets_rejects_series_below_its_minimum(panel):
+    with pytest.raises(ValueError, match="auto_ets needs >= 7 training days"):
+        forecast_peers(_series("tiny", [1, 0, 2, 0, 1, 3]), horizon=7, quantiles=[0.5], models=("auto_ets",))
