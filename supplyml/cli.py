@@ -56,7 +56,7 @@ def pipeline_run(args) -> int:
 def _print_summary(cfg, outputs: dict) -> None:
     import pandas as pd
 
-    from supplyml.evaluate import format_table
+    from supplyml.backtest import format_table
 
     table = pd.DataFrame.from_dict(json.loads(outputs["evaluation"]), orient="index")
     registration = json.loads(outputs["registration"])
@@ -103,25 +103,50 @@ def serve(args) -> int:
     return subprocess.call(cmd, env={**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home})
 
 
+def bench_command(args) -> int:
+    from supplyml import bench
+    from supplyml.backtest import format_table
+
+    from supplyml.data import DataError
+    from supplyml.validation import DataValidationError
+
+    cfg = _config(args)
+    try:
+        result = bench.run(cfg, args.out, root=Path.cwd())
+    except (DataError, DataValidationError) as e:
+        log.error("%s", e)
+        log.error("the data was rejected before anything trained")
+        return 1
+    summary = result["summary"]
+    print(f"\nRolling-origin backtest: {summary['series']} series, origins {', '.join(summary['origins'])}, "
+          f"{summary['horizon']}-day horizon (metrics averaged over origins, seconds summed):")
+    print(format_table(result["table"]))
+    print("\nReplenishment simulation (all origins pooled):")
+    print(format_table(result["inventory"]))
+    print(f"\nWrote {args.out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set tune.n_trials=8 (repeatable)")
+    data_args = argparse.ArgumentParser(add_help=False)
+    data_args.add_argument("--data", metavar="PATH",
+                     help="CSV (.csv, .csv.gz) or Parquet file to use instead of data.path: order lines, or "
+                          "a daily panel with --format panel (one row per series and day; map its columns "
+                          "with --set data.panel_columns.ds=date etc., or name them unique_id, ds, y)")
+    data_args.add_argument("--format", choices=["transactions", "panel"],
+                     help="what --data holds (default: data.format): order-line transactions, or a daily "
+                          "demand panel with optional price, promo, event and location columns (with a location, each "
+                          "(id, location) is its own series, unique_id = id@location)")
     parser = argparse.ArgumentParser(prog="supplyml", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     pipe = sub.add_parser("pipeline", help="run, compile or submit the training pipeline").add_subparsers(
         dest="action", required=True)
-    run = pipe.add_parser("run", parents=[common], help="run the whole pipeline locally on kfp.local")
-    run.add_argument("--data", metavar="PATH",
-                     help="CSV (.csv, .csv.gz) or Parquet file to use instead of data.path: order lines, or "
-                          "a daily panel with --format panel (one row per series and day; map its columns "
-                          "with --set data.panel_columns.ds=date etc., or name them unique_id, ds, y)")
-    run.add_argument("--format", choices=["transactions", "panel"],
-                     help="what --data holds (default: data.format): order-line transactions, or a daily "
-                          "demand panel with optional price, promo, event and location columns (with a location, each "
-                          "(id, location) is its own series, unique_id = id@location)")
+    run = pipe.add_parser("run", parents=[common, data_args], help="run the whole pipeline locally on kfp.local")
     run.set_defaults(func=pipeline_run)
     comp = pipe.add_parser("compile", parents=[common], help="write the pipeline's IR YAML")
     comp.add_argument("--out", default="pipelines/training.yaml")
@@ -130,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     subm.add_argument("--host", help="KFP API endpoint (default: pipeline.kfp_host)")
     subm.set_defaults(func=pipeline_submit)
     sub.add_parser("serve", parents=[common], help="serve the latest Bento over HTTP").set_defaults(func=serve)
+    bench = sub.add_parser("bench", parents=[common, data_args],
+                           help="rolling-origin benchmark of the model recipe vs peers and replenishment policies")
+    bench.add_argument("--out", default=".supplyml/bench", metavar="DIR",
+                       help="where results.json, forecasts.parquet and report.html go (default: .supplyml/bench)")
+    bench.set_defaults(func=bench_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

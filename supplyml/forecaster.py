@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import StochasticWeightAveraging
 from scipy.stats import nbinom
 
 from supplyml.config import ModelConfig
@@ -76,6 +77,9 @@ class Forecaster:
                                 params.windows_per_series, validate=val_days > 0, seed=seed)
         module = NETWORKS[params.architecture](params.hidden_size, params.num_layers, params.dropout,
                                                params.learning_rate, params.context_length, horizon)
+        if params.swa_start < 1:
+            callbacks = [*callbacks, StochasticWeightAveraging(swa_lrs=params.learning_rate,
+                                                               swa_epoch_start=params.swa_start)]
         trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger,
                                limit_val_batches=1.0 if val_days else 0)
         trainer.fit(module, datamodule=data)

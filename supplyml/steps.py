@@ -12,8 +12,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import evaluate, registry, tracking
+from supplyml import backtest, registry, tracking
 from supplyml import tune as tuning
+from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
 from supplyml.data import data_version, read_table
 from supplyml.features import Split, build_panel, to_daily
@@ -87,17 +88,25 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
 
 
 def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, report_out: str) -> dict:
-    """Backtest on the held-out horizon against peers; results go to the training run and an HTML report."""
+    """Score the model on the held-out horizon against peers, replay the replenishment policies, and
+    write the HTML report; everything also goes to the training run."""
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     split = Split.from_panel(panel, cfg.features)
     forecaster = Forecaster.load(model_in)  # history ends where the test horizon starts
-    table = evaluate.backtest(forecaster, split.fit(panel), split.test(panel), cfg)
-    log.info("evaluation on %s .. %s\n%s", split.test_start.date(), split.end.date(), evaluate.format_table(table))
+    result = backtest.Backtest.from_origins(
+        [backtest.evaluate_origin(panel, split.test_start, forecaster, cfg, DEFAULT_PEERS)])
+    table = result.table()
+    log.info("evaluation on %s .. %s\n%s\n%s", split.test_start.date(), split.end.date(),
+             backtest.format_table(table), backtest.format_table(result.inventory))
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[evaluate.MODEL].items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
+        mlflow.log_metrics({f"inventory.{policy.split()[0]}.{k}": float(v)
+                            for policy, row in result.inventory.iterrows() for k, v in row.items()})
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
-        report = evaluate.html_report(table, mlflow.get_run(run_id).data.tags)
+        mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
+        report = result.report(panel, cfg, "supplyml evaluation on the held-out horizon",
+                               lineage=mlflow.get_run(run_id).data.tags)
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
     return {name: row.to_dict() for name, row in table.iterrows()}
@@ -110,8 +119,8 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, metrics: di
     forecaster = Forecaster.load(model_in)
     forecaster.set_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
     name = cfg.registry.model_name
-    model_metrics = metrics[evaluate.MODEL]
-    peers = {k: v for k, v in metrics.items() if k != evaluate.MODEL}
+    model_metrics = metrics[backtest.MODEL]
+    peers = {k: v for k, v in metrics.items() if k != backtest.MODEL}
     champion = registry.champion_version(name)
     champion_metrics = json.loads(champion.tags.get("metrics", "{}")) if champion else None
     decision = registry.gate(model_metrics, peers, champion_metrics, cfg.gate)

@@ -49,6 +49,10 @@ def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) 
         study_name=study_name(cfg, data_md5), storage=cfg.tune.storage, load_if_exists=True,
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    if not study.trials:  # the configured model is the first candidate; the search must beat it
+        first = {"architecture": cfg.model.architecture, f"{cfg.model.architecture}_hidden_size": cfg.model.hidden_size,
+                 **{k: getattr(cfg.model, k) for k in ("num_layers", "learning_rate", "dropout", "context_length")}}
+        study.enqueue_trial(first, skip_if_exists=True)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     log.info("study %s: %d of %d trials finished", study.study_name, done, cfg.tune.n_trials)
 

@@ -1,0 +1,194 @@
+"""Rolling-origin backtest: the champion recipe against its peers, and the replenishment policies built on each.
+
+Origins sit one horizon apart and end with the data: with 3 origins and a 28-day horizon the model is
+refitted on everything before day -84, -56 and -28 and scored on the 28 days that follow. A series
+is scored at an origin once it has a horizon of history before it; younger series join later origins.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from supplyml import report
+from supplyml import simulation as sim
+from supplyml.baselines import forecast_peers
+from supplyml.config import Config
+from supplyml.forecaster import Forecaster
+from supplyml.metrics import evaluate_forecasts
+
+log = logging.getLogger(__name__)
+MODEL = "supplyml"
+METRICS = ["wrmsse", "mase", "wspl", "coverage_50", "coverage_95", "bias"]
+POLICIES = {"forecast": "forecast base stock", "classical": "28-day MA + normal safety stock",
+            "perfect": "perfect foresight"}
+MA_WINDOW = 28
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(float_format=lambda v: f"{v:.3f}")
+
+
+def origins(panel: pd.DataFrame, horizon: int, n: int) -> list[pd.Timestamp]:
+    """First forecast day of each origin, oldest first."""
+    end = panel["ds"].max()
+    starts = [end - pd.Timedelta(days=horizon * k - 1) for k in range(n, 0, -1)]
+    if starts[0] <= panel["ds"].min() + pd.Timedelta(days=horizon):
+        raise ValueError(f"{n} origins of {horizon} days need more than {(n + 1) * horizon} days of data; "
+                         f"the panel has {(end - panel['ds'].min()).days + 1}")
+    return starts
+
+
+@dataclass
+class Origin:
+    """Everything scored at one forecast origin."""
+
+    start: pd.Timestamp
+    scores: list[dict]  # one row per model
+    forecasts: dict[str, pd.DataFrame]  # model -> unique_id, ds, mean, q...
+    test: pd.DataFrame
+    sims: dict[str, sim.Simulation]
+
+
+@dataclass
+class Backtest:
+    per_origin: pd.DataFrame  # origin, model, metrics..., seconds
+    forecasts: dict[str, pd.DataFrame]  # model -> unique_id, ds, origin, mean, q...
+    actuals: pd.DataFrame  # the scored panel rows
+    inventory: pd.DataFrame  # policy -> cycle_service_level, fill_rate, avg_on_hand, costs
+    on_hand: pd.DataFrame  # day -> units on hand across series, one column per policy
+
+    @classmethod
+    def from_origins(cls, results: list[Origin]) -> "Backtest":
+        per_origin = pd.DataFrame([row for r in results for row in r.scores])
+        forecasts = {m: pd.concat([r.forecasts[m].assign(origin=r.start) for r in results], ignore_index=True)
+                     for m in results[0].forecasts}
+        actuals = pd.concat([r.test for r in results], ignore_index=True)
+        return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]))
+
+    def table(self) -> pd.DataFrame:
+        """One row per model: metrics averaged over origins, seconds summed."""
+        g = self.per_origin.groupby("model", sort=False)
+        table = g[METRICS].mean().join(g["seconds"].sum())
+        table.index.name = "model"
+        return table
+
+    def report(self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict) -> str:
+        """The HTML evaluation report: metrics against peers, forecast plots, segments, inventory."""
+        first = self.per_origin["origin"].min()
+        history = panel[panel["ds"] < first]
+        quantiles = cfg.evaluation.quantiles
+        by_segment = report.error_by_segment(history, self.actuals, self.forecasts, quantiles,
+                                             report.segments(history))
+        notes = [f"{self.per_origin['origin'].nunique()} forecast origin(s) of {cfg.features.horizon} days; "
+                 "metrics are averaged over origins, seconds summed (champion: fit + forecast).",
+                 "WRMSSE and WSPL weight each series by its units in the 28 days before the origin; "
+                 "WSPL covers M5's nine quantiles. Lower is better; coverage should match its level.",
+                 f"Inventory: lead time {cfg.inventory.lead_time} d, review every {cfg.inventory.review_period} d, "
+                 f"target cycle service level {cfg.inventory.service_level:.0%}, holding "
+                 f"{cfg.inventory.holding_cost:g} x price per unit-day, lost sale {cfg.inventory.lost_sales_cost:g} x price."]
+        return report.render(title=title, metrics=self.table(), forecasts=self.forecasts[MODEL], history=history,
+                             actuals=self.actuals, quantiles=quantiles, n_series=cfg.evaluation.report_series,
+                             seed=cfg.seed, per_origin=self.per_origin if self.per_origin["origin"].nunique() > 1 else None,
+                             by_segment=by_segment, inventory=self.inventory, on_hand=self.on_hand,
+                             lineage=lineage, notes=notes)
+
+
+def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame], Forecaster],
+        peers: Sequence[str]) -> Backtest:
+    """Refit the champion at every origin with `fit_champion` and score it, its peers and the policies."""
+    results = []
+    for start in origins(panel, cfg.features.horizon, cfg.evaluation.origins):
+        t0 = time.perf_counter()
+        forecaster = fit_champion(panel[panel["ds"] < start])
+        results.append(evaluate_origin(panel, start, forecaster, cfg, peers, fit_seconds=time.perf_counter() - t0))
+    return Backtest.from_origins(results)
+
+
+def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster, cfg: Config,
+                    peers: Sequence[str], fit_seconds: float = 0.0) -> Origin:
+    """Score a forecaster whose history ends the day before `start`, each peer, and the policies."""
+    h, quantiles = cfg.features.horizon, cfg.evaluation.quantiles
+    # Scored: series with at least one horizon of history, so every peer has enough to fit on.
+    first = panel.groupby("unique_id")["ds"].min()
+    scored = first.index[first <= start - pd.Timedelta(days=h)]
+    fit = panel[(panel["ds"] < start) & panel["unique_id"].isin(scored)]
+    test = panel[(panel["ds"] >= start) & (panel["ds"] < start + pd.Timedelta(days=h)) & panel["unique_id"].isin(scored)]
+    log.info("origin %s: %d series", start.date(), test["unique_id"].nunique())
+    t0 = time.perf_counter()
+    fc = forecaster.predict(None, h, quantiles, cfg.model.num_samples, cfg.seed, future=test)
+    fc = fc[fc["unique_id"].isin(test["unique_id"].unique())]
+    results = {MODEL: (fc, fit_seconds + time.perf_counter() - t0)}
+    for name in peers:
+        t0 = time.perf_counter()
+        peer = forecast_peers(fit, h, quantiles, season_length=cfg.evaluation.season_length, models=[name],
+                              n_jobs=cfg.evaluation.n_jobs, seed=cfg.seed)[name]
+        results[name] = (peer, time.perf_counter() - t0)
+    scores = []
+    for name, (frame, seconds) in results.items():
+        s = evaluate_forecasts(fit, test, frame, quantiles)
+        scores.append({"origin": start, "model": name, **{m: s[m] for m in METRICS}, "seconds": seconds})
+    log.info("origin %s\n%s", start.date(), pd.DataFrame(scores).set_index("model")[METRICS].round(3).to_string())
+    forecasts = {name: frame for name, (frame, _) in results.items()}
+    return Origin(start, scores, forecasts, test, simulate_policies(panel, fit, test, forecaster, cfg))
+
+
+def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster,
+                      cfg: Config) -> dict[str, sim.Simulation]:
+    """Replay the test days under each policy. The forecast policy reviews like /replenish does: at each
+    review it conditions on every actual day so far and orders up to the service-level quantile of
+    demand over the next lead time + review period."""
+    inv = cfg.inventory
+    L, R, horizon = inv.lead_time, inv.review_period, cfg.features.horizon
+    cover = L + R
+    ids = sorted(test["unique_id"].unique())
+    start = test["ds"].min()
+    days = pd.date_range(start, periods=horizon + cover)
+
+    def wide(frame: pd.DataFrame, dates) -> np.ndarray:
+        return frame.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids, columns=dates).fillna(0.0).to_numpy()
+
+    ahead = wide(panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)], days)  # truncated at the data's end
+    demand = ahead[:, :horizon]
+    history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=MA_WINDOW)],
+                   pd.date_range(start - pd.Timedelta(days=MA_WINDOW), periods=MA_WINDOW))
+    price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
+    levels = []
+    for d in sim.review_days(horizon, R):
+        forecaster.set_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
+        paths = forecaster.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d))
+        levels.append(sim.sample_path_levels(paths, inv.service_level))
+    policy_levels = {
+        "forecast": sim.expand_levels(np.stack(levels, 1), horizon, R),
+        "classical": sim.moving_average_levels(history, demand, L, R, inv.service_level, window=MA_WINDOW),
+        "perfect": sim.perfect_foresight_levels(ahead, L, R)[:, :horizon],
+    }
+    return {name: sim.simulate(demand, lv, L, R, price, inv.holding_cost, inv.lost_sales_cost)
+            for name, lv in policy_levels.items()}
+
+
+def _pool(sims: list[dict[str, sim.Simulation]], starts: list[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summaries pooled over origins (every series-cycle and unit counts once) and the on-hand timeline."""
+    summary, on_hand = {}, {}
+    for key, label in POLICIES.items():
+        runs = [s[key] for s in sims]
+        stats = [r.summary() for r in runs]
+        summary[label] = {
+            "cycle_service_level": np.average([s["cycle_service_level"] for s in stats],
+                                              weights=[r.cycle_stockouts().size for r in runs]),
+            "fill_rate": sum(r.sales.sum() for r in runs) / max(sum(r.demand.sum() for r in runs), 1e-9),
+            "avg_on_hand": np.average([s["avg_on_hand"] for s in stats], weights=[r.on_hand.size for r in runs]),
+            "holding_cost": sum(s["holding_cost"] for s in stats),
+            "lost_sales_cost": sum(s["lost_sales_cost"] for s in stats),
+        }
+        summary[label]["total_cost"] = summary[label]["holding_cost"] + summary[label]["lost_sales_cost"]
+        on_hand[label] = np.concatenate([r.daily_on_hand() for r in runs])
+    days = pd.DatetimeIndex(np.concatenate([pd.date_range(start, periods=r["forecast"].demand.shape[1])
+                                            for start, r in zip(starts, sims)]), name="ds")
+    table = pd.DataFrame.from_dict(summary, orient="index")
+    table.index.name = "policy"
+    return table, pd.DataFrame(on_hand, index=days)
