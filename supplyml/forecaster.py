@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
-from scipy.stats import nbinom
+from scipy.stats import nbinom, norm
 
 from supplyml.config import ModelConfig
 from supplyml.metrics import quantile_col
@@ -43,9 +43,11 @@ class Forecaster:
     weights forecast from the end of training data (backtests) or of all data (serving).
     """
 
-    def __init__(self, module: DeepAR | MLPForecaster, history: pd.DataFrame, horizon: int):
+    def __init__(self, module: DeepAR | MLPForecaster, history: pd.DataFrame, horizon: int,
+                 path_correlation: float = 0.0):
         self.module = module.eval()
         self.horizon = horizon  # the horizon the network was trained for
+        self.path_correlation = path_correlation  # MLP paths: Gaussian-copula correlation between days
         self.set_history(history)
 
     def set_history(self, history: pd.DataFrame) -> None:
@@ -83,7 +85,7 @@ class Forecaster:
         trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger,
                                limit_val_batches=1.0 if val_days else 0)
         trainer.fit(module, datamodule=data)
-        return cls(module.cpu(), panel, horizon), trainer
+        return cls(module.cpu(), panel, horizon, params.path_correlation), trainer
 
     def _rows(self, skus: list[str]) -> np.ndarray:
         missing = [s for s in skus if s not in self.row]
@@ -115,7 +117,7 @@ class Forecaster:
             torch.manual_seed(seed)
             if self.architecture == "deepar":
                 return self._ancestral(self.arrays, rows, horizon, n_samples, **flags)
-            return self._blocks(rows, horizon, n_samples, **flags)
+            return self._blocks(rows, horizon, n_samples, **flags, seed=seed)
 
     def _ancestral(self, a: PanelArrays, rows: np.ndarray, horizon: int, n_samples: int,
                    promo=None, event=None) -> np.ndarray:
@@ -155,21 +157,37 @@ class Forecaster:
                                                                 **self._future(skus, horizon, future)))
         return mu.numpy().astype(float), alpha.numpy().astype(float)
 
-    def _blocks(self, rows: np.ndarray, horizon: int, n_samples: int, promo=None, event=None) -> np.ndarray:
+    def _blocks(self, rows: np.ndarray, horizon: int, n_samples: int, promo=None, event=None,
+                seed: int = 0) -> np.ndarray:
         """MLP: draw a block of trained-horizon days at once; longer horizons condition each path's
         next block on its own draws."""
         a, n, s, block = self.arrays, len(rows), n_samples, self.horizon
+        rng = np.random.default_rng(seed)
         first = min(horizon, block)
         mu, alpha = self.module.distribution(*self._inputs(a, rows, first, _cut(promo, 0, first), _cut(event, 0, first)))
-        paths = negative_binomial(mu, alpha).sample((s,)).permute(1, 0, 2).reshape(n * s, first).numpy()
+        paths = self._draw(mu.numpy(), alpha.numpy(), s, rng).reshape(n * s, first)
         while paths.shape[1] < horizon:
             done, steps = paths.shape[1], min(block, horizon - paths.shape[1])
             ext = _extend(a, rows, paths, self.module.hparams.context_length, s, promo, event)
             mu, alpha = self.module.distribution(*self._inputs(ext, np.arange(n * s), steps,
                                                                _rep(_cut(promo, done, steps), s),
                                                                _rep(_cut(event, done, steps), s)))
-            paths = np.concatenate([paths, negative_binomial(mu, alpha).sample().numpy()], 1)
+            paths = np.concatenate([paths, self._draw(mu.numpy(), alpha.numpy(), 1, rng)[:, 0]], 1)
         return paths.reshape(n, s, horizon)
+
+    def _draw(self, mu: np.ndarray, alpha: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, s, h) paths whose days keep their exact NB marginals but share a Gaussian-copula factor.
+
+        Independent days make multi-day totals too narrow: on Online Retail the 95% quantile of
+        10-day demand covered 73% of actual totals. A common factor with correlation rho widens the
+        totals without changing any single day's distribution.
+        """
+        rho = self.path_correlation
+        z = np.sqrt(rho) * rng.standard_normal((*mu.shape[:1], s, 1)) + \
+            np.sqrt(1 - rho) * rng.standard_normal((mu.shape[0], s, mu.shape[1]))
+        r = 1.0 / alpha[:, None, :]
+        u = np.clip(norm.cdf(z), 1e-9, 1 - 1e-9)
+        return nbinom.ppf(u, r, r / (r + mu[:, None, :])).astype(np.float32)
 
     def predict(self, skus: list[str] | None, horizon: int, quantiles: list[float], n_samples: int = 200,
                 seed: int = 0, future: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -199,6 +217,7 @@ class Forecaster:
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.module.state_dict(), path / "weights.pt")
         (path / "params.json").write_text(json.dumps({"architecture": self.architecture,
+                                                      "path_correlation": self.path_correlation,
                                                       "hparams": dict(self.module.hparams), "horizon": self.horizon}))
         context = self.module.hparams.context_length
         history = self.history_frame()
@@ -218,7 +237,7 @@ class Forecaster:
         module = NETWORKS[meta.get("architecture", "deepar")](**meta["hparams"])
         module.load_state_dict(torch.load(path / "weights.pt", map_location="cpu"))
         history = pd.read_parquet(path / "history.parquet")
-        return cls(module, history, meta["horizon"])
+        return cls(module, history, meta["horizon"], meta.get("path_correlation", 0.0))
 
 
 def _cut(flags: np.ndarray | None, start: int, steps: int) -> np.ndarray | None:
