@@ -1,8 +1,10 @@
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +18,15 @@ def stores(tmp: Path) -> list[str]:
     return [f"workdir={tmp}", f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db",
             f"registry.artifact_location={tmp}/mlartifacts", f"tune.storage=sqlite:///{tmp}/optuna.db",
             f"serving.bentoml_home={tmp}/bentoml", f"pipeline.root={tmp}/kfp"]
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_not_leaked():
+    """`mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, which outranks config and which child
+    pipelines inherit: a test that sets it must not send the next test's runs into its own store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow.set_tracking_uri(before)
 
 
 @dataclass

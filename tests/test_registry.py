@@ -32,7 +32,6 @@ def store(tmp_path):
     # Artifacts too go under tmp_path, not the default ./mlruns of the working directory.
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("t", artifact_location=(tmp_path / "a").as_uri()))
     yield MlflowClient()
-    mlflow.set_tracking_uri(None)
 
 
 def _version(tmp_path):
