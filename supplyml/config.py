@@ -80,7 +80,8 @@ class ModelConfig(Section):
     swa_start: float = Field(0.5, gt=0, le=1)
     # MLP sample paths: correlation between a path's days (Gaussian copula; marginals stay exact).
     # 0 = independent days, whose multi-day totals are too narrow for base-stock decisions.
-    path_correlation: float = Field(0.5, ge=0, lt=1)
+    # None (default): chosen at fit time on a held-out horizon (forecaster.calibrate_path_correlation).
+    path_correlation: float | None = Field(None, ge=0, lt=1)
     num_samples: int = Field(100, ge=10)  # sample paths behind means and quantiles
     accelerator: str = "auto"
 

@@ -19,6 +19,10 @@ from supplyml.windows import PanelArrays, WindowDataModule, future_steps, window
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
+# Candidates for the paths' copula correlation when config leaves it to the data, and the quantiles
+# of multi-day totals it is scored on.
+PATH_CORRELATIONS = (0.0, 0.25, 0.5, 0.75, 0.9)
+TOTAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 class UnknownSeriesError(KeyError):
@@ -69,7 +73,11 @@ class Forecaster:
     @classmethod
     def fit(cls, panel: pd.DataFrame, params: ModelConfig, horizon: int, val_days: int = 0,
             callbacks=(), logger=False, seed: int = 0) -> tuple["Forecaster", pl.Trainer]:
-        """Train on `panel`; with val_days > 0 its last days are held out and scored as val_loss."""
+        """Train on `panel`; with val_days > 0 its last days are held out and scored as val_loss.
+
+        An unset `params.path_correlation` is calibrated on a held-out horizon (an mlp fitted for
+        sampling, i.e. with val_days 0; tuning trials only score val_loss and skip it).
+        """
         if params.architecture == "mlp" and val_days > horizon:
             raise ValueError(f"val_days ({val_days}) must not exceed the horizon ({horizon}) for the mlp")
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -85,7 +93,11 @@ class Forecaster:
         trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger,
                                limit_val_batches=1.0 if val_days else 0)
         trainer.fit(module, datamodule=data)
-        return cls(module.cpu(), panel, horizon, params.path_correlation), trainer
+        rho = params.path_correlation
+        if rho is None:
+            calibrate = params.architecture == "mlp" and not val_days
+            rho = calibrate_path_correlation(panel, params, horizon, seed) if calibrate else 0.0
+        return cls(module.cpu(), panel, horizon, rho), trainer
 
     def _rows(self, skus: list[str]) -> np.ndarray:
         missing = [s for s in skus if s not in self.row]
@@ -238,6 +250,44 @@ class Forecaster:
         module.load_state_dict(torch.load(path / "weights.pt", map_location="cpu"))
         history = pd.read_parquet(path / "history.parquet")
         return cls(module, history, meta["horizon"], meta.get("path_correlation", 0.0))
+
+
+def calibrate_path_correlation(panel: pd.DataFrame, params: ModelConfig, horizon: int, seed: int = 0,
+                               max_series: int = 500, n_samples: int = 200) -> float:
+    """The copula correlation whose paths best forecast the totals of a horizon the model never saw.
+
+    A copy of the model is fitted without the last `horizon` days. Each candidate's cumulative
+    weekly totals (days 1-7, 1-14, ...: what an order-up-to level covers) are scored by the pinball
+    loss, scaled by each series' mean daily demand, on up to `max_series` series. The same random
+    numbers serve every candidate. On Online Retail the held-out choice (0.75) was the best, or within
+    1% of the best, correlation on the next, unseen horizon at each of three origins.
+    """
+    dates = pd.DatetimeIndex(sorted(panel["ds"].unique()))
+    if len(dates) < params.context_length + 2 * horizon:
+        log.warning("path_correlation: %d days are too few to hold out %d and train; using 0",
+                    len(dates), horizon)
+        return 0.0
+    cut = dates[-horizon]
+    train, held = panel[panel["ds"] < cut], panel[panel["ds"] >= cut]
+    model = Forecaster.fit(train, params.model_copy(update={"path_correlation": 0.0}), horizon, seed=seed)[0]
+    ids = np.array(model.skus)
+    if len(ids) > max_series:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, max_series, replace=False))
+    actual = held.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids, columns=dates[-horizon:])
+    ends = np.array(sorted({*range(7, horizon + 1, 7), horizon})) - 1
+    totals = actual.fillna(0.0).to_numpy().cumsum(1)[:, ends]
+    scale = np.maximum(train.groupby("unique_id")["y"].mean().reindex(ids).to_numpy(), 1e-3)
+    levels = np.array(TOTAL_QUANTILES)[:, None, None]
+    losses = {}
+    for rho in PATH_CORRELATIONS:
+        model.path_correlation = rho
+        paths = model.sample(list(ids), horizon, n_samples, seed=seed).cumsum(2)[:, :, ends]
+        err = totals[None] - np.quantile(paths, TOTAL_QUANTILES, axis=1)
+        losses[rho] = float((np.maximum(levels * err, (levels - 1) * err) / scale[None, :, None]).mean())
+    best = min(losses, key=losses.get)
+    log.info("path_correlation %.2f chosen on the last %d days (scaled pinball of totals: %s)", best, horizon,
+             ", ".join(f"{r}: {v:.4f}" for r, v in losses.items()))
+    return best
 
 
 def _cut(flags: np.ndarray | None, start: int, steps: int) -> np.ndarray | None:

@@ -22,5 +22,6 @@ def train_final(panel: pd.DataFrame, cfg: Config, best_params: dict) -> Forecast
                           run_id=run.info.run_id)
     forecaster, trainer = Forecaster.fit(panel, params, cfg.features.horizon, val_days=0, logger=logger,
                                          seed=cfg.seed)
-    mlflow.log_metric("train_loss", float(trainer.callback_metrics["train_loss"]))
+    mlflow.log_metrics({"train_loss": float(trainer.callback_metrics["train_loss"]),
+                        "path_correlation": forecaster.path_correlation})
     return forecaster

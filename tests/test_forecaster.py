@@ -102,3 +102,28 @@ def test_path_correlation_widens_multi_day_totals_but_not_single_days(forecaster
     np.testing.assert_allclose(draws[0.0].std(axis=0), draws[0.8].std(axis=0), rtol=0.15)
     # Equicorrelated days: Var(total) ~ sum of variances x (1 + 13 rho); ratio well above 2 at rho 0.8.
     assert draws[0.8].sum(axis=1).var() > 2 * draws[0.0].sum(axis=1).var()
+
+
+def _regime_panel(shared_level: bool) -> pd.DataFrame:
+    """Poisson days; with `shared_level` each 14-day block has its own unforeseeable level, so the
+    days of a horizon move together and their totals need correlated paths."""
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2012-01-01", periods=140)
+    frames = []
+    for i in range(12):
+        level = np.repeat(rng.lognormal(0.0, 0.8, 10), 14) if shared_level else np.ones(140)
+        frames.append(pd.DataFrame({"unique_id": f"R{i}", "ds": days, "y": rng.poisson(8 * level).astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_path_correlation_is_calibrated_on_held_out_totals():
+    params = ModelConfig(architecture="mlp", hidden_size=16, num_layers=1, context_length=28, max_epochs=8,
+                         batch_size=64, windows_per_series=32, learning_rate=0.01, swa_start=1)
+    chosen = {shared: Forecaster.fit(_regime_panel(shared), params, horizon=14, seed=0)[0].path_correlation
+              for shared in (False, True)}
+    assert chosen[False] <= 0.25 and chosen[True] >= 0.5
+    # A fixed value is kept as given; too short a history to hold a horizon out falls back to 0.
+    fixed = params.model_copy(update={"path_correlation": 0.3})
+    assert Forecaster.fit(_regime_panel(True), fixed, horizon=14, seed=0)[0].path_correlation == 0.3
+    short = _regime_panel(True).query("ds < '2012-02-25'")
+    assert Forecaster.fit(short, params, horizon=14, seed=0)[0].path_correlation == 0.0
