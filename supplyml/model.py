@@ -14,10 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from supplyml.windows import FEATURES, N_FEATURES
+from supplyml.windows import CALENDAR, EVENT, LAG, N_FEATURES, PRICE, PROMO, SCALE
 
-LAG, PRICE, SCALE, PROMO, EVENT = (FEATURES.index(f) for f in ("lag", "log_rel_price", "log_scale", "promo", "event"))
-CALENDAR = [FEATURES.index(f) for f in ("dow_sin", "dow_cos", "month_sin", "month_cos")]
 FUTURE = [*CALENDAR, PROMO, EVENT]  # what is known about a forecast day in advance
 
 
@@ -104,12 +102,12 @@ class MLPForecaster(_Likelihood):
         """x: (B, C + h, F) window of context and h <= horizon forecast days. Returns NB mean and dispersion (B, h)."""
         c, h = self.hparams.context_length, self.hparams.horizon
         steps = x.shape[1] - c
+        if steps > h:
+            raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")
         # Step t carries demand of t - 1: steps 1..C hold the context days' own demand.
         demand = x[:, 1:c + 1, LAG]
         level = torch.expm1(demand)
         rolling = torch.stack([level[:, -7:].mean(1), level[:, -28:].mean(1)], 1).log1p()
-        if steps > h:
-            raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")
         future = x[:, c:, FUTURE]
         if steps < h:  # a shorter window (validation): unknown days look like plain days
             future = F.pad(future, (0, 0, 0, h - steps))

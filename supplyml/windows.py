@@ -16,6 +16,8 @@ COVARIATES = {"price": 1.0, "promo": 0.0, "event": 0.0}
 # Per-step input features, in order; the first is the previous day's demand.
 FEATURES = ["lag", "dow_sin", "dow_cos", "month_sin", "month_cos", "log_rel_price", "log_scale", "promo", "event"]
 N_FEATURES = len(FEATURES)
+LAG, PRICE, SCALE, PROMO, EVENT = (FEATURES.index(f) for f in ("lag", "log_rel_price", "log_scale", "promo", "event"))
+CALENDAR = [FEATURES.index(f) for f in ("dow_sin", "dow_cos", "month_sin", "month_cos")]
 
 
 @dataclass
@@ -100,11 +102,11 @@ def future_steps(a: PanelArrays, rows: np.ndarray, end: int, horizon: int, w: di
     n = len(rows)
     price = np.log(a.price[rows, end - 1:end] / w["price_ref"])
     x = np.zeros((n, horizon, N_FEATURES), dtype=np.float32)
-    x[..., 1:5] = a.calendar(end, horizon)[None]
-    x[..., 5] = price
-    x[..., 6] = np.log(w["scale"])
-    x[..., 7] = 0.0 if promo is None else promo
-    x[..., 8] = 0.0 if event is None else event
+    x[..., CALENDAR] = a.calendar(end, horizon)[None]
+    x[..., PRICE] = price
+    x[..., SCALE] = np.log(w["scale"])
+    x[..., PROMO] = 0.0 if promo is None else promo
+    x[..., EVENT] = 0.0 if event is None else event
     return x
 
 
