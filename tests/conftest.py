@@ -29,6 +29,15 @@ def _tracking_uri_not_leaked():
     mlflow.set_tracking_uri(before)
 
 
+def rejected(report):
+    """The DataValidationError that gating `report` raises; it carries the report it failed on."""
+    from supplyml.validation import DataValidationError, check
+    with pytest.raises(DataValidationError) as info:
+        check(report)
+    assert info.value.report is report and not report.success
+    return info.value
+
+
 @dataclass
 class Run:
     returncode: int

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO, rejected
 from supplyml.config import load_config
 from supplyml.data import DataError, read_table
 from supplyml.features import build_panel, panel_daily, to_daily
 from supplyml.validation import DataValidationError, ValidationReport, check, validate_raw
 
-ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ["data.format=panel", "data.panel_columns.unique_id=item", "data.panel_columns.ds=date",
            "data.panel_columns.y=units", "data.panel_columns.price=unit_price",
            "data.panel_columns.promo=on_promo", "data.panel_columns.event=holiday",
@@ -149,25 +149,18 @@ def failure(report: ValidationReport, text: str) -> dict:
     return match
 
 
-def rejected(report: ValidationReport) -> str:
-    with pytest.raises(DataValidationError) as info:
-        check(report)
-    return str(info.value)
-
-
 def test_good_panel_passes_the_gate(tmp_path):
     report = check(gate(shop(), docs_dir=tmp_path / "docs"))
     assert report.suite == "raw_daily_panel" and report.failures == []
     # rows, 3 required + 4 mapped optional columns, 2 ids, 3 date, 3 demand, duplicates, price, 2 flags
     assert report.evaluated == 1 + 7 + 2 + 3 + 3 + 1 + 1 + 2
     assert report.source == "/shops/shop.csv" and Path(report.docs_path).exists()
-    assert list(shop().columns) == COLUMNS
 
 
 def test_duplicated_series_day_is_rejected_with_examples():
     raw = pd.concat([shop(), shop().iloc[[1]].assign(units=7)], ignore_index=True)
     report = gate(raw)
-    message = rejected(report)
+    message = str(rejected(report))
     dup = failure(report, "one row per series and day")
     assert dup["column"] == "date" and "2 of 6 rows" in dup["details"]
     assert dup["examples"] == [
@@ -209,7 +202,7 @@ def test_unparseable_and_future_dates_are_rejected():
     raw.loc[[1, 3], "date"] = ["03/01/2021", "yesterday"]  # another format; no date at all
     raw.loc[4, "date"] = "2031-01-01"
     report = gate(raw, now=pd.Timestamp("2025-06-01"))
-    message = rejected(report)
+    message = str(rejected(report))
     bad = failure(report, "values parse as dates")
     assert bad["column"] == "date" and [e["date"] for e in bad["examples"]] == ["03/01/2021", "yesterday"]
     future = failure(report, "is not in the future (after 2025-06-01)")
@@ -242,7 +235,7 @@ def test_missing_ids_are_rejected():
 
 def test_missing_columns_name_the_config_key():
     report = gate(shop().drop(columns=["units", "holiday"]))
-    message = rejected(report)
+    message = str(rejected(report))
     assert {(f["column"], f["details"]) for f in report.failures} == {
         ("units", "units (data.panel_columns.y) is in the file: column is missing"),
         ("holiday", "holiday (data.panel_columns.event) is in the file: column is missing")}
@@ -279,7 +272,7 @@ def test_steps_ingest_validate_featurize_on_a_file_outside_the_repo(tmp_path):
 
     path = written(shop(), tmp_path / "shop.parquet")
     cfg = config(*MAPPING, "features.min_selling_days=1", path=str(path))
-    version = steps.ingest(cfg, str(ROOT), str(tmp_path / "raw.parquet"))
+    version = steps.ingest(cfg, str(REPO), str(tmp_path / "raw.parquet"))
     assert version["data_path"] == str(path) and version["dvc_md5"].startswith("untracked:")
     assert steps.validate(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "docs"))["success"]
     summary = steps.featurize(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "panel.parquet"),
@@ -293,6 +286,6 @@ def test_bad_panel_stops_at_validate(tmp_path):
 
     path = written(pd.concat([shop(), shop().iloc[[4]]]), tmp_path / "shop.csv")
     cfg = config(*MAPPING, path=str(path))
-    steps.ingest(cfg, str(ROOT), str(tmp_path / "raw.parquet"))
+    steps.ingest(cfg, str(REPO), str(tmp_path / "raw.parquet"))
     with pytest.raises(DataValidationError, match="(?s)on .*shop.csv.*one row per series and day.*'row': 5"):
         steps.validate(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "docs"))

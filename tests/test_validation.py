@@ -9,7 +9,8 @@ import pytest
 
 from supplyml.config import load_config
 from supplyml.data import read_table
-from supplyml.validation import DataValidationError, ValidationReport, check, validate_panel, validate_raw
+from conftest import rejected
+from supplyml.validation import ValidationReport, check, validate_panel, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
@@ -55,13 +56,6 @@ def failed(report: ValidationReport) -> set[tuple[str, str | None]]:
 def failure(report: ValidationReport, expectation: str, column: str | None) -> dict:
     (match,) = [f for f in report.failures if (f["expectation"], f["column"]) == (expectation, column)]
     return match
-
-
-def rejected(report: ValidationReport) -> DataValidationError:
-    with pytest.raises(DataValidationError) as info:
-        check(report)
-    assert info.value.report is report and not report.success
-    return info.value
 
 
 # ---------------------------------------------------------------- raw suite, real file
