@@ -20,14 +20,13 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from supplyml.baselines import BACKTESTS, BENCH_PEERS, finish, forecast_peers
+from supplyml.baselines import BACKTESTS, BENCH_PEERS, finish, forecast_peers, from_intervals, interval_levels
 from supplyml.config import load_config
-from supplyml.data import read_table
-from supplyml.features import Split, build_panel, daily_demand
-from supplyml.metrics import evaluate_forecasts, quantile_col
+from supplyml.bench import load_panel
+from supplyml.features import Split
+from supplyml.metrics import evaluate_forecasts
 
 log = logging.getLogger("benchmarks.peers")
 
@@ -56,19 +55,10 @@ def _mlforecast_intervals(fit, horizon, quantiles, method, seed, n_jobs) -> pd.D
 
     from supplyml.lightgbm_peer import make_forecaster
 
-    def level(q):  # mlforecast names columns with str(level): 95, not 95.0
-        lv = round(100 * abs(2 * q - 1), 6)
-        return int(lv) if float(lv).is_integer() else lv
-
-    levels = sorted({level(q) for q in quantiles if not np.isclose(q, 0.5)})
     intervals = PredictionIntervals(n_windows=BACKTESTS, h=horizon, method=method)
     raw = make_forecaster(seed, n_jobs).fit(fit, static_features=[], prediction_intervals=intervals).predict(
-        h=horizon, level=levels)
-    out = raw[["unique_id", "ds"]].assign(mean=raw["lightgbm"].to_numpy())
-    for q in quantiles:
-        side = "" if np.isclose(q, 0.5) else f"-{'lo' if q < 0.5 else 'hi'}-{level(q)}"
-        out[quantile_col(q)] = raw["lightgbm" + side].to_numpy()
-    return finish(out, "lightgbm", quantiles)
+        h=horizon, level=interval_levels(quantiles))
+    return finish(from_intervals(raw, "lightgbm", quantiles), "lightgbm", quantiles)
 
 
 def _compare_lightgbm_intervals(fit, test, horizon, quantiles, seed, n_jobs) -> dict[str, dict]:
@@ -96,15 +86,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/peers.json"))
     parser.add_argument("--models", nargs="+", default=list(BENCH_PEERS), choices=list(BENCH_PEERS))
-    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--n-jobs", type=int, default=None, help="default: evaluation.n_jobs")
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--compare-lightgbm-intervals", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     cfg = load_config(args.config)
-    raw = read_table(cfg.data.path, cfg.data)
-    panel = build_panel(daily_demand(raw, cfg.data), cfg.features)
+    n_jobs = args.n_jobs or cfg.evaluation.n_jobs
+    panel = load_panel(cfg)
     split = Split.from_panel(panel, cfg.features)
     fit, test = split.fit(panel), split.test(panel)
     horizon, quantiles = cfg.features.horizon, cfg.evaluation.quantiles
@@ -116,7 +106,7 @@ def main() -> None:
         log.info("forecasting with %s", name)
         start = time.perf_counter()
         fc = forecast_peers(fit, horizon, quantiles, season_length=cfg.evaluation.season_length,
-                            models=(name,), n_jobs=args.n_jobs, seed=cfg.seed)[name]
+                            models=(name,), n_jobs=n_jobs, seed=cfg.seed)[name]
         seconds = time.perf_counter() - start
         metrics = evaluate_forecasts(fit, test[["unique_id", "ds", "y"]], fc, quantiles)
         rows[name] = {**metrics, "seconds": seconds, "reference_wrmsse": REFERENCE_WRMSSE.get(name)}
@@ -127,7 +117,7 @@ def main() -> None:
     comparison = None
     if args.compare_lightgbm_intervals:
         comparison = _compare_lightgbm_intervals(fit, test[["unique_id", "ds", "y"]], horizon, quantiles,
-                                                 cfg.seed, args.n_jobs)
+                                                 cfg.seed, n_jobs)
         compared = pd.DataFrame.from_dict(comparison, orient="index")[[c for c in COLUMNS if c != "reference_wrmsse"]]
         compared.index.name = f"intervals, {int(comparison[next(iter(comparison))]['n_series'])} series"
         print()
@@ -142,7 +132,7 @@ def main() -> None:
             "horizon": horizon,
             "quantiles": quantiles,
             "season_length": cfg.evaluation.season_length,
-            "n_jobs": args.n_jobs,
+            "n_jobs": n_jobs,
             "seed": cfg.seed,
             "python": platform.python_version(),
             "machine": platform.machine(),

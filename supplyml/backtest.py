@@ -77,6 +77,11 @@ class Backtest:
         table.index.name = "model"
         return table
 
+    def inventory_metrics(self) -> dict[str, float]:
+        """The inventory table as flat MLflow metrics, `inventory.<policy's first word>.<measure>`."""
+        return {f"inventory.{policy.split()[0]}.{k}": float(v)
+                for policy, row in self.inventory.iterrows() for k, v in row.items()}
+
     def report(self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict) -> str:
         """The HTML evaluation report: metrics against peers, forecast plots, segments, inventory."""
         first = self.per_origin["origin"].min()

@@ -68,14 +68,23 @@ def _level(q: float) -> int | float:
     return int(lv) if float(lv).is_integer() else lv
 
 
-def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
-    levels = sorted({_level(q) for q in quantiles if not np.isclose(q, 0.5)}) or None
-    raw = sf.forecast(df=df, h=horizon, level=levels)
+def interval_levels(quantiles) -> list[int | float]:
+    """The central-interval levels (50, 95, ...) whose bounds are `quantiles`; the median is the point."""
+    return sorted({_level(q) for q in quantiles if not np.isclose(q, 0.5)})
+
+
+def from_intervals(raw: pd.DataFrame, alias: str, quantiles) -> pd.DataFrame:
+    """Nixtla's `alias`, `alias-lo-95`, `alias-hi-95`, ... columns as `mean` and quantile columns."""
     out = raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
     for q in quantiles:
         side = "" if np.isclose(q, 0.5) else f"-{'lo' if q < 0.5 else 'hi'}-{_level(q)}"
         out[quantile_col(q)] = raw[alias + side].to_numpy()
     return out
+
+
+def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
+    raw = sf.forecast(df=df, h=horizon, level=interval_levels(quantiles) or None)
+    return from_intervals(raw, alias, quantiles)
 
 
 def _symmetric(point: pd.DataFrame, half_width, quantiles) -> pd.DataFrame:

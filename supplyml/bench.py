@@ -78,8 +78,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         (out / "report.html").write_text(html)
         for model, row in table.iterrows():
             mlflow.log_metrics({f"{model}.{k}": float(v) for k, v in row.items()})
-        for policy, row in result.inventory.iterrows():
-            mlflow.log_metrics({f"inventory.{policy.split()[0]}.{k}": float(v) for k, v in row.items()})
+        mlflow.log_metrics(result.inventory_metrics())
         mlflow.log_artifacts(str(out), artifact_path="bench")
     log.info("bench finished in %.0f s; results in %s", summary["seconds"], out)
     return {"summary": summary, "table": table, "inventory": result.inventory}

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,11 +62,11 @@ class FeatureConfig(Section):
     val_days: int = Field(28, ge=1)
 
 
-ARCHITECTURES = ("deepar", "mlp")
+Architecture = Literal["deepar", "mlp"]
 
 
 class ModelConfig(Section):
-    architecture: Literal["deepar", "mlp"] = "mlp"
+    architecture: Architecture = "mlp"
     context_length: int = Field(56, ge=7)
     hidden_size: int = Field(256, ge=4)
     num_layers: int = Field(2, ge=1)
@@ -87,7 +87,7 @@ class ModelConfig(Section):
 
 
 class SearchSpace(Section):
-    architecture: list[Literal["deepar", "mlp"]] = list(ARCHITECTURES)
+    architecture: list[Architecture] = list(get_args(Architecture))
     hidden_size: tuple[int, int] = (16, 64)  # LSTM units
     mlp_hidden_size: tuple[int, int] = (64, 512)  # MLP layer width
     num_layers: tuple[int, int] = (1, 2)
@@ -109,8 +109,8 @@ class EvaluationConfig(Section):
     quantiles: list[float] = M5_QUANTILES
     season_length: int = Field(7, ge=1)
     origins: int = Field(3, ge=1)  # rolling forecast origins in `supplyml bench`, one horizon apart
-    report_series: int = Field(4, ge=0)
-    n_jobs: int = Field(2, ge=1)  # processes/threads for the peers (statsforecast, LightGBM)  # plotted in the HTML report: this many top and random series
+    report_series: int = Field(4, ge=0)  # plotted in the HTML report: this many top and random series
+    n_jobs: int = Field(2, ge=1)  # processes/threads for the peers (statsforecast, LightGBM)
 
     @field_validator("quantiles")
     @classmethod

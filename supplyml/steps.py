@@ -101,8 +101,7 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
              backtest.format_table(table), backtest.format_table(result.inventory))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
-        mlflow.log_metrics({f"inventory.{policy.split()[0]}.{k}": float(v)
-                            for policy, row in result.inventory.iterrows() for k, v in row.items()})
+        mlflow.log_metrics(result.inventory_metrics())
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
         report = result.report(panel, cfg, "supplyml evaluation on the held-out horizon",

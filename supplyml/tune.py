@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
+
+
+def param_name(field: str, architecture: str) -> str:
+    """Optuna's name for a searched model field: width is per architecture (different scales)."""
+    return f"{architecture}_{field}" if field == "hidden_size" else field
+
+
 def suggest(trial: optuna.Trial, cfg: Config) -> dict:
     """Model fields for one trial. Width is searched per architecture, under its own parameter name,
     because an LSTM's units and an MLP layer's width live on different scales."""
@@ -25,7 +33,7 @@ def suggest(trial: optuna.Trial, cfg: Config) -> dict:
     width = space.hidden_size if arch == "deepar" else space.mlp_hidden_size
     return {
         "architecture": arch,
-        "hidden_size": trial.suggest_int(f"{arch}_hidden_size", *width, log=True),
+        "hidden_size": trial.suggest_int(param_name("hidden_size", arch), *width, log=True),
         "num_layers": trial.suggest_int("num_layers", *space.num_layers),
         "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
         "dropout": trial.suggest_float("dropout", *space.dropout),
@@ -50,9 +58,8 @@ def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) 
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     if not study.trials:  # the configured model is the first candidate; the search must beat it
-        first = {"architecture": cfg.model.architecture, f"{cfg.model.architecture}_hidden_size": cfg.model.hidden_size,
-                 **{k: getattr(cfg.model, k) for k in ("num_layers", "learning_rate", "dropout", "context_length")}}
-        study.enqueue_trial(first, skip_if_exists=True)
+        arch = cfg.model.architecture
+        study.enqueue_trial({param_name(f, arch): getattr(cfg.model, f) for f in SEARCHED}, skip_if_exists=True)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     log.info("study %s: %d of %d trials finished", study.study_name, done, cfg.tune.n_trials)
 
