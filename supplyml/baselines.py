@@ -136,10 +136,19 @@ def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
     return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
 
 
-def _conformal(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
-    cv = sf.cross_validation(df=df, h=horizon, n_windows=BACKTESTS, step_size=horizon)
-    errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
-    return conformal_band(_point(sf, df, alias, horizon), errors, quantiles)
+def conformal_or_gaussian(name: str, df: pd.DataFrame, point: pd.DataFrame, errors_for, min_days: int,
+                          horizon: int, quantiles) -> pd.DataFrame:
+    """Conformal bands for the series long enough for BACKTESTS backtest windows (`errors_for(their
+    rows)` gives [unique_id, error]), Gaussian bands for the rest."""
+    lengths = df.groupby("unique_id").size()
+    backtest_ok = lengths.index[lengths >= BACKTESTS * horizon + min_days]
+    long_rows, long_fc = df["unique_id"].isin(backtest_ok), point["unique_id"].isin(backtest_ok)
+    parts = [conformal_band(point[long_fc], errors_for(df[long_rows]), quantiles)] if long_fc.any() else []
+    if not long_fc.all():
+        log.info("%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
+                 name, len(lengths) - len(backtest_ok), BACKTESTS * horizon + min_days)
+        parts.append(gaussian_band(point[~long_fc], df[~long_rows], quantiles))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.DataFrame:
@@ -155,16 +164,13 @@ def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Dat
         )
 
     if peer.native_intervals:
-        out = _native(sf, df, model.alias, horizon, quantiles)
-    else:
-        backtest_ok = lengths.index[lengths >= BACKTESTS * horizon + min_days]
-        long = df["unique_id"].isin(backtest_ok)
-        parts = [_conformal(sf, df[long], model.alias, horizon, quantiles)] if long.any() else []
-        if not long.all():
-            log.info("%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
-                     name, len(lengths) - len(backtest_ok), BACKTESTS * horizon + min_days)
-            parts.append(gaussian_band(_point(sf, df[~long], model.alias, horizon), df[~long], quantiles))
-        out = pd.concat(parts, ignore_index=True)
+        return finish(_native(sf, df, model.alias, horizon, quantiles), name, quantiles)
+
+    def errors(rows: pd.DataFrame) -> pd.DataFrame:
+        cv = sf.cross_validation(df=rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
+        return pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[model.alias]})
+
+    out = conformal_or_gaussian(name, df, _point(sf, df, model.alias, horizon), errors, min_days, horizon, quantiles)
     return finish(out, name, quantiles)
 
 

@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from supplyml.baselines import BACKTESTS, check_request, conformal_band, finish, gaussian_band
+from supplyml.baselines import BACKTESTS, check_request, conformal_or_gaussian, finish
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +130,10 @@ def forecast_lightgbm(
     with warnings.catch_warnings():
         # LightGBM's sklearn wrapper warns about feature names on recursive predict; harmless.
         warnings.filterwarnings("ignore", message=".*feature names.*")
-        point = _point(df, horizon, seed, n_jobs)
-        backtest_ok = lengths.index[lengths >= BACKTESTS * horizon + FEATURE_DAYS]
-        long = point["unique_id"].isin(backtest_ok)
-        parts = []
-        if long.any():
-            errors = _backtest_errors(df[df["unique_id"].isin(backtest_ok)], horizon, seed, n_jobs)
-            parts.append(conformal_band(point[long], errors, quantiles))
-    if not long.all():
-        log.info("lightgbm: %d series shorter than %d days get Gaussian instead of conformal intervals",
-                 len(lengths) - len(backtest_ok), BACKTESTS * horizon + FEATURE_DAYS)
-        short = ~df["unique_id"].isin(backtest_ok)
-        parts.append(gaussian_band(point[~long], df[short], quantiles))
-    out = finish(pd.concat(parts, ignore_index=True), "lightgbm", quantiles)
+        out = conformal_or_gaussian("lightgbm", df, _point(df, horizon, seed, n_jobs),
+                                    lambda rows: _backtest_errors(rows, horizon, seed, n_jobs), FEATURE_DAYS,
+                                    horizon, quantiles)
+    out = finish(out, "lightgbm", quantiles)
     if not np.isfinite(out["mean"]).all():
         raise RuntimeError("peer lightgbm produced non-finite forecasts")
     return out
