@@ -22,9 +22,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from supplyml.baselines import BACKTESTS, BENCH_PEERS, finish, forecast_peers, from_intervals, interval_levels
-from supplyml.config import load_config
+from supplyml.baselines import (
+    BACKTESTS,
+    BENCH_PEERS,
+    finish,
+    forecast_peers,
+    from_intervals,
+    interval_levels,
+)
 from supplyml.bench import load_panel
+from supplyml.config import load_config
 from supplyml.features import Split
 from supplyml.metrics import evaluate_forecasts
 
@@ -53,10 +60,10 @@ def _version(pkg: str) -> str | None:
 def _mlforecast_intervals(fit, horizon, quantiles, method, seed, n_jobs) -> pd.DataFrame:
     from mlforecast.utils import PredictionIntervals
 
-    from supplyml.lightgbm_peer import make_forecaster
+    from supplyml.forecasting.gbm import make_mlforecast
 
     intervals = PredictionIntervals(n_windows=BACKTESTS, h=horizon, method=method)
-    raw = make_forecaster(seed, n_jobs).fit(fit, static_features=[], prediction_intervals=intervals).predict(
+    raw = make_mlforecast(seed, n_jobs).fit(fit, static_features=[], prediction_intervals=intervals).predict(
         h=horizon, level=interval_levels(quantiles))
     return finish(from_intervals(raw, "lightgbm", quantiles), "lightgbm", quantiles)
 

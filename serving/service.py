@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, model_validator
 
 from supplyml import planning
-from supplyml.forecaster import UnknownSeriesError
+from supplyml.forecasting import UnknownSeriesError
 
 
 class Args(BaseModel):
@@ -41,7 +41,7 @@ class Item(BaseModel):
     service_level: Level
 
     @model_validator(mode="after")
-    def _within_horizon(self) -> "Item":
+    def _within_horizon(self) -> Item:
         days = self.lead_time_days + self.review_period_days
         if days > MAX_HORIZON:
             raise ValueError(f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon "
@@ -66,8 +66,7 @@ class SupplyForecast:
                  horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON)], ctx: bentoml.Context,
                  quantiles: Annotated[list[Level], Field(min_length=1)] = [0.05, 0.5, 0.95]) -> dict:
         try:
-            return {"forecasts": planning.forecast(self.forecaster, skus, horizon, quantiles,
-                                                   self.meta["forecast_samples"], self.meta["seed"])}
+            return {"forecasts": planning.forecast(self.forecaster, skus, horizon, quantiles)}
         except UnknownSeriesError as e:
             return _unknown_skus(ctx, e, [(["skus", i], sku) for i, sku in enumerate(skus)])
 

@@ -18,7 +18,7 @@ from supplyml import report
 from supplyml import simulation as sim
 from supplyml.baselines import forecast_peers
 from supplyml.config import Config
-from supplyml.forecaster import Forecaster
+from supplyml.forecasting import Forecaster
 from supplyml.metrics import evaluate_forecasts
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Origin:
     forecasts: dict[str, pd.DataFrame]  # model -> unique_id, ds, mean, q...
     test: pd.DataFrame
     sims: dict[str, sim.Simulation]
+    totals: pd.DataFrame  # per series and review: actual L+R total and the forecast policy's quantiles of it
 
 
 @dataclass
@@ -61,14 +62,33 @@ class Backtest:
     actuals: pd.DataFrame  # the scored panel rows
     inventory: pd.DataFrame  # policy -> cycle_service_level, fill_rate, avg_on_hand, costs
     on_hand: pd.DataFrame  # day -> units on hand across series, one column per policy
+    totals: pd.DataFrame  # see Origin.totals
 
     @classmethod
-    def from_origins(cls, results: list[Origin]) -> "Backtest":
+    def from_origins(cls, results: list[Origin]) -> Backtest:
         per_origin = pd.DataFrame([row for r in results for row in r.scores])
         forecasts = {m: pd.concat([r.forecasts[m].assign(origin=r.start) for r in results], ignore_index=True)
                      for m in results[0].forecasts}
         actuals = pd.concat([r.test for r in results], ignore_index=True)
-        return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]))
+        totals = pd.concat([r.totals.assign(origin=r.start) for r in results], ignore_index=True)
+        return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]),
+                   totals)
+
+    def calibration(self, target: float) -> dict[str, float]:
+        """Coverage of the champion's 50% and 95% intervals for daily values and for lead-time + review
+        totals (the window an order covers), and the share of windows whose total stayed within the
+        order-up-to level S, next to the realised cycle service level and its target."""
+        daily = self.per_origin[self.per_origin["model"] == MODEL]
+        t = self.totals
+        return {
+            "daily_coverage_50": float(daily["coverage_50"].mean()),
+            "daily_coverage_95": float(daily["coverage_95"].mean()),
+            "total_coverage_50": float(((t["q0.25"] <= t["actual"]) & (t["actual"] <= t["q0.75"])).mean()),
+            "total_coverage_95": float(((t["q0.025"] <= t["actual"]) & (t["actual"] <= t["q0.975"])).mean()),
+            "total_within_S": float((t["actual"] <= t["S"]).mean()),
+            "cycle_service_level": float(self.inventory.loc[POLICIES["forecast"], "cycle_service_level"]),
+            "target_service_level": target,
+        }
 
     def table(self) -> pd.DataFrame:
         """One row per model: metrics averaged over origins, seconds summed."""
@@ -100,7 +120,8 @@ class Backtest:
                              actuals=self.actuals, quantiles=quantiles, n_series=cfg.evaluation.report_series,
                              seed=cfg.seed, per_origin=self.per_origin if self.per_origin["origin"].nunique() > 1 else None,
                              by_segment=by_segment, inventory=self.inventory, on_hand=self.on_hand,
-                             lineage=lineage, notes=notes)
+                             calibration=self.calibration(cfg.inventory.service_level), lineage=lineage,
+                             notes=notes)
 
 
 def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame], Forecaster],
@@ -125,7 +146,7 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     test = panel[(panel["ds"] >= start) & (panel["ds"] < start + pd.Timedelta(days=h)) & panel["unique_id"].isin(scored)]
     log.info("origin %s: %d series", start.date(), test["unique_id"].nunique())
     t0 = time.perf_counter()
-    fc = forecaster.predict(None, h, quantiles, cfg.model.num_samples, cfg.seed, future=test)
+    fc = forecaster.predict(None, h, quantiles, future=test)
     fc = fc[fc["unique_id"].isin(test["unique_id"].unique())]
     results = {MODEL: (fc, fit_seconds + time.perf_counter() - t0)}
     for name in peers:
@@ -139,14 +160,17 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
         scores.append({"origin": start, "model": name, **{m: s[m] for m in METRICS}, "seconds": seconds})
     log.info("origin %s\n%s", start.date(), pd.DataFrame(scores).set_index("model")[METRICS].round(3).to_string())
     forecasts = {name: frame for name, (frame, _) in results.items()}
-    return Origin(start, scores, forecasts, test, simulate_policies(panel, fit, test, forecaster, cfg))
+    sims, totals = simulate_policies(panel, fit, test, forecaster, cfg)
+    return Origin(start, scores, forecasts, test, sims, totals)
 
 
 def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster,
-                      cfg: Config) -> dict[str, sim.Simulation]:
+                      cfg: Config) -> tuple[dict[str, sim.Simulation], pd.DataFrame]:
     """Replay the test days under each policy. The forecast policy reviews like /replenish does: at each
-    review it conditions on every actual day so far and orders up to the service-level quantile of
-    demand over the next lead time + review period."""
+    review it conditions on every actual day so far and orders up to the model's calibrated order level
+    of demand over the next lead time + review period. Also returns, per series and review, the actual
+    total over that window beside the paths' quantiles of it and S: whether decisions fail in the
+    forecast of totals or in the replay is read off these."""
     inv = cfg.inventory
     L, R, horizon = inv.lead_time, inv.review_period, cfg.features.horizon
     cover = L + R
@@ -162,18 +186,27 @@ def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame
     history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=MA_WINDOW)],
                    pd.date_range(start - pd.Timedelta(days=MA_WINDOW), periods=MA_WINDOW))
     price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
-    levels = []
+    levels, totals = [], []
+    level = forecaster.order_level(inv.service_level)
+    # The window a forecast may condition on: promotion and event flags are planned, so known ahead.
+    known = panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)]
     for d in sim.review_days(horizon, R):
         forecaster.set_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
-        paths = forecaster.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d))
-        levels.append(sim.sample_path_levels(paths, inv.service_level))
+        paths = forecaster.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
+        levels.append(sim.sample_path_levels(paths, level))
+        window = paths.sum(axis=2)
+        q = {f"q{lv:g}": np.quantile(window, forecaster.order_level(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
+        if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
+            totals.append(pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d:d + cover].sum(1),
+                                        "S": levels[-1], **q}))
     policy_levels = {
         "forecast": sim.expand_levels(np.stack(levels, 1), horizon, R),
         "classical": sim.moving_average_levels(history, demand, L, R, inv.service_level, window=MA_WINDOW),
         "perfect": sim.perfect_foresight_levels(ahead, L, R)[:, :horizon],
     }
-    return {name: sim.simulate(demand, lv, L, R, price, inv.holding_cost, inv.lost_sales_cost)
+    sims = {name: sim.simulate(demand, lv, L, R, price, inv.holding_cost, inv.lost_sales_cost)
             for name, lv in policy_levels.items()}
+    return sims, pd.concat(totals, ignore_index=True)
 
 
 def _pool(sims: list[dict[str, sim.Simulation]], starts: list[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:

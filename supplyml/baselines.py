@@ -15,8 +15,8 @@ Intervals:
   synthetic intermittent panel of 1,700 series its 95% band covered 67% of test days, the pooled
   band 93%. Backtests need 2 × horizon days plus the model's own minimum history; shorter series
   get mean ± z_q × sd(training demand), the spread of demand around a flat forecast.
-- The benchmark-only LightGBM peer (`supplyml.lightgbm_peer`, name "lightgbm", not in the default
-  set) uses the same pooled split-conformal intervals and the same fallback.
+- The LightGBM peer (`supplyml.lightgbm_peer`, name "lightgbm", not in the default set) uses the
+  same pooled split-conformal intervals and the same fallback.
 Means and quantiles are then clipped at zero demand (AutoETS's additive models can forecast below
 zero on intermittent series) and quantiles sorted so they cannot cross.
 """
@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from statsforecast import StatsForecast
-from statsforecast.models import ADIDA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
+from statsforecast.models import (
+    ADIDA,
+    AutoETS,
+    CrostonOptimized,
+    SeasonalNaive,
+    WindowAverage,
+)
 
 from supplyml.metrics import quantile_col
 
@@ -59,7 +65,7 @@ PEERS = {
     "window_average": Peer(lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW, False),
 }
 DEFAULT_PEERS = tuple(PEERS)  # what the pipeline's evaluate step runs: statsforecast only
-BENCH_PEERS = (*DEFAULT_PEERS, "lightgbm")  # plus the mlforecast + LightGBM peer (needs the bench extra)
+BENCH_PEERS = (*DEFAULT_PEERS, "lightgbm")  # plus the mlforecast + LightGBM peer
 
 
 def _level(q: float) -> int | float:
@@ -185,8 +191,7 @@ def forecast_peers(
 ) -> dict[str, pd.DataFrame]:
     """Forecast `horizon` days past each series' last training day with each peer.
 
-    models may name any of PEERS and "lightgbm" (BENCH_PEERS); "lightgbm" needs the bench extra and
-    is the only peer that uses `seed`.
+    models may name any of PEERS and "lightgbm" (BENCH_PEERS); "lightgbm" is the only peer that uses `seed`.
     """
     unknown = [m for m in models if m not in BENCH_PEERS]
     if unknown:
@@ -197,7 +202,7 @@ def forecast_peers(
     out = {}
     for name in models:
         if name == "lightgbm":
-            from supplyml.lightgbm_peer import forecast_lightgbm  # bench extra: imported only on request
+            from supplyml.lightgbm_peer import forecast_lightgbm
 
             out[name] = forecast_lightgbm(df, horizon, quantiles, seed=seed, n_jobs=n_jobs)
         else:

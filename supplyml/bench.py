@@ -1,9 +1,10 @@
 """`supplyml bench`: the rolling-origin benchmark of the stack's model recipe against its peers on any dataset.
 
 Tuning runs once, on the days before the first origin, so no origin is scored with hyperparameters
-that saw its answers; the chosen recipe is then refitted at every origin, exactly as the pipeline
-would retrain it. Everything lands in DIR (results.json, forecasts.parquet, report.html) and in one
-MLflow run.
+that saw its answers. At every origin the recipe then runs as the pipeline's train step does: the
+candidates are scored on validation origins before it, the combination is chosen and calibrated
+there, and its members are refitted on every day before the origin. Everything lands in DIR
+(results.json, forecasts.parquet, report.html) and in one MLflow run.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from supplyml.baselines import BENCH_PEERS
 from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version, read_table
 from supplyml.features import build_panel, to_daily
-from supplyml.forecaster import Forecaster
+from supplyml.forecasting import Forecaster
+from supplyml.forecasting.selection import select
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,12 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         mlflow.log_params({f"best.{k}": v for k, v in best.items()})
         params = ModelConfig(**{**cfg.model.model_dump(), **best})
 
+        selections = []
+
         def fit_champion(fit: pd.DataFrame) -> Forecaster:
-            return Forecaster.fit(fit, params, cfg.features.horizon, seed=cfg.seed)[0]
+            model, evidence = select(fit, cfg, params)
+            selections.append(evidence)
+            return model
 
         result = backtest.run(panel, cfg, fit_champion, BENCH_PEERS)
         table = result.table()
@@ -67,6 +73,8 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
             "average": _records(table), "per_origin": _records(result.per_origin.assign(
                 origin=result.per_origin["origin"].dt.date.astype(str)), index=False),
             "inventory": {**_records(result.inventory), "settings": cfg.inventory.model_dump()},
+            "calibration": result.calibration(cfg.inventory.service_level),
+            "selection": selections,
             "seconds": time.perf_counter() - started, "mlflow_run_id": run.info.run_id,
         }
         (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -79,6 +87,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         for model, row in table.iterrows():
             mlflow.log_metrics({f"{model}.{k}": float(v) for k, v in row.items()})
         mlflow.log_metrics(result.inventory_metrics())
+        mlflow.log_metrics({f"calibration.{k}": v for k, v in summary["calibration"].items()})
         mlflow.log_artifacts(str(out), artifact_path="bench")
     log.info("bench finished in %.0f s; results in %s", summary["seconds"], out)
     return {"summary": summary, "table": table, "inventory": result.inventory}

@@ -106,7 +106,6 @@ def serve(args) -> int:
 def bench_command(args) -> int:
     from supplyml import bench
     from supplyml.backtest import format_table
-
     from supplyml.data import DataError
     from supplyml.validation import DataValidationError
 

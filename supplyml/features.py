@@ -182,7 +182,7 @@ class Split:
     end: pd.Timestamp
 
     @classmethod
-    def from_panel(cls, panel: pd.DataFrame, cfg: FeatureConfig) -> "Split":
+    def from_panel(cls, panel: pd.DataFrame, cfg: FeatureConfig) -> Split:
         end = panel["ds"].max()
         test_start = end - pd.Timedelta(days=cfg.horizon - 1)
         return cls(test_start - pd.Timedelta(days=cfg.val_days), test_start, end)

@@ -1,15 +1,8 @@
-"""mlforecast + LightGBM reference peer: a benchmark dependency, not a pipeline one.
+"""mlforecast + LightGBM as a benchmark peer: what a user's own LightGBM script would give.
 
-Install with `pip install -e ".[bench]"` (the test extra includes it). Nothing else in supplyml
-imports this module at load time: `forecast_peers(models=[..., "lightgbm"])` imports it on request.
-
-Model, as the product issue specifies: one global LightGBM regressor with the Tweedie objective
-(demand is zero-heavy and non-negative), on lags 7, 14 and 28, rolling means over 7 and 28 days of
-lag 1, and day of week, month and day of month; forecasts are recursive, one day at a time for
-`horizon` days, each prediction feeding the next day's lags. Every other LightGBM parameter is its
-default, spelled out in PARAMS so an upgrade cannot move them. It is seeded and deterministic
-(`deterministic=True`, row-wise histograms): the same input, seed and thread count give the same
-forecast bit for bit.
+The model is the LightGBM family's (`supplyml.forecasting.gbm`: Tweedie objective, lags 7/14/28,
+rolling means, calendar features, recursive); as a peer it gets the same symmetric pooled
+split-conformal bands as the flat statsforecast peers, so it is scored the way it always was.
 
 Intervals: pooled split-conformal, the same as the flat statsforecast peers (see
 supplyml.baselines). Two rolling-origin backtests of length `horizon`, each with its own refit,
@@ -39,64 +32,19 @@ import numpy as np
 import pandas as pd
 
 from supplyml.baselines import BACKTESTS, check_request, conformal_or_gaussian, finish
+from supplyml.forecasting.gbm import FEATURE_DAYS, make_mlforecast
 
 log = logging.getLogger(__name__)
 
-LAGS = (7, 14, 28)
-ROLLING_MEAN_WINDOWS = (7, 28)  # over lag 1
-DATE_FEATURES = ("dayofweek", "month", "day")
-# Days of history before a row has every feature: lag 28 and the 28-day mean of lag 1 need 28.
-FEATURE_DAYS = max(*LAGS, *ROLLING_MEAN_WINDOWS) + 1
-PARAMS = {
-    "objective": "tweedie",
-    "tweedie_variance_power": 1.5,
-    "n_estimators": 100,
-    "learning_rate": 0.1,
-    "num_leaves": 31,
-    "min_child_samples": 20,
-    "deterministic": True,
-    "force_row_wise": True,  # LightGBM's advice with deterministic=True
-    "verbosity": -1,
-}
-INSTALL_HINT = 'pip install -e ".[bench]"'
-
-
-def _require():
-    try:
-        import lightgbm
-        import mlforecast
-    except ImportError as e:
-        raise ImportError(
-            f"the lightgbm peer needs mlforecast and lightgbm, which are benchmark-only dependencies "
-            f"({e}). Install them with `{INSTALL_HINT}`, or leave 'lightgbm' out of models."
-        ) from e
-    return lightgbm, mlforecast
-
-
-def make_forecaster(seed: int = 0, n_jobs: int = 1):
-    """An unfitted MLForecast with the issue's features around a seeded Tweedie LightGBM."""
-    lightgbm, mlforecast = _require()
-    from mlforecast.lag_transforms import RollingMean
-
-    model = lightgbm.LGBMRegressor(**PARAMS, random_state=seed, n_jobs=n_jobs)
-    return mlforecast.MLForecast(
-        models={"lightgbm": model},
-        freq="D",
-        lags=list(LAGS),
-        lag_transforms={1: [RollingMean(window_size=w) for w in ROLLING_MEAN_WINDOWS]},
-        date_features=list(DATE_FEATURES),
-        num_threads=n_jobs,
-    )
-
 
 def _point(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
-    raw = make_forecaster(seed, n_jobs).fit(df, static_features=[]).predict(h=horizon)
+    raw = make_mlforecast(seed, n_jobs).fit(df, static_features=[]).predict(h=horizon)
     return pd.DataFrame({"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(),
                          "mean": raw["lightgbm"].to_numpy(dtype=float)})
 
 
 def _backtest_errors(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
-    cv = make_forecaster(seed, n_jobs).cross_validation(
+    cv = make_mlforecast(seed, n_jobs).cross_validation(
         df, n_windows=BACKTESTS, h=horizon, step_size=horizon, refit=True, static_features=[]
     )
     return pd.DataFrame({"unique_id": cv["unique_id"].to_numpy(),
@@ -114,7 +62,6 @@ def forecast_lightgbm(
 
     train is the zero-filled daily panel; columns other than unique_id, ds and y are ignored.
     """
-    _require()
     check_request(horizon, quantiles)
     missing = [c for c in ("unique_id", "ds", "y") if c not in train.columns]
     if missing:

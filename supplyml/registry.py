@@ -24,15 +24,23 @@ class GateDecision:
 
 
 def gate(metrics: dict[str, float], peers: dict[str, dict[str, float]], champion: dict[str, float] | None,
-         cfg: GateConfig) -> GateDecision:
-    """Decide on a candidate. The seam for champion-versus-challenger is `champion`: today any
-    existing champion stays, and a passing candidate becomes `challenger`."""
+         cfg: GateConfig, selection: dict | None = None) -> GateDecision:
+    """Decide on a candidate. The absolute bar: WRMSSE within gate.max_wrmsse on the held-out horizon,
+    and, on the validation origins it was chosen on (`selection`, from forecasting.selection), WRMSSE
+    no worse than the best single peer's. The seam for champion-versus-challenger is `champion`:
+    today any existing champion stays, and a passing candidate becomes `challenger`."""
     reasons = []
     if not metrics["wrmsse"] <= cfg.max_wrmsse:
         reasons.append(f"WRMSSE {metrics['wrmsse']:.3f} > gate.max_wrmsse {cfg.max_wrmsse}")
-    naive = peers.get("seasonal_naive")
-    if cfg.must_beat_seasonal_naive and naive and not metrics["wrmsse"] < naive["wrmsse"]:
-        reasons.append(f"WRMSSE {metrics['wrmsse']:.3f} does not beat seasonal naive {naive['wrmsse']:.3f}")
+    if cfg.must_match_best_peer and selection:
+        scores = selection["validation"]
+        singles = [n for n in selection["peers"] if n in scores]
+        if singles:
+            best = min(singles, key=lambda n: scores[n]["wrmsse"])
+            chosen = scores[selection["chosen"]]["wrmsse"]
+            if not chosen <= scores[best]["wrmsse"]:
+                reasons.append(f"validation WRMSSE {chosen:.3f} is worse than the best peer's, {best} "
+                               f"{scores[best]['wrmsse']:.3f}")
     passed = not reasons
     if passed and champion is not None:
         reasons.append("a champion exists; the champion-versus-challenger comparison is not enabled yet")

@@ -43,6 +43,7 @@ HEADINGS = {
     "by_segment": "Error by demand segment",
     "inventory": "Inventory simulation",
     "on_hand": "On-hand inventory",
+    "calibration": "Calibration: daily values and lead-time + review totals",
     "lineage": "Lineage",
 }
 _PANEL = ["unique_id", "ds", "y"]
@@ -201,6 +202,7 @@ def render(
     by_segment: pd.DataFrame | None = None,
     inventory: pd.DataFrame | None = None,
     on_hand: pd.DataFrame | None = None,
+    calibration: dict | None = None,
     lineage: dict | None = None,
     notes: Iterable[str] = (),
 ) -> str:
@@ -266,6 +268,15 @@ def render(
 
     if on_hand is not None:
         out.append(_section("on_hand", _img(_on_hand_figure(on_hand), "units on hand over time")))
+
+    if calibration is not None:
+        rule = ("Champion, pooled over origins. Coverage: share of actuals inside the central 50% and 95% "
+                "intervals, of daily values and of totals over lead time + review period (what an order "
+                "covers). total_within_S: share of those windows whose actual total stayed at or below the "
+                "order-up-to level S; cycle_service_level: realised in the replay, against its target.")
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_fmt(v, k)}</td></tr>" for k, v in calibration.items())
+        out.append(_section("calibration", f"<p class='note'>{esc(rule)}</p><table class='calibration'>"
+                            f"<tbody>{rows}</tbody></table>"))
 
     if lineage is not None:
         rows = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"

@@ -18,7 +18,7 @@ from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
 from supplyml.data import data_version, read_table
 from supplyml.features import Split, build_panel, to_daily
-from supplyml.forecaster import Forecaster
+from supplyml.forecasting import load
 from supplyml.train import train_final
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
 def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     """Gate the raw input with the suite for `data.format`; raises DataValidationError (naming the
     file, each failed expectation, its column and example rows) to stop the run."""
-    from supplyml import validation  # GX takes seconds to import; only the gating steps pay for it
+    from supplyml import (
+        validation,  # GX takes seconds to import; only the gating steps pay for it
+    )
     report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)  # logs its summary
     return validation.check(report).to_dict()
 
@@ -74,7 +76,8 @@ def tune(cfg: Config, panel_in: str, lineage: dict) -> dict:
 
 
 def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str) -> str:
-    """Fit the final forecaster on train + validation days; returns the MLflow run id that holds it."""
+    """Choose, calibrate and fit what to serve on train + validation days; returns the MLflow run id that
+    holds it. The selection evidence travels with the model (selection.json) to the gate."""
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
@@ -82,8 +85,9 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     with mlflow.start_run(run_name="train", tags=tags) as run:
         mlflow.log_dict(cfg.model_dump(), "config.json")
         mlflow.log_params({f"data.{k}": v for k, v in lineage.items()})
-        forecaster = train_final(fit, cfg, best["params"])
+        forecaster, evidence = train_final(fit, cfg, best["params"])
         forecaster.save(model_out)
+        (Path(model_out) / "selection.json").write_text(json.dumps(evidence, default=float))
     return run.info.run_id
 
 
@@ -93,7 +97,7 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     split = Split.from_panel(panel, cfg.features)
-    forecaster = Forecaster.load(model_in)  # history ends where the test horizon starts
+    forecaster = load(model_in)  # history ends where the test horizon starts
     result = backtest.Backtest.from_origins(
         [backtest.evaluate_origin(panel, split.test_start, forecaster, cfg, DEFAULT_PEERS)])
     table = result.table()
@@ -115,14 +119,15 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, metrics: di
     """Log the forecaster (its history through the data's last day) as an MLflow model, register a
     version with lineage, and let the gate move the aliases."""
     tracking.setup_tracking(cfg)
-    forecaster = Forecaster.load(model_in)
+    forecaster = load(model_in)
     forecaster.set_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
     name = cfg.registry.model_name
     model_metrics = metrics[backtest.MODEL]
     peers = {k: v for k, v in metrics.items() if k != backtest.MODEL}
     champion = registry.champion_version(name)
     champion_metrics = json.loads(champion.tags.get("metrics", "{}")) if champion else None
-    decision = registry.gate(model_metrics, peers, champion_metrics, cfg.gate)
+    evidence = json.loads((Path(model_in) / "selection.json").read_text())
+    decision = registry.gate(model_metrics, peers, champion_metrics, cfg.gate, evidence)
     with mlflow.start_run(run_id=run_id):
         model_uri = tracking.log_forecaster(forecaster, cfg)
     run_tags = mlflow.get_run(run_id).data.tags

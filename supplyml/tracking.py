@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -10,7 +11,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from supplyml.config import Config
-from supplyml.forecaster import Forecaster
+from supplyml.forecasting import Forecaster, load
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,16 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     Callers that need sample paths (replenishment) unwrap it: `.unwrap_python_model().forecaster`.
     """
 
-    def __init__(self, quantiles: list[float], num_samples: int):
-        self.quantiles, self.num_samples = quantiles, num_samples
+    def __init__(self, quantiles: list[float], horizon: int):
+        self.quantiles, self.horizon = quantiles, horizon
 
     def load_context(self, context) -> None:
-        self.forecaster = Forecaster.load(context.artifacts["forecaster"])
+        self.forecaster = load(context.artifacts["forecaster"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        horizon = int((params or {}).get("horizon", self.forecaster.horizon))
+        horizon = int((params or {}).get("horizon", self.horizon))
         skus = model_input["unique_id"].astype(str).tolist()
-        return self.forecaster.predict(skus, horizon, self.quantiles, self.num_samples)
+        return self.forecaster.predict(skus, horizon, self.quantiles)
 
 
 def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
@@ -53,17 +54,19 @@ def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
     import torch
 
     example = pd.DataFrame({"unique_id": forecaster.skus[:2]})
-    output = forecaster.predict(example["unique_id"].tolist(), 2, cfg.evaluation.quantiles, 20)
-    signature = infer_signature(example, output, params={"horizon": forecaster.horizon})
+    output = forecaster.predict(example["unique_id"].tolist(), 2, cfg.evaluation.quantiles)
+    signature = infer_signature(example, output, params={"horizon": cfg.features.horizon})
     with tempfile.TemporaryDirectory() as tmp:
         forecaster.save(tmp)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=ForecasterModel(cfg.evaluation.quantiles, cfg.model.num_samples),
+            python_model=ForecasterModel(cfg.evaluation.quantiles, cfg.features.horizon),
             artifacts={"forecaster": tmp},
             signature=signature,
             input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
-                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}", "supplyml"],
+                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}",
+                              *(f"{p}=={version(p)}" for p in ("lightgbm", "mlforecast", "statsforecast")),
+                              "supplyml"],
         )
     return info.model_uri

@@ -1,4 +1,4 @@
-"""Tune: an Optuna study (TPE, pruned on Lightning's val_loss) over the forecaster's key hyperparameters."""
+"""Tune: an Optuna study (TPE, pruned on Lightning's val_loss) over the network's architecture and key hyperparameters."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from supplyml.config import Config, ModelConfig
-from supplyml.forecaster import Forecaster
+from supplyml.forecasting.networks import NetworkForecaster
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -69,9 +69,9 @@ def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) 
         params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
             mlflow.log_params({**trial.params, "trial": trial.number, "study": study.study_name})
-            _, trainer = Forecaster.fit(panel, params, cfg.features.horizon, cfg.features.val_days,
-                                        callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
-                                        seed=cfg.seed)
+            _, trainer = NetworkForecaster.fit(panel, params, cfg.features.horizon, cfg.features.val_days,
+                                               callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
+                                               seed=cfg.seed)
             val_loss = float(trainer.callback_metrics["val_loss"])
             mlflow.log_metric("val_loss", val_loss)
         return val_loss

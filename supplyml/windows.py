@@ -33,7 +33,7 @@ class PanelArrays:
     event: np.ndarray  # (n, T) 0/1
 
     @classmethod
-    def from_panel(cls, panel: pd.DataFrame) -> "PanelArrays":
+    def from_panel(cls, panel: pd.DataFrame) -> PanelArrays:
         panel = panel.assign(**{c: panel[c] if c in panel else default for c, default in COVARIATES.items()})
         wide = panel.pivot(index="unique_id", columns="ds", values=["y", *COVARIATES])
         dates = pd.date_range(panel["ds"].min(), panel["ds"].max(), freq="D")

@@ -7,18 +7,19 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, stores
+from supplyml.forecaster import Forecaster
 
 from supplyml import backtest
 from supplyml.config import Config, ModelConfig
-from supplyml.forecaster import Forecaster
-from conftest import REPO, stores
 
 
 def _panel(days: int = 120, n: int = 6, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ds = pd.date_range("2022-01-01", periods=days)
     weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
-    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds, "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
+    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
+                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
                                     "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
 
 

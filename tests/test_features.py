@@ -5,7 +5,13 @@ import pytest
 
 from supplyml.config import load_config
 from supplyml.data import DataError
-from supplyml.features import Split, build_panel, calendar_features, daily_demand, to_daily
+from supplyml.features import (
+    Split,
+    build_panel,
+    calendar_features,
+    daily_demand,
+    to_daily,
+)
 
 CFG = load_config()
 

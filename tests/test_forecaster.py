@@ -2,9 +2,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from supplyml.forecaster import Forecaster, UnknownSeriesError
 
 from supplyml.config import ModelConfig
-from supplyml.forecaster import Forecaster, UnknownSeriesError
 from supplyml.metrics import quantile_col
 
 QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]

@@ -31,6 +31,6 @@ def test_committed_pipeline_yaml_is_current(tmp_path):
 
 def test_bento_requirements_match_the_project_pins():
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    lines = [l for l in (REPO / "serving/requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (REPO / "serving/requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == pins
     assert "torch==2.13.0" in pins

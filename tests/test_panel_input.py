@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, rejected
+
 from supplyml.config import load_config
 from supplyml.data import DataError, read_table
 from supplyml.features import build_panel, panel_daily, to_daily
-from supplyml.validation import DataValidationError, ValidationReport, check, validate_raw
+from supplyml.validation import (
+    DataValidationError,
+    ValidationReport,
+    check,
+    validate_raw,
+)
 
 MAPPING = ["data.format=panel", "data.panel_columns.unique_id=item", "data.panel_columns.ds=date",
            "data.panel_columns.y=units", "data.panel_columns.price=unit_price",

@@ -4,7 +4,14 @@ import pytest
 from mlflow import MlflowClient
 
 from supplyml.config import GateConfig
-from supplyml.registry import CHALLENGER, CHAMPION, apply_decision, champion_version, gate, register
+from supplyml.registry import (
+    CHALLENGER,
+    CHAMPION,
+    apply_decision,
+    champion_version,
+    gate,
+    register,
+)
 
 PEERS = {"seasonal_naive": {"wrmsse": 1.2}, "croston": {"wrmsse": 0.95}}
 

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from supplyml.metrics import evaluate_forecasts, quantile_col
-from supplyml.report import HEADINGS, _bands, _pick_series, error_by_segment, render, segments
+from supplyml.report import (
+    HEADINGS,
+    _bands,
+    _pick_series,
+    error_by_segment,
+    render,
+    segments,
+)
 
 QUANTILES = [0.025, 0.25, 0.75, 0.975]
 DAY0 = pd.Timestamp("2024-01-01")

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from supplyml.forecaster import Forecaster
 
 from supplyml.config import load_config
-from supplyml.forecaster import Forecaster
 from supplyml.registry import register
 from supplyml.tracking import log_forecaster, setup_tracking
 

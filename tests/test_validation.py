@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import rejected
 
 from supplyml.config import load_config
 from supplyml.data import read_table
-from conftest import rejected
 from supplyml.validation import ValidationReport, check, validate_panel, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,225 @@
+"""The model-family protocol: what the lifecycle asks of any forecaster, and the parts all share.
+
+A family implements `fit` (a classmethod), `quantiles` (mean and quantiles per series and day at any
+levels), and `_save_state` / `_load_state`. From those this base gives every model the same surface:
+`predict` (a frame of mean and quantiles), `sample` (joint daily sample paths), `order_level` (the
+level at which to read totals for an order-up-to decision), `set_history`, `save` and `load`.
+
+Calibration learnt on validation origins (`supplyml.forecasting.calibration`) travels with the model:
+`predict` and `sample` read daily quantiles at calibrated levels, `sample` ties days with a Gaussian
+copula of the calibrated correlation, and `order_level` maps a target service level to the level of
+the sampled lead-time-plus-review totals that met it on validation data.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from supplyml.metrics import quantile_col
+
+HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
+# The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.
+LEVEL_GRID = np.array([0.005, 0.01, 0.025, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.975, 0.99, 0.995])
+FAMILIES: dict[str, type[Forecaster]] = {}
+
+
+class UnknownSeriesError(KeyError):
+    def __init__(self, missing: list[str]):
+        super().__init__(missing)
+        self.missing = missing
+
+    def __str__(self) -> str:
+        return f"unknown series: {', '.join(self.missing[:10])}"
+
+
+def _interp_map(levels: np.ndarray, nominal: list[float] | None, actual: list[float] | None) -> np.ndarray:
+    return np.asarray(levels, dtype=float) if nominal is None else np.interp(levels, nominal, actual)
+
+
+@dataclass
+class Calibration:
+    """Level maps learnt on validation origins; the identity until calibrated.
+
+    daily: (nominal levels, the levels whose quantiles met them on validation days).
+    total: the same for totals over lead time + review period (`days`), read by order decisions.
+    """
+
+    rho: float = 0.0  # copula correlation between a path's days
+    daily: tuple[list[float], list[float]] | None = None
+    total: tuple[list[float], list[float]] | None = None
+    days: int | None = None  # the window the total map was learnt on
+    scores: dict = field(default_factory=dict)  # validation evidence, for the record
+
+    def daily_levels(self, levels) -> np.ndarray:
+        return _interp_map(levels, *(self.daily or (None, None)))
+
+    def total_level(self, level: float) -> float:
+        return float(_interp_map(np.array([level]), *(self.total or (None, None)))[0])
+
+
+class Forecaster(ABC):
+    """Probabilistic forecaster of every series in its history (see the module docstring)."""
+
+    kind: ClassVar[str]
+    # Days of history a forecast conditions on; None keeps all (local statistical models refit on it).
+    history_days: int | None = None
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "kind" in cls.__dict__:
+            FAMILIES[cls.kind] = cls
+
+    def __init__(self, history: pd.DataFrame, calibration: Calibration | None = None):
+        self.calibration = calibration or Calibration()
+        self.set_history(history)
+
+    # -- history ---------------------------------------------------------------------------------
+    def set_history(self, history: pd.DataFrame) -> None:
+        """What forecasts condition on; the fitted parameters stay. Forecasts start the day after it ends."""
+        self.history = history[[c for c in HISTORY_COLUMNS if c in history]].sort_values(
+            ["unique_id", "ds"], ignore_index=True)
+        self._ids = list(pd.unique(self.history["unique_id"]))
+        self._row = {uid: i for i, uid in enumerate(self._ids)}
+
+    @property
+    def skus(self) -> list[str]:
+        return self._ids
+
+    @property
+    def last_date(self) -> pd.Timestamp:
+        return pd.Timestamp(self.history["ds"].max())
+
+    def check_skus(self, skus: list[str]) -> np.ndarray:
+        missing = [s for s in skus if s not in self._row]
+        if missing:
+            raise UnknownSeriesError(missing)
+        return np.array([self._row[s] for s in skus], dtype=int)
+
+    def forecast_dates(self, horizon: int) -> pd.DatetimeIndex:
+        return pd.date_range(self.last_date + pd.Timedelta(days=1), periods=horizon)
+
+    # -- what a family implements ----------------------------------------------------------------
+    @abstractmethod
+    def quantiles(self, skus: list[str], horizon: int, levels, future: pd.DataFrame | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated mean (n, h) and quantiles (n, h, len(levels)), non-negative and non-crossing.
+
+        `future` holds promotion and event flags of the forecast days where the caller knows them.
+        """
+
+    @abstractmethod
+    def _save_state(self, path: Path) -> dict:
+        """Write fitted state under `path`; return JSON-able facts `_load_state` needs."""
+
+    @classmethod
+    @abstractmethod
+    def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> Forecaster:
+        ...
+
+    # -- shared surface --------------------------------------------------------------------------
+    def predict(self, skus: list[str] | None, horizon: int, quantiles, future: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
+        """Mean and calibrated quantiles per series and day: [unique_id, ds, mean, q...]."""
+        skus = list(self.skus if skus is None else skus)
+        self.check_skus(skus)
+        quantiles = sorted(quantiles)
+        mean, q = self.quantiles(skus, horizon, self.calibration.daily_levels(quantiles), future)
+        return to_frame(skus, self.forecast_dates(horizon), mean, q, quantiles)
+
+    def sample(self, skus: list[str], horizon: int, n_samples: int, seed: int = 0,
+               future: pd.DataFrame | None = None) -> np.ndarray:
+        """Joint daily sample paths (len(skus), n_samples, horizon): each day follows its calibrated
+        marginal, and days share a Gaussian-copula factor of correlation `calibration.rho`."""
+        self.check_skus(skus)
+        _, q = self.quantiles(skus, horizon, self.calibration.daily_levels(LEVEL_GRID), future)
+        return copula_paths(q, n_samples, self.calibration.rho, np.random.default_rng(seed))
+
+    def order_level(self, service_level: float) -> float:
+        """The level of sampled lead-time + review totals that met `service_level` on validation data."""
+        return self.calibration.total_level(service_level)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": self.kind, "calibration": asdict(self.calibration), **self._save_state(path)}
+        (path / "model.json").write_text(json.dumps(meta, default=float))
+        history = self.history
+        if self.history_days is not None:
+            history = history[history["ds"] > self.last_date - pd.Timedelta(days=self.history_days + 1)]
+        history.to_parquet(path / "history.parquet", index=False)
+
+
+def load(path: str | Path) -> Forecaster:
+    """Any saved model, whatever its family."""
+    path = Path(path)
+    meta = json.loads((path / "model.json").read_text())
+    if meta["kind"] not in FAMILIES:
+        raise ValueError(f"{path}: unknown model family {meta['kind']!r}; known: {sorted(FAMILIES)}")
+    model = FAMILIES[meta["kind"]]._load_state(path, meta, pd.read_parquet(path / "history.parquet"))
+    cal = meta["calibration"]
+    model.calibration = Calibration(**{**cal, **{k: tuple(cal[k]) if cal[k] else None for k in ("daily", "total")}})
+    return model
+
+
+def to_frame(skus: list[str], dates: pd.DatetimeIndex, mean: np.ndarray, q: np.ndarray, quantiles) -> pd.DataFrame:
+    out = {"unique_id": np.repeat(skus, len(dates)), "ds": np.tile(dates, len(skus)), "mean": mean.ravel()}
+    for j, level in enumerate(quantiles):
+        out[quantile_col(level)] = q[..., j].ravel()
+    return pd.DataFrame(out)
+
+
+def copula_paths(q: np.ndarray, n_samples: int, rho: float, rng: np.random.Generator,
+                 levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
+    """(n, s, h) paths from daily quantile functions q (n, h, len(levels)) and a shared Gaussian factor.
+
+    Each day's value is its quantile function read at u = Phi(z), interpolated between grid levels
+    (held at the end levels beyond them); z = sqrt(rho) * common + sqrt(1 - rho) * own, so every day
+    keeps its marginal and multi-day totals widen with rho.
+    """
+    n, h, _ = q.shape
+    z = np.sqrt(rho) * rng.standard_normal((n, n_samples, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, n_samples, h))
+    u = np.clip(norm.cdf(z), levels[0], levels[-1])
+    hi = np.clip(np.searchsorted(levels, u), 1, len(levels) - 1)
+    w = (u - levels[hi - 1]) / (levels[hi] - levels[hi - 1])
+    qt = np.broadcast_to(q[:, None], (n, n_samples, h, len(levels)))
+    lo_v = np.take_along_axis(qt, (hi - 1)[..., None], -1)[..., 0]
+    hi_v = np.take_along_axis(qt, hi[..., None], -1)[..., 0]
+    return (lo_v + w * (hi_v - lo_v)).astype(np.float32)
+
+
+def finish(mean: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip at zero demand and sort quantiles so none cross."""
+    return np.clip(mean, 0, None), np.sort(np.clip(q, 0, None), axis=-1)
+
+
+def residual_quantiles(errors: pd.DataFrame, ids: list[str], levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
+    """(len(ids), len(levels)) quantiles of each series' signed backtest errors (actual - forecast).
+
+    Series without errors get the pooled errors' quantiles scaled by nothing: a wide, honest default.
+    """
+    by = errors.groupby("unique_id")["error"]
+    table = by.quantile(list(levels)).unstack()
+    pooled = np.quantile(errors["error"].to_numpy(), levels) if len(errors) else np.zeros(len(levels))
+    out = table.reindex(ids).to_numpy(dtype=float)
+    missing = np.isnan(out).any(axis=1)
+    out[missing] = pooled
+    return out
+
+
+def future_flags(future: pd.DataFrame | None, skus: list[str], dates: pd.DatetimeIndex) -> dict[str, np.ndarray | None]:
+    """Promotion and event flags (n, h) of the forecast days, when the caller knows them (else None)."""
+    out = {}
+    for col in ("promo", "event"):
+        if future is None or col not in future:
+            out[col] = None
+            continue
+        wide = future.pivot_table(index="unique_id", columns="ds", values=col, aggfunc="max")
+        out[col] = wide.reindex(index=skus, columns=dates).fillna(0.0).to_numpy(dtype=np.float32)
+    return out

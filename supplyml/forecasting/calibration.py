@@ -1,0 +1,65 @@
+"""Calibration on validation origins: of daily quantiles, and of the totals that order decisions read.
+
+Quantile recalibration (Kuleshov et al., 2018): for each nominal level the frequency with which the
+actuals fell at or below (upper levels) or below (lower levels) the forecast quantile is measured on
+validation days; inverting that curve gives the level to read for a wanted coverage. The same is done
+for totals over lead time + review period, from the model's own sample paths, after the copula
+correlation of those paths is chosen by the scaled pinball loss of the totals.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from supplyml.config import M5_QUANTILES
+from supplyml.forecasting.base import LEVEL_GRID, copula_paths
+
+log = logging.getLogger(__name__)
+# Levels forecasts are read at during selection and calibration: the sampling grid, M5's levels, and
+# a little further into the tails so that a too-narrow model can be widened.
+FINE = np.unique(np.round([0.001, 0.0025, *LEVEL_GRID, *M5_QUANTILES, 0.9975, 0.999], 4))
+TOTAL_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def level_map(actual: np.ndarray, q: np.ndarray, levels: np.ndarray = FINE) -> tuple[list[float], list[float]]:
+    """(nominal, calibrated) levels from actuals (N,) and their forecast quantiles (N, len(levels)).
+
+    Lower levels count actuals strictly below the quantile, upper levels at or below it, so that the
+    central interval [q_lo, q_hi], bounds included, covers its nominal share of actuals.
+    """
+    below = (actual[:, None] < q).mean(0)
+    at_or_below = (actual[:, None] <= q).mean(0)
+    freq = np.where(levels < 0.5, below, np.where(levels > 0.5, at_or_below, (below + at_or_below) / 2))
+    # Monotone and strictly increasing, so the curve can be inverted by interpolation.
+    freq = np.maximum.accumulate(freq) + np.arange(len(levels)) * 1e-9
+    return [float(v) for v in levels], [float(v) for v in np.interp(levels, freq, levels)]
+
+
+def coverage(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    return float(np.mean((lo <= actual) & (actual <= hi)))
+
+
+def choose_rho(totals: np.ndarray, q_days: list[np.ndarray], scale: np.ndarray, candidates, n_samples: int,
+               seed: int) -> tuple[float, dict[float, float]]:
+    """The copula correlation whose paths best forecast the actual totals (n,) of each window.
+
+    q_days: per window, daily calibrated quantiles (n_w, days, len(LEVEL_GRID)); totals and scale
+    (mean daily demand, for a scale-free loss) are concatenated over windows.
+    """
+    losses = {}
+    for rho in candidates:
+        rng = np.random.default_rng(seed)
+        sums = np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
+        pred = np.quantile(sums, TOTAL_LEVELS, axis=1)
+        diff = totals[None] - pred
+        pin = np.maximum(np.array(TOTAL_LEVELS)[:, None] * diff, (np.array(TOTAL_LEVELS)[:, None] - 1) * diff)
+        losses[float(rho)] = float(np.mean(pin / scale[None]))
+    return min(losses, key=losses.get), losses
+
+
+def total_quantiles(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int,
+                    levels: np.ndarray = FINE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sums = np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
+    return np.quantile(sums, levels, axis=1).T

@@ -1,0 +1,184 @@
+"""Choose what to serve on validation origins before the cutoff, never after it.
+
+Every candidate (the tuned network, LightGBM, the statistical models) is fitted once on the days
+before the first validation origin, then conditioned on the history up to each later origin
+(`selection.origins`, `selection.step_days` apart, the last one a horizon before the cutoff) and
+scored on the horizon after it. Singles and equal-weight combinations of the best few compete on
+WRMSSE and WSPL, each relative to the best single; combinations usually win (M4, M5). The chosen
+combination's validation forecasts then calibrate its daily quantiles and its lead-time + review
+totals (`calibration`), and its members are refitted on every day before the cutoff.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from supplyml.config import Config, ModelConfig
+from supplyml.forecasting import calibration as cal
+from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_frame
+from supplyml.forecasting.combination import Combination
+from supplyml.forecasting.gbm import LightGBM
+from supplyml.forecasting.networks import NetworkForecaster
+from supplyml.forecasting.statistical import Statistical
+from supplyml.metrics import evaluate_forecasts
+
+log = logging.getLogger(__name__)
+NETWORK = "network"
+
+
+def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFrame], Forecaster]]:
+    """How each candidate name in `selection.candidates` is fitted on a panel."""
+    h, ev = cfg.features.horizon, cfg.evaluation
+    out: dict[str, Callable[[pd.DataFrame], Forecaster]] = {
+        NETWORK: lambda p: NetworkForecaster.fit(p, params, h, seed=cfg.seed)[0],
+        "lightgbm": lambda p: LightGBM.fit(p, h, seed=cfg.seed, n_jobs=ev.n_jobs),
+    }
+    from supplyml.baselines import PEERS
+    for name in PEERS:
+        out[name] = lambda p, name=name: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
+    return out
+
+
+def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
+    h, k, step = cfg.features.horizon, cfg.selection.origins, cfg.selection.step_days
+    last = end - pd.Timedelta(days=h - 1)
+    return [last - pd.Timedelta(days=step * (k - 1 - i)) for i in range(k)]
+
+
+@dataclass
+class Window:
+    """One validation origin: the scored series, their history and actuals, and each candidate's forecast."""
+
+    origin: pd.Timestamp
+    ids: list[str]
+    history: pd.DataFrame
+    test: pd.DataFrame
+    actual: np.ndarray  # (n, h)
+    forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
+
+
+def candidates(cfg: Config, n_series: int) -> list[str]:
+    names = list(cfg.selection.candidates)
+    if "auto_ets" in names and n_series > cfg.selection.auto_ets_max_series:
+        log.info("auto_ets left out of the candidates: %d series > selection.auto_ets_max_series (%d); its fit "
+                 "time grows with series x days", n_series, cfg.selection.auto_ets_max_series)
+        names.remove("auto_ets")
+    return names
+
+
+def _score(window: Window, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict[str, float]:
+    levels = cfg.evaluation.quantiles
+    idx = [int(np.argmin(np.abs(cal.FINE - lv))) for lv in levels]
+    frame = to_frame(window.ids, pd.date_range(window.origin, periods=mean.shape[1]), mean, q[..., idx], levels)
+    s = evaluate_forecasts(window.history, window.test, frame, levels)
+    return {"wrmsse": s["wrmsse"], "wspl": s["wspl"]}
+
+
+def _blend(window: Window, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    mean = sum(w * window.forecasts[n][0] for n, w in weights.items())
+    q = sum(w * window.forecasts[n][1] for n, w in weights.items())
+    return mean, q
+
+
+def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combination, dict]:
+    """The combination (weights and calibration) to serve, fitted on all of `panel`, and the evidence."""
+    t0 = time.perf_counter()
+    h = cfg.features.horizon
+    origins = validation_origins(panel["ds"].max(), cfg)
+    first = panel.groupby("unique_id")["ds"].min()
+    make = builders(cfg, params)
+    names = candidates(cfg, panel["unique_id"].nunique())
+    unknown = [n for n in names if n not in make]
+    if unknown:
+        raise ValueError(f"selection.candidates has unknown names {unknown}; choose from {sorted(make)}")
+    train = panel[panel["ds"] < origins[0]]
+    fitted = {}
+    for name in names:
+        try:
+            fitted[name] = make[name](train)
+        except ValueError as e:  # e.g. series too short for a statistical model
+            log.warning("candidate %s left out: %s", name, e)
+    windows = []
+    for origin in origins:
+        ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
+        history = panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)]
+        test = panel[(panel["ds"] >= origin) & (panel["ds"] < origin + pd.Timedelta(days=h)) & panel["unique_id"].isin(ids)]
+        actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
+        forecasts = {}
+        for name, model in fitted.items():
+            model.set_history(history)
+            forecasts[name] = model.quantiles(ids, h, cal.FINE, future=test)
+        windows.append(Window(origin, ids, history, test, actual, forecasts))
+
+    scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
+    ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
+    options = {n: {n: 1.0} for n in ranked}
+    for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
+        options[" + ".join(ranked[:k])] = {n: 1.0 / k for n in ranked[:k]}
+    for label, weights in options.items():
+        if label not in scores:
+            scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
+    best_w, best_s = min(scores[n]["wrmsse"] for n in ranked), min(scores[n]["wspl"] for n in ranked)
+    chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
+    weights = options[chosen]
+    log.info("validation on %d origins from %s:\n%s\nchosen: %s", len(origins), origins[0].date(),
+             pd.DataFrame(scores).T.round(4).to_string(), chosen)
+
+    calib = calibrate(windows, weights, fitted, cfg)
+    members = {n: make[n](panel) for n in weights}
+    model = Combination(members, weights, panel)
+    model.calibration = calib
+    evidence = {"origins": [str(o.date()) for o in origins], "candidates": names,
+                "peers": [n for n in fitted if n != NETWORK], "chosen": chosen,
+                "weights": weights, "validation": scores, "calibration": calib.scores,
+                "seconds": time.perf_counter() - t0}
+    return model, evidence
+
+
+def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str, Forecaster], cfg: Config
+              ) -> Calibration:
+    """Daily level map from the validation forecasts; copula correlation and total level map from
+    the combination's sample paths over lead time + review period at each validation origin."""
+    inv, sel = cfg.inventory, cfg.selection
+    days = inv.lead_time + inv.review_period
+    y = np.concatenate([w.actual.ravel() for w in windows])
+    q = np.concatenate([_blend(w, weights)[1].reshape(-1, len(cal.FINE)) for w in windows])
+    daily = cal.level_map(y, q)
+    combo = Combination({n: fitted[n] for n in weights}, weights, windows[0].history)
+    combo.calibration = Calibration(daily=daily)
+    q_days, totals, scale = [], [], []
+    for w in windows:
+        combo.set_history(w.history)
+        q_days.append(combo.quantiles(w.ids, days, combo.calibration.daily_levels(LEVEL_GRID), future=w.test)[1])
+        totals.append(w.actual[:, :days].sum(1))
+        scale.append(np.maximum(w.history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))
+    totals, scale = np.concatenate(totals), np.concatenate(scale)
+    rho, losses = cal.choose_rho(totals, q_days, scale, sel.path_correlations, inv.num_sample_paths, cfg.seed)
+    tq = cal.total_quantiles(q_days, rho, inv.num_sample_paths, cfg.seed)
+    total = cal.level_map(totals, tq)
+    raw_q = q  # coverage before and after, for the record
+    after = Calibration(rho=rho, daily=daily, total=total, days=days)
+    scores = {
+        "daily_coverage_50_raw": _cov(y, raw_q, 0.25, 0.75), "daily_coverage_95_raw": _cov(y, raw_q, 0.025, 0.975),
+        "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975), "rho_losses": losses,
+        "order_level": after.total_level(inv.service_level),
+    }
+    after.scores = scores
+    log.info("calibration: rho %.2f, order level %.3f for a %.0f%% target; raw validation coverage %s",
+             rho, scores["order_level"], 100 * inv.service_level,
+             {k: round(v, 3) for k, v in scores.items() if k.endswith("raw")})
+    return after
+
+
+def _cov(actual: np.ndarray, q: np.ndarray, lo: float, hi: float) -> float:
+    i, j = (int(np.argmin(np.abs(cal.FINE - v))) for v in (lo, hi))
+    return cal.coverage(actual, q[:, i], q[:, j])

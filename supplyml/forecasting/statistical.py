@@ -1,0 +1,84 @@
+"""The statistical family: local statsforecast models (seasonal naive, AutoETS, Croston, ADIDA,
+window average), one `Statistical` class over the peer specs in `supplyml.baselines.PEERS`.
+
+A local model's parameters are its history's, so conditioning on a new history refits it: cheap
+for all of them but AutoETS, which is why the pipeline's candidates leave AutoETS out of large
+panels (`selection.auto_ets_max_series`). Quantiles are the point forecast plus each series' signed
+errors in two rolling-origin backtests (split-conformal, as in `supplyml.forecasting.gbm`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from statsforecast import StatsForecast
+
+from supplyml.baselines import PEERS
+from supplyml.forecasting.base import LEVEL_GRID, Forecaster, finish, residual_quantiles
+
+BACKTESTS = 2
+
+
+class Statistical(Forecaster):
+    kind = "statsforecast"
+
+    def __init__(self, name: str, season: int, n_jobs: int, residuals: np.ndarray, residual_ids: list[str],
+                 history: pd.DataFrame):
+        if name not in PEERS:
+            raise ValueError(f"unknown statistical model {name!r}; choose from {list(PEERS)}")
+        self.name, self.season, self.n_jobs = name, season, n_jobs
+        self.residuals, self.residual_row = residuals, {uid: i for i, uid in enumerate(residual_ids)}
+        self.min_days = PEERS[name].min_days(season)
+        super().__init__(history)
+
+    def _sf(self) -> StatsForecast:
+        model = PEERS[self.name].make(self.season)
+        return StatsForecast(models=[model], freq="D", n_jobs=self.n_jobs)
+
+    def set_history(self, history: pd.DataFrame) -> None:
+        lengths = history.groupby("unique_id").size()
+        if (lengths < self.min_days).any():
+            short = lengths[lengths < self.min_days]
+            raise ValueError(f"{self.name} needs >= {self.min_days} days per series; {len(short)} series have "
+                             f"fewer, e.g. {short.index[0]!r} ({short.iloc[0]} days)")
+        super().set_history(history)
+
+    @classmethod
+    def fit(cls, panel: pd.DataFrame, name: str, horizon: int, season: int = 7, n_jobs: int = 1) -> Statistical:
+        model = cls(name, season, n_jobs, np.zeros((0, len(LEVEL_GRID))), [], panel)
+        df = model.history[["unique_id", "ds", "y"]]
+        lengths = df.groupby("unique_id").size()
+        long = lengths.index[lengths >= BACKTESTS * horizon + model.min_days]
+        errors = pd.DataFrame(columns=["unique_id", "error"])
+        if len(long):
+            cv = model._sf().cross_validation(df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS,
+                                     step_size=horizon)
+            alias = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")][0]
+            errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
+        model.residuals = residual_quantiles(errors, list(lengths.index))
+        model.residual_row = {uid: i for i, uid in enumerate(lengths.index)}
+        return model
+
+    def quantiles(self, skus, horizon, levels, future=None):
+        self.check_skus(skus)
+        df = self.history.loc[self.history["unique_id"].isin(skus), ["unique_id", "ds", "y"]]
+        raw = self._sf().forecast(df=df, h=horizon)
+        alias = [c for c in raw.columns if c not in ("unique_id", "ds")][0]
+        mean = raw.set_index(["unique_id", "ds"])[alias].unstack().reindex(skus).to_numpy(dtype=float)
+        if np.isnan(mean).any():
+            raise RuntimeError(f"{self.name} produced NaN forecasts; check the series lengths")
+        pooled = np.median(self.residuals, axis=0) if len(self.residuals) else np.zeros(len(LEVEL_GRID))
+        res = np.stack([self.residuals[self.residual_row[s]] if s in self.residual_row else pooled for s in skus])
+        at = np.stack([np.interp(levels, LEVEL_GRID, r) for r in res])
+        return finish(mean, mean[..., None] + at[:, None, :])
+
+    def _save_state(self, path: Path) -> dict:
+        np.save(path / "residuals.npy", self.residuals)
+        return {"name": self.name, "season": self.season, "n_jobs": self.n_jobs,
+                "residual_ids": list(self.residual_row)}
+
+    @classmethod
+    def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> Statistical:
+        return cls(meta["name"], meta["season"], meta["n_jobs"], np.load(path / "residuals.npy"),
+                   meta["residual_ids"], history)
