@@ -9,21 +9,27 @@ SET    ?=
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
 
-test: install data                      ## unit, data and integration tests (slow ones included)
+test: install data                      ## lint, then unit, data and integration tests (slow ones included)
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 serve: install                          ## serve the latest Bento on 127.0.0.1:3000
 	$(BIN)/supplyml serve $(SET)
 
-# The second benchmark dataset is a panel with its own column names: the mapping is config, not code.
-MULTISTORE := --data data/multistore/multistore.parquet --format panel \
+# The generated panels (data/multistore, long, short, intermittent) have their own column names:
+# the mapping is config, not code.
+PANEL_MAP := --format panel \
 	--set data.panel_columns.unique_id=item --set data.panel_columns.ds=date --set data.panel_columns.y=units \
 	--set data.panel_columns.price=unit_price --set data.panel_columns.promo=on_promo \
 	--set data.panel_columns.event=holiday --set data.panel_columns.location=store
+PANELS := multistore long short intermittent
 
-bench: install data                     ## rolling-origin benchmark vs peers on both datasets
+bench: install data                     ## rolling-origin benchmark vs peers on every dataset, then one table
 	$(BIN)/supplyml bench --out benchmarks/results/online_retail $(SET)
-	$(BIN)/supplyml bench $(MULTISTORE) --out benchmarks/results/multistore $(SET)
+	for p in $(PANELS); do \
+	  $(BIN)/supplyml bench --data data/$$p/$$p.parquet $(PANEL_MAP) --out benchmarks/results/$$p $(SET) || exit 1; \
+	done
+	$(BIN)/python benchmarks/summary.py
 
 compile: install                        ## write pipelines/training.yaml (Kubeflow IR)
 	$(BIN)/supplyml pipeline compile $(SET)

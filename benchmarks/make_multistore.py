@@ -54,6 +54,7 @@ class Shape:
     items: int = 40
     start: str = "2021-01-01"
     end: str = "2023-12-31"
+    slow_share: float = SLOW_SHARE
 
 
 def event_lifts(days: pd.DatetimeIndex) -> np.ndarray:
@@ -83,7 +84,7 @@ def generate(seed: int = SEED, shape: Shape = Shape()) -> pd.DataFrame:
     t_years = np.arange(n_t) / 365.25
 
     # Items: level, slow movers, weekly amplitude, season, trend, price and its elasticity.
-    slow = rng.random(n_i) < SLOW_SHARE
+    slow = rng.random(n_i) < shape.slow_share
     level = np.where(slow, rng.uniform(0.05, 0.4, n_i), rng.lognormal(np.log(4.0), 0.6, n_i))
     dispersion = np.where(slow, rng.uniform(0.3, 1.0, n_i), rng.uniform(2.0, 10.0, n_i))
     weekly_amp = rng.uniform(0.5, 1.5, n_i)
@@ -173,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=Shape.items)
     parser.add_argument("--start", default=Shape.start)
     parser.add_argument("--end", default=Shape.end)
+    parser.add_argument("--slow-share", type=float, default=Shape.slow_share, help="share of slow, intermittent items")
     args = parser.parse_args(argv)
-    frame = generate(args.seed, Shape(args.stores, args.items, args.start, args.end))
+    frame = generate(args.seed, Shape(args.stores, args.items, args.start, args.end, args.slow_share))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(args.out, index=False)
     facts = summary(frame, args.out)

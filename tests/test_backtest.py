@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, stores
-from supplyml.forecaster import Forecaster
 
 from supplyml import backtest
 from supplyml.config import Config, ModelConfig
+from supplyml.forecasting.networks import NetworkForecaster
 
 
 def _panel(days: int = 120, n: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -46,7 +46,7 @@ def result():
 
     def fit(frame):
         fitted.append(frame["ds"].max())
-        return Forecaster.fit(frame, params, 14, seed=0)[0]
+        return NetworkForecaster.fit(frame, params, 14, seed=0)[0]
 
     return backtest.run(panel, cfg, fit, ["seasonal_naive", "window_average"]), fitted, panel
 
@@ -78,10 +78,26 @@ def test_perfect_foresight_never_loses_a_sale_and_the_timeline_covers_both_origi
     assert perfect["holding_cost"] == pytest.approx(2.0 * 0.001 * perfect["avg_on_hand"] * 6 * 28)
 
 
+def test_lead_time_plus_review_totals_are_the_actual_sums_over_each_window_the_data_covers(result):
+    bt, _, panel = result
+    t = bt.totals  # L=2, R=7: windows of 9 days from reviews on days 0 and 7 of each 14-day horizon
+    # The last origin's day-7 window would end after the data: left out. 6 series x 3 windows.
+    assert len(t) == 18 and sorted(t.groupby(["origin", "review"]).size().items()) == [
+        ((pd.Timestamp("2022-04-03"), 0), 6), ((pd.Timestamp("2022-04-03"), 7), 6), ((pd.Timestamp("2022-04-17"), 0), 6)]
+    row = t[(t["origin"] == "2022-04-03") & (t["review"] == 7) & (t["unique_id"] == "S2")].iloc[0]
+    days = panel[(panel["unique_id"] == "S2") & panel["ds"].between("2022-04-10", "2022-04-18")]
+    assert len(days) == 9 and row["actual"] == days["y"].sum()
+    assert (t["q0.025"] <= t["q0.25"]).all() and (t["q0.75"] <= t["q0.975"]).all()
+    cal = bt.calibration(0.95)
+    assert cal["total_within_S"] == pytest.approx((t["actual"] <= t["S"]).mean())
+    assert cal["cycle_service_level"] == bt.inventory.loc["forecast base stock", "cycle_service_level"]
+    assert cal["target_service_level"] == 0.95
+
+
 def test_the_report_has_every_section(result):
     bt, _, panel = result
     html = bt.report(panel, Config(), "bench", {"git_commit": "abc"})
-    for heading in ("seasonal_naive", "perfect foresight", "intermittent", "abc"):
+    for heading in ("seasonal_naive", "perfect foresight", "intermittent", "abc", "total_coverage_95"):
         assert heading in html
     assert html.count("<img") == 3
 

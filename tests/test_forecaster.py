@@ -2,9 +2,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from supplyml.forecaster import Forecaster, UnknownSeriesError
 
 from supplyml.config import ModelConfig
+from supplyml.forecasting import UnknownSeriesError, load
+from supplyml.forecasting.networks import MLP, DeepAR, NetworkForecaster
 from supplyml.metrics import quantile_col
 
 QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
@@ -25,13 +26,14 @@ def panel():
 def forecaster(panel, request):
     params = ModelConfig(architecture=request.param, hidden_size=16, num_layers=1, context_length=28,
                          max_epochs=6, batch_size=64, windows_per_series=32, learning_rate=0.01)
-    fitted, trainer = Forecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
+    fitted, trainer = NetworkForecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
+    assert type(fitted) is {"deepar": DeepAR, "mlp": MLP}[request.param]
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
     return fitted
 
 
 def test_quantiles_are_non_negative_and_never_cross(forecaster):
-    fc = forecaster.predict(None, 14, QUANTILES, n_samples=200)
+    fc = forecaster.predict(None, 14, QUANTILES)
     q = fc[[quantile_col(x) for x in QUANTILES]].to_numpy()
     assert len(fc) == 4 * 14 and (q >= 0).all() and (fc["mean"] >= 0).all()
     assert (np.diff(q, axis=1) >= 0).all()
@@ -39,7 +41,7 @@ def test_quantiles_are_non_negative_and_never_cross(forecaster):
 
 
 def test_forecasts_follow_each_series_level(forecaster, panel):
-    fc = forecaster.predict(None, 14, [0.5], n_samples=200).groupby("unique_id")["mean"].mean()
+    fc = forecaster.predict(None, 14, [0.5]).groupby("unique_id")["mean"].mean()
     actual = panel.groupby("unique_id")["y"].mean()
     assert fc["S0"] < fc["S1"] < fc["S2"] < fc["S3"]
     assert actual["S3"] / 2 < fc["S3"] < actual["S3"] * 2
@@ -59,9 +61,9 @@ def test_unknown_series_is_named(forecaster):
 
 def test_save_and_load_give_the_same_forecast(forecaster, tmp_path):
     forecaster.save(tmp_path)
-    loaded = Forecaster.load(tmp_path)
-    pd.testing.assert_frame_equal(forecaster.predict(None, 7, QUANTILES, 30, seed=3),
-                                  loaded.predict(None, 7, QUANTILES, 30, seed=3))
+    loaded = load(tmp_path)
+    assert type(loaded) is type(forecaster)
+    pd.testing.assert_frame_equal(forecaster.predict(None, 7, QUANTILES), loaded.predict(None, 7, QUANTILES))
 
 
 def test_horizons_beyond_the_trained_one_continue_each_path(forecaster):
@@ -71,11 +73,10 @@ def test_horizons_beyond_the_trained_one_continue_each_path(forecaster):
 
 
 def test_mlp_marginals_are_exact_and_match_its_sample_paths(forecaster):
-    if forecaster.architecture != "mlp":  # DeepAR's marginals exist only through its paths
-        with pytest.raises(ValueError, match="exact marginals"):
-            forecaster.distribution(["S3"], 14)
+    if not isinstance(forecaster, MLP):  # DeepAR's marginals exist only through its paths
+        assert not hasattr(forecaster, "distribution")
         return
-    mu, _ = forecaster.distribution(["S3"], 14)
+    mu, _ = forecaster.distribution(forecaster.arrays, forecaster.check_skus(["S3"]), 14)
     paths = forecaster.sample(["S3"], 14, 4000, seed=2)
     np.testing.assert_allclose(paths[0].mean(axis=0), mu[0], rtol=0.1)
     fc = forecaster.predict(["S3"], 14, [0.5])
@@ -85,45 +86,20 @@ def test_mlp_marginals_are_exact_and_match_its_sample_paths(forecaster):
 def test_known_promotions_reach_the_forecast(forecaster):
     days = pd.date_range(forecaster.last_date + pd.Timedelta(days=1), periods=7)
     future = pd.DataFrame({"unique_id": "S3", "ds": days, "promo": 1.0, "event": 0.0})
-    with_promo = forecaster.predict(["S3"], 7, [0.5], 50, future=future)
-    plain = forecaster.predict(["S3"], 7, [0.5], 50)
+    with_promo = forecaster.predict(["S3"], 7, [0.5], future=future)
+    plain = forecaster.predict(["S3"], 7, [0.5])
     assert not np.allclose(with_promo["mean"], plain["mean"])
 
 
 def test_path_correlation_widens_multi_day_totals_but_not_single_days(forecaster, monkeypatch):
     draws = {}
     for rho in (0.0, 0.8):
-        monkeypatch.setattr(forecaster, "path_correlation", rho)
+        monkeypatch.setattr(forecaster.calibration, "rho", rho)
         draws[rho] = forecaster.sample(["S3"], 14, 4000, seed=5)[0]
-    if forecaster.architecture != "mlp":  # DeepAR's paths carry their own dependence; rho is not used
+    if not isinstance(forecaster, MLP):  # DeepAR's paths carry their own dependence; rho is not used
         np.testing.assert_array_equal(draws[0.0], draws[0.8])
         return
     np.testing.assert_allclose(draws[0.0].mean(axis=0), draws[0.8].mean(axis=0), rtol=0.1)
     np.testing.assert_allclose(draws[0.0].std(axis=0), draws[0.8].std(axis=0), rtol=0.15)
     # Equicorrelated days: Var(total) ~ sum of variances x (1 + 13 rho); ratio well above 2 at rho 0.8.
     assert draws[0.8].sum(axis=1).var() > 2 * draws[0.0].sum(axis=1).var()
-
-
-def _regime_panel(shared_level: bool) -> pd.DataFrame:
-    """Poisson days; with `shared_level` each 14-day block has its own unforeseeable level, so the
-    days of a horizon move together and their totals need correlated paths."""
-    rng = np.random.default_rng(3)
-    days = pd.date_range("2012-01-01", periods=140)
-    frames = []
-    for i in range(12):
-        level = np.repeat(rng.lognormal(0.0, 0.8, 10), 14) if shared_level else np.ones(140)
-        frames.append(pd.DataFrame({"unique_id": f"R{i}", "ds": days, "y": rng.poisson(8 * level).astype(float)}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def test_path_correlation_is_calibrated_on_held_out_totals():
-    params = ModelConfig(architecture="mlp", hidden_size=16, num_layers=1, context_length=28, max_epochs=8,
-                         batch_size=64, windows_per_series=32, learning_rate=0.01, swa_start=1)
-    chosen = {shared: Forecaster.fit(_regime_panel(shared), params, horizon=14, seed=0)[0].path_correlation
-              for shared in (False, True)}
-    assert chosen[False] <= 0.25 and chosen[True] >= 0.5
-    # A fixed value is kept as given; too short a history to hold a horizon out falls back to 0.
-    fixed = params.model_copy(update={"path_correlation": 0.3})
-    assert Forecaster.fit(_regime_panel(True), fixed, horizon=14, seed=0)[0].path_correlation == 0.3
-    short = _regime_panel(True).query("ds < '2012-02-25'")
-    assert Forecaster.fit(short, params, horizon=14, seed=0)[0].path_correlation == 0.0

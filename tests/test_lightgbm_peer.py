@@ -1,5 +1,3 @@
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -96,18 +94,6 @@ def test_dispatched_by_forecast_peers_only_on_request(weekly_panel, forecast):
     fc = forecast_peers(weekly_panel, HORIZON, M5_QUANTILES, models=("lightgbm",), seed=0)
     assert list(fc) == ["lightgbm"]
     pd.testing.assert_frame_equal(fc["lightgbm"], forecast)
-
-
-def test_pipeline_imports_do_not_need_the_bench_extra():
-    code = ("import sys, supplyml.baselines; "
-            "assert not {'mlforecast', 'lightgbm'} & set(sys.modules), sorted(sys.modules)")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_clear_error_when_bench_extra_missing(weekly_panel, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mlforecast", None)  # makes `import mlforecast` raise ImportError
-    with pytest.raises(ImportError, match=r'pip install -e "\.\[bench\]"'):
-        forecast_peers(weekly_panel, HORIZON, [0.5], models=("lightgbm",))
 
 
 def test_all_series_too_short_is_rejected():

@@ -14,6 +14,10 @@ from supplyml.registry import (
 )
 
 PEERS = {"seasonal_naive": {"wrmsse": 1.2}, "croston": {"wrmsse": 0.95}}
+# Validation evidence as forecasting.selection records it.
+SELECTION = {"peers": ["lightgbm", "croston"], "chosen": "network + lightgbm",
+             "validation": {"network": {"wrmsse": 0.93}, "lightgbm": {"wrmsse": 0.90}, "croston": {"wrmsse": 0.97},
+                            "network + lightgbm": {"wrmsse": 0.88}}}
 
 
 def test_first_passing_candidate_is_promoted():
@@ -21,11 +25,18 @@ def test_first_passing_candidate_is_promoted():
     assert d.passed and d.promote and d.reasons == ["passed the gate"]
 
 
-@pytest.mark.parametrize("wrmsse, reason", [(1.1, "gate.max_wrmsse"), (1.25, "seasonal naive"),
-                                            (float("nan"), "gate.max_wrmsse")])
+@pytest.mark.parametrize("wrmsse, reason", [(1.1, "gate.max_wrmsse"), (float("nan"), "gate.max_wrmsse")])
 def test_failing_candidate_is_not_promoted_and_says_why(wrmsse, reason):
     d = gate({"wrmsse": wrmsse}, PEERS, None, GateConfig(max_wrmsse=1.05))
     assert not d.passed and not d.promote and any(reason in r for r in d.reasons)
+
+
+def test_the_chosen_model_must_match_the_best_peer_on_validation_origins():
+    assert gate({"wrmsse": 0.97}, PEERS, None, GateConfig(), SELECTION).promote
+    worse = {**SELECTION, "chosen": "network"}  # 0.93 on validation, LightGBM 0.90
+    d = gate({"wrmsse": 0.97}, PEERS, None, GateConfig(), worse)
+    assert not d.passed and d.reasons == ["validation WRMSSE 0.930 is worse than the best peer's, lightgbm 0.900"]
+    assert gate({"wrmsse": 0.97}, PEERS, None, GateConfig(must_match_best_peer=False), worse).promote
 
 
 def test_existing_champion_stays_and_passing_candidate_becomes_challenger():

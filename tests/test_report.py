@@ -205,8 +205,9 @@ def extras(inputs):
         index=pd.Index(["forecast base stock", "28-day MA + normal safety stock", "perfect foresight"], name="policy"))
     on_hand = pd.DataFrame({p: rng.uniform(0, 200, 14) for p in inventory.index}, index=pd.RangeIndex(14, name="day"))
     lineage = {"git_commit": "abc123", "dvc_md5": "d41d8cd98f00b204e9800998ecf8427e", "run_id": "r1"}
+    calibration = {"daily_coverage_50": 0.48, "total_coverage_95": 0.951, "cycle_service_level": 0.944}
     return {"by_segment": by_segment, "per_origin": per_origin, "inventory": inventory, "on_hand": on_hand,
-            "lineage": lineage}
+            "calibration": calibration, "lineage": lineage}
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +222,13 @@ def test_full_report_has_every_section_and_three_images(full):
     assert full.count("src='data:image/png;base64,") == 3
     assert "http://" not in full and "https://" not in full and "<script" not in full
     assert len(full.encode()) < 300_000
+
+
+def test_calibration_section_lists_each_figure(full):
+    section = full.split("<section id='calibration'>")[1].split("</section>")[0]
+    for row in ("<tr><th>daily_coverage_50</th><td>0.480</td></tr>", "<tr><th>total_coverage_95</th><td>0.951</td></tr>",
+                "<tr><th>cycle_service_level</th><td>0.944</td></tr>"):
+        assert row in section
 
 
 def test_optional_sections_are_omitted(inputs):

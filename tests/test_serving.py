@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from supplyml.forecaster import Forecaster
 
 from supplyml.config import load_config
+from supplyml.forecasting.base import Calibration
+from supplyml.forecasting.combination import Combination
+from supplyml.forecasting.networks import NetworkForecaster
+from supplyml.forecasting.statistical import Statistical
 from supplyml.registry import register
 from supplyml.tracking import log_forecaster, setup_tracking
 
@@ -54,7 +57,12 @@ def cfg(tmp_path_factory):
 def bento(cfg, panel):
     from serving.package import bentoml_env, package
 
-    forecaster, _ = Forecaster.fit(panel, cfg.model, horizon=14, seed=cfg.seed)
+    # What the pipeline serves: a combination of families, with calibrated levels.
+    network = NetworkForecaster.fit(panel, cfg.model, horizon=14, seed=cfg.seed)[0]
+    average = Statistical.fit(panel, "window_average", 14)
+    forecaster = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5},
+                             panel)
+    forecaster.calibration = Calibration(rho=0.3, total=([0.01, 0.5, 0.99], [0.02, 0.55, 0.995]), days=10)
     setup_tracking(cfg)
     with mlflow.start_run():
         uri = log_forecaster(forecaster, cfg)

@@ -1,0 +1,126 @@
+"""Model families behind the protocol, selection on validation origins, and calibration, on numbers
+worked out by hand or from the distributions the data were drawn from."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from supplyml.config import Config, ModelConfig
+from supplyml.forecasting import calibration as cal
+from supplyml.forecasting import load
+from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths
+from supplyml.forecasting.combination import Combination
+from supplyml.forecasting.gbm import LightGBM
+from supplyml.forecasting.selection import select, validation_origins
+from supplyml.forecasting.statistical import Statistical
+
+
+def _panel(days: int = 200, n: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2022-01-01", periods=days)
+    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
+    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
+                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
+                                    "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
+
+
+def test_level_map_inverts_the_observed_frequencies():
+    actual = np.arange(10.0)  # 0..9
+    q = np.tile([2.0, 5.0, 7.0], (10, 1))  # the 10%, 50% and 90% quantiles of every observation
+    nominal, calibrated = cal.level_map(actual, q, np.array([0.1, 0.5, 0.9]))
+    # Frequencies: below 2 -> 0.2; at 5, half of below (0.5) and at-or-below (0.6) -> 0.55; at or below 7 -> 0.8.
+    # 0.5 lies between 0.2 and 0.55: level 0.1 + (0.5 - 0.2) / 0.35 * 0.4. Outside the curve: its ends.
+    assert nominal == [0.1, 0.5, 0.9]
+    assert calibrated == pytest.approx([0.1, 0.1 + 0.3 / 0.35 * 0.4, 0.9])
+
+
+def test_calibration_maps_levels_and_is_the_identity_until_learnt():
+    assert Calibration().total_level(0.95) == 0.95
+    c = Calibration(daily=([0.1, 0.9], [0.05, 0.97]), total=([0.5, 0.95], [0.6, 0.99]))
+    assert c.daily_levels([0.1, 0.5, 0.9]) == pytest.approx([0.05, 0.51, 0.97])
+    assert c.total_level(0.95) == pytest.approx(0.99)
+
+
+def test_copula_paths_keep_each_days_quantile_function_and_widen_totals_with_rho():
+    q = np.broadcast_to(100 * LEVEL_GRID, (1, 5, len(LEVEL_GRID)))  # every day uniform on [0, 100]
+    rng = np.random.default_rng(0)
+    flat, tied = copula_paths(q, 20000, 0.0, rng), copula_paths(q, 20000, 0.8, rng)
+    for paths in (flat, tied):
+        assert np.quantile(paths[0, :, 2], [0.1, 0.3, 0.9]) == pytest.approx([10, 30, 90], abs=1.5)
+    # Five equicorrelated days: Var(total) = 5 v (1 + 4 r); the Gaussian copula's rank correlation is
+    # a little below rho, so the ratio sits between 3 and 1 + 4 x 0.8.
+    assert 3 < tied[0].sum(1).var() / flat[0].sum(1).var() < 4.2
+
+
+@pytest.mark.parametrize("shared, low, high", [(False, 0.0, 0.25), (True, 0.5, 0.9)])
+def test_path_correlation_is_chosen_by_the_totals_the_data_had(shared, low, high):
+    """Poisson(8) days; with `shared` a level per window (lognormal, sigma 0.6) moves its days together."""
+    rng = np.random.default_rng(1)
+    n, days = 400, 10
+    level = rng.lognormal(0, 0.6, (n, 1)) if shared else np.ones((n, 1))
+    totals = rng.poisson(8 * level * np.ones((n, days))).sum(1).astype(float)
+    # The forecaster knows each day's marginal only: the level-mixed Poisson, by simulation.
+    marginal = rng.poisson(8 * (rng.lognormal(0, 0.6, 200000) if shared else 1.0))
+    q = np.broadcast_to(np.quantile(marginal, LEVEL_GRID), (n, days, len(LEVEL_GRID)))
+    rho, losses = cal.choose_rho(totals, [q], np.full(n, 8.0), [0.0, 0.25, 0.5, 0.75, 0.9], 400, seed=0)
+    assert low <= rho <= high and set(losses) == {0.0, 0.25, 0.5, 0.75, 0.9}
+
+
+def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new_history():
+    panel = _panel()
+    model = Statistical.fit(panel, "window_average", horizon=14)
+    mean = model.predict(["S2"], 3, [0.5])["mean"].to_numpy()
+    assert mean == pytest.approx([panel[panel["unique_id"] == "S2"]["y"].iloc[-28:].mean()] * 3)
+    model.set_history(panel[panel["ds"] < "2022-06-01"])
+    earlier = panel[(panel["unique_id"] == "S2") & (panel["ds"] < "2022-06-01")]["y"].iloc[-28:].mean()
+    fc = model.predict(["S2"], 3, [0.5])
+    assert fc["mean"].to_numpy() == pytest.approx([earlier] * 3) and fc["ds"].iloc[0] == pd.Timestamp("2022-06-01")
+
+
+def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(tmp_path):
+    panel = _panel()
+    members = {"lightgbm": LightGBM.fit(panel, 14), "window_average": Statistical.fit(panel, "window_average", 14)}
+    combo = Combination(members, {"lightgbm": 0.25, "window_average": 0.75}, panel)
+    combo.calibration = Calibration(rho=0.5, daily=([0.05, 0.5, 0.95], [0.02, 0.5, 0.99]))
+    levels = [0.05, 0.5, 0.95]
+    got = combo.predict(["S1", "S4"], 7, levels)
+    parts = {n: m.predict(["S1", "S4"], 7, [0.02, 0.5, 0.99]) for n, m in members.items()}
+    assert got["mean"].to_numpy() == pytest.approx(0.25 * parts["lightgbm"]["mean"] + 0.75 * parts["window_average"]["mean"])
+    # Calibrated levels: the 95% column is read at 0.99 from each member, then averaged.
+    assert got["q0.95"].to_numpy() == pytest.approx(0.25 * parts["lightgbm"]["q0.99"] + 0.75 * parts["window_average"]["q0.99"])
+    combo.save(tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert isinstance(loaded, Combination) and loaded.calibration.rho == 0.5
+    pd.testing.assert_frame_equal(loaded.predict(["S1", "S4"], 7, levels), got)
+    np.testing.assert_array_equal(loaded.sample(["S1"], 10, 50, seed=3), combo.sample(["S1"], 10, 50, seed=3))
+    with pytest.raises(ValueError, match="must cover the members"):
+        Combination(members, {"lightgbm": 1.0}, panel)
+
+
+def test_validation_origins_step_back_from_a_horizon_before_the_cutoff():
+    cfg = Config.model_validate({"features": {"horizon": 14}, "selection": {"origins": 3, "step_days": 7}})
+    assert validation_origins(pd.Timestamp("2022-07-19"), cfg) == [
+        pd.Timestamp("2022-06-22"), pd.Timestamp("2022-06-29"), pd.Timestamp("2022-07-06")]
+
+
+def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_choice():
+    panel = _panel()
+    cfg = Config.model_validate({
+        "features": {"horizon": 14}, "evaluation": {"n_jobs": 1},
+        "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3},
+        "inventory": {"num_sample_paths": 200, "lead_time": 2, "review_period": 7}})
+    params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=2, windows_per_series=16)
+    model, evidence = select(panel, cfg, params)
+    scores = evidence["validation"]
+    singles = ["network", "lightgbm", "seasonal_naive", "window_average"]
+    assert set(singles) <= set(scores) and evidence["peers"] == singles[1:]
+    # Combinations of the best 2 and 3 singles (by WRMSSE) compete too.
+    ranked = sorted(singles, key=lambda n: scores[n]["wrmsse"])
+    assert " + ".join(ranked[:3]) in scores
+    objective = {k: v["wrmsse"] / min(scores[n]["wrmsse"] for n in singles)
+                 + v["wspl"] / min(scores[n]["wspl"] for n in singles) for k, v in scores.items()}
+    assert evidence["chosen"] == min(objective, key=objective.get)
+    assert set(model.weights) == set(evidence["chosen"].split(" + ")) and sum(model.weights.values()) == pytest.approx(1)
+    assert model.last_date == panel["ds"].max() and model.calibration.days == 9
+    for member in model.members.values():  # refitted on every day, not only those before validation
+        assert member.last_date == panel["ds"].max()
+    assert 0 < model.order_level(0.95) < 1 and model.calibration.rho in cfg.selection.path_correlations
