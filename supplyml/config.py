@@ -112,7 +112,7 @@ class SelectionConfig(Section):
     auto_ets_max_series: int = Field(50, ge=0)
     origins: int = Field(5, ge=1)  # validation origins, the last one a horizon before the cutoff
     step_days: int = Field(7, ge=1)  # between validation origins
-    max_members: int = Field(3, ge=1)  # equal-weight combinations of the best 2 .. max_members
+    max_members: int = Field(3, ge=1)  # equal-weight combinations of 2 .. max_members singles compete
     path_correlations: list[float] = [0.0, 0.25, 0.5, 0.75, 0.9]  # copula candidates for sample paths
 
     @field_validator("path_correlations")

@@ -96,6 +96,19 @@ def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(t
         Combination(members, {"lightgbm": 1.0}, panel)
 
 
+def test_lightgbm_reads_known_promotions():
+    panel = _panel(days=300, n=8)
+    rng = np.random.default_rng(4)
+    promo = rng.random(len(panel)) < 0.15
+    panel = panel.assign(promo=promo.astype(float), y=np.where(promo, 3 * panel["y"], panel["y"]))
+    model = LightGBM.fit(panel, 14)
+    days = model.forecast_dates(7)
+    future = pd.DataFrame({"unique_id": "S5", "ds": days, "promo": [1.0, 0, 0, 0, 0, 0, 1.0], "event": 0.0})
+    with_promo = model.predict(["S5"], 7, [0.5], future=future)["mean"].to_numpy()
+    plain = model.predict(["S5"], 7, [0.5])["mean"].to_numpy()
+    assert with_promo[0] > 2 * plain[0] and with_promo[6] > 2 * plain[6]
+
+
 def test_validation_origins_step_back_from_a_horizon_before_the_cutoff():
     cfg = Config.model_validate({"features": {"horizon": 14}, "selection": {"origins": 3, "step_days": 7}})
     assert validation_origins(pd.Timestamp("2022-07-19"), cfg) == [
@@ -113,9 +126,9 @@ def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_c
     scores = evidence["validation"]
     singles = ["network", "lightgbm", "seasonal_naive", "window_average"]
     assert set(singles) <= set(scores) and evidence["peers"] == singles[1:]
-    # Combinations of the best 2 and 3 singles (by WRMSSE) compete too.
+    # Every equal-weight combination of 2 or 3 singles competes too: 6 + 4 of them.
     ranked = sorted(singles, key=lambda n: scores[n]["wrmsse"])
-    assert " + ".join(ranked[:3]) in scores
+    assert len(scores) == 4 + 6 + 4 and " + ".join(ranked[:3]) in scores and " + ".join(ranked[1:]) in scores
     objective = {k: v["wrmsse"] / min(scores[n]["wrmsse"] for n in singles)
                  + v["wspl"] / min(scores[n]["wspl"] for n in singles) for k, v in scores.items()}
     assert evidence["chosen"] == min(objective, key=objective.get)

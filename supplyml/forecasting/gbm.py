@@ -1,9 +1,11 @@
 """The gradient-boosted family: one global LightGBM regressor through mlforecast.
 
 Tweedie objective (demand is zero-heavy and non-negative) on lags 7, 14 and 28, rolling means over 7
-and 28 days of lag 1, and day of week, month and day of month; forecasts are recursive, each day's
-prediction feeding the next day's lags. Every other LightGBM parameter is its default, spelled out in
-PARAMS so an upgrade cannot move them; seeded and deterministic (row-wise histograms).
+and 28 days of lag 1, day of week, month and day of month, and the day's promotion and event flags
+(planned, so known ahead: callers pass them as `future`; unknown days count as plain days);
+forecasts are recursive, each day's prediction feeding the next day's lags. Every other LightGBM
+parameter is its default, spelled out in PARAMS so an upgrade cannot move them; seeded and
+deterministic (row-wise histograms).
 
 Quantiles: the mean plus the quantiles of each series' signed errors in two rolling-origin backtests
 of one horizon each (split-conformal, asymmetric so skewed demand keeps its skew), clipped at zero.
@@ -17,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supplyml.forecasting.base import LEVEL_GRID, Forecaster, finish, residual_quantiles
+from supplyml.forecasting.base import LEVEL_GRID, Forecaster, finish, future_flags, residual_quantiles
 
 LAGS = (7, 14, 28)
+FLAGS = ("promo", "event")
 ROLLING_MEAN_WINDOWS = (7, 28)  # over lag 1
 DATE_FEATURES = ("dayofweek", "month", "day")
 # Days of history before a row has every feature: lag 28 and the 28-day mean of lag 1 need 28.
@@ -50,9 +53,10 @@ def make_mlforecast(seed: int = 0, n_jobs: int = 1):
                                  date_features=list(DATE_FEATURES), num_threads=n_jobs)
 
 
-def target(panel: pd.DataFrame) -> pd.DataFrame:
-    # Only the target: mlforecast would treat any extra column as a regressor.
-    return panel[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True)
+def frame(panel: pd.DataFrame) -> pd.DataFrame:
+    """The target and the flags: mlforecast treats every other column as a dynamic regressor."""
+    out = panel[["unique_id", "ds", "y"]].assign(**{f: panel[f] if f in panel else 0.0 for f in FLAGS})
+    return out.astype({f: float for f in FLAGS}).sort_values(["unique_id", "ds"], ignore_index=True)
 
 
 class LightGBM(Forecaster):
@@ -66,7 +70,7 @@ class LightGBM(Forecaster):
 
     @classmethod
     def fit(cls, panel: pd.DataFrame, horizon: int, seed: int = 0, n_jobs: int = 1) -> LightGBM:
-        df = target(panel)
+        df = frame(panel)
         lengths = df.groupby("unique_id").size()
         if lengths.max() < FEATURE_DAYS:
             raise ValueError(f"lightgbm needs a series with >= {FEATURE_DAYS} days; the longest has {lengths.max()}")
@@ -85,10 +89,14 @@ class LightGBM(Forecaster):
 
     def quantiles(self, skus, horizon, levels, future=None):
         self.check_skus(skus)
-        new = target(self.history[self.history["unique_id"].isin(skus)])
+        new = frame(self.history[self.history["unique_id"].isin(skus)])
+        dates = self.forecast_dates(horizon)
+        flags = future_flags(future, skus, dates)
+        ahead = pd.DataFrame({"unique_id": np.repeat(skus, horizon), "ds": np.tile(dates, len(skus)),
+                              **{f: np.zeros(len(skus) * horizon) if v is None else v.ravel() for f, v in flags.items()}})
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
-            raw = self.mlf.predict(horizon, new_df=new)
+            raw = self.mlf.predict(horizon, new_df=new, X_df=ahead)
         mean = raw.set_index(["unique_id", "ds"])["lightgbm"].unstack().reindex(skus).to_numpy(dtype=float)
         rows = [self.residual_row.get(s) for s in skus]
         pooled = np.median(self.residuals, axis=0)

@@ -4,7 +4,8 @@ Every candidate (the tuned network, LightGBM, the statistical models) is fitted 
 before the first validation origin, then conditioned on the history up to each later origin
 (`selection.origins`, `selection.step_days` apart, the last one a horizon before the cutoff) and
 scored on the horizon after it. Singles and equal-weight combinations of the best few compete on
-WRMSSE and WSPL, each relative to the best single; combinations usually win (M4, M5). The chosen
+WRMSSE and WSPL, each relative to the best single; equal-weight combinations of every 2 to
+`selection.max_members` singles compete too, as they usually win (M4, M5). The chosen
 combination's validation forecasts then calibrate its daily quantiles and its lead-time + review
 totals (`calibration`), and its members are refitted on every day before the cutoff.
 """
@@ -14,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -119,15 +121,18 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
     options = {n: {n: 1.0} for n in ranked}
     for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
-        options[" + ".join(ranked[:k])] = {n: 1.0 / k for n in ranked[:k]}
+        for members in combinations(ranked, k):
+            options[" + ".join(members)] = {n: 1.0 / k for n in members}
     for label, weights in options.items():
         if label not in scores:
             scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
     best_w, best_s = min(scores[n]["wrmsse"] for n in ranked), min(scores[n]["wspl"] for n in ranked)
     chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
     weights = options[chosen]
-    log.info("validation on %d origins from %s:\n%s\nchosen: %s", len(origins), origins[0].date(),
-             pd.DataFrame(scores).T.round(4).to_string(), chosen)
+    top = pd.DataFrame(scores).T.assign(objective=lambda t: t["wrmsse"] / best_w + t["wspl"] / best_s)
+    log.info("validation on %d origins from %s (singles and the 5 best combinations):\n%s\nchosen: %s",
+             len(origins), origins[0].date(),
+             pd.concat([top.loc[ranked], top.drop(index=ranked).nsmallest(5, "objective")]).round(4).to_string(), chosen)
 
     calib = calibrate(windows, weights, fitted, cfg)
     members = {n: make[n](panel) for n in weights}
