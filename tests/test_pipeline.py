@@ -47,8 +47,13 @@ def test_training_run_logs_params_metrics_and_a_model_with_signature(stack):
     c = client(tmp)
     version = c.get_model_version_by_alias("supplyml-forecaster", "champion")
     run = c.get_run(version.run_id)
-    assert {"test_wrmsse", "test_mase", "test_wspl", "train_loss"} <= set(run.data.metrics)
+    assert {"test_wrmsse", "test_mase", "test_wspl", "order_level", "path_correlation",
+            "validation.network.wrmsse", "validation.lightgbm.wspl"} <= set(run.data.metrics)
     assert run.data.params["model.max_epochs"] == "2"
+    # The choice made on validation origins, and its evidence, are on the run.
+    evidence = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/selection.json")
+    assert evidence["chosen"] in evidence["validation"] and len(evidence["origins"]) == 5
+    assert run.data.params["chosen"].endswith(evidence["chosen"].split(" + ")[-1])
     info = get_model_info(f"models:/supplyml-forecaster/{version.version}")
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["unique_id"]
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
