@@ -76,6 +76,16 @@ def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new
     assert fc["mean"].to_numpy() == pytest.approx([earlier] * 3) and fc["ds"].iloc[0] == pd.Timestamp("2022-06-01")
 
 
+def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mean():
+    panel = _panel()
+    young = pd.DataFrame({"unique_id": "NEW", "ds": pd.date_range(end=panel["ds"].max(), periods=3),
+                          "y": [1.0, 2.0, 6.0]})
+    model = Statistical.fit(pd.concat([panel, young], ignore_index=True), "window_average", horizon=14)
+    fc = model.predict(["NEW", "S0"], 2, [0.5])
+    assert fc["mean"].tolist()[:2] == [3.0, 3.0]
+    assert fc["mean"].iloc[2] == pytest.approx(panel[panel["unique_id"] == "S0"]["y"].iloc[-28:].mean())
+
+
 def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(tmp_path):
     panel = _panel()
     members = {"lightgbm": LightGBM.fit(panel, 14), "window_average": Statistical.fit(panel, "window_average", 14)}

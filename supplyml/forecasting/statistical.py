@@ -4,7 +4,9 @@ window average), one `Statistical` class over the peer specs in `supplyml.baseli
 A local model's parameters are its history's, so conditioning on a new history refits it: cheap
 for all of them but AutoETS, which is why the pipeline's candidates leave AutoETS out of large
 panels (`selection.auto_ets_max_series`). Quantiles are the point forecast plus each series' signed
-errors in two rolling-origin backtests (split-conformal, as in `supplyml.forecasting.gbm`).
+errors in two rolling-origin backtests (split-conformal, as in `supplyml.forecasting.gbm`). A series
+younger than the model's minimum history (a product launched last week) is forecast flat at the
+mean of the days it has.
 """
 from __future__ import annotations
 
@@ -36,14 +38,6 @@ class Statistical(Forecaster):
         model = PEERS[self.name].make(self.season)
         return StatsForecast(models=[model], freq="D", n_jobs=self.n_jobs)
 
-    def set_history(self, history: pd.DataFrame) -> None:
-        lengths = history.groupby("unique_id").size()
-        if (lengths < self.min_days).any():
-            short = lengths[lengths < self.min_days]
-            raise ValueError(f"{self.name} needs >= {self.min_days} days per series; {len(short)} series have "
-                             f"fewer, e.g. {short.index[0]!r} ({short.iloc[0]} days)")
-        super().set_history(history)
-
     @classmethod
     def fit(cls, panel: pd.DataFrame, name: str, horizon: int, season: int = 7, n_jobs: int = 1) -> Statistical:
         model = cls(name, season, n_jobs, np.zeros((0, len(LEVEL_GRID))), [], panel)
@@ -63,9 +57,14 @@ class Statistical(Forecaster):
     def quantiles(self, skus, horizon, levels, future=None):
         self.check_skus(skus)
         df = self.history.loc[self.history["unique_id"].isin(skus), ["unique_id", "ds", "y"]]
-        raw = self._sf().forecast(df=df, h=horizon)
-        alias = [c for c in raw.columns if c not in ("unique_id", "ds")][0]
-        mean = raw.set_index(["unique_id", "ds"])[alias].unstack().reindex(skus).to_numpy(dtype=float)
+        by = df.groupby("unique_id")["y"]
+        young = by.size() < self.min_days
+        mean = np.repeat(by.mean().reindex(skus).to_numpy()[:, None], horizon, axis=1)
+        if not young.all():
+            raw = self._sf().forecast(df=df[~df["unique_id"].map(young)], h=horizon)
+            alias = [c for c in raw.columns if c not in ("unique_id", "ds")][0]
+            fitted = raw.set_index(["unique_id", "ds"])[alias].unstack().reindex(skus).to_numpy(dtype=float)
+            mean = np.where(young.reindex(skus).to_numpy()[:, None], mean, fitted)
         if np.isnan(mean).any():
             raise RuntimeError(f"{self.name} produced NaN forecasts; check the series lengths")
         pooled = np.median(self.residuals, axis=0) if len(self.residuals) else np.zeros(len(LEVEL_GRID))
