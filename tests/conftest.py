@@ -97,3 +97,15 @@ def server(stack):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def weekly_panel(days: int = 120, n: int = 6, seed: int = 0):
+    """n Poisson series with a weekly profile, series i at level 3(i + 1), from 2022-01-01."""
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2022-01-01", periods=days)
+    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
+    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
+                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
+                                    "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)

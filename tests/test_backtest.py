@@ -7,36 +7,27 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, stores
+from conftest import REPO, stores, weekly_panel
 
 from supplyml import backtest
 from supplyml.config import Config, ModelConfig
 from supplyml.forecasting.networks import NetworkForecaster
 
 
-def _panel(days: int = 120, n: int = 6, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range("2022-01-01", periods=days)
-    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
-    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
-                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
-                                    "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
-
-
 def test_origins_are_one_horizon_apart_and_end_with_the_data():
-    panel = _panel(days=120)  # 2022-01-01 .. 2022-04-30
+    panel = weekly_panel(days=120)  # 2022-01-01 .. 2022-04-30
     starts = backtest.origins(panel, horizon=14, n=3)
     assert starts == [pd.Timestamp("2022-03-20"), pd.Timestamp("2022-04-03"), pd.Timestamp("2022-04-17")]
 
 
 def test_too_few_days_for_the_origins_is_a_clear_error():
     with pytest.raises(ValueError, match="3 origins of 28 days need more than 112 days"):
-        backtest.origins(_panel(days=100), horizon=28, n=3)
+        backtest.origins(weekly_panel(days=100), horizon=28, n=3)
 
 
 @pytest.fixture(scope="module")
 def result():
-    panel = _panel()
+    panel = weekly_panel()
     cfg = Config.model_validate({"features": {"horizon": 14, "val_days": 14},
                                  "evaluation": {"origins": 2, "season_length": 7},
                                  "inventory": {"num_sample_paths": 100, "lead_time": 2, "review_period": 7}})

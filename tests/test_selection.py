@@ -3,6 +3,7 @@ worked out by hand or from the distributions the data were drawn from."""
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import weekly_panel
 
 from supplyml.config import Config, ModelConfig
 from supplyml.forecasting import calibration as cal
@@ -12,15 +13,6 @@ from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.selection import select, validation_origins
 from supplyml.forecasting.statistical import Statistical
-
-
-def _panel(days: int = 200, n: int = 6, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range("2022-01-01", periods=days)
-    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
-    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
-                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
-                                    "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
 
 
 def test_level_map_inverts_the_observed_frequencies():
@@ -66,7 +58,7 @@ def test_path_correlation_is_chosen_by_the_totals_the_data_had(shared, low, high
 
 
 def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new_history():
-    panel = _panel()
+    panel = weekly_panel(200)
     model = Statistical.fit(panel, "window_average", horizon=14)
     mean = model.predict(["S2"], 3, [0.5])["mean"].to_numpy()
     assert mean == pytest.approx([panel[panel["unique_id"] == "S2"]["y"].iloc[-28:].mean()] * 3)
@@ -77,7 +69,7 @@ def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new
 
 
 def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mean():
-    panel = _panel()
+    panel = weekly_panel(200)
     young = pd.DataFrame({"unique_id": "NEW", "ds": pd.date_range(end=panel["ds"].max(), periods=3),
                           "y": [1.0, 2.0, 6.0]})
     model = Statistical.fit(pd.concat([panel, young], ignore_index=True), "window_average", horizon=14)
@@ -87,7 +79,7 @@ def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mea
 
 
 def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(tmp_path):
-    panel = _panel()
+    panel = weekly_panel(200)
     members = {"lightgbm": LightGBM.fit(panel, 14), "window_average": Statistical.fit(panel, "window_average", 14)}
     combo = Combination(members, {"lightgbm": 0.25, "window_average": 0.75}, panel)
     combo.calibration = Calibration(rho=0.5, daily=([0.05, 0.5, 0.95], [0.02, 0.5, 0.99]))
@@ -107,7 +99,7 @@ def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(t
 
 
 def test_lightgbm_reads_known_promotions():
-    panel = _panel(days=300, n=8)
+    panel = weekly_panel(300, n=8)
     rng = np.random.default_rng(4)
     promo = rng.random(len(panel)) < 0.15
     panel = panel.assign(promo=promo.astype(float), y=np.where(promo, 3 * panel["y"], panel["y"]))
@@ -126,7 +118,7 @@ def test_validation_origins_step_back_from_a_horizon_before_the_cutoff():
 
 
 def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_choice():
-    panel = _panel()
+    panel = weekly_panel(200)
     cfg = Config.model_validate({
         "features": {"horizon": 14}, "evaluation": {"n_jobs": 1},
         "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3},
