@@ -111,10 +111,6 @@ class SelectionConfig(Section):
     # on 500 long series): above this many series it sits out.
     auto_ets_max_series: int = Field(50, ge=0)
     origins: int = Field(5, ge=1)  # validation origins, the last one a horizon before the cutoff
-    # A panel of few series gets more origins (up to max_origins), so that the calibration of
-    # lead-time + review totals sees at least this many windows (series x origins).
-    min_windows: int = Field(200, ge=0)
-    max_origins: int = Field(20, ge=1)
     step_days: int = Field(7, ge=1)  # between validation origins
     max_members: int = Field(3, ge=1)  # equal-weight combinations of 2 .. max_members singles compete
     path_correlations: list[float] = [0.0, 0.25, 0.5, 0.75, 0.9]  # copula candidates for sample paths

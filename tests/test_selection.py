@@ -112,24 +112,16 @@ def test_lightgbm_reads_known_promotions():
 
 
 def test_validation_origins_step_back_from_a_horizon_before_the_cutoff():
-    cfg = Config.model_validate({"features": {"horizon": 14},
-                                 "selection": {"origins": 3, "step_days": 7, "min_windows": 30}})
-    start, end = pd.Timestamp("2022-01-01"), pd.Timestamp("2022-07-19")
-    assert validation_origins(start, end, 10, cfg) == [
+    cfg = Config.model_validate({"features": {"horizon": 14}, "selection": {"origins": 3, "step_days": 7}})
+    assert validation_origins(pd.Timestamp("2022-07-19"), cfg) == [
         pd.Timestamp("2022-06-22"), pd.Timestamp("2022-06-29"), pd.Timestamp("2022-07-06")]
-    # 4 series x 3 origins are 12 windows: 8 origins make the 30 windows calibration asks for.
-    assert len(validation_origins(start, end, 4, cfg)) == 8
-    # Three horizons (42 days) of history stay before the first origin: from 2022-05-18 that leaves two.
-    assert validation_origins(pd.Timestamp("2022-05-18"), end, 4, cfg) == [pd.Timestamp("2022-06-29"),
-                                                                           pd.Timestamp("2022-07-06")]
 
 
 def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_choice():
     panel = weekly_panel(200)
     cfg = Config.model_validate({
         "features": {"horizon": 14}, "evaluation": {"n_jobs": 1},
-        "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3,
-                      "min_windows": 0},
+        "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3},
         "inventory": {"num_sample_paths": 200, "lead_time": 2, "review_period": 7}})
     params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=2, windows_per_series=16)
     model, evidence = select(panel, cfg, params)

@@ -2,8 +2,7 @@
 
 Every candidate (the tuned network, LightGBM, the statistical models) is fitted once on the days
 before the first validation origin, then conditioned on the history up to each later origin
-(`selection.origins`, or more for a panel of few series, `selection.step_days` apart, the last one a
-horizon before the cutoff) and
+(`selection.origins`, `selection.step_days` apart, the last one a horizon before the cutoff) and
 scored on the horizon after it. Singles and equal-weight combinations of the best few compete on
 WRMSSE and WSPL, each relative to the best single; equal-weight combinations of every 2 to
 `selection.max_members` singles compete too, as they usually win (M4, M5). The chosen
@@ -47,15 +46,10 @@ def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFra
     return out
 
 
-def validation_origins(start: pd.Timestamp, end: pd.Timestamp, n_series: int, cfg: Config) -> list[pd.Timestamp]:
-    """`selection.origins`, or as many more (up to `max_origins`) as `min_windows` windows of
-    `n_series` need, while three horizons of history stay before the first."""
-    sel, h = cfg.selection, cfg.features.horizon
-    k = max(sel.origins, min(sel.max_origins, -(-sel.min_windows // max(n_series, 1))))
+def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
+    h, k, step = cfg.features.horizon, cfg.selection.origins, cfg.selection.step_days
     last = end - pd.Timedelta(days=h - 1)
-    room = (last - start).days - 3 * h
-    k = max(1, min(k, room // sel.step_days + 1))
-    return [last - pd.Timedelta(days=sel.step_days * (k - 1 - i)) for i in range(k)]
+    return [last - pd.Timedelta(days=step * (k - 1 - i)) for i in range(k)]
 
 
 @dataclass
@@ -97,7 +91,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     """The combination (weights and calibration) to serve, fitted on all of `panel`, and the evidence."""
     t0 = time.perf_counter()
     h = cfg.features.horizon
-    origins = validation_origins(panel["ds"].min(), panel["ds"].max(), panel["unique_id"].nunique(), cfg)
+    origins = validation_origins(panel["ds"].max(), cfg)
     first = panel.groupby("unique_id")["ds"].min()
     make = builders(cfg, params)
     names = candidates(cfg, panel["unique_id"].nunique())
