@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -75,8 +76,9 @@ def package_champion(cfg: Config, registration: dict) -> str:
 
 
 def serve_command(cfg: Config) -> list[str]:
-    return ["bentoml", "serve", f"{cfg.serving.bento_name}:latest", "--host", cfg.serving.host,
-            "--port", str(cfg.serving.port)]
+    # The bentoml beside this interpreter: make calls .venv/bin/supplyml without the venv on PATH.
+    return [str(Path(sys.executable).with_name("bentoml")), "serve", f"{cfg.serving.bento_name}:latest",
+            "--host", cfg.serving.host, "--port", str(cfg.serving.port)]
 
 
 def _bentoml(cfg: Config):
