@@ -3,7 +3,6 @@ over loopback HTTP."""
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def bento(cfg, panel):
 def url(cfg, bento):
     from serving.package import bentoml_env, serve_command
 
-    cmd = [str(Path(sys.executable).with_name("bentoml")), *serve_command(cfg)[1:]]
+    cmd = serve_command(cfg)  # the real command make serve runs
     log_path = Path(cfg.serving.bentoml_home).parent / "serve.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg)}, stdout=log, stderr=subprocess.STDOUT)
