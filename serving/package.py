@@ -44,7 +44,7 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict) -> str:
     name, version = cfg.registry.model_name, str(version)
     labels = {k: str(v) for k, v in lineage.items()}
     metadata = {**labels, "model_name": name, "model_version": version, "metrics": metrics,
-                "max_horizon": cfg.serving.max_horizon, "forecast_samples": cfg.model.num_samples,
+                "max_horizon": cfg.serving.max_horizon,
                 "replenish_samples": cfg.inventory.num_sample_paths, "seed": cfg.seed}
     model = bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version},
                                         metadata=metadata)

@@ -19,7 +19,7 @@ from supplyml import simulation as sim
 from supplyml.baselines import forecast_peers
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
-from supplyml.metrics import evaluate_forecasts
+from supplyml.metrics import coverage, evaluate_forecasts, quantile_col
 
 log = logging.getLogger(__name__)
 MODEL = "supplyml"
@@ -83,8 +83,8 @@ class Backtest:
         return {
             "daily_coverage_50": float(daily["coverage_50"].mean()),
             "daily_coverage_95": float(daily["coverage_95"].mean()),
-            "total_coverage_50": float(((t["q0.25"] <= t["actual"]) & (t["actual"] <= t["q0.75"])).mean()),
-            "total_coverage_95": float(((t["q0.025"] <= t["actual"]) & (t["actual"] <= t["q0.975"])).mean()),
+            "total_coverage_50": coverage(t["actual"], t[quantile_col(0.25)], t[quantile_col(0.75)]),
+            "total_coverage_95": coverage(t["actual"], t[quantile_col(0.025)], t[quantile_col(0.975)]),
             "total_within_S": float((t["actual"] <= t["S"]).mean()),
             "cycle_service_level": float(self.inventory.loc[POLICIES["forecast"], "cycle_service_level"]),
             "target_service_level": target,
@@ -194,9 +194,10 @@ def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame
         forecaster.set_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
         paths = forecaster.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
         levels.append(sim.sample_path_levels(paths, level))
-        window = paths.sum(axis=2)
-        q = {f"q{lv:g}": np.quantile(window, forecaster.order_level(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
+            window = paths.sum(axis=2)
+            q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1)
+                 for lv in (0.025, 0.25, 0.75, 0.975)}
             totals.append(pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d:d + cover].sum(1),
                                         "S": levels[-1], **q}))
     policy_levels = {

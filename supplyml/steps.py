@@ -39,9 +39,8 @@ def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
 def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     """Gate the raw input with the suite for `data.format`; raises DataValidationError (naming the
     file, each failed expectation, its column and example rows) to stop the run."""
-    from supplyml import (
-        validation,  # GX takes seconds to import; only the gating steps pay for it
-    )
+    # GX takes seconds to import; only the gating steps pay for it.
+    from supplyml import validation
     report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)  # logs its summary
     return validation.check(report).to_dict()
 

@@ -175,6 +175,11 @@ def to_frame(skus: list[str], dates: pd.DatetimeIndex, mean: np.ndarray, q: np.n
     return pd.DataFrame(out)
 
 
+def copula_normals(n: int, n_samples: int, h: int, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, s, h) standard normals, equicorrelated across a path's days: sqrt(rho) common + sqrt(1 - rho) own."""
+    return np.sqrt(rho) * rng.standard_normal((n, n_samples, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, n_samples, h))
+
+
 def copula_paths(q: np.ndarray, n_samples: int, rho: float, rng: np.random.Generator,
                  levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
     """(n, s, h) paths from daily quantile functions q (n, h, len(levels)) and a shared Gaussian factor.
@@ -184,8 +189,7 @@ def copula_paths(q: np.ndarray, n_samples: int, rho: float, rng: np.random.Gener
     keeps its marginal and multi-day totals widen with rho.
     """
     n, h, _ = q.shape
-    z = np.sqrt(rho) * rng.standard_normal((n, n_samples, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, n_samples, h))
-    u = np.clip(norm.cdf(z), levels[0], levels[-1])
+    u = np.clip(norm.cdf(copula_normals(n, n_samples, h, rho, rng)), levels[0], levels[-1])
     hi = np.clip(np.searchsorted(levels, u), 1, len(levels) - 1)
     w = (u - levels[hi - 1]) / (levels[hi] - levels[hi - 1])
     qt = np.broadcast_to(q[:, None], (n, n_samples, h, len(levels)))
@@ -199,18 +203,37 @@ def finish(mean: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mean, 0, None), np.sort(np.clip(q, 0, None), axis=-1)
 
 
-def residual_quantiles(errors: pd.DataFrame, ids: list[str], levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
-    """(len(ids), len(levels)) quantiles of each series' signed backtest errors (actual - forecast).
+class Residuals:
+    """Split-conformal bands: each series' signed backtest errors (actual - forecast) as quantiles on
+    LEVEL_GRID, added to a point forecast. Series fitted without errors got the pooled errors'
+    quantiles; series never seen at fit get the median series' band."""
 
-    Series without errors get the pooled errors' quantiles scaled by nothing: a wide, honest default.
-    """
-    by = errors.groupby("unique_id")["error"]
-    table = by.quantile(list(levels)).unstack()
-    pooled = np.quantile(errors["error"].to_numpy(), levels) if len(errors) else np.zeros(len(levels))
-    out = table.reindex(ids).to_numpy(dtype=float)
-    missing = np.isnan(out).any(axis=1)
-    out[missing] = pooled
-    return out
+    def __init__(self, ids: list[str], table: np.ndarray):
+        self.ids, self.table = list(ids), table  # table: (len(ids), len(LEVEL_GRID))
+        self.row = {uid: i for i, uid in enumerate(self.ids)}
+
+    @classmethod
+    def from_errors(cls, errors: pd.DataFrame, ids: list[str]) -> Residuals:
+        table = errors.groupby("unique_id")["error"].quantile(list(LEVEL_GRID)).unstack()
+        pooled = np.quantile(errors["error"].to_numpy(), LEVEL_GRID) if len(errors) else np.zeros(len(LEVEL_GRID))
+        out = table.reindex(ids).to_numpy(dtype=float)
+        out[np.isnan(out).any(axis=1)] = pooled
+        return cls(ids, out)
+
+    def band(self, mean: np.ndarray, skus: list[str], levels) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, h) and quantiles (n, h, len(levels)): the mean plus each series' error quantiles."""
+        unseen = np.median(self.table, axis=0) if len(self.table) else np.zeros(len(LEVEL_GRID))
+        rows = [self.table[self.row[s]] if s in self.row else unseen for s in skus]
+        at = np.stack([np.interp(levels, LEVEL_GRID, r) for r in rows])
+        return finish(mean, mean[..., None] + at[:, None, :])
+
+    def save(self, path: Path) -> dict:
+        np.save(path / "residuals.npy", self.table)
+        return {"residual_ids": self.ids}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict) -> Residuals:
+        return cls(meta["residual_ids"], np.load(path / "residuals.npy"))
 
 
 def future_flags(future: pd.DataFrame | None, skus: list[str], dates: pd.DatetimeIndex) -> dict[str, np.ndarray | None]:

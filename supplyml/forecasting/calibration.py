@@ -49,17 +49,19 @@ def choose_rho(totals: np.ndarray, q_days: list[np.ndarray], scale: np.ndarray, 
     """
     losses = {}
     for rho in candidates:
-        rng = np.random.default_rng(seed)
-        sums = np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
-        pred = np.quantile(sums, TOTAL_LEVELS, axis=1)
+        pred = np.quantile(path_totals(q_days, rho, n_samples, seed), TOTAL_LEVELS, axis=1)
         diff = totals[None] - pred
         pin = np.maximum(np.array(TOTAL_LEVELS)[:, None] * diff, (np.array(TOTAL_LEVELS)[:, None] - 1) * diff)
         losses[float(rho)] = float(np.mean(pin / scale[None]))
     return min(losses, key=losses.get), losses
 
 
+def path_totals(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int) -> np.ndarray:
+    """(windows, n_samples) totals of copula paths drawn from each window's daily quantiles."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
+
+
 def total_quantiles(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int,
                     levels: np.ndarray = FINE) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    sums = np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
-    return np.quantile(sums, levels, axis=1).T
+    return np.quantile(path_totals(q_days, rho, n_samples, seed), levels, axis=1).T

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supplyml.forecasting.base import LEVEL_GRID, Forecaster, finish, future_flags, residual_quantiles
+from supplyml.forecasting.base import Forecaster, Residuals, future_flags
 
 LAGS = (7, 14, 28)
 FLAGS = ("promo", "event")
@@ -63,9 +63,8 @@ class LightGBM(Forecaster):
     kind = "lightgbm"
     history_days = FEATURE_DAYS + 7
 
-    def __init__(self, mlf, residuals: np.ndarray, residual_ids: list[str], history: pd.DataFrame):
-        self.mlf, self.residuals = mlf, residuals  # residuals: (series, LEVEL_GRID) error quantiles
-        self.residual_row = {uid: i for i, uid in enumerate(residual_ids)}
+    def __init__(self, mlf, residuals: Residuals, history: pd.DataFrame):
+        self.mlf, self.residuals = mlf, residuals
         super().__init__(history)
 
     @classmethod
@@ -84,8 +83,7 @@ class LightGBM(Forecaster):
                     df[df["unique_id"].isin(long)], n_windows=BACKTESTS, h=horizon, step_size=horizon,
                     refit=True, static_features=[])
                 errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv["lightgbm"]})
-        ids = list(lengths.index)
-        return cls(mlf, residual_quantiles(errors, ids), ids, panel)
+        return cls(mlf, Residuals.from_errors(errors, list(lengths.index)), panel)
 
     def quantiles(self, skus, horizon, levels, future=None):
         self.check_skus(skus)
@@ -98,18 +96,13 @@ class LightGBM(Forecaster):
             warnings.filterwarnings("ignore", message=".*feature names.*")
             raw = self.mlf.predict(horizon, new_df=new, X_df=ahead)
         mean = raw.set_index(["unique_id", "ds"])["lightgbm"].unstack().reindex(skus).to_numpy(dtype=float)
-        rows = [self.residual_row.get(s) for s in skus]
-        pooled = np.median(self.residuals, axis=0)
-        res = np.stack([self.residuals[r] if r is not None else pooled for r in rows])
-        at = np.stack([np.interp(levels, LEVEL_GRID, r) for r in res])  # (n, m)
-        return finish(mean, mean[..., None] + at[:, None, :])
+        return self.residuals.band(mean, skus, levels)
 
     def _save_state(self, path: Path) -> dict:
         (path / "mlforecast.pkl").write_bytes(pickle.dumps(self.mlf))
-        np.save(path / "residuals.npy", self.residuals)
-        return {"residual_ids": list(self.residual_row)}
+        return self.residuals.save(path)
 
     @classmethod
     def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> LightGBM:
         mlf = pickle.loads((path / "mlforecast.pkl").read_bytes())
-        return cls(mlf, np.load(path / "residuals.npy"), meta["residual_ids"], history)
+        return cls(mlf, Residuals.load(path, meta), history)

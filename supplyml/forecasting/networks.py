@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import StochasticWeightAveraging
 from scipy.stats import nbinom, norm
 
 from supplyml.config import ModelConfig
-from supplyml.forecasting.base import Forecaster, finish, future_flags
+from supplyml.forecasting.base import Forecaster, copula_normals, finish, future_flags
 from supplyml.model import NETWORKS, negative_binomial
 from supplyml.model import DeepAR as DeepARNet
 from supplyml.model import MLPForecaster as MLPNet
@@ -131,9 +131,7 @@ class MLP(NetworkForecaster):
 
     def _draw(self, mu: np.ndarray, alpha: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
         """(n, s, h) draws with exact NB marginals, days tied by the calibrated copula correlation."""
-        rho = self.calibration.rho
-        z = np.sqrt(rho) * rng.standard_normal((mu.shape[0], s, 1)) + \
-            np.sqrt(1 - rho) * rng.standard_normal((mu.shape[0], s, mu.shape[1]))
+        z = copula_normals(mu.shape[0], s, mu.shape[1], self.calibration.rho, rng)
         r = 1.0 / alpha[:, None, :]
         u = np.clip(norm.cdf(z), 1e-9, 1 - 1e-9)
         return nbinom.ppf(u, r, r / (r + mu[:, None, :])).astype(np.float32)

@@ -3,9 +3,9 @@
 Every candidate (the tuned network, LightGBM, the statistical models) is fitted once on the days
 before the first validation origin, then conditioned on the history up to each later origin
 (`selection.origins`, `selection.step_days` apart, the last one a horizon before the cutoff) and
-scored on the horizon after it. Singles and equal-weight combinations of the best few compete on
-WRMSSE and WSPL, each relative to the best single; equal-weight combinations of every 2 to
-`selection.max_members` singles compete too, as they usually win (M4, M5). The chosen
+scored on the horizon after it. Singles and equal-weight combinations of every 2 to
+`selection.max_members` singles (combinations usually win: M4, M5) compete on WRMSSE and WSPL, each
+relative to the best single. The chosen
 combination's validation forecasts then calibrate its daily quantiles and its lead-time + review
 totals (`calibration`), and its members are refitted on every day before the cutoff.
 """
@@ -20,6 +20,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from supplyml.baselines import PEERS
 from supplyml.config import Config, ModelConfig
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_frame
@@ -40,7 +41,6 @@ def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFra
         NETWORK: lambda p: NetworkForecaster.fit(p, params, h, seed=cfg.seed)[0],
         "lightgbm": lambda p: LightGBM.fit(p, h, seed=cfg.seed, n_jobs=ev.n_jobs),
     }
-    from supplyml.baselines import PEERS
     for name in PEERS:
         out[name] = lambda p, name=name: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
     return out
@@ -170,18 +170,18 @@ def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str
     rho, losses = cal.choose_rho(totals, q_days, scale, sel.path_correlations, inv.num_sample_paths, cfg.seed)
     tq = cal.total_quantiles(q_days, rho, inv.num_sample_paths, cfg.seed)
     total = cal.level_map(totals, tq)
-    raw_q = q  # coverage before and after, for the record
-    after = Calibration(rho=rho, daily=daily, total=total, days=days)
+    calibrated = Calibration(rho=rho, daily=daily, total=total, days=days)
+    # Validation coverage before calibration, for the record.
     scores = {
-        "daily_coverage_50_raw": _cov(y, raw_q, 0.25, 0.75), "daily_coverage_95_raw": _cov(y, raw_q, 0.025, 0.975),
+        "daily_coverage_50_raw": _cov(y, q, 0.25, 0.75), "daily_coverage_95_raw": _cov(y, q, 0.025, 0.975),
         "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975), "rho_losses": losses,
-        "order_level": after.total_level(inv.service_level),
+        "order_level": calibrated.total_level(inv.service_level),
     }
-    after.scores = scores
+    calibrated.scores = scores
     log.info("calibration: rho %.2f, order level %.3f for a %.0f%% target; raw validation coverage %s",
              rho, scores["order_level"], 100 * inv.service_level,
              {k: round(v, 3) for k, v in scores.items() if k.endswith("raw")})
-    return after
+    return calibrated
 
 
 def _cov(actual: np.ndarray, q: np.ndarray, lo: float, hi: float) -> float:

@@ -17,7 +17,7 @@ import pandas as pd
 from statsforecast import StatsForecast
 
 from supplyml.baselines import PEERS
-from supplyml.forecasting.base import LEVEL_GRID, Forecaster, finish, residual_quantiles
+from supplyml.forecasting.base import Forecaster, Residuals
 
 BACKTESTS = 2
 
@@ -25,33 +25,29 @@ BACKTESTS = 2
 class Statistical(Forecaster):
     kind = "statsforecast"
 
-    def __init__(self, name: str, season: int, n_jobs: int, residuals: np.ndarray, residual_ids: list[str],
-                 history: pd.DataFrame):
+    def __init__(self, name: str, season: int, n_jobs: int, residuals: Residuals, history: pd.DataFrame):
         if name not in PEERS:
             raise ValueError(f"unknown statistical model {name!r}; choose from {list(PEERS)}")
-        self.name, self.season, self.n_jobs = name, season, n_jobs
-        self.residuals, self.residual_row = residuals, {uid: i for i, uid in enumerate(residual_ids)}
+        self.name, self.season, self.n_jobs, self.residuals = name, season, n_jobs, residuals
         self.min_days = PEERS[name].min_days(season)
+        self.alias = PEERS[name].make(season).alias  # statsforecast's column for this model's forecast
         super().__init__(history)
 
     def _sf(self) -> StatsForecast:
-        model = PEERS[self.name].make(self.season)
-        return StatsForecast(models=[model], freq="D", n_jobs=self.n_jobs)
+        return StatsForecast(models=[PEERS[self.name].make(self.season)], freq="D", n_jobs=self.n_jobs)
 
     @classmethod
     def fit(cls, panel: pd.DataFrame, name: str, horizon: int, season: int = 7, n_jobs: int = 1) -> Statistical:
-        model = cls(name, season, n_jobs, np.zeros((0, len(LEVEL_GRID))), [], panel)
+        model = cls(name, season, n_jobs, Residuals([], np.zeros((0, 0))), panel)
         df = model.history[["unique_id", "ds", "y"]]
         lengths = df.groupby("unique_id").size()
         long = lengths.index[lengths >= BACKTESTS * horizon + model.min_days]
         errors = pd.DataFrame(columns=["unique_id", "error"])
         if len(long):
             cv = model._sf().cross_validation(df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS,
-                                     step_size=horizon)
-            alias = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")][0]
-            errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
-        model.residuals = residual_quantiles(errors, list(lengths.index))
-        model.residual_row = {uid: i for i, uid in enumerate(lengths.index)}
+                                              step_size=horizon)
+            errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[model.alias]})
+        model.residuals = Residuals.from_errors(errors, list(lengths.index))
         return model
 
     def quantiles(self, skus, horizon, levels, future=None):
@@ -62,22 +58,15 @@ class Statistical(Forecaster):
         mean = np.repeat(by.mean().reindex(skus).to_numpy()[:, None], horizon, axis=1)
         if not young.all():
             raw = self._sf().forecast(df=df[~df["unique_id"].map(young)], h=horizon)
-            alias = [c for c in raw.columns if c not in ("unique_id", "ds")][0]
-            fitted = raw.set_index(["unique_id", "ds"])[alias].unstack().reindex(skus).to_numpy(dtype=float)
+            fitted = raw.set_index(["unique_id", "ds"])[self.alias].unstack().reindex(skus).to_numpy(dtype=float)
             mean = np.where(young.reindex(skus).to_numpy()[:, None], mean, fitted)
         if np.isnan(mean).any():
             raise RuntimeError(f"{self.name} produced NaN forecasts; check the series lengths")
-        pooled = np.median(self.residuals, axis=0) if len(self.residuals) else np.zeros(len(LEVEL_GRID))
-        res = np.stack([self.residuals[self.residual_row[s]] if s in self.residual_row else pooled for s in skus])
-        at = np.stack([np.interp(levels, LEVEL_GRID, r) for r in res])
-        return finish(mean, mean[..., None] + at[:, None, :])
+        return self.residuals.band(mean, skus, levels)
 
     def _save_state(self, path: Path) -> dict:
-        np.save(path / "residuals.npy", self.residuals)
-        return {"name": self.name, "season": self.season, "n_jobs": self.n_jobs,
-                "residual_ids": list(self.residual_row)}
+        return {"name": self.name, "season": self.season, "n_jobs": self.n_jobs, **self.residuals.save(path)}
 
     @classmethod
     def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> Statistical:
-        return cls(meta["name"], meta["season"], meta["n_jobs"], np.load(path / "residuals.npy"),
-                   meta["residual_ids"], history)
+        return cls(meta["name"], meta["season"], meta["n_jobs"], Residuals.load(path, meta), history)
