@@ -3,6 +3,8 @@
 KFP ships each function's source on its own, so imports live inside the bodies. Data moves between
 steps only as artifacts; small facts (lineage, params, metrics) move as JSON strings.
 """
+from typing import NamedTuple
+
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 
@@ -65,29 +67,46 @@ def evaluate(config_json: str, run_id: str, panel: Input[Dataset], model: Input[
     from supplyml import steps
     from supplyml.config import Config
 
-    table = steps.evaluate_model(Config.from_json(config_json), panel.path, model.path, run_id, report.path)
-    for name, row in table.items():
+    result = steps.evaluate_model(Config.from_json(config_json), panel.path, model.path, run_id, report.path)
+    for name, row in result["metrics"].items():
         for metric, value in row.items():
             metrics.log_metric(f"{name}.{metric}", value)
-    return json.dumps(table)
+    return json.dumps(result)
 
 
 def register(config_json: str, lineage: str, run_id: str, evaluation: str, panel: Input[Dataset],
-             model: Input[Model]) -> str:
+             model: Input[Model]) -> NamedTuple("Registered", registration=str, promoted=str):
     import json
+    from typing import NamedTuple
 
     from supplyml import steps
     from supplyml.config import Config
 
     result = steps.register(Config.from_json(config_json), panel.path, model.path, run_id,
                             json.loads(evaluation), json.loads(lineage))
-    return json.dumps(result)
+    # A string, so `dsl.If` compares it the same way locally and on Kubeflow.
+    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def package(config_json: str, registration: str) -> str:
-    import json
-
-    from serving.package import package_champion
+def package(config_json: str) -> str:
+    """Runs only when the gate promoted the candidate: build (or reuse) the new champion's Bento."""
+    from serving.package import champion_bento
     from supplyml.config import Config
 
-    return package_champion(Config.from_json(config_json), json.loads(registration))
+    return champion_bento(Config.from_json(config_json))
+
+
+def keep(config_json: str, registration: str) -> str:
+    """Runs when the gate said no: the served Bento stays the champion's; say why."""
+    import json
+    import logging
+
+    from serving.package import NoChampionError, champion_bento
+    from supplyml.config import Config
+
+    result = json.loads(registration)
+    logging.getLogger("supplyml").warning("version %s was not promoted: %s", result["version"], "; ".join(result["reasons"]))
+    try:
+        return champion_bento(Config.from_json(config_json), build=False) or "none built"
+    except NoChampionError:
+        return "none: no champion"

@@ -15,9 +15,9 @@ def build(cfg: Config):
     def component(func):
         return dsl.component(func, base_image=cfg.pipeline.image, install_kfp_package=False)
 
-    ingest, validate, featurize, tune, train, evaluate, register, package = map(component, [
+    ingest, validate, featurize, tune, train, evaluate, register, package, keep = map(component, [
         steps.ingest, steps.validate, steps.featurize, steps.tune, steps.train, steps.evaluate,
-        steps.register, steps.package])
+        steps.register, steps.package, steps.keep])
 
     def gpu(task):
         # Honoured by Kubeflow; kfp.local ignores resource requests and Lightning falls back to CPU.
@@ -40,8 +40,12 @@ def build(cfg: Config):
         registered = register(config_json=config_json, lineage=panel.outputs["Output"], run_id=fitted.outputs["Output"],
                               evaluation=scored.outputs["Output"], panel=panel.outputs["panel"],
                               model=fitted.outputs["model"])
-        bento = package(config_json=config_json, registration=registered.output)
+        # A new Bento only for a promoted version; otherwise the champion's stays the one served.
+        with dsl.If(registered.outputs["promoted"] == "true"):
+            built = package(config_json=config_json)
+        with dsl.Else():
+            kept = keep(config_json=config_json, registration=registered.outputs["registration"])
         return NamedTuple("Outputs", evaluation=str, registration=str, bento=str)(
-            scored.outputs["Output"], registered.output, bento.output)
+            scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output))
 
     return training

@@ -58,8 +58,9 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict) -> str:
     return str(bento.tag)
 
 
-def package_champion(cfg: Config, registration: dict) -> str:
-    """The pipeline's package step: the version holding the `champion` alias, with lineage from its tags."""
+def champion_bento(cfg: Config, build: bool = True) -> str | None:
+    """The Bento of the version holding `champion`: reused if one was built from it, else built now
+    (or None with build=False). Lineage comes from the version's tags."""
     import mlflow
 
     from supplyml import registry
@@ -68,16 +69,27 @@ def package_champion(cfg: Config, registration: dict) -> str:
     name = cfg.registry.model_name
     champion = registry.champion_version(name)
     if champion is None:
-        raise NoChampionError(f"{name} has no champion: version {registration['version']} did not pass the gate "
-                              f"({'; '.join(registration['reasons'])}); nothing to package")
+        raise NoChampionError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` (or "
+                              "`make run`) first, or `supplyml model promote VERSION`")
+    bentoml = _bentoml(cfg)
+    try:
+        built = [b for b in bentoml.bentos.list(cfg.serving.bento_name)
+                 if b.info.labels.get("mlflow_model") == f"{name}/{champion.version}"]
+    except bentoml.exceptions.NotFound:  # no Bento of this name yet
+        built = []
+    if built:
+        return str(max(built, key=lambda b: b.info.creation_time).tag)
+    if not build:
+        return None
     tags = champion.tags
     return package(cfg, champion.version, {k: tags[k] for k in LINEAGE if k in tags},
                    json.loads(tags.get("metrics", "{}")))
 
 
 def serve_command(cfg: Config) -> list[str]:
+    """`bentoml serve` of the champion's Bento (built first if a promotion or rollback left it without one)."""
     # The bentoml beside this interpreter: make calls .venv/bin/supplyml without the venv on PATH.
-    return [str(Path(sys.executable).with_name("bentoml")), "serve", f"{cfg.serving.bento_name}:latest",
+    return [str(Path(sys.executable).with_name("bentoml")), "serve", champion_bento(cfg),
             "--host", cfg.serving.host, "--port", str(cfg.serving.port)]
 
 

@@ -102,7 +102,8 @@ class Backtest:
         return {f"inventory.{policy.split()[0]}.{k}": float(v)
                 for policy, row in self.inventory.iterrows() for k, v in row.items()}
 
-    def report(self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict) -> str:
+    def report(self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict,
+               gate: tuple[pd.DataFrame, list[str]] | None = None) -> str:
         """The HTML evaluation report: metrics against peers, forecast plots, segments, inventory."""
         first = self.per_origin["origin"].min()
         history = panel[panel["ds"] < first]
@@ -121,7 +122,7 @@ class Backtest:
                              seed=cfg.seed, per_origin=self.per_origin if self.per_origin["origin"].nunique() > 1 else None,
                              by_segment=by_segment, inventory=self.inventory, on_hand=self.on_hand,
                              calibration=self.calibration(cfg.inventory.service_level), lineage=lineage,
-                             notes=notes)
+                             gate=gate, notes=notes)
 
 
 def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame], Forecaster],

@@ -12,7 +12,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from supplyml.config import ConfigError, load_config
+from supplyml.registry import RegistryError
 
 log = logging.getLogger("supplyml")
 
@@ -58,14 +61,29 @@ def _print_summary(cfg, outputs: dict) -> None:
 
     from supplyml.backtest import format_table
 
-    table = pd.DataFrame.from_dict(json.loads(outputs["evaluation"]), orient="index")
+    evaluation = json.loads(outputs["evaluation"])
     registration = json.loads(outputs["registration"])
     print("\nEvaluation on the held-out horizon (lower is better, coverage should match its level):")
-    print(format_table(table))
-    print(f"\nRegistered {registration['name']} version {registration['version']}"
-          f" ({registration['alias'] or 'no alias'}): {'; '.join(registration['reasons'])}")
-    print(f"Champion: version {registration['champion']}; Bento: {outputs['bento']}")
-    print("Serve it with:  supplyml serve   (or: make serve)")
+    print(format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")))
+    _print_verdict(registration["verdict"])
+    state = "promoted to champion" if registration["promoted"] else "not promoted"
+    print(f"\nRegistered {registration['name']} version {registration['version']}: {state}.")
+    for reason in registration["reasons"][len(registration["verdict"]["reasons"]):]:
+        print(f"  {reason}")
+    print(f"Champion: version {registration['champion']}; its Bento: {outputs['bento']}")
+    if registration["champion"]:
+        print("Serve it with:  supplyml serve   (or: make serve)")
+
+
+def _print_verdict(verdict: dict) -> None:
+    from supplyml.backtest import format_table
+    from supplyml.gate import Verdict
+
+    v = Verdict(**verdict)
+    where = f"against champion version {v.champion_version}, same held-out days" if v.champion else "no champion yet"
+    print(f"\nChampion gate ({where}):")
+    print(format_table(v.table()))
+    print(v.summary())
 
 
 def pipeline_compile(args) -> int:
@@ -95,12 +113,54 @@ def pipeline_submit(args) -> int:
 
 
 def serve(args) -> int:
-    from serving.package import serve_command
+    from serving.package import NoChampionError, serve_command
 
     cfg = _config(args)
-    cmd = serve_command(cfg)
+    try:
+        cmd = serve_command(cfg)
+    except NoChampionError as e:
+        log.error("%s", e)
+        return 1
     log.info("%s", " ".join(cmd))
     return subprocess.call(cmd, env={**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home})
+
+
+def model_command(args) -> int:
+    """`supplyml model list | show V | compare V1 V2 | promote V | rollback`: the model owner's commands."""
+    import pandas as pd
+
+    from serving.package import champion_bento
+    from supplyml import lifecycle, registry, tracking
+    from supplyml.backtest import format_table
+
+    cfg = _config(args)
+    tracking.setup_tracking(cfg)
+    by = args.by or registry.user()
+    if args.action == "list":
+        table = lifecycle.versions(cfg)
+        print(format_table(table) if len(table) else f"{cfg.registry.model_name} has no versions yet")
+        trail = registry.audit_trail(cfg.registry.model_name) if len(table) else []
+        if trail:
+            print("\nChampion moves (oldest first):")
+            print(pd.DataFrame(trail)[["n", "at", "by", "action", "from", "to", "why"]].to_string(index=False))
+    elif args.action == "show":
+        print(json.dumps(lifecycle.show(cfg, args.version), indent=2, default=str))
+    elif args.action == "compare":
+        _print_verdict(lifecycle.compare(cfg, args.old, args.new).to_dict())
+    elif args.action == "promote":
+        result = lifecycle.promote(cfg, args.version, by=by, force=args.force, reason=args.reason)
+        _print_verdict(result["verdict"].to_dict())
+        if not result["promoted"]:
+            log.error("version %s was not promoted: the gate failed (see above); override with --force --reason \"...\"",
+                      args.version)
+            return 1
+        print(f"version {args.version} is now champion ({result['record']['action']} by {by}); "
+              f"its Bento: {champion_bento(cfg)}")
+    elif args.action == "rollback":
+        record = lifecycle.rollback(cfg, by=by, reason=args.reason or "rollback")
+        print(f"rolled back: version {record['to']} is champion again (was {record['from']}); "
+              f"its Bento: {champion_bento(cfg)}")
+    return 0
 
 
 def bench_command(args) -> int:
@@ -127,6 +187,40 @@ def bench_command(args) -> int:
     print("  ".join(f"{k} {v:.3f}" for k, v in summary["calibration"].items()))
     print(f"\nWrote {args.out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}")
     return 0
+
+
+def monitor_command(args) -> int:
+    import pandas as pd
+
+    from supplyml import monitor
+    from supplyml.backtest import format_table
+    from supplyml.data import DataError
+    from supplyml.validation import DataValidationError
+
+    cfg = _config(args)
+    try:
+        result = monitor.run(cfg, args.out, root=Path.cwd())
+    except monitor.NoChampionError as e:
+        log.error("%s", e)
+        return 2
+    except (DataError, DataValidationError) as e:
+        log.error("%s", e)
+        log.error("the new data was rejected; nothing was scored")
+        return 1
+    w, drift = result["window"], result["drift"]
+    print(f"\nMonitor of {result['model']} version {result['champion_version']} (history end {result['history_end']}) "
+          f"on {w['start']} .. {w['end']}: {w['days']} days, {result['series']} of {result['champion_series']} series")
+    table = pd.DataFrame({"realised": result["realised"], "backtest": result["backtest"]}).reindex(monitor.HEADLINE)
+    print(format_table(table))
+    features, series = drift["features"], drift["series"]
+    print(f"Drifted covariates ({drift['features_test']}): "
+          f"{', '.join(m['name'] for m in features['moved']) or 'none'} of {features['tested']} tested")
+    names = [m["name"] for m in series["moved"]]
+    print(f"Drifted series ({drift['series_test']}): {len(names)} of {series['tested']} ({series['share']:.0%})"
+          + (f": {', '.join(names[:monitor.SHOWN])}{' ...' if len(names) > monitor.SHOWN else ''}" if names else ""))
+    print(f"RETRAIN: {'; '.join(result['reasons'])}" if result["retrain"] else f"OK: {monitor.healthy_line(result)}")
+    print(f"Wrote {args.out}/report.html, monitor.json; MLflow run {result['mlflow_run_id']}")
+    return 3 if result["retrain"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,18 +250,46 @@ def main(argv: list[str] | None = None) -> int:
     subm = pipe.add_parser("submit", parents=[common], help="submit the pipeline to a Kubeflow Pipelines host")
     subm.add_argument("--host", help="KFP API endpoint (default: pipeline.kfp_host)")
     subm.set_defaults(func=pipeline_submit)
-    sub.add_parser("serve", parents=[common], help="serve the latest Bento over HTTP").set_defaults(func=serve)
+    sub.add_parser("serve", parents=[common], help="serve the champion's Bento over HTTP").set_defaults(func=serve)
+    owner_cmd = sub.add_parser("model", help="list, show, compare, promote or roll back registered versions")
+    owner_cmd.set_defaults(func=model_command)
+    model = owner_cmd.add_subparsers(dest="action", required=True)
+    owner = argparse.ArgumentParser(add_help=False, parents=[common])
+    owner.add_argument("--by", help="who acts, for the audit trail (default: the OS user)")
+    model.add_parser("list", parents=[owner], help="versions with aliases, data version, metrics, verdict; champion moves")
+    model.add_parser("show", parents=[owner], help="one version's tags and champion moves").add_argument("version")
+    cmp_ = model.add_parser("compare", parents=[owner], help="score NEW against OLD on NEW's held-out days")
+    cmp_.add_argument("old")
+    cmp_.add_argument("new")
+    prom = model.add_parser("promote", parents=[owner], help="make VERSION champion if it passes the gate")
+    prom.add_argument("version")
+    prom.add_argument("--force", action="store_true", help="override a failed gate (needs --reason; recorded)")
+    prom.add_argument("--reason", help="why, for the audit trail")
+    back = model.add_parser("rollback", parents=[owner], help="restore the previous champion")
+    back.add_argument("--reason", help="why, for the audit trail")
     bench = sub.add_parser("bench", parents=[common, data_args],
                            help="rolling-origin benchmark of the model recipe vs peers and replenishment policies")
     bench.add_argument("--out", default=".supplyml/bench", metavar="DIR",
                        help="where results.json, forecasts.parquet and report.html go (default: .supplyml/bench)")
     bench.set_defaults(func=bench_command)
+    mon = sub.add_parser("monitor", parents=[common, data_args],
+                         help="score the champion on new actuals and check drift; exit status 3 says retrain")
+    mon.add_argument("--out", default=".supplyml/monitor", metavar="DIR", help="where report.html and monitor.json go")
+    mon.set_defaults(func=monitor_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as e:
         log.error("%s", e)
         return 2
+    except RegistryError as e:
+        log.error("%s", e)
+        return 1
+    except MlflowException as e:  # MLflow unreachable or refusing: nothing was moved
+        import mlflow
+        log.error("MLflow at %s failed: %s; the champion alias was not moved", mlflow.get_tracking_uri(),
+                  str(e).splitlines()[0])
+        return 1
 
 
 if __name__ == "__main__":

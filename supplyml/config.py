@@ -146,11 +146,33 @@ class RegistryConfig(Section):
 
 
 class GateConfig(Section):
-    """Thresholds a candidate must meet before it can become `champion`."""
+    """The promotion rule. Absolute bars hold for every candidate; the rest compare it with the champion,
+    both scored on the same held-out origin (supplyml.gate)."""
 
     max_wrmsse: float = Field(1.5, gt=0)
     # The chosen model must be at least as good as the best single peer on the validation origins.
     must_match_best_peer: bool = True
+    # Against the champion: WRMSSE at most this fraction worse (0.02 = 2%) ...
+    max_wrmsse_regression: float = Field(0.02, ge=0)
+    # ... total inventory cost at least this fraction lower (0 = not higher) ...
+    min_cost_improvement: float = Field(0.0, ge=0, le=1)
+    # ... and the realised cycle service level within this many points of inventory.service_level.
+    csl_tolerance: float = Field(0.03, ge=0, le=1)
+
+
+class MonitorConfig(Section):
+    """When `supplyml monitor` says "retrain" (supplyml.monitor)."""
+
+    # Realised WRMSSE on new actuals may exceed the champion's own held-out WRMSSE by this factor.
+    max_wrmsse_ratio: float = Field(1.3, gt=0)
+    # Drift: p-value below which a series or feature has moved (Evidently's per-column tests) ...
+    drift_p_value: float = Field(0.01, gt=0, lt=1)
+    # ... and the share of series that may move before the demand as a whole has drifted.
+    max_drifted_share: float = Field(0.2, ge=0, le=1)
+    # Pooled covariates (price, promo, event, y): drifted at this Wasserstein distance in reference spreads.
+    covariate_drift_distance: float = Field(0.1, gt=0)
+    retrain_on_covariate_drift: bool = False  # else price/promo/event shifts are reported, not a reason alone
+    reference_days: int = Field(56, ge=7)  # the training window's last days that new data is compared with
 
 
 class InventoryConfig(Section):
@@ -192,6 +214,7 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
+    monitor: MonitorConfig = MonitorConfig()
     inventory: InventoryConfig = InventoryConfig()
     serving: ServingConfig = ServingConfig()
     pipeline: PipelineConfig = PipelineConfig()

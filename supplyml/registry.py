@@ -1,58 +1,65 @@
-"""MLflow model registry: versions with lineage, and the gate that guards the `champion` alias."""
+"""MLflow model registry: versions with lineage, the `champion` alias, and the audit trail of its moves.
+
+Every move of `champion` (a gate's promotion, an owner's forced promotion, a rollback) is recorded on
+the registered model as a tag `audit.<n>` holding JSON (who, when, from which version to which, why,
+the figures), and the champion it replaced keeps the `previous_champion` alias. `rollback` walks that
+trail back, so it works repeatedly. A move is a compare-and-set: it happens only if the champion is
+still the one the decision was made against, under a lock that serialises moves on one machine.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import getpass
+import json
 import logging
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from supplyml.config import GateConfig
-
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-CHALLENGER = "challenger"
+PREVIOUS = "previous_champion"
+AUDIT = "audit."
 
 
-@dataclass
-class GateDecision:
-    passed: bool  # met the absolute bar
-    promote: bool  # and may take the champion alias now
-    reasons: list[str] = field(default_factory=list)
-
-
-def gate(metrics: dict[str, float], peers: dict[str, dict[str, float]], champion: dict[str, float] | None,
-         cfg: GateConfig, selection: dict | None = None) -> GateDecision:
-    """Decide on a candidate. The absolute bar: WRMSSE within gate.max_wrmsse on the held-out horizon,
-    and, on the validation origins it was chosen on (`selection`, from forecasting.selection), WRMSSE
-    no worse than the best single peer's. The seam for champion-versus-challenger is `champion`:
-    today any existing champion stays, and a passing candidate becomes `challenger`."""
-    reasons = []
-    if not metrics["wrmsse"] <= cfg.max_wrmsse:
-        reasons.append(f"WRMSSE {metrics['wrmsse']:.3f} > gate.max_wrmsse {cfg.max_wrmsse}")
-    if cfg.must_match_best_peer and selection:
-        scores = selection["validation"]
-        singles = [n for n in selection["peers"] if n in scores]
-        if singles:
-            best = min(singles, key=lambda n: scores[n]["wrmsse"])
-            chosen = scores[selection["chosen"]]["wrmsse"]
-            if not chosen <= scores[best]["wrmsse"]:
-                reasons.append(f"validation WRMSSE {chosen:.3f} is worse than the best peer's, {best} "
-                               f"{scores[best]['wrmsse']:.3f}")
-    passed = not reasons
-    if passed and champion is not None:
-        reasons.append("a champion exists; the champion-versus-challenger comparison is not enabled yet")
-    return GateDecision(passed, passed and champion is None, reasons or ["passed the gate"])
+class RegistryError(RuntimeError):
+    """A registry operation that did not happen; the champion alias was left as it was."""
 
 
 def champion_version(name: str, client: MlflowClient | None = None):
+    return _alias(name, CHAMPION, client)
+
+
+def _alias(name: str, alias: str, client: MlflowClient | None = None):
     client = client or MlflowClient()
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:  # no such model or alias; anything else (MLflow down) propagates
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def load_forecaster(name: str, ref: str = CHAMPION):
+    """The Forecaster inside a registered version: `ref` is an alias (`champion`) or a version number."""
+    uri = f"models:/{name}/{ref}" if str(ref).isdigit() else f"models:/{name}@{ref}"
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().forecaster
+
+
+def get_version(name: str, version: str, client: MlflowClient | None = None):
+    """Version `version` of `name`, or a RegistryError that says which versions exist."""
+    client = client or MlflowClient()
+    try:
+        return client.get_model_version(name, str(version))
     except MlflowException:
-        return None
+        known = sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
+        raise RegistryError(f"{name} has no version {version!r}; versions: {', '.join(known) or 'none'} "
+                            "(a version of another model cannot be promoted here)") from None
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]):
@@ -62,12 +69,70 @@ def register(model_uri: str, name: str, tags: dict[str, str]):
     return version
 
 
-def apply_decision(name: str, version: str, decision: GateDecision, client: MlflowClient | None = None) -> str | None:
-    """Move an alias as the gate decided; returns the alias set, if any."""
+def audit_trail(name: str, client: MlflowClient | None = None) -> list[dict]:
+    """Every recorded move of `champion`, oldest first."""
     client = client or MlflowClient()
-    client.set_model_version_tag(name, version, "gate", "; ".join(decision.reasons))
-    alias = CHAMPION if decision.promote else CHALLENGER if decision.passed else None
-    if alias:
-        client.set_registered_model_alias(name, alias, version)
-        log.info("%s version %s is now %s", name, version, alias)
-    return alias
+    tags = client.get_registered_model(name).tags
+    return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(AUDIT))]
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def move_champion(name: str, version: str, *, expected: str | None, action: str, by: str, why: str,
+                  figures: dict | None, lock: Path, client: MlflowClient | None = None) -> dict:
+    """Give `version` the champion alias if the champion is still `expected` (None: no champion yet);
+    record the move; returns the audit record. Raises RegistryError and moves nothing otherwise."""
+    client = client or MlflowClient()
+    with _lock(lock):
+        current = champion_version(name, client)
+        current = str(current.version) if current else None
+        if current != (None if expected is None else str(expected)):
+            raise RegistryError(f"the champion of {name} moved to version {current} while version {version} was "
+                                f"judged against version {expected}; nothing changed: judge it again")
+        n = len(audit_trail(name, client))
+        record = {"n": n + 1, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": by,
+                  "action": action, "from": current, "to": str(version), "why": why, "figures": figures or {}}
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, current)
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        client.set_registered_model_tag(name, f"{AUDIT}{n + 1:06d}", json.dumps(record, default=float))
+    log.info("%s version %s is now champion (was %s): %s by %s", name, version, current, action, by)
+    return record
+
+
+def rollback(name: str, *, by: str, why: str, lock: Path, client: MlflowClient | None = None) -> dict:
+    """Restore the version the current champion replaced (its last promotion's `from`)."""
+    client = client or MlflowClient()
+    current = champion_version(name, client)
+    if current is None:
+        raise RegistryError(f"{name} has no champion: nothing to roll back")
+    promotions = [r for r in audit_trail(name, client) if r["to"] == str(current.version) and r["action"] != "rollback"]
+    if not promotions or promotions[-1]["from"] is None:
+        raise RegistryError(f"version {current.version} of {name} was the first champion: there is nothing to roll "
+                            "back to")
+    target = promotions[-1]["from"]
+    record = move_champion(name, target, expected=str(current.version), action="rollback", by=by, why=why, figures=None,
+                           lock=lock, client=client)
+    # What a further rollback would restore, so `previous_champion` always names it.
+    earlier = [r for r in audit_trail(name, client) if r["to"] == target and r["action"] != "rollback"]
+    if earlier and earlier[-1]["from"] is not None:
+        client.set_registered_model_alias(name, PREVIOUS, earlier[-1]["from"])
+    else:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    return record
+
+
+def user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, as in some containers
+        return "unknown"

@@ -44,6 +44,7 @@ HEADINGS = {
     "inventory": "Inventory simulation",
     "on_hand": "On-hand inventory",
     "calibration": "Calibration: daily values and lead-time + review totals",
+    "gate": "Champion vs challenger",
     "lineage": "Lineage",
 }
 _PANEL = ["unique_id", "ds", "y"]
@@ -204,6 +205,7 @@ def render(
     on_hand: pd.DataFrame | None = None,
     calibration: dict | None = None,
     lineage: dict | None = None,
+    gate: tuple[pd.DataFrame, list[str]] | None = None,
     notes: Iterable[str] = (),
 ) -> str:
     """The whole report as one HTML string (see the module docstring for the sections).
@@ -277,6 +279,11 @@ def render(
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{_fmt(v, k)}</td></tr>" for k, v in calibration.items())
         out.append(_section("calibration", f"<p class='note'>{esc(rule)}</p><table class='calibration'>"
                             f"<tbody>{rows}</tbody></table>"))
+
+    if gate is not None:  # the promotion gate's figures side by side, and the rule that decided
+        figures, verdict = gate
+        lines = "".join(f"<li>{esc(line)}</li>" for line in verdict)
+        out.append(_section("gate", _table(_display(figures), "figure", None, css="gate") + f"<ul>{lines}</ul>"))
 
     if lineage is not None:
         rows = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, registry, tracking
+from supplyml import backtest, gate, lifecycle, registry, tracking
 from supplyml import tune as tuning
 from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
@@ -91,8 +91,9 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
 
 
 def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, report_out: str) -> dict:
-    """Score the model on the held-out horizon against peers, replay the replenishment policies, and
-    write the HTML report; everything also goes to the training run."""
+    """Score the model on the held-out horizon against peers, replay the replenishment policies, judge it
+    against the champion on the same days (the gate), and write the HTML report; everything also goes
+    to the training run. Returns the metric table and the verdict."""
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     split = Split.from_panel(panel, cfg.features)
@@ -102,40 +103,57 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
     table = result.table()
     log.info("evaluation on %s .. %s\n%s\n%s", split.test_start.date(), split.end.date(),
              backtest.format_table(table), backtest.format_table(result.inventory))
+    selection = json.loads((Path(model_in) / "selection.json").read_text())
+    verdict = lifecycle.judge(cfg, panel, split.test_start, forecaster, selection, alone=gate.figures(result, cfg))
+    log.info("%s\n%s", verdict.summary(), backtest.format_table(verdict.table()))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
         mlflow.log_metrics(result.inventory_metrics())
+        mlflow.log_metrics({f"gate.{who}.{k}": v for who, figs in (("challenger", verdict.challenger),
+                                                                   ("champion", verdict.champion or {}))
+                            for k, v in figs.items()})
+        mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version)})
+        mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
+        mlflow.log_artifact(panel_in, Path(lifecycle.PANEL_ARTIFACT).parent.as_posix())  # the evidence, for promote
         report = result.report(panel, cfg, "supplyml evaluation on the held-out horizon",
-                               lineage=mlflow.get_run(run_id).data.tags)
+                               lineage=mlflow.get_run(run_id).data.tags, gate=(verdict.table(), verdict.reasons))
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
-    return {name: row.to_dict() for name, row in table.iterrows()}
+    return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),
+            "holdout_start": str(split.test_start.date())}
 
 
-def register(cfg: Config, panel_in: str, model_in: str, run_id: str, metrics: dict, lineage: dict) -> dict:
+def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation: dict, lineage: dict) -> dict:
     """Log the forecaster (its history through the data's last day) as an MLflow model, register a
-    version with lineage, and let the gate move the aliases."""
+    version with lineage and its verdict, and move `champion` to it if the gate said so and the
+    champion is still the one it was judged against."""
     tracking.setup_tracking(cfg)
     forecaster = load(model_in)
     forecaster.set_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
     name = cfg.registry.model_name
-    model_metrics = metrics[backtest.MODEL]
-    peers = {k: v for k, v in metrics.items() if k != backtest.MODEL}
-    champion = registry.champion_version(name)
-    champion_metrics = json.loads(champion.tags.get("metrics", "{}")) if champion else None
-    evidence = json.loads((Path(model_in) / "selection.json").read_text())
-    decision = registry.gate(model_metrics, peers, champion_metrics, cfg.gate, evidence)
+    verdict = evaluation["verdict"]
     with mlflow.start_run(run_id=run_id):
         model_uri = tracking.log_forecaster(forecaster, cfg)
     run_tags = mlflow.get_run(run_id).data.tags
-    tags = {k: v for k, v in run_tags.items() if not k.startswith("mlflow.")}
-    version = registry.register(model_uri, name, {**tags, "metrics": json.dumps(model_metrics)})
-    alias = registry.apply_decision(name, version.version, decision)
+    tags = {k: v for k, v in run_tags.items() if not k.startswith(("mlflow.", "gate."))}
+    version = registry.register(model_uri, name, {
+        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"],
+        "verdict": json.dumps(verdict), "gate": "; ".join(verdict["reasons"])})
+    reasons, promoted = list(verdict["reasons"]), False
+    if verdict["promote"]:
+        try:
+            registry.move_champion(name, version.version, expected=verdict["champion_version"], action="promote",
+                                   by="pipeline", why="passed the gate", lock=lifecycle.lock_path(cfg),
+                                   figures={"challenger": verdict["challenger"], "champion": verdict["champion"]})
+            promoted = True
+        except registry.RegistryError as e:  # another promotion won the race: this one judged a stale champion
+            reasons.append(str(e))
+            log.warning("%s", e)
     champion = registry.champion_version(name)
-    return {"name": name, "version": version.version, "alias": alias, "reasons": decision.reasons,
-            "champion": champion.version if champion else None}
+    return {"name": name, "version": version.version, "promoted": promoted, "reasons": reasons,
+            "champion": champion.version if champion else None, "verdict": verdict}
 
 
 def _tags(lineage: dict) -> dict[str, str]:

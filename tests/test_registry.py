@@ -1,47 +1,72 @@
-"""The champion gate, and alias moves in a real MLflow sqlite registry."""
+"""The promotion rule (MLflow MetricThresholds) and champion moves in a real MLflow sqlite registry."""
+import json
+import multiprocessing
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from supplyml.config import GateConfig
+from supplyml.gate import decide
 from supplyml.registry import (
-    CHALLENGER,
-    CHAMPION,
-    apply_decision,
+    PREVIOUS,
+    RegistryError,
+    audit_trail,
     champion_version,
-    gate,
+    move_champion,
     register,
+    rollback,
 )
 
-PEERS = {"seasonal_naive": {"wrmsse": 1.2}, "croston": {"wrmsse": 0.95}}
 # Validation evidence as forecasting.selection records it.
 SELECTION = {"peers": ["lightgbm", "croston"], "chosen": "network + lightgbm",
              "validation": {"network": {"wrmsse": 0.93}, "lightgbm": {"wrmsse": 0.90}, "croston": {"wrmsse": 0.97},
                             "network + lightgbm": {"wrmsse": 0.88}}}
+CHAMP = {"wrmsse": 0.90, "wspl": 0.40, "cycle_service_level": 0.95, "total_cost": 1000.0, "csl_gap": 0.0}
 
 
-def test_first_passing_candidate_is_promoted():
-    d = gate({"wrmsse": 0.97}, PEERS, None, GateConfig(max_wrmsse=1.0))
-    assert d.passed and d.promote and d.reasons == ["passed the gate"]
+def figures(**kw):
+    return {**CHAMP, **kw}
 
 
-@pytest.mark.parametrize("wrmsse, reason", [(1.1, "gate.max_wrmsse"), (float("nan"), "gate.max_wrmsse")])
-def test_failing_candidate_is_not_promoted_and_says_why(wrmsse, reason):
-    d = gate({"wrmsse": wrmsse}, PEERS, None, GateConfig(max_wrmsse=1.05))
-    assert not d.passed and not d.promote and any(reason in r for r in d.reasons)
+def failed(verdict) -> list[str]:
+    return [r for r in verdict.reasons if r.startswith("FAILED")]
+
+
+def test_first_candidate_meets_only_the_absolute_bars():
+    v = decide(figures(wrmsse=1.4, csl_gap=0.2), None, GateConfig(max_wrmsse=1.5), SELECTION)
+    assert v.promote and len(v.reasons) == 2 and not failed(v)  # no champion: no comparison, no CSL rule
+    v = decide(figures(wrmsse=1.6), None, GateConfig(max_wrmsse=1.5))
+    assert not v.promote and failed(v) == ["FAILED: held-out WRMSSE within gate.max_wrmsse (wrmsse 1.6)"]
 
 
 def test_the_chosen_model_must_match_the_best_peer_on_validation_origins():
-    assert gate({"wrmsse": 0.97}, PEERS, None, GateConfig(), SELECTION).promote
-    worse = {**SELECTION, "chosen": "network"}  # 0.93 on validation, LightGBM 0.90
-    d = gate({"wrmsse": 0.97}, PEERS, None, GateConfig(), worse)
-    assert not d.passed and d.reasons == ["validation WRMSSE 0.930 is worse than the best peer's, lightgbm 0.900"]
-    assert gate({"wrmsse": 0.97}, PEERS, None, GateConfig(must_match_best_peer=False), worse).promote
+    worse = {**SELECTION, "chosen": "network"}  # 0.93 on validation, LightGBM 0.90: gap +0.03
+    v = decide(figures(), None, GateConfig(), worse)
+    assert failed(v) == ["FAILED: validation WRMSSE no worse than the best single peer's "
+                         "(validation_gap_to_best_peer 0.03)"]
+    assert decide(figures(), None, GateConfig(must_match_best_peer=False), worse).promote
 
 
-def test_existing_champion_stays_and_passing_candidate_becomes_challenger():
-    d = gate({"wrmsse": 0.5}, PEERS, {"wrmsse": 0.9}, GateConfig())
-    assert d.passed and not d.promote
+@pytest.mark.parametrize("challenger, promote, rule", [
+    (figures(wrmsse=0.91, total_cost=990.0), True, None),  # 1.1% worse WRMSSE is within 2%, and cheaper
+    (figures(wrmsse=0.92, total_cost=990.0), False, "WRMSSE at most 2% worse"),  # 0.92 / 0.90 - 1 = 2.2%
+    (figures(wrmsse=0.80, total_cost=1001.0), False, "total inventory cost"),
+    (figures(wrmsse=0.80, total_cost=900.0, cycle_service_level=0.91, csl_gap=0.04), False, "cycle service level"),
+])
+def test_challenger_against_champion_on_forecast_and_decision_metrics(challenger, promote, rule):
+    v = decide(challenger, CHAMP, GateConfig(max_wrmsse_regression=0.02, csl_tolerance=0.03), champion_version="4")
+    assert v.promote is promote and v.champion_version == "4"
+    assert [rule in r for r in failed(v)] == ([] if rule is None else [True])
+    assert list(v.table().columns) == ["challenger", "champion (v4)"]
+
+
+def test_cost_improvement_threshold_is_relative():
+    gate = GateConfig(min_cost_improvement=0.05)
+    assert not decide(figures(total_cost=960.0), CHAMP, gate).promote  # 4% cheaper
+    assert decide(figures(total_cost=940.0), CHAMP, gate).promote  # 6% cheaper
 
 
 @pytest.fixture
@@ -52,25 +77,76 @@ def store(tmp_path):
     yield MlflowClient()
 
 
-def _version(tmp_path):
+def _versions(n: int) -> list[str]:
     class Echo(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):
             return model_input
 
     with mlflow.start_run():
         uri = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"]).model_uri
-    return register(uri, "m", {"git_commit": "abc", "dvc_md5": "123.dir"})
+    return [str(register(uri, "m", {"git_commit": "abc"}).version) for _ in range(n)]
 
 
-def test_aliases_move_only_as_the_gate_decides(store, tmp_path):
-    v1 = _version(tmp_path)
-    assert champion_version("m", store) is None
-    assert apply_decision("m", v1.version, gate({"wrmsse": 0.9}, PEERS, None, GateConfig())) == CHAMPION
-    v2 = _version(tmp_path)
-    assert apply_decision("m", v2.version, gate({"wrmsse": 0.8}, PEERS, {"wrmsse": 0.9}, GateConfig())) == CHALLENGER
-    v3 = _version(tmp_path)
-    assert apply_decision("m", v3.version, gate({"wrmsse": 2.0}, PEERS, None, GateConfig())) is None
+def test_moves_are_compare_and_set_and_leave_an_audit_trail(store, tmp_path):
+    v1, v2, v3 = _versions(3)
+    lock = tmp_path / "lock"
+    move_champion("m", v1, expected=None, action="promote", by="pipeline", why="first", figures={"a": 1}, lock=lock)
+    move_champion("m", v2, expected=v1, action="force", by="alice", why="hotfix", figures=None, lock=lock)
+    with pytest.raises(RegistryError, match="moved to version 2 while version 3 was judged against version 1"):
+        move_champion("m", v3, expected=v1, action="promote", by="bob", why="stale", figures=None, lock=lock)
+    assert str(champion_version("m", store).version) == "2"
+    assert str(store.get_model_version_by_alias("m", PREVIOUS).version) == "1"
+    trail = audit_trail("m", store)
+    assert [(r["n"], r["action"], r["by"], r["from"], r["to"], r["why"]) for r in trail] == [
+        (1, "promote", "pipeline", None, "1", "first"), (2, "force", "alice", "1", "2", "hotfix")]
+    assert trail[0]["figures"] == {"a": 1} and trail[1]["at"].endswith("+00:00")
+
+
+def test_rollback_walks_the_trail_back_repeatedly(store, tmp_path):
+    v1, v2, v3 = _versions(3)
+    lock = tmp_path / "lock"
+    for old, new in [(None, v1), (v1, v2), (v2, v3)]:
+        move_champion("m", new, expected=old, action="promote", by="pipeline", why="gate", figures=None, lock=lock)
+    assert rollback("m", by="carol", why="bad forecasts", lock=lock)["to"] == "2"
+    assert (str(champion_version("m", store).version), str(store.get_model_version_by_alias("m", PREVIOUS).version)) == ("2", "1")
+    assert rollback("m", by="carol", why="still bad", lock=lock)["to"] == "1"
     assert str(champion_version("m", store).version) == "1"
-    assert str(store.get_model_version_by_alias("m", CHALLENGER).version) == "2"
-    assert store.get_model_version("m", "3").tags["gate"].startswith("WRMSSE 2.000")
-    assert store.get_model_version("m", "1").tags["dvc_md5"] == "123.dir"
+    with pytest.raises(MlflowException):
+        store.get_model_version_by_alias("m", PREVIOUS)  # nothing left to roll back to
+    with pytest.raises(RegistryError, match="first champion"):
+        rollback("m", by="carol", why="again", lock=lock)
+    assert [r["action"] for r in audit_trail("m", store)] == ["promote"] * 3 + ["rollback"] * 2
+
+
+
+def _race(uri: str, version: str, lock: str, start, out) -> None:
+    mlflow.set_tracking_uri(uri)
+    start.wait()
+    try:
+        move_champion("m", version, expected="1", action="promote", by=f"p{version}", why="race", figures=None,
+                      lock=Path(lock))
+        out.put((version, "won"))
+    except RegistryError as e:
+        out.put((version, str(e)))
+
+
+def test_two_racing_promotions_one_wins_the_other_is_refused(store, tmp_path):
+    v1, v2, v3 = _versions(3)
+    lock = tmp_path / "lock"
+    move_champion("m", v1, expected=None, action="promote", by="pipeline", why="first", figures=None, lock=lock)
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(mlflow.get_tracking_uri(), v, str(lock), start, out)) for v in (v2, v3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    results = dict(out.get(timeout=5) for _ in procs)
+    winner = [v for v, r in results.items() if r == "won"]
+    assert len(winner) == 1
+    loser = ({v2, v3} - set(winner)).pop()
+    assert f"moved to version {winner[0]} while version {loser} was judged against version 1" in results[loser]
+    assert str(champion_version("m", store).version) == winner[0]
+    trail = audit_trail("m", store)
+    assert [(r["from"], r["to"]) for r in trail] == [(None, "1"), ("1", winner[0])]
+    assert json.loads(store.get_registered_model("m").tags["audit.000002"])["by"] == f"p{winner[0]}"

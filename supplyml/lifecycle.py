@@ -1,0 +1,128 @@
+"""The model owner's lifecycle over the registry: judge a candidate against the champion, promote,
+roll back, list, show and compare versions. The pipeline's evaluate/register steps and the
+`supplyml model` commands call these same functions, so a promotion by hand passes the same gate.
+
+Each version carries its evidence: the panel it was evaluated on (`evaluation/panel.parquet` in its
+run), the first day of its held-out horizon (tag `holdout_start`), its selection evidence
+(`selection.json`) and the verdict it got (tag `verdict`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from supplyml import gate, registry
+from supplyml.config import Config
+from supplyml.forecasting import Forecaster
+
+log = logging.getLogger(__name__)
+PANEL_ARTIFACT = "evaluation/panel.parquet"
+
+
+def lock_path(cfg: Config) -> Path:
+    return Path(cfg.workdir) / "registry.lock"
+
+
+def judge(cfg: Config, panel: pd.DataFrame, start: pd.Timestamp, candidate: Forecaster, selection: dict | None,
+          alone: dict[str, float] | None = None) -> gate.Verdict:
+    """The gate's verdict on `candidate` against the current champion, both scored from `start` on
+    `panel`. `alone`: the candidate's figures already measured on the whole panel, used when there
+    is no champion to compare with."""
+    name = cfg.registry.model_name
+    current = registry.champion_version(name)
+    if current is None:
+        figures = alone or gate.score(panel, start, candidate, cfg)
+        return gate.decide(figures, None, cfg.gate, selection)
+    try:
+        champion = registry.load_forecaster(name, current.version)
+    except Exception as e:  # any failure to restore it means it cannot be judged against
+        raise registry.RegistryError(
+            f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
+            "nothing was promoted. Restore its artifacts, or `supplyml model rollback`") from e
+    both = gate.compare(panel, start, candidate, champion, cfg)
+    return gate.decide(both["challenger"], both["champion"], cfg.gate, selection, str(current.version))
+
+
+def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, pd.Timestamp, dict | None]:
+    """The panel, held-out start and selection evidence that `version` was judged on."""
+    v = registry.get_version(cfg.registry.model_name, version)
+    if "holdout_start" not in v.tags:
+        raise registry.RegistryError(f"version {version} records no held-out horizon (tag holdout_start): it was not "
+                                     "registered by the pipeline and cannot be judged")
+    with tempfile.TemporaryDirectory() as tmp:
+        panel = pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{v.run_id}/{PANEL_ARTIFACT}", dst_path=tmp))
+    try:
+        selection = mlflow.artifacts.load_dict(f"runs:/{v.run_id}/selection.json")
+    except Exception:  # versions registered without selection evidence
+        selection = None
+    return panel, pd.Timestamp(v.tags["holdout_start"]), selection
+
+
+def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: str | None = None) -> dict:
+    """Give `version` the champion alias if the gate passes it against the current champion on its own
+    held-out origin; `force` (with a reason) overrides a failed gate, and the override is recorded."""
+    name = cfg.registry.model_name
+    if force and not reason:
+        raise registry.RegistryError("--force needs --reason \"...\": an override is recorded with why")
+    v = registry.get_version(name, version)
+    current = registry.champion_version(name)
+    if current is not None and str(current.version) == str(v.version):
+        raise registry.RegistryError(f"version {version} is already the champion of {name}")
+    panel, start, selection = evidence(cfg, v.version)
+    candidate = registry.load_forecaster(name, v.version)
+    verdict = judge(cfg, panel, start, candidate, selection)
+    if not verdict.promote and not force:
+        return {"promoted": False, "version": v.version, "verdict": verdict}
+    action = "promote" if verdict.promote else "force"
+    why = reason or "passed the gate"
+    record = registry.move_champion(name, v.version, expected=verdict.champion_version, action=action, by=by,
+                                    why=why, figures=_figures(verdict), lock=lock_path(cfg))
+    MlflowClient().set_model_version_tag(name, v.version, "verdict", json.dumps(verdict.to_dict(), default=float))
+    return {"promoted": True, "version": v.version, "verdict": verdict, "record": record}
+
+
+def rollback(cfg: Config, *, by: str, reason: str) -> dict:
+    return registry.rollback(cfg.registry.model_name, by=by, why=reason, lock=lock_path(cfg))
+
+
+def versions(cfg: Config) -> pd.DataFrame:
+    """One row per version, newest first: aliases, data version, key held-out metrics, gate verdict."""
+    client = MlflowClient()
+    name = cfg.registry.model_name
+    rows = []
+    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
+        full = client.get_model_version(name, v.version)  # search results may omit aliases
+        metrics = json.loads(full.tags.get("metrics", "{}"))
+        verdict = json.loads(full.tags.get("verdict", "null") or "null")
+        rows.append({"version": int(v.version), "aliases": ",".join(full.aliases) or "-",
+                     "data": full.tags.get("dvc_md5", "-")[:10], "git": full.tags.get("git_commit", "-")[:8],
+                     "holdout_start": full.tags.get("holdout_start", "-"),
+                     "wrmsse": metrics.get("wrmsse"), "wspl": metrics.get("wspl"),
+                     "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected"})
+    return pd.DataFrame(rows).set_index("version") if rows else pd.DataFrame()
+
+
+def show(cfg: Config, version: str) -> dict:
+    name = cfg.registry.model_name
+    v = registry.get_version(name, version)
+    moves = [r for r in registry.audit_trail(name) if v.version in (r["to"], r["from"])]
+    return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags),
+            "champion_moves": moves}
+
+
+def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
+    """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence."""
+    name = cfg.registry.model_name
+    panel, start, selection = evidence(cfg, new)
+    both = gate.compare(panel, start, registry.load_forecaster(name, new), registry.load_forecaster(name, old), cfg)
+    return gate.decide(both["challenger"], both["champion"], cfg.gate, selection, str(old))
+
+
+def _figures(verdict: gate.Verdict) -> dict:
+    return {"challenger": verdict.challenger, "champion": verdict.champion}
