@@ -48,7 +48,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     tracking.setup_tracking(cfg)
     tags = {**version, "supplyml.kind": "bench"}
     with mlflow.start_run(run_name="bench", tags=tags) as run:
-        mlflow.log_dict(cfg.model_dump(), "config.json")
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         t0 = time.perf_counter()
         # Its own study: tuned on the days before the first origin, not the pipeline's split.
         study = tuning.tune(panel[panel["ds"] < starts[0]], cfg, f"{version['dvc_md5']}|bench-{starts[0].date()}", tags)

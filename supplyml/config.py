@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -53,6 +54,7 @@ class DataConfig(Section):
     non_product_prefixes: list[str] = []
     # The raw file has 5,268 exact duplicate lines (~1%); more than this is a broken export.
     max_duplicate_fraction: float = Field(0.02, ge=0, le=1)
+    until: date | None = None  # use demand up to and including this day (e.g. hold back weeks for monitor)
 
 
 class FeatureConfig(Section):
@@ -227,7 +229,7 @@ class Config(Section):
         return cls.model_validate_json(text)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def tracking_uri(self) -> str:

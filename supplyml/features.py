@@ -27,9 +27,10 @@ DAILY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 def to_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     """The configured input (`data.format`) as daily demand `unique_id, ds, y, price, promo, event`,
     one row per series and day that the input has; `build_panel` selects series and fills the gaps."""
-    if cfg.format == "panel":
-        return panel_daily(raw, cfg)
-    return daily_demand(raw, cfg).assign(promo=0.0, event=0.0)
+    daily = panel_daily(raw, cfg) if cfg.format == "panel" else daily_demand(raw, cfg).assign(promo=0.0, event=0.0)
+    if cfg.until is not None:  # train as of a past day; later actuals are what `supplyml monitor` reads
+        daily = daily[daily["ds"] <= pd.Timestamp(cfg.until)]
+    return daily
 
 
 def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:

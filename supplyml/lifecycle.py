@@ -49,6 +49,14 @@ def judge(cfg: Config, panel: pd.DataFrame, start: pd.Timestamp, candidate: Fore
     return gate.decide(both["challenger"], both["champion"], cfg.gate, selection, str(current.version))
 
 
+def log_evidence(panel: pd.DataFrame) -> None:
+    """The panel a version is judged on, into the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(PANEL_ARTIFACT).name
+        panel.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), Path(PANEL_ARTIFACT).parent.as_posix())
+
+
 def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, pd.Timestamp, dict | None]:
     """The panel, held-out start and selection evidence that `version` was judged on."""
     v = registry.get_version(cfg.registry.model_name, version)

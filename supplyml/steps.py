@@ -65,7 +65,7 @@ def tune(cfg: Config, panel_in: str, lineage: dict) -> dict:
     panel = pd.read_parquet(panel_in)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
     with mlflow.start_run(run_name="tune", tags=_tags(lineage)):
-        mlflow.log_dict(cfg.model_dump(), "config.json")
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         study = tuning.tune(fit, cfg, lineage["dvc_md5"], _tags(lineage))
         best = tuning.best_model(study)
         mlflow.log_params({f"best.{k}": v for k, v in best.items()})
@@ -82,7 +82,7 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
     tags = _tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"]})
     with mlflow.start_run(run_name="train", tags=tags) as run:
-        mlflow.log_dict(cfg.model_dump(), "config.json")
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         mlflow.log_params({f"data.{k}": v for k, v in lineage.items()})
         forecaster, evidence = train_final(fit, cfg, best["params"])
         forecaster.save(model_out)
@@ -116,7 +116,7 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
-        mlflow.log_artifact(panel_in, Path(lifecycle.PANEL_ARTIFACT).parent.as_posix())  # the evidence, for promote
+        lifecycle.log_evidence(panel)  # what `supplyml model promote` judges this version on later
         report = result.report(panel, cfg, "supplyml evaluation on the held-out horizon",
                                lineage=mlflow.get_run(run_id).data.tags, gate=(verdict.table(), verdict.reasons))
         mlflow.log_text(report, "evaluation/report.html")

@@ -66,6 +66,7 @@ def bento(cfg, panel):
     with mlflow.start_run():
         uri = log_forecaster(forecaster, cfg)
     version = register(uri, cfg.registry.model_name, LINEAGE)
+    mlflow.MlflowClient().set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
     with pytest.MonkeyPatch.context() as env:
         for k, v in bentoml_env(cfg).items():
             env.setenv(k, v)

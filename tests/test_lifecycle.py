@@ -1,0 +1,169 @@
+"""The model lifecycle through real kfp.local runs, a real MLflow sqlite registry and the real CLI:
+a worse candidate is never promoted, a better one is, a forced promotion is recorded, rollback walks
+back, and failures leave the champion as it was. The steps build on each other, in order."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from conftest import REPO, SMALL, run_pipeline, stores
+from mlflow import MlflowClient
+
+from supplyml import gate, lifecycle, registry
+from supplyml.config import load_config
+
+pytestmark = pytest.mark.slow
+NAME = "supplyml-forecaster"
+# Deliberately weaker recipes than the default (networks, LightGBM, peers and their combinations):
+# ADIDA alone, whose forecasts and decisions both trail the default's on this slice, and seasonal naive
+# alone, whose WRMSSE is a third worse.
+WEAK = "selection.candidates=[adida]"
+NAIVE = "selection.candidates=[seasonal_naive]"
+# The 2-epoch slice's replenishment misses the 95% target by ~4 points whichever model drives it; the
+# rule under test here is the comparison, so the service-level tolerance is widened for these runs.
+TOLERANCE = "gate.csl_tolerance=0.1"
+
+
+def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    sets = [a for o in [*stores(tmp), *SMALL, TOLERANCE] for a in ("--set", o)]
+    return subprocess.run([sys.executable, "-m", "supplyml.cli", *args, *sets], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def champion(tmp: Path) -> str:
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    return str(MlflowClient().get_model_version_by_alias(NAME, "champion").version)
+
+
+def verdict(tmp: Path, version: str) -> dict:
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    return json.loads(MlflowClient().get_model_version(NAME, version).tags["verdict"])
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("lifecycle")
+
+
+def test_1_first_run_a_weak_champion(tmp):
+    run = run_pipeline(tmp, "--set", WEAK, "--set", TOLERANCE)
+    assert run.returncode == 0, run.output[-5000:]
+    assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
+    assert champion(tmp) == "1" and verdict(tmp, "1")["champion"] is None
+
+
+def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
+    run = run_pipeline(tmp, "--set", TOLERANCE)
+    assert run.returncode == 0, run.output[-5000:]
+    v = verdict(tmp, "2")
+    assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
+    assert v["challenger"]["wrmsse"] < v["champion"]["wrmsse"] and v["challenger"]["total_cost"] <= v["champion"]["total_cost"]
+    table = run.output[run.output.index("Champion gate (against champion version 1"):]
+    assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    trail = registry.audit_trail(NAME)
+    assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail] == [("pipeline", "promote", None, "1"),
+                                                                           ("pipeline", "promote", "1", "2")]
+    assert trail[1]["figures"]["champion"]["wrmsse"] == pytest.approx(v["champion"]["wrmsse"])
+    report = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
+    assert "Champion vs challenger" in report and "champion (v1)" in report
+
+
+def test_3_the_gate_scored_both_models_on_identical_days(tmp):
+    """Re-score the old champion, re-anchored by hand on version 2's evidence: the verdict's figures."""
+    cfg = load_config(overrides=[*stores(tmp), *SMALL, TOLERANCE]).resolved(REPO)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    panel, start, _ = lifecycle.evidence(cfg, "2")
+    assert start == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=cfg.features.horizon - 1)
+    figures = gate.score(panel, start, registry.load_forecaster(NAME, "1"), cfg)
+    assert figures == pytest.approx(verdict(tmp, "2")["champion"])
+
+
+def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
+    run = run_pipeline(tmp, "--set", NAIVE, "--set", TOLERANCE)
+    assert run.returncode == 0, run.output[-5000:]
+    v = verdict(tmp, "3")
+    assert not v["promote"] and champion(tmp) == "2"
+    assert any(r.startswith("FAILED: WRMSSE at most 2% worse") for r in v["reasons"])
+    assert "Registered supplyml-forecaster version 3: not promoted." in run.output
+    assert "Champion: version 2; its Bento: supplyml_forecast:" in run.output
+    assert "Skipping conditional task" in run.output  # package did not run; keep did
+    html = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
+    assert "Champion vs challenger" in html and "FAILED: WRMSSE at most 2% worse" in html
+
+
+def test_5_promote_refuses_a_worse_version_unless_forced(tmp):
+    refused = cli(tmp, "model", "promote", "3")
+    assert refused.returncode == 1 and "was not promoted: the gate failed" in refused.stderr
+    assert "FAILED: WRMSSE at most 2% worse" in refused.stdout and champion(tmp) == "2"
+    forced = cli(tmp, "model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert champion(tmp) == "3"
+    last = registry.audit_trail(NAME)[-1]
+    assert (last["action"], last["by"], last["from"], last["to"], last["why"]) == (
+        "force", "alice", "2", "3", "drill: serve the naive model")
+
+
+def test_6_rollback_restores_the_previous_champions_in_turn(tmp):
+    first = cli(tmp, "model", "rollback", "--reason", "undo the drill")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "version 2 is champion again (was 3)" in first.stdout and champion(tmp) == "2"
+    second = cli(tmp, "model", "rollback", "--reason", "back to the first")
+    assert second.returncode == 0 and champion(tmp) == "1"
+    listing = cli(tmp, "model", "list")
+    assert listing.returncode == 0
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines() if line[:1].isdigit()}
+    assert "champion" in rows["1"] and "previous_champion" not in rows["1"] and "rejected" in rows["3"]
+
+
+def test_7_the_served_champion_is_the_rolled_back_version(tmp):
+    """`supplyml serve`, as make serve runs it, on a free port: it serves the champion's Bento."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [a for o in [*stores(tmp), f"serving.port={port}"] for a in ("--set", o)]
+    proc = subprocess.Popen([sys.executable, "-m", "supplyml.cli", "serve", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "supplyml serve did not come up"
+            try:
+                meta = requests.get(f"http://127.0.0.1:{port}/metadata", timeout=2)
+                if meta.status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet
+                pass
+            time.sleep(1)
+        assert meta.json()["model_version"] == "1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_8_failures_leave_the_champion_as_it_was(tmp):
+    down = cli(tmp, "model", "promote", "2", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+                                                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert down.returncode == 1 and "MLflow at http://127.0.0.1:9 failed" in down.stderr
+    assert "the champion alias was not moved" in down.stderr and champion(tmp) == "1"
+
+    unknown = cli(tmp, "model", "promote", "99")
+    assert unknown.returncode == 1 and "has no version '99'; versions: 1, 2, 3" in unknown.stderr
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    artifacts = Path(MlflowClient().get_model_version_download_uri(NAME, "1").removeprefix("file://"))
+    shutil.move(artifacts, tmp / "hidden")
+    try:
+        broken = cli(tmp, "model", "promote", "2")
+        assert broken.returncode == 1 and "cannot be loaded" in broken.stderr and champion(tmp) == "1"
+    finally:
+        shutil.move(tmp / "hidden", artifacts)
