@@ -57,7 +57,7 @@ def get_version(name: str, version: str, client: MlflowClient | None = None):
     try:
         return client.get_model_version(name, str(version))
     except MlflowException:
-        known = sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
+        known = sorted((str(v.version) for v in client.search_model_versions(f"name='{name}'")), key=int)
         raise RegistryError(f"{name} has no version {version!r}; versions: {', '.join(known) or 'none'} "
                             "(a version of another model cannot be promoted here)") from None
 
