@@ -121,10 +121,10 @@ def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: Ga
             relative = rule.threshold.min_relative_change is not None or rule.threshold.min_absolute_change is not None
             mlflow.validate_evaluation_results({rule.metric: rule.threshold}, EvaluationResult(candidate, {}),
                                                EvaluationResult(champion, {}) if relative else None)
-            reasons.append(f"passed: {rule.name} ({_figure(rule.metric, candidate, champion)})")
+            reasons.append(f"passed: {rule.name} ({_figure(rule, candidate, champion)})")
         except ModelValidationFailedException:
             promote = False
-            reasons.append(f"FAILED: {rule.name} ({_figure(rule.metric, candidate, champion)})")
+            reasons.append(f"FAILED: {rule.name} ({_figure(rule, candidate, champion)})")
     return Verdict(promote, reasons, figures, champion, champion_version)
 
 
@@ -139,8 +139,8 @@ def _gap_to_best_peer(selection: dict | None) -> float:
     return scores[selection["chosen"]]["wrmsse"] - min(scores[n]["wrmsse"] for n in singles)
 
 
-def _figure(metric: str, candidate: dict, champion: dict | None) -> str:
-    value = f"{metric} {candidate[metric]:.4g}"
-    if champion is not None and metric in champion:
-        value += f" vs champion {champion[metric]:.4g}"
+def _figure(rule: Rule, candidate: dict, champion: dict | None) -> str:
+    value = f"{rule.metric} {candidate[rule.metric]:.4g}"
+    if rule.against_champion and champion is not None and rule.metric in champion:
+        value += f" vs champion {champion[rule.metric]:.4g}"
     return value
