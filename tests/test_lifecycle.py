@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import optuna
 import pandas as pd
 import pytest
 import requests
@@ -66,6 +67,7 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "2")
     assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
+    assert optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")[0].n_trials == 2  # the study resumed, not re-tuned
     assert v["challenger"]["wrmsse"] < v["champion"]["wrmsse"] and v["challenger"]["total_cost"] <= v["champion"]["total_cost"]
     table = run.output[run.output.index("Champion gate (against champion version 1"):]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table

@@ -17,7 +17,7 @@ def compile_to(path, *overrides):
 def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_and_train(tmp_path):
     ir = compile_to(tmp_path / "p.yaml", "pipeline.image=registry.example/supplyml:test")
     executors = ir["deploymentSpec"]["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 9  # the eight steps, and `keep` on the gate's no-branch
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/supplyml:test"}
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
     assert gpu == {"exec-tune", "exec-train"}
@@ -34,3 +34,13 @@ def test_bento_requirements_match_the_project_pins():
     lines = [line for line in (REPO / "serving/requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == pins
     assert "torch==2.13.0" in pins
+
+
+def test_package_runs_only_when_the_gate_promoted(tmp_path):
+    components = compile_to(tmp_path / "p.yaml")["components"]
+    branches = components["comp-condition-branches-1"]["dag"]["tasks"]
+    policy = {name: task["triggerPolicy"]["condition"] for name, task in branches.items()}
+    branch_of = {task: name.removeprefix("comp-") for name, c in components.items() if name.startswith("comp-condition-")
+                 and "dag" in c for task in c["dag"]["tasks"]}
+    assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
+    assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"

@@ -206,8 +206,11 @@ def extras(inputs):
     on_hand = pd.DataFrame({p: rng.uniform(0, 200, 14) for p in inventory.index}, index=pd.RangeIndex(14, name="day"))
     lineage = {"git_commit": "abc123", "dvc_md5": "d41d8cd98f00b204e9800998ecf8427e", "run_id": "r1"}
     calibration = {"daily_coverage_50": 0.48, "total_coverage_95": 0.951, "cycle_service_level": 0.944}
+    gate = (pd.DataFrame({"challenger": {"wrmsse": 0.91, "total_cost": 990.0},
+                          "champion (v1)": {"wrmsse": 0.93, "total_cost": 1000.0}}),
+            ["passed: WRMSSE at most 2% worse than the champion's (wrmsse_regression -0.0215)"])
     return {"by_segment": by_segment, "per_origin": per_origin, "inventory": inventory, "on_hand": on_hand,
-            "calibration": calibration, "lineage": lineage}
+            "calibration": calibration, "lineage": lineage, "gate": gate}
 
 
 @pytest.fixture(scope="module")
@@ -231,10 +234,17 @@ def test_calibration_section_lists_each_figure(full):
         assert row in section
 
 
+def test_gate_section_puts_both_models_side_by_side_with_the_rule(full):
+    section = full.split("<section id='gate'>")[1].split("</section>")[0]
+    assert "<th>challenger</th><th>champion (v1)</th>" in section
+    assert "<tr><th>wrmsse</th><td>0.910</td><td>0.930</td></tr>" in section
+    assert "<li>passed: WRMSSE at most 2% worse than the champion&#x27;s (wrmsse_regression -0.0215)</li>" in section
+
+
 def test_optional_sections_are_omitted(inputs):
     out = render(**inputs)
     assert f"<h2>{HEADINGS['metrics']}</h2>" in out and f"<h2>{HEADINGS['forecasts']}</h2>" in out
-    for key in ("per_origin", "by_segment", "inventory", "on_hand", "lineage"):
+    for key in ("per_origin", "by_segment", "inventory", "on_hand", "lineage", "gate"):
         assert HEADINGS[key] not in out
         assert f"id='{key}'" not in out
     assert out.count("<img ") == 1
