@@ -1,19 +1,34 @@
 """The Bento service: POST /forecast, POST /replenish and GET /metadata over one packaged forecaster.
 
-A thin wrapper: pydantic checks every field (a bad one is a 400 naming it), an unknown SKU is a 404,
-and every answer is computed by `supplyml.planning`.
+A thin wrapper: pydantic checks every field (a bad one is a 400 naming it), an unknown SKU is a 404, and
+every answer is computed by `supplyml.planning`. `Guard`, an ASGI middleware, applies what holds for every
+route but the probes: the optional bearer token (401), the body-size, media-type and count limits (413,
+415, 422) and the lineage headers. /docs.json is BentoML's OpenAPI document with the bodies this service
+really writes. With `serving.batching` on, BentoML's adaptive batching (`batchable=True`) collects
+concurrent requests and planning answers them with shared model calls.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+import gc
+import hmac
+import json
 import os
-from typing import Annotated
+import shlex
+from datetime import date
+from typing import Annotated, Any
 
 import bentoml
+import torch
+from _bentoml_sdk.io_models import IORootModel
+from bentoml._internal.server.http import traffic
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
+from starlette.responses import JSONResponse, Response
 
 from supplyml import planning
-from supplyml.forecasting import UnknownSeriesError
+from supplyml.config import load_config
 
 
 class Args(BaseModel):
@@ -23,22 +38,64 @@ class Args(BaseModel):
 
 
 MODEL = bentoml.models.BentoModel(bentoml.use_arguments(Args).model_tag)
-# Limits come from the model's metadata (written at packaging from the config), so request schemas and
-# the OpenAPI page state them, and a violation is an ordinary field error.
-MAX_HORIZON = int(bentoml.models.get(MODEL.tag).info.metadata["max_horizon"])
+META = dict(bentoml.models.get(MODEL.tag).info.metadata)
+# The horizon limit comes from the model's metadata (written at packaging from the config), so request
+# schemas and the OpenAPI page state it, and a violation is an ordinary field error.
+MAX_HORIZON = int(META["max_horizon"])
+# Limits and batching: the config file in the Bento, then serve-time overrides in the --set syntax.
+SERVING = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", ""))).serving
+TOKEN = os.environ.get("SUPPLYML_API_TOKEN") or None  # read once, when the server starts; never logged
+OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/metrics"}  # probes and scrapers carry no token
+LINEAGE = {"X-Supplyml-Model": str(META["model_name"]), "X-Supplyml-Model-Version": str(META["model_version"]),
+           "X-Supplyml-Data-Md5": str(META.get("dvc_md5", "unknown"))}
+COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
+           "/replenish": ("items", SERVING.max_items, "serving.max_items")}
 
 Sku = Annotated[str, Field(min_length=1)]
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Flags = Annotated[list[Annotated[int, Field(ge=0, le=1)]], Field(max_length=MAX_HORIZON)]
+FLAGS_DOC = "0/1 per day from the first forecast day ({}); days not given are 0"
 
 
-class Item(BaseModel):
+class Request(BaseModel):
+    # Strict: a body the schema calls invalid ("7" for an integer) is refused, not coerced.
+    model_config = ConfigDict(strict=True)
+
+
+class ForecastRequest(Request):
+    """`promo` and `event` name only requested SKUs, with at most `horizon` days each."""
+
+    skus: list[Sku] = Field(min_length=1, max_length=SERVING.max_skus)
+    horizon: int = Field(ge=1, le=MAX_HORIZON)
+    quantiles: list[Level] = Field([0.05, 0.5, 0.95], min_length=1)
+    promo: dict[str, Flags] = Field({}, description="known promotions per SKU: " + FLAGS_DOC.format("1: on promotion"))
+    event: dict[str, Flags] = Field({}, description="known events per SKU: " + FLAGS_DOC.format("1: a holiday or event"))
+
+    @field_validator("promo", "event")
+    @classmethod
+    def _flags_of_requested_days(cls, flags: dict[str, list[int]], info: ValidationInfo) -> dict[str, list[int]]:
+        skus, horizon = info.data.get("skus"), info.data.get("horizon", MAX_HORIZON)
+        for sku, days in flags.items():
+            if skus is not None and sku not in skus:
+                raise ValueError(f"{info.field_name}[{sku!r}]: {sku!r} is not one of the requested skus")
+            if len(days) > horizon:
+                raise ValueError(f"{info.field_name}[{sku!r}] has {len(days)} days, more than horizon = {horizon}")
+        return flags
+
+
+class Item(Request):
+    """lead_time_days + review_period_days is at most the model's maximum horizon, and `promo` and `event`
+    have at most that many days."""
+
     sku: Sku
     on_hand: Units
     on_order: Units = 0.0
     lead_time_days: int = Field(ge=0, le=MAX_HORIZON - 1)
     review_period_days: int = Field(ge=1, le=MAX_HORIZON)
     service_level: Level
+    promo: Flags = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
+    event: Flags = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
 
     @model_validator(mode="after")
     def _within_horizon(self) -> Item:
@@ -46,52 +103,368 @@ class Item(BaseModel):
         if days > MAX_HORIZON:
             raise ValueError(f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon "
                              f"of {MAX_HORIZON} days")
+        for name in planning.FLAGS:
+            if len(getattr(self, name)) > days:
+                raise ValueError(f"{name} has {len(getattr(self, name))} days, more than lead_time_days + "
+                                 f"review_period_days = {days}")
         return self
 
 
-info = FastAPI()  # BentoML 1.4 APIs are POST only; plain GET routes come from a mounted FastAPI app
+class ReplenishRequest(Request):
+    items: list[Item] = Field(min_length=1, max_length=SERVING.max_items)
 
 
-@bentoml.service(traffic={"timeout": 120})
+class SkuForecast(BaseModel):
+    sku: str
+    dates: list[date]
+    mean: list[float]
+    quantiles: dict[str, list[float]] = Field(description='per requested level, keyed as written ("0.1", "0.5")')
+
+
+class Decision(BaseModel):
+    sku: str
+    order_quantity: float
+    order_up_to: float
+    reorder_point: float
+    safety_stock: float
+    expected_demand: float
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    loc: list[str | int] = Field(description="where: the field's path in the body, or the header")
+    msg: str
+    url: str | None = None
+
+
+class Error(BaseModel):
+    """Every 4xx this service writes: what went wrong, and per problem where."""
+
+    error: str
+    detail: list[ErrorDetail]
+
+
+class ServerError(BaseModel):
+    error: str
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")  # lineage tags and whatever else packaging recorded
+
+    model_name: str
+    model_version: str
+    metrics: dict[str, float]
+    max_horizon: int
+    replenish_samples: int
+    seed: int
+    bento: str | None
+    bento_model: str
+    skus: list[str]
+    history_end: date
+
+
+def _batch_of_one(request: type[BaseModel]) -> type[IORootModel]:
+    """An input spec whose body is one `request` and whose value is a list of it: the list that BentoML's
+    adaptive batching joins across concurrent requests (a batch of one when batching is off)."""
+
+    class Input(IORootModel[list[request]]):
+        @classmethod
+        def model_validate_json(cls, json_data, **kwargs):
+            return cls.model_construct(root=[request.model_validate_json(json_data)])
+
+        @classmethod
+        def model_validate(cls, obj, **kwargs):  # form-encoded bodies arrive as a dict
+            return cls.model_construct(root=[request.model_validate(obj)])
+
+        @classmethod
+        def model_json_schema(cls, *args, **kwargs):
+            return request.model_json_schema(*args, **kwargs)
+
+    Input.__root_input__ = True
+    return Input
+
+
+def _answers(key: str, model: type[BaseModel]) -> type[bentoml.IODescriptor]:
+    """The output spec for `{key: [model]}`; the API returns each request's answer list, or its error response."""
+
+    class Output(bentoml.IODescriptor):
+        @classmethod
+        async def to_http_response(cls, obj: list, serde) -> Response:
+            (answer,) = obj  # the slice of the batch that is this request's
+            return answer if isinstance(answer, Response) else JSONResponse({key: answer})
+
+    return create_model(f"{key.title()}Answer", __base__=Output, **{key: (list[model], ...)})
+
+
+TIMEOUT_S = 120  # to the first byte of an answer: 1000 SKUs at 56 days on a full-size network take ~20 s
+BATCHING = ({"batchable": True, "max_batch_size": SERVING.max_batch_size, "max_latency_ms": SERVING.max_latency_ms}
+            if SERVING.batching else {})
+info = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # GET routes; the one contract is /docs.json
+
+
+@bentoml.service(traffic={"timeout": TIMEOUT_S})
 @bentoml.asgi_app(info, path="/")
 class SupplyForecast:
     model = MODEL
 
     def __init__(self) -> None:
+        torch.set_num_threads(SERVING.torch_threads)
         self.forecaster = bentoml.mlflow.load_model(self.model).unwrap_python_model().forecaster
-        self.meta = dict(self.model.info.metadata)
+        self.known = set(self.forecaster.skus)
+        # Each code path once (statsforecast compiles its models on first use), then what is loaded by now
+        # out of the collector's sight: ~600k objects that live as long as the process, which every full
+        # collection walked, stalling all requests for ~0.5 s.
+        sku = self.forecaster.skus[0]
+        planning.forecast(self.forecaster, [sku], MAX_HORIZON, [0.5])
+        planning.replenish(self.forecaster, [{"sku": sku, "on_hand": 0, "lead_time_days": 0, "review_period_days": 1,
+                                              "service_level": 0.5}], META["replenish_samples"], META["seed"])
+        gc.freeze()
 
-    @bentoml.api
-    def forecast(self, skus: Annotated[list[Sku], Field(min_length=1)],
-                 horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON)], ctx: bentoml.Context,
-                 quantiles: Annotated[list[Level], Field(min_length=1)] = [0.05, 0.5, 0.95]) -> dict:
-        try:
-            return {"forecasts": planning.forecast(self.forecaster, skus, horizon, quantiles)}
-        except UnknownSeriesError as e:
-            return _unknown_skus(ctx, e, [(["skus", i], sku) for i, sku in enumerate(skus)])
+    @bentoml.api(input_spec=_batch_of_one(ForecastRequest), output_spec=_answers("forecasts", SkuForecast), **BATCHING)
+    def forecast(self, requests: list[ForecastRequest]) -> list:
+        """Mean and quantiles per SKU and day, from the day after the model's history ends."""
+        return self._answer(requests, [[(["skus", i], s) for i, s in enumerate(r.skus)] for r in requests],
+                            lambda ok: planning.forecast_many(self.forecaster, [r.model_dump() for r in ok]))
 
-    @bentoml.api
-    def replenish(self, items: Annotated[list[Item], Field(min_length=1)], ctx: bentoml.Context) -> dict:
-        try:
-            return {"decisions": planning.replenish(self.forecaster, items, self.meta["replenish_samples"],
-                                                    self.meta["seed"])}
-        except UnknownSeriesError as e:
-            return _unknown_skus(ctx, e, [(["items", i, "sku"], item.sku) for i, item in enumerate(items)])
+    @bentoml.api(input_spec=_batch_of_one(ReplenishRequest), output_spec=_answers("decisions", Decision), **BATCHING)
+    def replenish(self, requests: list[ReplenishRequest]) -> list:
+        """A periodic-review base-stock decision per item."""
+        return self._answer(requests, [[(["items", i, "sku"], it.sku) for i, it in enumerate(r.items)] for r in requests],
+                            lambda ok: planning.replenish_many(self.forecaster, [r.items for r in ok],
+                                                               META["replenish_samples"], META["seed"]))
 
-    @info.get("/metadata")
+    def _answer(self, requests: list, skus: list[list[tuple[list, str]]], answer) -> list:
+        # One request's unknown SKU must not fail the others batched with it: it gets its 404 here.
+        refused = [_unknown_skus(s, self.known) for s in skus]
+        answers = iter(answer([r for r, no in zip(requests, refused) if no is None]))
+        return [no or next(answers) for no in refused]
+
+    @info.get("/metadata", response_model=Metadata, response_model_exclude_unset=True)
     def metadata(self) -> dict:
         bento = bentoml.server_context
-        return {**self.meta, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
+        return {**META, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
                 "bento_model": str(self.model.tag), "skus": self.forecaster.skus,
                 "history_end": self.forecaster.last_date.date().isoformat()}
 
+    # The mounted app's routes come before BentoML's own /docs.json, so this one answers it.
+    @info.get("/docs.json", include_in_schema=False)
+    def docs(self) -> dict:
+        return contract(tuple(self.forecaster.skus[:2]))
 
-def _unknown_skus(ctx: bentoml.Context, error: UnknownSeriesError, requested: list[tuple[list, str]]) -> dict:
-    # A 404 in the shape of BentoML's 400 for field errors, so clients read one error format. (Raising
-    # bentoml.exceptions.NotFound gives a 404 too, but its body is a one-element list.)
-    ctx.response.status_code = 404
-    missing = set(error.missing)
-    detail = [{"type": "unknown_sku", "loc": loc,
-               "msg": f"unknown SKU {sku!r}; GET /metadata lists the SKUs this model knows"}
-              for loc, sku in requested if sku in missing]
-    return {"error": f"{len(detail)} unknown SKU(s)", "detail": detail}
+
+def _unknown_skus(requested: list[tuple[list, str]], known: set[str]) -> JSONResponse | None:
+    detail = [{"type": "unknown_sku", "loc": loc, "msg": f"unknown SKU {sku!r}; GET /metadata lists the SKUs this model knows"}
+              for loc, sku in requested if sku not in known]
+    return _error(404, f"{len(detail)} unknown SKU(s)", detail) if detail else None
+
+
+class _Timeout(traffic.TimeoutMiddleware):
+    """BentoML's request timeout (504 when no answer has started in `traffic.timeout` s), with its timer
+    cancelled: BentoML 1.4.39 leaves it scheduled, which keeps each request's context (span, futures)
+    alive for the whole timeout, and under load full collections walking them stalled every request."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_started(message) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                deadline.reschedule(None)  # as BentoML's: a started answer may take as long as it needs
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                return await self.app(scope, receive, send_started)
+        except TimeoutError:
+            if started:
+                raise
+        await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
+                           status_code=504)(scope, receive, send)
+
+
+traffic.TimeoutMiddleware = _Timeout  # BentoML imports it from there when it builds the app
+
+
+def _error(status: int, error: str, detail: list[dict], headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+class Guard:
+    """ASGI middleware for what holds on every route but the probes: the token, the limits and the lineage
+    headers. Limits are answered before anything parses the body."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        if TOKEN and not _authorized(scope):
+            detail = [{"type": "unauthorized", "loc": ["header", "Authorization"],
+                       "msg": "send Authorization: Bearer <token>, the token this server was started with"}]
+            return await _error(401, "missing or wrong API token", detail, {"WWW-Authenticate": "Bearer"})(
+                scope, receive, send)
+        send = _with_lineage(send)
+        body = await _body(receive, SERVING.max_body_bytes)
+        if body is None:
+            detail = [{"type": "too_large", "loc": ["body"],
+                       "msg": f"the body exceeds serving.max_body_bytes = {SERVING.max_body_bytes} bytes"}]
+            return await _error(413, "request body too large", detail)(scope, receive, send)
+        if scope["path"] in COUNTED:
+            media = dict(scope["headers"]).get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+            if media != b"application/json":  # BentoML would try its form and multipart parsers
+                detail = [{"type": "media_type", "loc": ["header", "Content-Type"],
+                           "msg": f"send Content-Type: application/json, not {media.decode('latin-1')!r}"}]
+                return await _error(415, "the body must be JSON", detail)(scope, receive, send)
+            field, limit, name = COUNTED[scope["path"]]
+            n = _count(body, field)
+            if n > limit:
+                detail = [{"type": "too_many", "loc": [field], "msg": f"{n} {field} exceed {name} = {limit}; split the request"}]
+                return await _error(422, f"too many {field}", detail)(scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _authorized(scope) -> bool:
+    value = dict(scope["headers"]).get(b"authorization", b"")
+    scheme, _, credentials = value.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), TOKEN.encode())
+
+
+def _with_lineage(send):
+    headers = [(k.lower().encode(), v.encode()) for k, v in LINEAGE.items()]
+
+    async def send_with_lineage(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return send_with_lineage
+
+
+async def _body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it passes `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return None
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def again():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
+
+
+def _count(body: bytes, field: str) -> int:
+    try:
+        value = json.loads(body)
+    except ValueError:  # not JSON: the API's own parsing answers with a 400
+        return 0
+    return len(value[field]) if isinstance(value, dict) and isinstance(value.get(field), list) else 0
+
+
+SupplyForecast.add_asgi_middleware(Guard)
+
+
+# -- the contract: BentoML's generated document, with the bodies this service really writes -------------------
+REF = "#/components/schemas/{model}"
+
+
+def _body_doc(description: str, model: str, headers: dict | None = None) -> dict:
+    doc = {"description": description, "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
+    return {**doc, "headers": headers} if headers else doc
+
+
+ERRORS = {
+    "400": _body_doc("A field is invalid: `detail` names each, by `loc` (its path in the body) and `msg`", "Error"),
+    "401": _body_doc("The server was started with SUPPLYML_API_TOKEN and the request lacks `Authorization: Bearer "
+                     "<token>` or has another token", "Error", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    "404": _body_doc("A SKU the model does not know: `detail` names each (GET /metadata lists the known ones)", "Error"),
+    "413": _body_doc("The body is larger than serving.max_body_bytes", "Error"),
+    "415": _body_doc("The body is not sent as application/json", "Error"),
+    "422": _body_doc("More SKUs (/forecast) or items (/replenish) than serving.max_skus or serving.max_items", "Error"),
+    "500": _body_doc("A fault of the server; its log has the traceback", "ServerError"),
+    "503": _body_doc("Overloaded: a request waited longer than serving.max_latency_ms for a batch", "ServerError"),
+    "504": _body_doc(f"No answer started within {TIMEOUT_S} s", "ServerError"),
+}
+LINEAGE_DOC = {name: {"description": what, "required": True, "schema": {"type": "string"}} for name, what in (
+    ("X-Supplyml-Model", "registered model name"), ("X-Supplyml-Model-Version", "registered model version"),
+    ("X-Supplyml-Data-Md5", "DVC md5 of the training data"))}
+OPERATIONS = {("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+              ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+              ("/metadata", "get"): ("401",)}
+
+
+@functools.cache
+def contract(skus: tuple[str, ...]) -> dict:
+    """/docs.json: OpenAPI 3.0.3 (what client generators read best), with the real error bodies, the lineage
+    headers, /metadata's answer, examples on the model's `skus` and, when a token is required, the bearer scheme."""
+    spec = json.loads(json.dumps(SupplyForecast.openapi_spec.asdict()))
+    spec["openapi"] = "3.0.3"
+    spec["info"] = {"title": "supplyml", "version": str(META["model_version"]),
+                    "description": f"Demand forecasts and replenishment decisions from {META['model_name']} "
+                                   f"version {META['model_version']}"}
+    schemas = spec["components"]["schemas"]
+    for stale in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, not these bodies
+        schemas.pop(stale)
+    for model in (Error, ServerError, Metadata):
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for (path, method), statuses in OPERATIONS.items():
+        operation = spec["paths"][path][method]
+        operation["responses"] = {"200": {**operation["responses"]["200"], "headers": LINEAGE_DOC},
+                                  **{s: ERRORS[s] for s in statuses}}
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+            operation["requestBody"]["content"]["application/json"]["example"] = _example(path, skus)
+        if TOKEN:
+            operation["security"] = [{"bearer": []}]
+    spec["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
+        "$ref": REF.format(model="Metadata")}
+    return _openapi30(spec)
+
+
+def _example(path: str, skus: tuple[str, ...]) -> dict:
+    if path == "/forecast":
+        return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9],
+                "promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}}
+    lead = min(7, MAX_HORIZON // 2)
+    return {"items": [{"sku": skus[0], "on_hand": 120, "on_order": 0, "lead_time_days": lead,
+                       "review_period_days": min(7, MAX_HORIZON - lead), "service_level": 0.95}]}
+
+
+def _openapi30(node: Any) -> Any:
+    """JSON Schema 2020-12 as pydantic writes it, in OpenAPI 3.0 terms: boolean exclusive bounds beside
+    minimum/maximum, and `nullable` for a union with null."""
+    if isinstance(node, list):
+        return [_openapi30(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _openapi30(v) for k, v in node.items()}
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if type(node.get(exclusive)) in (int, float):
+            node[bound], node[exclusive] = node[exclusive], True
+    if {"type": "null"} in node.get("anyOf", []):
+        rest = [s for s in node.pop("anyOf") if s != {"type": "null"}]
+        node.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        node["nullable"] = True
+    return node

@@ -194,6 +194,15 @@ class ServingConfig(Section):
     max_horizon: int = Field(56, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
+    # The rest is read by the server when it starts: the Bento's copy of this file, then SUPPLYML_SET in
+    # the server's environment (the --set syntax, e.g. SUPPLYML_SET="serving.batching=false").
+    batching: bool = True  # BentoML adaptive batching: concurrent requests share one model call
+    max_batch_size: int = Field(32, ge=2)  # requests per batch
+    max_latency_ms: int = Field(1000, ge=1)  # a request queued longer than this for a batch gets a 503
+    max_skus: int = Field(1000, ge=1)  # SKUs per /forecast; more is a 422
+    max_items: int = Field(1000, ge=1)  # items per /replenish; more is a 422
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # a larger request body is a 413
+    torch_threads: int = Field(1, ge=1)  # per server worker: concurrent requests, not matmuls, use the cores
 
 
 class PipelineConfig(Section):

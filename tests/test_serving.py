@@ -1,9 +1,12 @@
 """A tiny forecaster through MLflow and serving/package.py into a Bento, served by a real `bentoml serve`
 over loopback HTTP."""
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -39,9 +42,14 @@ def panel():
                       for i, (sku, level) in enumerate(zip(SKUS, [0.5, 2, 5, 10, 20, 40]))], ignore_index=True)
 
 
+# One store and one Bento for every serving test module (they import these fixtures): a process can use
+# one BentoML home only. Each module gets its own port and server.
+SHARED: dict = {}
+
+
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serving")
+    tmp = SHARED.setdefault("store", tmp_path_factory.mktemp("serving"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -54,7 +62,19 @@ def cfg(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bento(cfg, panel):
-    from serving.package import bentoml_env, package
+    from serving.package import bentoml_env
+
+    with pytest.MonkeyPatch.context() as env:
+        for k, v in bentoml_env(cfg).items():
+            env.setenv(k, v)
+        if "bento" not in SHARED:
+            SHARED["bento"] = _package(cfg, panel)
+        yield SHARED["bento"]
+    mlflow.set_tracking_uri(None)
+
+
+def _package(cfg, panel) -> str:
+    from serving.package import package
 
     # What the pipeline serves: a combination of families, with calibrated levels.
     network = NetworkForecaster.fit(panel, cfg.model, horizon=14, seed=cfg.seed)[0]
@@ -67,21 +87,26 @@ def bento(cfg, panel):
         uri = log_forecaster(forecaster, cfg)
     version = register(uri, cfg.registry.model_name, LINEAGE)
     mlflow.MlflowClient().set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
-    with pytest.MonkeyPatch.context() as env:
-        for k, v in bentoml_env(cfg).items():
-            env.setenv(k, v)
-        yield package(cfg, version.version, LINEAGE, METRICS)
-    mlflow.set_tracking_uri(None)
+    return package(cfg, version.version, LINEAGE, METRICS)
 
 
 @pytest.fixture(scope="module")
 def url(cfg, bento):
+    with serve(cfg) as (base, _, _):
+        yield base
+
+
+@contextlib.contextmanager
+def serve(cfg, env: dict | None = None):
+    """`bentoml serve` of the champion's Bento with the very command make serve runs, `env` added to the
+    server's environment; yields its URL, process and log file."""
     from serving.package import bentoml_env, serve_command
 
-    cmd = serve_command(cfg)  # the real command make serve runs
-    log_path = Path(cfg.serving.bentoml_home).parent / "serve.log"
+    cmd = serve_command(cfg)
+    log_path = Path(cfg.serving.bentoml_home).parent / f"serve-{cfg.serving.port}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg)}, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT)
     base = f"http://{cfg.serving.host}:{cfg.serving.port}"
     try:
         deadline = time.monotonic() + 120
@@ -89,7 +114,7 @@ def url(cfg, bento):
             assert proc.poll() is None, f"bentoml serve exited:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"not ready in 120 s:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.5)
-        yield base
+        yield base, proc, log_path
     finally:
         proc.terminate()
         try:
@@ -179,6 +204,13 @@ ITEM = {"sku": SKUS[0], "on_hand": 5, "on_order": 0, "lead_time_days": 3, "revie
     ("replenish", {"items": [{k: v for k, v in ITEM.items() if k != "sku"}]}, "sku"),
     ("replenish", {"items": []}, "items"),
     ("replenish", {}, "items"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": "7"}, "horizon"),  # strict: the schema's integer, not a string
+    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "promo": {SKUS[0]: [1, 1, 1, 1]}}, "promo"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "promo": {SKUS[1]: [1]}}, "promo"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [2]}}, "event"),
+    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "promo": [1, 0]}, "promo"),
+    ("replenish", {"items": [{**ITEM, "promo": [1] * 11}]}, "promo"),  # more days than L + R = 10
+    ("replenish", {"items": [{**ITEM, "event": [0.5]}]}, "event"),
 ])
 def test_bad_requests_get_a_400_naming_the_field(url, path, payload, field):
     r = post(url, path, payload)
@@ -199,3 +231,76 @@ def test_malformed_json_is_a_4xx(url):
     r = requests.post(f"{url}/replenish", data="not json", headers={"content-type": "application/json"}, timeout=30)
     assert 400 <= r.status_code < 500, r.text
 
+
+def test_a_body_not_sent_as_json_is_a_415_naming_the_header(url):
+    r = requests.post(f"{url}/forecast", data={"skus": SKUS[0], "horizon": 3}, timeout=30)  # form-encoded, as curl -d
+    assert r.status_code == 415, r.text
+    assert r.json()["detail"] == [{"type": "media_type", "loc": ["header", "Content-Type"],
+                                   "msg": "send Content-Type: application/json, not 'application/x-www-form-urlencoded'"}]
+
+
+LINEAGE_HEADERS = {"X-Supplyml-Model": "supplyml-forecaster", "X-Supplyml-Model-Version": "1",
+                   "X-Supplyml-Data-Md5": LINEAGE["dvc_md5"]}
+
+
+def test_every_answer_names_the_model_version_and_data(url):
+    answers = [post(url, "forecast", {"skus": [SKUS[0]], "horizon": 3}), post(url, "replenish", {"items": [ITEM]}),
+               requests.get(f"{url}/metadata", timeout=30), requests.get(f"{url}/docs.json", timeout=30),
+               post(url, "forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 3}),
+               post(url, "forecast", {"skus": [SKUS[0]], "horizon": 0})]
+    assert [r.status_code for r in answers] == [200, 200, 200, 200, 404, 400]
+    for r in answers:
+        assert {k: r.headers.get(k) for k in LINEAGE_HEADERS} == LINEAGE_HEADERS, r.url
+
+
+def test_too_many_skus_or_items_is_a_422_naming_the_limit(url):
+    r = post(url, "forecast", {"skus": SKUS * 200, "horizon": 2})
+    assert r.status_code == 422, r.text
+    assert r.json() == {"error": "too many skus", "detail": [
+        {"type": "too_many", "loc": ["skus"], "msg": "1200 skus exceed serving.max_skus = 1000; split the request"}]}
+    r = post(url, "replenish", {"items": [ITEM] * 1001})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["msg"] == "1001 items exceed serving.max_items = 1000; split the request"
+    r = post(url, "forecast", {"skus": (SKUS * 200)[:1000], "horizon": 2})  # at the cap: answered
+    assert r.status_code == 200, r.text
+    assert [f["sku"] for f in r.json()["forecasts"]] == (SKUS * 200)[:1000]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_size_cap_is_a_413_naming_it(url, chunked):
+    body = json.dumps({"skus": [SKUS[0]], "horizon": 2, "note": "x" * 1_100_000}).encode()
+    data = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    r = requests.post(f"{url}/forecast", data=data, headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == [{"type": "too_large", "loc": ["body"],
+                                   "msg": "the body exceeds serving.max_body_bytes = 1048576 bytes"}]
+    small = json.dumps({"skus": [SKUS[0]], "horizon": 2, "note": "x" * 1000}).encode()  # an unknown field is ignored
+    assert requests.post(f"{url}/forecast", data=small, headers={"content-type": "application/json"},
+                         timeout=60).status_code == 200
+
+
+def test_known_promotions_reach_the_model_per_sku(url):
+    plain = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7}).json()["forecasts"]
+    flagged = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [1] * 7},
+                                     "event": {SKUS[2]: [0, 1]}}).json()["forecasts"]
+    assert flagged[0]["mean"] != plain[0]["mean"] and flagged[1] == plain[1]
+    zeros = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [0, 0]}}).json()["forecasts"]
+    assert zeros == plain  # days not given, like zeros, are days without promotion
+    plain, flagged = (post(url, "replenish", {"items": [{**ITEM, "sku": SKUS[4], **extra}]}).json()["decisions"][0]
+                      for extra in ({}, {"promo": [1] * 10}))
+    assert flagged["expected_demand"] != plain["expected_demand"]
+
+
+def test_concurrent_requests_get_the_answers_they_get_alone(url):
+    # Batched together (serving.batching is on by default), each must still get its own answer: mixed horizons
+    # and levels, one SKU with and without promotions, and an unknown SKU that must not fail the others.
+    bodies = [{"skus": [SKUS[i % 6]], "horizon": 3 + i % 4, "quantiles": [0.1 * (1 + i % 3), 0.9],
+               **({"promo": {SKUS[i % 6]: [1, 1]}} if i % 5 == 0 else {})} for i in range(24)]
+    bodies[7]["skus"] = ["NO-SUCH-SKU"]
+    alone = [post(url, "forecast", b) for b in bodies]
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda b: post(url, "forecast", b), bodies))
+    assert [r.status_code for r in alone] == [404 if i == 7 else 200 for i in range(24)]
+    assert [(r.status_code, r.json()) for r in together] == [(r.status_code, r.json()) for r in alone]
+    metrics = requests.get(f"{url}/metrics", timeout=30).text  # they went through BentoML's batching
+    assert 'bentoml_service_adaptive_batch_size_count{method_name="forecast"' in metrics

@@ -1,0 +1,115 @@
+"""The contract at /docs.json, on this module's own real `bentoml serve`: a valid OpenAPI 3.0 document,
+real answers that match the schemas it documents for their status, and a schemathesis run over every
+operation and phase with schemathesis's default checks."""
+import json
+import zlib
+
+import pytest
+import requests
+import schemathesis
+from click.testing import CliRunner
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import OpenAPIV30SpecValidator, validate
+from schemathesis.cli import schemathesis as schemathesis_cli
+from test_serving import ITEM, MAX_HORIZON, SKUS, bento, cfg, panel, url  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def contract(url):  # noqa: F811
+    r = requests.get(f"{url}/docs.json", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_docs_json_is_a_valid_openapi_3_0_document(contract):
+    validate(contract, cls=OpenAPIV30SpecValidator)
+    assert contract["openapi"] == "3.0.3"
+    level = contract["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "properties"]["quantiles"]["items"]
+    assert {k: level[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")} == {
+        "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
+    item = contract["components"]["schemas"]["Item"]["properties"]
+    assert item["service_level"]["exclusiveMaximum"] is True and item["promo"]["maxItems"] == MAX_HORIZON
+    for path, method in (("/forecast", "post"), ("/replenish", "post"), ("/metadata", "get")):
+        operation = contract["paths"][path][method]
+        assert "security" not in operation  # this server runs without SUPPLYML_API_TOKEN
+        assert set(operation["responses"]["200"]["headers"]) == {
+            "X-Supplyml-Model", "X-Supplyml-Model-Version", "X-Supplyml-Data-Md5"}
+
+
+def _documented(contract, path, method, status):
+    schema = contract["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    return OAS30Validator({**schema, "components": contract["components"]})  # refs resolve against the document
+
+
+@pytest.mark.parametrize("path, body, status", [
+    ("/forecast", {"skus": SKUS[:2], "horizon": 5, "quantiles": [0.1, 0.9], "promo": {SKUS[0]: [1]}}, 200),
+    ("/replenish", {"items": [ITEM]}, 200),
+    ("/forecast", {"skus": [SKUS[0]], "horizon": 0}, 400),
+    ("/replenish", "not json", 400),
+    ("/forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 5}, 404),
+    ("/replenish", {"items": [{**ITEM, "sku": "NO-SUCH-SKU"}]}, 404),
+    ("/forecast", {"skus": [SKUS[0]], "horizon": 5, "note": "x" * 1_100_000}, 413),
+    ("/forecast", {"skus": SKUS * 200, "horizon": 5}, 422),
+    ("/replenish", {"items": [ITEM] * 1001}, 422),
+])
+def test_real_answers_match_the_documented_schema_of_their_status(url, contract, path, body, status):  # noqa: F811
+    data = body if isinstance(body, str) else json.dumps(body)
+    r = requests.post(f"{url}{path}", data=data, headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == status, r.text
+    _documented(contract, path, "post", status).validate(r.json())
+    if status == 200:
+        assert all(h in r.headers for h in contract["paths"][path]["post"]["responses"]["200"]["headers"])
+
+
+def test_metadata_and_a_415_match_their_documented_schemas(url, contract):  # noqa: F811
+    r = requests.get(f"{url}/metadata", timeout=30)
+    assert r.status_code == 200
+    _documented(contract, "/metadata", "get", 200).validate(r.json())
+    r = requests.post(f"{url}/replenish", data="items=1", headers={"content-type": "text/plain"}, timeout=30)
+    assert r.status_code == 415
+    _documented(contract, "/replenish", "post", 415).validate(r.json())
+
+
+def _known(sku: str) -> str:
+    return SKUS[zlib.crc32(sku.encode()) % len(SKUS)]
+
+
+@schemathesis.hook
+def map_case(ctx, case):
+    """Schema-valid cases that also keep the rules JSON Schema cannot state (flags only for requested SKUs
+    and days; L + R within the model's horizon), and ask about SKUs the model knows, so they get answers
+    to check rather than 404s. Negative cases stay as generated."""
+    if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(case.body, dict):
+        return case
+    body = case.body
+    if case.operation.path == "/forecast":
+        body["skus"] = [_known(s) for s in body["skus"]]
+        for flags in ("promo", "event"):
+            if flags in body:
+                body[flags] = {s: days[:body["horizon"]] for s, days in zip(body["skus"], body[flags].values())}
+    elif case.operation.path == "/replenish":
+        for item in body["items"]:
+            item["sku"] = _known(item["sku"])
+            item["review_period_days"] = min(item["review_period_days"], MAX_HORIZON - item["lead_time_days"])
+            for flags in ("promo", "event"):
+                if flags in item:
+                    item[flags] = item[flags][:item["lead_time_days"] + item["review_period_days"]]
+    return case
+
+
+def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # its crash cache, .schemathesis/, goes to the working directory
+    report = tmp_path / "schemathesis.json"
+    result = CliRunner().invoke(schemathesis_cli, [
+        "run", f"{url}/docs.json", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "100",
+        "--seed", "1", "--workers", "1", "--report", "json", "--report-json-path", str(report)])
+    assert result.exit_code == 0, result.output[-20000:]
+    run = json.loads(report.read_text())
+    assert run["operations"]["tested"] == run["operations"]["total"] == 7
+    assert {p: run["phases"][p]["status"] for p in ("examples", "coverage", "fuzzing")} == dict.fromkeys(
+        ("examples", "coverage", "fuzzing"), "success")
+    assert run["phases"]["stateful"]["skip_reason"] == "not_applicable"  # no links between operations
+    assert run["test_cases"]["generated"] >= 300 and run["test_cases"]["with_failures"] == 0, run["test_cases"]
