@@ -22,9 +22,10 @@ from supplyml.config import Config
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 BENTOFILE = Path(__file__).with_name("bentofile.yaml")
-# Model-version tags that say where a model came from; the rest (gate reasons, metrics) are not lineage.
+# Model-version tags that say where a model came from and what it learnt from; the rest (gate reasons,
+# metrics) are not lineage.
 LINEAGE = ("git_commit", "dvc_md5", "data_path", "pipeline_run_id", "config_hash", "optuna_study", "optuna_trial",
-           "gx_raw", "gx_panel")
+           "gx_raw", "gx_panel", "trained_flags")
 
 
 class NoChampionError(RuntimeError):

@@ -24,7 +24,17 @@ import torch
 from _bentoml_sdk.io_models import IORootModel
 from bentoml._internal.server.http import traffic
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from starlette.responses import JSONResponse, Response
 
 from supplyml import planning
@@ -48,14 +58,32 @@ TOKEN = os.environ.get("SUPPLYML_API_TOKEN") or None  # read once, when the serv
 OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/metrics"}  # probes and scrapers carry no token
 LINEAGE = {"X-Supplyml-Model": str(META["model_name"]), "X-Supplyml-Model-Version": str(META["model_version"]),
            "X-Supplyml-Data-Md5": str(META.get("dvc_md5", "unknown"))}
+# Flags the model learnt from (all, for a Bento packaged before this was recorded).
+TRAINED_FLAGS = set(META.get("trained_flags", ",".join(planning.FLAGS)).split(",")) - {""}
 COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
            "/replenish": ("items", SERVING.max_items, "serving.max_items")}
 
 Sku = Annotated[str, Field(min_length=1)]
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Flags = Annotated[list[Annotated[int, Field(ge=0, le=1)]], Field(max_length=MAX_HORIZON)]
 FLAGS_DOC = "0/1 per day from the first forecast day ({}); days not given are 0"
+
+
+def _flags(name: str):
+    """0/1 days of flag `name`; only 0 (so the schema says so) when the model was trained without it."""
+    if name in TRAINED_FLAGS:
+        day = Annotated[int, Field(ge=0, le=1)]
+    else:
+        def untrained(value: int) -> int:
+            if value != 0:
+                raise ValueError(f"this model was trained without {name} flags (its data had none), so it cannot "
+                                 f"use them; send no {name} days set to 1")
+            return value
+        day = Annotated[int, AfterValidator(untrained), WithJsonSchema({"type": "integer", "enum": [0]})]
+    return Annotated[list[day], Field(max_length=MAX_HORIZON)]
+
+
+Promo, Event = _flags("promo"), _flags("event")
 
 
 class Request(BaseModel):
@@ -68,9 +96,9 @@ class ForecastRequest(Request):
 
     skus: list[Sku] = Field(min_length=1, max_length=SERVING.max_skus)
     horizon: int = Field(ge=1, le=MAX_HORIZON)
-    quantiles: list[Level] = Field([0.05, 0.5, 0.95], min_length=1)
-    promo: dict[str, Flags] = Field({}, description="known promotions per SKU: " + FLAGS_DOC.format("1: on promotion"))
-    event: dict[str, Flags] = Field({}, description="known events per SKU: " + FLAGS_DOC.format("1: a holiday or event"))
+    quantiles: list[Level] = Field(planning.QUANTILES, min_length=1)
+    promo: dict[str, Promo] = Field({}, description="known promotions per SKU: " + FLAGS_DOC.format("1: on promotion"))
+    event: dict[str, Event] = Field({}, description="known events per SKU: " + FLAGS_DOC.format("1: a holiday or event"))
 
     @field_validator("promo", "event")
     @classmethod
@@ -94,8 +122,8 @@ class Item(Request):
     lead_time_days: int = Field(ge=0, le=MAX_HORIZON - 1)
     review_period_days: int = Field(ge=1, le=MAX_HORIZON)
     service_level: Level
-    promo: Flags = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
-    event: Flags = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
+    promo: Promo = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
+    event: Event = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
 
     @model_validator(mode="after")
     def _within_horizon(self) -> Item:
@@ -445,8 +473,8 @@ def contract(skus: tuple[str, ...]) -> dict:
 
 def _example(path: str, skus: tuple[str, ...]) -> dict:
     if path == "/forecast":
-        return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9],
-                "promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}}
+        promo = {"promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}} if "promo" in TRAINED_FLAGS else {}
+        return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9], **promo}
     lead = min(7, MAX_HORIZON // 2)
     return {"items": [{"sku": skus[0], "on_hand": 120, "on_order": 0, "lead_time_days": lead,
                        "review_period_days": min(7, MAX_HORIZON - lead), "service_level": 0.95}]}

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 import warnings
@@ -122,7 +123,27 @@ def serve(args) -> int:
         log.error("%s", e)
         return 1
     log.info("%s", " ".join(cmd))
-    return subprocess.call(cmd, env={**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home})
+    # The server reads serving.* (limits, batching) itself when it starts: hand it these --set overrides.
+    served = shlex.join([s for s in args.set if s.startswith("serving.")])
+    env = {**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home,
+           "SUPPLYML_SET": " ".join(filter(None, [os.environ.get("SUPPLYML_SET", ""), served]))}
+    return subprocess.call(cmd, env=env)
+
+
+def predict_command(args) -> int:
+    from supplyml import lifecycle, tracking
+
+    cfg = _config(args)
+    tracking.setup_tracking(cfg)
+    try:
+        quantiles = [float(q) for q in args.quantiles.split(",")] if args.quantiles else None
+        out = lifecycle.export(cfg, args.out, args.version, args.horizon, quantiles)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
+    print(f"Wrote {out['path']}: {out['rows']} rows, {out['skus']} SKUs x {out['horizon']} days "
+          f"({out['first_date']} .. {out['last_date']}) from {out['model']} version {out['model_version']}")
+    return 0
 
 
 def model_command(args) -> int:
@@ -251,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     subm.add_argument("--host", help="KFP API endpoint (default: pipeline.kfp_host)")
     subm.set_defaults(func=pipeline_submit)
     sub.add_parser("serve", parents=[common], help="serve the champion's Bento over HTTP").set_defaults(func=serve)
+    pred = sub.add_parser("predict", parents=[common],
+                          help="every SKU's forecast from the champion (or --version) to one Parquet file")
+    pred.add_argument("--out", required=True, metavar="FILE.parquet")
+    pred.add_argument("--version", help="a registered version (default: the champion)")
+    pred.add_argument("--horizon", type=int, help="days (default: features.horizon)")
+    pred.add_argument("--quantiles", metavar="Q,Q,...", help="levels, e.g. 0.1,0.5,0.9 (default: 0.05,0.5,0.95)")
+    pred.set_defaults(func=predict_command)
     owner_cmd = sub.add_parser("model", help="list, show, compare, promote or roll back registered versions")
     owner_cmd.set_defaults(func=model_command)
     model = owner_cmd.add_subparsers(dest="action", required=True)

@@ -134,3 +134,42 @@ def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
 
 def _figures(verdict: gate.Verdict) -> dict:
     return {"challenger": verdict.challenger, "champion": verdict.champion}
+
+
+def export(cfg: Config, path: str | Path, version: str | None = None, horizon: int | None = None,
+           quantiles: list[float] | None = None, chunk: int = 1000) -> dict:
+    """Every SKU's forecast from a registered version (the champion by default) as one Parquet file:
+    the batch path for what /forecast caps per request. Columns sku, date, mean, q<level>; the lineage
+    the HTTP headers carry is in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from supplyml import planning
+
+    name = cfg.registry.model_name
+    if version is None:
+        champion = registry.champion_version(name)
+        if champion is None:
+            raise registry.RegistryError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` "
+                                         "(or `make run`) first, or pass --version")
+        version = champion
+    else:
+        version = registry.get_version(name, version)
+    horizon = horizon or cfg.features.horizon
+    if not 1 <= horizon <= cfg.serving.max_horizon:
+        raise ValueError(f"horizon must be 1 .. serving.max_horizon = {cfg.serving.max_horizon} days, got {horizon}")
+    quantiles = sorted(set(quantiles or planning.QUANTILES))
+    if not all(0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
+    forecaster = registry.load_forecaster(name, str(version.version))
+    skus = forecaster.skus
+    frame = pd.concat([forecaster.predict(skus[i:i + chunk], horizon, quantiles) for i in range(0, len(skus), chunk)],
+                      ignore_index=True).rename(columns={"unique_id": "sku", "ds": "date"})
+    lineage = {"model": name, "model_version": str(version.version), "data_md5": version.tags.get("dvc_md5", "unknown")}
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**table.schema.metadata,
+                                           **{f"supplyml.{k}".encode(): v.encode() for k, v in lineage.items()}})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return {**lineage, "path": str(path), "skus": len(skus), "rows": len(frame), "horizon": horizon,
+            "first_date": str(frame["date"].min().date()), "last_date": str(frame["date"].max().date())}

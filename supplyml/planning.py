@@ -20,6 +20,7 @@ from supplyml.metrics import quantile_col
 
 DECIMALS = 4  # sample means carry no more precision than this
 FLAGS = ("promo", "event")
+QUANTILES = [0.05, 0.5, 0.95]  # levels answered when a caller names none
 
 
 def forecast(forecaster: Forecaster, skus: list[str], horizon: int, quantiles: list[float],

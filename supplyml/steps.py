@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, gate, lifecycle, registry, tracking
+from supplyml import backtest, gate, lifecycle, planning, registry, tracking
 from supplyml import tune as tuning
 from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
@@ -80,7 +80,10 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
-    tags = _tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"]})
+    # The known-future flags the model learnt from: the server refuses the others instead of feeding a
+    # network an input it never saw.
+    flags = ",".join(f for f in planning.FLAGS if fit[f].any())
+    tags = _tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"], "trained_flags": flags})
     with mlflow.start_run(run_name="train", tags=tags) as run:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         mlflow.log_params({f"data.{k}": v for k, v in lineage.items()})

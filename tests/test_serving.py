@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SKUS = [f"SKU-{i}" for i in range(6)]
 LINEAGE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "dvc_md5": "5d41402abc4b2a76b9719d911017c592.dir",
-           "pipeline_run_id": "test-run-1", "config_hash": "feedbeef0123"}
+           "pipeline_run_id": "test-run-1", "config_hash": "feedbeef0123", "trained_flags": "promo"}
 METRICS = {"wrmsse": 0.81, "mase": 0.92, "wspl": 0.44}
 MAX_HORIZON = 30
 
@@ -96,13 +97,22 @@ def url(cfg, bento):
         yield base
 
 
+def store_args(cfg) -> list[str]:
+    """--set arguments that point the CLI at this module's stores and port."""
+    sets = {"registry.tracking_uri": cfg.registry.tracking_uri, "registry.artifact_location": cfg.registry.artifact_location,
+            "serving.bentoml_home": cfg.serving.bentoml_home, "serving.port": cfg.serving.port,
+            "serving.max_horizon": cfg.serving.max_horizon}
+    return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+
+
 @contextlib.contextmanager
-def serve(cfg, env: dict | None = None):
+def serve(cfg, env: dict | None = None, cli: list[str] | None = None):
     """`bentoml serve` of the champion's Bento with the very command make serve runs, `env` added to the
-    server's environment; yields its URL, process and log file."""
+    server's environment; with `cli`, `supplyml serve` with those arguments starts it (as `make serve
+    SET=...` does). Yields its URL, process and log file."""
     from serving.package import bentoml_env, serve_command
 
-    cmd = serve_command(cfg)
+    cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "supplyml.cli", "serve", *store_args(cfg), *cli]
     log_path = Path(cfg.serving.bentoml_home).parent / f"serve-{cfg.serving.port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log,
@@ -218,6 +228,17 @@ def test_bad_requests_get_a_400_naming_the_field(url, path, payload, field):
     assert any(field in map(str, d["loc"]) or field in d["msg"] for d in r.json()["detail"]), r.text
 
 
+def test_flags_the_model_was_not_trained_with_are_refused(url):
+    refusal = "this model was trained without event flags (its data had none), so it cannot use them; send no event days set to 1"
+    cases = [("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [0, 1]}}, ["event", SKUS[0], 1]),
+             ("replenish", {"items": [{**ITEM, "event": [1]}]}, ["items", 0, "event", 0])]
+    for path, payload, loc in cases:
+        r = post(url, path, payload)
+        assert r.status_code == 400, r.text
+        assert [(d["loc"], d["msg"]) for d in r.json()["detail"]] == [(loc, f"Value error, {refusal}")]
+    assert post(url, "forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [0, 0]}}).status_code == 200
+
+
 def test_unknown_skus_get_a_404_saying_where(url):
     r = post(url, "forecast", {"skus": [SKUS[0], "NO-SUCH-SKU"], "horizon": 7})
     assert r.status_code == 404, r.text
@@ -281,8 +302,7 @@ def test_a_body_over_the_size_cap_is_a_413_naming_it(url, chunked):
 
 def test_known_promotions_reach_the_model_per_sku(url):
     plain = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7}).json()["forecasts"]
-    flagged = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [1] * 7},
-                                     "event": {SKUS[2]: [0, 1]}}).json()["forecasts"]
+    flagged = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [1] * 7}}).json()["forecasts"]
     assert flagged[0]["mean"] != plain[0]["mean"] and flagged[1] == plain[1]
     zeros = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [0, 0]}}).json()["forecasts"]
     assert zeros == plain  # days not given, like zeros, are days without promotion
@@ -304,3 +324,31 @@ def test_concurrent_requests_get_the_answers_they_get_alone(url):
     assert [(r.status_code, r.json()) for r in together] == [(r.status_code, r.json()) for r in alone]
     metrics = requests.get(f"{url}/metrics", timeout=30).text  # they went through BentoML's batching
     assert 'bentoml_service_adaptive_batch_size_count{method_name="forecast"' in metrics
+
+
+def test_predict_exports_what_forecast_answers_with_its_lineage(url, cfg, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "all.parquet"
+    cli = [sys.executable, "-m", "supplyml.cli", "predict", *store_args(cfg)]
+    done = subprocess.run([*cli, "--out", str(out), "--horizon", "9", "--quantiles", "0.9,0.1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["sku", "date", "mean", "q0.1", "q0.9"]
+    assert frame.groupby("sku").size().to_dict() == {s: 9 for s in SKUS}
+    meta = pq.read_schema(out).metadata
+    assert meta[b"supplyml.model_version"] == b"1" and meta[b"supplyml.data_md5"] == LINEAGE["dvc_md5"].encode()
+    answer = post(url, "forecast", {"skus": ["SKU-4"], "horizon": 9, "quantiles": [0.1, 0.9]}).json()["forecasts"][0]
+    rows = frame[frame["sku"] == "SKU-4"]
+    assert [d.date().isoformat() for d in rows["date"]] == answer["dates"]
+    np.testing.assert_allclose(rows["mean"], answer["mean"], atol=1e-4)
+    np.testing.assert_allclose(rows["q0.9"], answer["quantiles"]["0.9"], atol=1e-4)
+
+    wrong = subprocess.run([*cli, "--out", str(tmp_path / "x.parquet"), "--version", "7"], capture_output=True,
+                           text=True, timeout=300)
+    assert wrong.returncode == 1 and "has no version '7'; versions: 1" in wrong.stderr
+    too_far = subprocess.run([*cli, "--out", str(tmp_path / "x.parquet"), "--horizon", str(MAX_HORIZON + 1)],
+                             capture_output=True, text=True, timeout=300)
+    assert too_far.returncode == 2 and f"serving.max_horizon = {MAX_HORIZON}" in too_far.stderr
+    assert not (tmp_path / "x.parquet").exists()

@@ -16,13 +16,26 @@ from test_serving import ITEM, SKUS, bento, cfg, panel, serve  # noqa: F401 (fix
 pytestmark = pytest.mark.slow
 TOKEN = secrets.token_urlsafe(24)  # made per run: never a value in the repo
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_SKUS = 3
 FORECAST = {"skus": SKUS[:2], "horizon": 5, "quantiles": [0.1, 0.9]}
 
 
 @pytest.fixture(scope="module")
 def guarded(cfg, bento):  # noqa: F811
-    with serve(cfg, {"SUPPLYML_API_TOKEN": TOKEN, "SUPPLYML_SET": "serving.batching=false"}) as server:
+    # Started as `make serve SET="--set serving..."` would: the overrides reach the server.
+    with serve(cfg, {"SUPPLYML_API_TOKEN": TOKEN},
+               cli=["--set", "serving.batching=false", "--set", f"serving.max_skus={MAX_SKUS}"]) as server:
         yield server
+
+
+def test_serve_overrides_reach_the_server(guarded):
+    base, _, _ = guarded
+    body = {"skus": SKUS[:MAX_SKUS + 1], "horizon": 5}
+    r = requests.post(f"{base}/forecast", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == f"{MAX_SKUS + 1} skus exceed serving.max_skus = {MAX_SKUS}; split the request"
+    body["skus"] = SKUS[:MAX_SKUS]
+    assert requests.post(f"{base}/forecast", json=body, headers=AUTH, timeout=60).status_code == 200
 
 
 CALLS = [("POST", "/forecast", FORECAST), ("POST", "/replenish", {"items": [ITEM]}), ("GET", "/metadata", None),
