@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
 
-.PHONY: run test serve compile bench install data clean
+.PHONY: run test serve compile bench install data clean k8s
 
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
@@ -33,6 +33,15 @@ bench: install data                     ## rolling-origin benchmark vs peers on 
 
 compile: install                        ## write pipelines/training.yaml (Kubeflow IR)
 	$(BIN)/supplyml pipeline compile $(SET)
+
+# Every overlay, rendered by the kubectl wheel from the test extra; apply with `kubectl apply -k`.
+OVERLAYS := $(notdir $(wildcard k8s/overlays/*))
+
+k8s: install                            ## render k8s/overlays/* to .supplyml/k8s/<overlay>.yaml
+	mkdir -p .supplyml/k8s
+	for o in $(OVERLAYS); do \
+	  $(BIN)/kubectl kustomize k8s/overlays/$$o > .supplyml/k8s/$$o.yaml || exit 1; \
+	done
 
 install: $(VENV)/.installed
 

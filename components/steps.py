@@ -5,7 +5,7 @@ steps only as artifacts; small facts (lineage, params, metrics) move as JSON str
 """
 from typing import NamedTuple
 
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 
 def ingest(config_json: str, root: str, pipeline_run_id: str, raw: Output[Dataset]) -> str:
@@ -42,13 +42,38 @@ def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output
     return json.dumps({**json.loads(lineage), "gx_panel": "passed", "series": summary["series"]})
 
 
-def tune(config_json: str, lineage: str, panel: Input[Dataset]) -> str:
+def tune_study(config_json: str, lineage: str, study: Output[Artifact]) -> str:
+    """The study, created once before the workers; returns the MLflow run their trials nest under. The
+    workers read it (and the lineage) from `study`'s metadata: kfp.local 2.17 hands a task in a
+    ParallelFor the loop item in place of any other task's output parameter, but passes artifacts."""
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    return json.dumps(steps.tune(Config.from_json(config_json), panel.path, json.loads(lineage)))
+    run_id = steps.tune_study(Config.from_json(config_json), json.loads(lineage))
+    study.metadata.update({"run_id": run_id, "lineage": lineage})
+    open(study.path, "w").write(run_id)  # an artifact has a file; the facts are in its metadata
+    return run_id
+
+
+def tune_worker(config_json: str, worker: int, study: Input[Artifact], panel: Input[Dataset]) -> int:
+    import json
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    return steps.tune_worker(Config.from_json(config_json), panel.path, json.loads(study.metadata["lineage"]),
+                             study.metadata["run_id"], worker)
+
+
+def tune_best(config_json: str, lineage: str, run_id: str) -> str:
+    import json
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    return json.dumps(steps.tune_best(Config.from_json(config_json), json.loads(lineage), run_id))
 
 
 def train(config_json: str, lineage: str, best: str, panel: Input[Dataset], model: Output[Model]) -> str:

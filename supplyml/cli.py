@@ -17,11 +17,12 @@ from mlflow.exceptions import MlflowException
 
 from supplyml.config import ConfigError, load_config
 from supplyml.registry import RegistryError
+from supplyml.tracking_server import TrackingServerError
 
 log = logging.getLogger("supplyml")
 
 
-def _config(args):
+def _config(args, check_tracking: bool = True):
     # --data/--format win over --set; the path is JSON-quoted so YAML keeps it a string as given.
     data = [f"data.path={json.dumps(args.data)}"] if getattr(args, "data", None) else []
     data += [f"data.format={args.format}"] if getattr(args, "format", None) else []
@@ -30,6 +31,9 @@ def _config(args):
     # Every process started from here (kfp.local tasks, bentoml) shares these stores.
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
     os.environ["BENTOML_HOME"] = cfg.serving.bentoml_home
+    if check_tracking:  # a wrong password or a dead server says so now, not after a task started
+        from supplyml.tracking_server import check
+        check(cfg.tracking_uri)
     return cfg
 
 
@@ -39,6 +43,9 @@ def pipeline_run(args) -> int:
     from pipelines.training import build
 
     cfg = _config(args)
+    if cfg.data.rev is None and (missing := _missing_data(cfg)):  # at a revision, ingest fetches it itself
+        log.error("%s", missing)
+        return 1
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=cfg.pipeline.root)
     # Our cluster image is built from this very environment, so running its tasks here is intended.
     warnings.filterwarnings("ignore", message=".*non-Python base image")
@@ -49,12 +56,28 @@ def pipeline_run(args) -> int:
         step = re.search(r"Inner task failed: \W*(\w+)", re.sub(r"\x1b\[[0-9;]*m", "", str(e)))
         step = step.group(1) if step else "unknown"
         log.error("pipeline stopped at step %r; its log above says why", step)
-        if step in ("ingest", "validate", "featurize"):
+        if step == "ingest":  # it read nothing, so it wrote no Data Docs
+            log.error("the data could not be read: no model was trained or registered; the ingest log above says why")
+        elif step in ("validate", "featurize"):
             log.error("the data was rejected before training: no model was trained or registered. "
                       "GX Data Docs: %s/<run>/%s/", cfg.pipeline.root, step)
         return 1
     _print_summary(cfg, run.outputs)
     return 0
+
+
+def _missing_data(cfg) -> str | None:
+    """Why ingest would find no data, said before kfp.local starts (inside, the reason sits in a task's
+    log). A DVC-tracked file absent from the checkout is pulled now, as ingest would."""
+    from supplyml.data import DataError, data_file
+
+    try:
+        with data_file(cfg.data.path, Path.cwd()) as path:
+            if not path.exists():
+                return f"data file {path} not found: run `make data` (or `dvc pull`), or pass --data PATH"
+    except DataError as e:
+        return str(e)
+    return None
 
 
 def _print_summary(cfg, outputs: dict) -> None:
@@ -98,8 +121,14 @@ def pipeline_compile(args) -> int:
     return 0
 
 
+class KubeflowHostError(RuntimeError):
+    """The Kubeflow Pipelines API could not be reached or refused us; nothing was submitted."""
+
+
 def pipeline_submit(args) -> int:
     import kfp
+    import kfp_server_api
+    from urllib3.exceptions import HTTPError
 
     from pipelines.training import build
 
@@ -107,8 +136,21 @@ def pipeline_submit(args) -> int:
     host = args.host or cfg.pipeline.kfp_host
     if not host:
         raise ConfigError("no Kubeflow host: pass --host URL or set pipeline.kfp_host")
-    result = kfp.Client(host=host).create_run_from_pipeline_func(
-        build(cfg), arguments={"config_json": cfg.to_json()}, experiment_name=cfg.registry.experiment)
+    try:
+        result = kfp.Client(host=host).create_run_from_pipeline_func(
+            build(cfg), arguments={"config_json": cfg.to_json()}, experiment_name=cfg.registry.experiment,
+            service_account=cfg.pipeline.service_account)
+    except HTTPError as e:  # urllib3 gave up: refused, no such host, timed out
+        raise KubeflowHostError(f"Kubeflow Pipelines host {host} is unreachable ({getattr(e, 'reason', e)}); check "
+                                "--host / pipeline.kfp_host (e.g. `kubectl -n kubeflow port-forward svc/ml-pipeline-ui "
+                                "8080:80`)") from None
+    except kfp_server_api.ApiException as e:
+        if e.status in (401, 403):
+            raise KubeflowHostError(f"Kubeflow Pipelines host {host} refused the credentials (HTTP {e.status}): "
+                                    "log in again or set KF_PIPELINES_SA_TOKEN_PATH to a valid token") from None
+        raise KubeflowHostError(f"Kubeflow Pipelines host {host} answered HTTP {e.status} {e.reason}") from None
+    except TimeoutError as e:  # kfp.Client's own health-check retries, logged above
+        raise KubeflowHostError(f"Kubeflow Pipelines host {host} failed its health check: {e}") from None
     print(f"submitted run {result.run_id} to {host}")
     return 0
 
@@ -244,6 +286,26 @@ def monitor_command(args) -> int:
     return 3 if result["retrain"] else 0
 
 
+def tracking_server_command(args) -> int:
+    """Become `mlflow server` (exec: a signal to this process reaches the server itself)."""
+    from supplyml import tracking_server
+
+    flags = {"host": args.host, "port": args.port, "backend_store_uri": args.backend_store_uri,
+             "artifacts_destination": args.artifacts_destination}
+    args.set = [*args.set, *(f"registry.server.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    cfg = _config(args, check_tracking=False)
+    cmd, env = tracking_server.command(cfg)
+    s = cfg.registry.server
+    log.info("MLflow tracking server on http://%s:%s: backend %s, artifacts %s, users %s", s.host, s.port,
+             tracking_server.redacted(s.backend_store_uri), tracking_server.redacted(s.artifacts_destination),
+             tracking_server.redacted(s.auth_database_uri))
+    log.info("clients: --set registry.tracking_uri=http://%s:%s with MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD",
+             s.host, s.port)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, env)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = argparse.ArgumentParser(add_help=False)
@@ -304,13 +366,23 @@ def main(argv: list[str] | None = None) -> int:
                          help="score the champion on new actuals and check drift; exit status 3 says retrain")
     mon.add_argument("--out", default=".supplyml/monitor", metavar="DIR", help="where report.html and monitor.json go")
     mon.set_defaults(func=monitor_command)
+    srv = sub.add_parser("tracking-server", parents=[common],
+                         help="MLflow server with basic auth and proxied artifacts (registry.server); needs "
+                              "MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in the environment")
+    srv.add_argument("--host", help="interface to bind (default: registry.server.host)")
+    srv.add_argument("--port", type=int, help="default: registry.server.port")
+    srv.add_argument("--backend-store-uri", metavar="URL",
+                     help="runs and registry, e.g. postgresql+psycopg2://USER@HOST/mlflow (default: sqlite under .supplyml/)")
+    srv.add_argument("--artifacts-destination", metavar="DIR_OR_URI",
+                     help="where the server keeps artifacts, e.g. s3://bucket/mlflow (default: under .supplyml/)")
+    srv.set_defaults(func=tracking_server_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as e:
         log.error("%s", e)
         return 2
-    except RegistryError as e:
+    except (RegistryError, TrackingServerError, KubeflowHostError) as e:
         log.error("%s", e)
         return 1
     except MlflowException as e:  # MLflow unreachable or refusing: nothing was moved

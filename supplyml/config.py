@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+OPTUNA_STORAGE_ENV = "SUPPLYML_OPTUNA_STORAGE"  # outranks tune.storage: a cluster sets it from a Secret
 M5_QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
 
 
@@ -47,6 +48,8 @@ class PanelColumns(Section):
 
 class DataConfig(Section):
     path: str = "data/online_retail/online_retail.csv.gz"
+    # Git revision whose DVC pointer selects the data (a tag, branch or commit); None: the checkout's own.
+    rev: str | None = None
     format: Literal["transactions", "panel"] = "transactions"
     columns: Columns = Columns()
     panel_columns: PanelColumns = PanelColumns()
@@ -98,8 +101,12 @@ class TuneConfig(Section):
     n_trials: int = Field(6, ge=1)
     timeout_s: float = Field(300, gt=0)
     max_epochs: int = Field(3, ge=1)
-    storage: str = "sqlite:///.supplyml/optuna.db"
+    storage: str = "sqlite:///.supplyml/optuna.db"  # postgresql+psycopg2://... for workers on several machines
     study_name: str = "supplyml"
+    workers: int = Field(1, ge=1)  # Optuna workers on one study: parallel pipeline tasks
+    heartbeat_s: int = Field(30, ge=1)  # a worker's trial is alive while it beats this often
+    grace_s: int = Field(120, ge=1)  # silent this long: its worker died; the trial is failed and retried
+    max_retry: int = Field(2, ge=0)  # retries of a trial whose worker died
     search_space: SearchSpace = SearchSpace()
 
 
@@ -140,11 +147,26 @@ class EvaluationConfig(Section):
         return sorted(qs)
 
 
+class TrackingServerConfig(Section):
+    """`supplyml tracking-server`: MLflow with basic auth, proxying artifacts to its own store. The admin
+    password and the Flask secret key come from the environment only (supplyml.tracking_server)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    backend_store_uri: str = "sqlite:///.supplyml/mlflow-server/mlflow.db"  # a team: postgresql+psycopg2://...
+    artifacts_destination: str = ".supplyml/mlflow-server/artifacts"  # a team: s3://...
+    auth_database_uri: str = "sqlite:///.supplyml/mlflow-server/auth.db"  # users and permissions
+    admin_username: str = "admin"
+    default_permission: Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"  # of a user on what others made
+    workers: int = Field(2, ge=1)
+
+
 class RegistryConfig(Section):
-    tracking_uri: str = "sqlite:///.supplyml/mlflow.db"
-    artifact_location: str = ".supplyml/mlartifacts"
+    tracking_uri: str = "sqlite:///.supplyml/mlflow.db"  # or http://HOST:PORT of `supplyml tracking-server`
+    artifact_location: str = ".supplyml/mlartifacts"  # a local store's artifacts; a server keeps its own
     experiment: str = "supplyml"
     model_name: str = "supplyml-forecaster"
+    server: TrackingServerConfig = TrackingServerConfig()
 
 
 class GateConfig(Section):
@@ -212,6 +234,9 @@ class PipelineConfig(Section):
     accelerator_type: str = "nvidia.com/gpu"
     accelerator_limit: int = Field(1, ge=0)
     kfp_host: str | None = None
+    optuna_secret: str | None = "supplyml-optuna-storage"  # Secret whose `url` key tuning tasks read on a cluster
+    mlflow_secret: str | None = "supplyml-mlflow-client"  # Secret with the `username` and `password` tasks log in with
+    service_account: str = "supplyml-pipeline-runner"  # what KFP runs as (k8s/base/pipeline-runner.yaml)
 
 
 class Config(Section):
@@ -262,7 +287,11 @@ class Config(Section):
             "tune": self.tune.model_copy(update={"storage": sqlite(self.tune.storage)}),
             "registry": self.registry.model_copy(update={
                 "tracking_uri": sqlite(self.registry.tracking_uri),
-                "artifact_location": path(self.registry.artifact_location)}),
+                "artifact_location": path(self.registry.artifact_location),
+                "server": self.registry.server.model_copy(update={
+                    "backend_store_uri": sqlite(self.registry.server.backend_store_uri),
+                    "artifacts_destination": path(self.registry.server.artifacts_destination),
+                    "auth_database_uri": sqlite(self.registry.server.auth_database_uri)})}),
             "serving": self.serving.model_copy(update={"bentoml_home": path(self.serving.bentoml_home)}),
             "pipeline": self.pipeline.model_copy(update={"root": path(self.pipeline.root)}),
         }

@@ -16,7 +16,7 @@ from supplyml import backtest, gate, lifecycle, planning, registry, tracking
 from supplyml import tune as tuning
 from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
-from supplyml.data import data_version, read_table
+from supplyml.data import data_file, data_version, read_table
 from supplyml.features import Split, build_panel, to_daily
 from supplyml.forecasting import load
 from supplyml.train import train_final
@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
-    """Read the input (order lines or a daily panel) as it is and record which version it is
-    (DVC md5 inside data/, else the file's own md5; git commit)."""
+    """Read the input (order lines or a daily panel) as it is and record which version it is (DVC md5
+    inside data/, checked against the file, else the file's own md5; git commit). A DVC-tracked file
+    missing from the checkout (a fresh pod) is pulled from the DVC remote, at `data.rev` when set."""
     path = Path(root) / cfg.data.path  # an absolute data.path (--data) stays as it is
-    raw = read_table(path, cfg.data)
+    with data_file(path, root, cfg.data.rev) as local:
+        version = data_version(path, root, cfg.data.rev, local=local)  # first: an edited file may not parse
+        raw = read_table(local, cfg.data)
     raw.to_parquet(raw_out)
-    version = data_version(path, root)
     log.info("ingested %d rows of %s (%s; dvc md5 %s, git %s)", len(raw), version["data_path"],
              cfg.data.format, version["dvc_md5"], version["git_commit"][:10])
     return version
@@ -59,19 +61,35 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
             "end": str(split.end.date())}
 
 
-def tune(cfg: Config, panel_in: str, lineage: dict) -> dict:
-    """Best hyperparameters over train days, scored on validation days; trials nest under one MLflow run."""
+def tune_study(cfg: Config, lineage: dict) -> str:
+    """Create (or resume) the study before any worker starts, and the MLflow run its trials nest under;
+    returns that run's id."""
+    tracking.setup_tracking(cfg)
+    study = tuning.create(cfg, lineage["dvc_md5"])
+    with mlflow.start_run(run_name="tune", tags=_tags({**lineage, "optuna_study": study.study_name})) as run:
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+        mlflow.log_params({"study": study.study_name, "workers": cfg.tune.workers, "n_trials": cfg.tune.n_trials})
+    return run.info.run_id
+
+
+def tune_worker(cfg: Config, panel_in: str, lineage: dict, run_id: str, worker: int) -> int:
+    """One Optuna worker over train days, scored on validation days; its trials nest under `run_id`."""
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
-    with mlflow.start_run(run_name="tune", tags=_tags(lineage)):
-        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
-        study = tuning.tune(fit, cfg, lineage["dvc_md5"], _tags(lineage))
-        best = tuning.best_model(study)
+    with mlflow.start_run(run_id=run_id):
+        return tuning.work(fit, cfg, lineage["dvc_md5"], _tags(lineage), worker)
+
+
+def tune_best(cfg: Config, lineage: dict, run_id: str) -> dict:
+    """After the workers: the best hyperparameters, logged on the tune run."""
+    tracking.setup_tracking(cfg)
+    study = tuning.finish(cfg, lineage["dvc_md5"])
+    best = tuning.best_model(study)
+    with mlflow.start_run(run_id=run_id):
         mlflow.log_params({f"best.{k}": v for k, v in best.items()})
         mlflow.log_metric("best_val_loss", study.best_value)
-    return {"params": best, "study": study.study_name, "trial": study.best_trial.number,
-            "val_loss": study.best_value}
+    return {"params": best, "study": study.study_name, "trial": study.best_trial.number, "val_loss": study.best_value}
 
 
 def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str) -> str:

@@ -21,7 +21,9 @@ def setup_tracking(cfg: Config) -> str:
     mlflow.set_tracking_uri(cfg.tracking_uri)
     if mlflow.get_experiment_by_name(cfg.registry.experiment) is None:
         location = cfg.registry.artifact_location
-        if "://" not in location:  # a local directory: MLflow wants a URI
+        if "://" not in location and cfg.tracking_uri.startswith(("http://", "https://")):
+            location = None  # a server keeps artifacts in its own store and proxies them, not on this disk
+        elif "://" not in location:  # a local directory: MLflow wants a URI
             Path(location).mkdir(parents=True, exist_ok=True)
             location = Path(location).resolve().as_uri()
         mlflow.create_experiment(cfg.registry.experiment, artifact_location=location)

@@ -109,3 +109,23 @@ def weekly_panel(days: int = 120, n: int = 6, seed: int = 0):
     return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
                                     "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
                                     "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server (pgserver's bundled binaries) for this test session, on a Unix socket;
+    yields `database(name) -> SQLAlchemy URL`, creating each database once. Stopped and removed after."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    socket_dir = server.get_uri().split("host=")[1]
+    made = set()
+
+    def database(name: str) -> str:
+        if name not in made:
+            server.psql(f'CREATE DATABASE "{name}";')
+            made.add(name)
+        return f"postgresql+psycopg2://postgres:@/{name}?host={socket_dir}"
+
+    yield database
+    server.cleanup()

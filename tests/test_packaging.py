@@ -11,21 +11,48 @@ def compile_to(path, *overrides):
     args = [a for o in overrides for a in ("--set", o)]
     subprocess.run([sys.executable, "-m", "supplyml.cli", "pipeline", "compile", "--out", str(path), *args],
                    cwd=REPO, check=True, capture_output=True)
-    return yaml.safe_load(path.read_text())
+    return load_ir(path)
+
+
+def load_ir(path) -> dict:
+    """The pipeline spec, with the platform spec (Secrets, tolerations) that follows it as a second document."""
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return {**spec, **platform}
 
 
 def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_and_train(tmp_path):
     ir = compile_to(tmp_path / "p.yaml", "pipeline.image=registry.example/supplyml:test")
     executors = ir["deploymentSpec"]["executors"]
-    assert len(executors) == 9  # the eight steps, and `keep` on the gate's no-branch
+    assert len(executors) == 11  # ten steps (tuning is three), and `keep` on the gate's no-branch
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/supplyml:test"}
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
-    assert gpu == {"exec-tune", "exec-train"}
+    assert gpu == {"exec-tune-worker", "exec-train"}
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
+def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_from_secrets(tmp_path):
+    ir = compile_to(tmp_path / "p.yaml", "tune.workers=3")
+    loop = ir["root"]["dag"]["tasks"]["for-loop-2"]
+    assert loop["parameterIterator"]["items"]["raw"] == "[0, 1, 2]" and loop["iteratorPolicy"]["parallelismLimit"] == 3
+    assert list(ir["components"]["comp-for-loop-2"]["dag"]["tasks"]) == ["tune-worker"]
+    assert ir["root"]["dag"]["tasks"]["tune-best"]["dependentTasks"] == ["featurize", "for-loop-2", "tune-study"]
+    cluster = ir["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    secrets = {name: {(s["secretName"], k["secretKey"], k["envVar"]) for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]}
+               for name, e in cluster.items()}
+    optuna = ("supplyml-optuna-storage", "url", "SUPPLYML_OPTUNA_STORAGE")
+    assert {name for name, s in secrets.items() if optuna in s} == {"exec-tune-study", "exec-tune-worker", "exec-tune-best"}
+    login = {("supplyml-mlflow-client", "username", "MLFLOW_TRACKING_USERNAME"),
+             ("supplyml-mlflow-client", "password", "MLFLOW_TRACKING_PASSWORD")}
+    assert {name for name, s in secrets.items() if login <= s} == {
+        "exec-tune-study", "exec-tune-worker", "exec-tune-best", "exec-train", "exec-evaluate", "exec-register",
+        "exec-package", "exec-keep"}
+    tolerations = {name: e["tolerations"] for name, e in cluster.items() if "tolerations" in e}
+    assert tolerations == {n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+                           for n in ("exec-tune-worker", "exec-train")}
+
+
 def test_committed_pipeline_yaml_is_current(tmp_path):
-    assert compile_to(tmp_path / "p.yaml") == yaml.safe_load((REPO / "pipelines/training.yaml").read_text()), \
+    assert compile_to(tmp_path / "p.yaml") == load_ir(REPO / "pipelines/training.yaml"), \
         "pipelines/training.yaml is stale: run `supplyml pipeline compile`"
 
 

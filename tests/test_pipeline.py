@@ -98,3 +98,63 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
     assert d["order_quantity"] == max(0.0, d["order_up_to"] - 10)
     bad = requests.post(f"{server}/replenish", json={"items": [{**item, "service_level": 2}]}, timeout=60)
     assert bad.status_code == 400 and "service_level" in bad.text
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "supplyml.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_missing_data_file_is_named_on_the_last_line_before_kubeflow_starts(tmp_path):
+    from conftest import stores
+    assert not (REPO / "missing.csv").exists()
+    proc = _cli("pipeline", "run", "--data", "missing.csv", *(a for o in stores(tmp_path) for a in ("--set", o)))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"data file {REPO / 'missing.csv'} not found" in last and "make data" in last and "dvc pull" in last
+    assert "Data Docs" not in proc.stderr  # none exist for a file never read
+    assert not (tmp_path / "kfp").exists()
+
+
+def test_submit_to_an_unreachable_kubeflow_host_is_one_line_naming_it():
+    proc = _cli("pipeline", "submit", "--host", "http://127.0.0.1:9")  # port 9 (discard) refuses
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Kubeflow Pipelines host http://127.0.0.1:9 is unreachable" in last and "Connection refused" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_submit_to_a_kubeflow_host_that_refuses_the_credentials_says_so():
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        """Healthy, but 401 to everything else: what an expired token gets."""
+
+        def do_GET(self):
+            healthz = "healthz" in self.path
+            body = b'{"multi_user": false}' if healthz else b'{"error": "Unauthorized"}'
+            self.send_response(200 if healthz else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    host = f"http://127.0.0.1:{stub.server_address[1]}"
+    try:
+        proc = _cli("pipeline", "submit", "--host", host)
+    finally:
+        stub.shutdown()
+        stub.server_close()
+    assert proc.returncode == 1
+    assert f"Kubeflow Pipelines host {host} refused the credentials (HTTP 401)" in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr

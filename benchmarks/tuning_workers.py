@@ -1,0 +1,101 @@
+"""Wall time of the same Optuna study with 1 and with 2 workers on PostgreSQL.
+
+The Online Retail panel (train days of the pipeline's split), `tune.n_trials` trials of the tune step's
+search, run by N worker processes on one study in a PostgreSQL started here (pgserver) exactly as the
+pipeline's ParallelFor runs them: `supplyml.tune.create`, then N x `supplyml.tune.work`, then `finish`.
+Each setting gets its own database, so every run starts from an empty study. With `--split-threads`, each of
+N workers gets cores / N torch threads (OMP_NUM_THREADS) instead of all of them.
+
+    .venv/bin/python benchmarks/tuning_workers.py [--trials 6] [--series 300] [--out benchmarks/results/tuning_workers.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ("import sys, pandas as pd; from supplyml import tune; from supplyml.config import Config; "
+          "cfg = Config.from_json(open(sys.argv[1]).read()); "
+          "print(tune.work(pd.read_parquet(sys.argv[2]), cfg, 'bench', {}, int(sys.argv[3])))")
+
+
+def run(cfg, panel_path: Path, workers: int, url: str, threads: int | None, tmp: Path) -> dict:
+    import optuna
+
+    from supplyml import tune
+
+    os.environ["SUPPLYML_OPTUNA_STORAGE"] = url
+    cfg_path = tmp / f"cfg-{workers}.json"
+    cfg_path.write_text(cfg.to_json())
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
+    start = time.perf_counter()
+    tune.create(cfg, "bench")
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(cfg_path), str(panel_path), str(w)], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for w in range(workers)]
+    per_worker = [int(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    study = tune.finish(cfg, "bench")
+    wall = time.perf_counter() - start
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {"workers": workers, "torch_threads": threads or "all", "wall_s": round(wall, 1),
+            "finished": sum(s in tune.FINISHED for s in states),
+            "pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states), "per_worker": per_worker,
+            "best_val_loss": round(study.best_value, 4)}
+
+
+def main() -> int:
+    import pgserver
+
+    from supplyml.bench import load_panel
+    from supplyml.config import load_config
+    from supplyml.features import Split
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--series", type=int, default=300, help="features.max_series (default 300)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tuning_workers.json")
+    args = parser.parse_args()
+    cfg = load_config(overrides=[f"tune.n_trials={args.trials}", f"features.max_series={args.series}",
+                                 "tune.timeout_s=3600"]).resolved(ROOT)
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        import mlflow
+        mlflow.MlflowClient().search_experiments()  # the schema once, before the workers
+        panel = load_panel(cfg)
+        panel_path = tmp / "panel.parquet"
+        Split.from_panel(panel, cfg.features).fit(panel).to_parquet(panel_path)
+        server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
+        socket_dir = server.get_uri().split("host=")[1]
+        rows = []
+        try:
+            for workers, threads in ((1, None), (2, None), (2, max(1, cores // 2))):
+                name = f"bench_{workers}_{threads or 'all'}"
+                server.psql(f'CREATE DATABASE "{name}";')
+                rows.append(run(cfg, panel_path, workers, f"postgresql+psycopg2://postgres:@/{name}?host={socket_dir}",
+                                threads, tmp))
+                print(rows[-1], flush=True)
+        finally:
+            server.cleanup()
+    header = ["workers", "torch_threads", "wall_s", "finished", "pruned", "per_worker", "best_val_loss"]
+    print(f"\n{args.trials} trials, {panel['unique_id'].nunique()} series, {cores} cores ({platform.machine()})")
+    print(" | ".join(header))
+    for r in rows:
+        print(" | ".join(str(r[h]) for h in header))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"trials": args.trials, "series": int(panel["unique_id"].nunique()), "cores": cores,
+                                    "runs": rows}, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
