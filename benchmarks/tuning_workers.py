@@ -3,10 +3,10 @@
 The Online Retail panel (train days of the pipeline's split), `tune.n_trials` trials of the tune step's
 search, run by N worker processes on one study in a PostgreSQL started here (pgserver) exactly as the
 pipeline's ParallelFor runs them: `supplyml.tune.create`, then N x `supplyml.tune.work`, then `finish`.
-Each setting gets its own database, so every run starts from an empty study. With `--split-threads`, each of
-N workers gets cores / N torch threads (OMP_NUM_THREADS) instead of all of them.
+Each setting gets its own database, so every run starts from an empty study. With several workers, each
+takes cores / N torch threads (supplyml.tune.work does that), as they share this machine.
 
-    .venv/bin/python benchmarks/tuning_workers.py [--trials 6] [--series 300] [--out benchmarks/results/tuning_workers.json]
+    .venv/bin/python benchmarks/tuning_workers.py [--trials 8] [--series 2000] [--out benchmarks/results/tuning_workers.json]
 """
 from __future__ import annotations
 
@@ -26,25 +26,25 @@ WORKER = ("import sys, pandas as pd; from supplyml import tune; from supplyml.co
           "print(tune.work(pd.read_parquet(sys.argv[2]), cfg, 'bench', {}, int(sys.argv[3])))")
 
 
-def run(cfg, panel_path: Path, workers: int, url: str, threads: int | None, tmp: Path) -> dict:
+def run(cfg, panel_path: Path, workers: int, url: str, tmp: Path) -> dict:
     import optuna
 
     from supplyml import tune
 
     os.environ["SUPPLYML_OPTUNA_STORAGE"] = url
+    cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"workers": workers})})
     cfg_path = tmp / f"cfg-{workers}.json"
     cfg_path.write_text(cfg.to_json())
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     start = time.perf_counter()
     tune.create(cfg, "bench")
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(cfg_path), str(panel_path), str(w)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(cfg_path), str(panel_path), str(w)],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for w in range(workers)]
     per_worker = [int(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     study = tune.finish(cfg, "bench")
     wall = time.perf_counter() - start
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    return {"workers": workers, "torch_threads": threads or "all", "wall_s": round(wall, 1),
+    return {"workers": workers, "wall_s": round(wall, 1),
             "finished": sum(s in tune.FINISHED for s in states),
             "pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states), "per_worker": per_worker,
             "best_val_loss": round(study.best_value, 4)}
@@ -58,8 +58,8 @@ def main() -> int:
     from supplyml.features import Split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--series", type=int, default=300, help="features.max_series (default 300)")
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--series", type=int, default=2000, help="features.max_series (default 2000: all of Online Retail)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tuning_workers.json")
     args = parser.parse_args()
     cfg = load_config(overrides=[f"tune.n_trials={args.trials}", f"features.max_series={args.series}",
@@ -77,15 +77,14 @@ def main() -> int:
         socket_dir = server.get_uri().split("host=")[1]
         rows = []
         try:
-            for workers, threads in ((1, None), (2, None), (2, max(1, cores // 2))):
-                name = f"bench_{workers}_{threads or 'all'}"
+            for workers in (1, 2):
+                name = f"bench_{workers}"
                 server.psql(f'CREATE DATABASE "{name}";')
-                rows.append(run(cfg, panel_path, workers, f"postgresql+psycopg2://postgres:@/{name}?host={socket_dir}",
-                                threads, tmp))
+                rows.append(run(cfg, panel_path, workers, f"postgresql+psycopg2://postgres:@/{name}?host={socket_dir}", tmp))
                 print(rows[-1], flush=True)
         finally:
             server.cleanup()
-    header = ["workers", "torch_threads", "wall_s", "finished", "pruned", "per_worker", "best_val_loss"]
+    header = ["workers", "wall_s", "finished", "pruned", "per_worker", "best_val_loss"]
     print(f"\n{args.trials} trials, {panel['unique_id'].nunique()} series, {cores} cores ({platform.machine()})")
     print(" | ".join(header))
     for r in rows:
