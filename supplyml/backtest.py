@@ -192,8 +192,8 @@ def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame
     # The window a forecast may condition on: promotion and event flags are planned, so known ahead.
     known = panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)]
     for d in sim.review_days(horizon, R):
-        forecaster.set_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
-        paths = forecaster.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
+        anchored = forecaster.with_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
+        paths = anchored.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
         levels.append(sim.sample_path_levels(paths, level))
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
             window = paths.sum(axis=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 OPTUNA_STORAGE_ENV = "SUPPLYML_OPTUNA_STORAGE"  # outranks tune.storage: a cluster sets it from a Secret
@@ -89,8 +89,14 @@ class ModelConfig(Section):
 
 class SearchSpace(Section):
     architecture: list[Architecture] = list(get_args(Architecture))
-    hidden_size: tuple[int, int] = (16, 64)  # LSTM units
-    mlp_hidden_size: tuple[int, int] = (64, 512)  # MLP layer width
+    # Width per architecture, on its own scale: LSTM units for deepar, layer width for mlp.
+    hidden_size: dict[Architecture, tuple[int, int]] = {"deepar": (16, 64), "mlp": (64, 512)}
+
+    @model_validator(mode="after")
+    def _width_for_every_architecture(self) -> SearchSpace:
+        if missing := set(self.architecture) - set(self.hidden_size):
+            raise ValueError(f"hidden_size has no range for {sorted(missing)}")
+        return self
     num_layers: tuple[int, int] = (1, 2)
     learning_rate: tuple[float, float] = (1e-3, 1e-2)
     dropout: tuple[float, float] = (0.0, 0.3)
@@ -210,6 +216,22 @@ class InventoryConfig(Section):
     lost_sales_cost: float = Field(0.4, ge=0)  # per unit of demand not met: the margin lost
 
 
+class SegmentsConfig(Section):
+    """K-means segments of customers (RFM) and of products (demand shape), k chosen by silhouette
+    (supplyml.segments). The random state is the top-level `seed`."""
+
+    k_range: tuple[int, int] = (2, 8)  # smallest and largest k tried
+    n_init: int = Field(10, ge=1)  # k-means restarts per k; the best inertia is kept
+    silhouette_sample: int = Field(10_000, ge=10)  # above this many points silhouette is scored on a sample
+
+    @field_validator("k_range")
+    @classmethod
+    def _k_range(cls, k: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= k[0] <= k[1]:
+            raise ValueError("k_range must be (low, high) with 2 <= low <= high")
+        return k
+
+
 class ServingConfig(Section):
     bento_name: str = "supplyml_forecast"
     bentoml_home: str = ".supplyml/bentoml"
@@ -239,6 +261,26 @@ class PipelineConfig(Section):
     service_account: str = "supplyml-pipeline-runner"  # what KFP runs as (k8s/base/pipeline-runner.yaml)
 
 
+class RecommendConfig(Section):
+    """Product recommendations from the same order lines (supplyml.recommending): split, peers, bench."""
+
+    test_days: int = Field(28, ge=1)  # the data's last days, held out for the bench's test
+    val_days: int = Field(28, ge=1)  # the days before them: hyperparameters are chosen here, never on test
+    popularity_days: int = Field(28, ge=1)  # window of the popularity peer and of the unknown-customer fallback
+    k: int = Field(20, ge=10)  # list length ranked, scored (@10, @20) and stored
+    select_metric: str = "ndcg@10/all"  # what the validation grid search maximises
+    models: list[str] = ["popularity", "repeat", "item_knn", "ease", "als", "bpr"]
+    # Grids tried on the validation window; every combination of a model's lists; a model absent runs on its defaults.
+    grid: dict[str, dict[str, list[int | float | str]]] = {
+        "item_knn": {"neighbours": [20, 50, 200]},
+        "ease": {"l2": [100.0, 250.0, 500.0, 1000.0]},
+        "als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1], "alpha": [1.0]},
+        "bpr": {"factors": [32, 64], "learning_rate": [0.01, 0.05]},
+    }
+    seeds: list[int] = [0, 1, 2]  # stochastic models (ALS, BPR) run once per seed; the bench reports mean and std
+    num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR
+
+
 class Config(Section):
     seed: int = 42
     workdir: str = ".supplyml"
@@ -252,8 +294,10 @@ class Config(Section):
     gate: GateConfig = GateConfig()
     monitor: MonitorConfig = MonitorConfig()
     inventory: InventoryConfig = InventoryConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     serving: ServingConfig = ServingConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    recommend: RecommendConfig = RecommendConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()

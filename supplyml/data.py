@@ -337,3 +337,12 @@ def _file_md5(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_product(skus: pd.Series, cfg: DataConfig) -> pd.Series:
+    """True where an (upper-cased) SKU is a product, not postage, a fee or a voucher (`data.non_product_codes`,
+    `data.non_product_prefixes`): the one rule demand and recommendations share."""
+    not_product = skus.isin({code.upper() for code in cfg.non_product_codes})
+    if prefixes := tuple(p.upper() for p in cfg.non_product_prefixes):
+        not_product |= skus.str.startswith(prefixes)
+    return ~not_product

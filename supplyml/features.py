@@ -11,6 +11,7 @@ import pandas as pd
 from supplyml.config import DataConfig, FeatureConfig
 from supplyml.data import (
     DataError,
+    is_product,
     panel_mapping,
     parse_days,
     parse_flag,
@@ -53,14 +54,10 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
         "price": raw[c.price].astype(float),
         "customer": raw[c.customer].fillna(-1) if c.customer in raw else -1,
     })
-    codes = {code.upper() for code in cfg.non_product_codes}
-    prefixes = tuple(p.upper() for p in cfg.non_product_prefixes)
-    not_product = df["sku"].isin(codes)
-    if prefixes:
-        not_product |= df["sku"].str.startswith(prefixes)
+    product = is_product(df["sku"], cfg)
     if c.location:
         df["sku"] = df["sku"] + "@" + raw[c.location].astype(str).str.strip()
-    df = df[~not_product & (df["price"] > 0)]
+    df = df[product & (df["price"] > 0)]
     df = df.assign(sold=df["qty"].clip(lower=0), revenue=df["qty"].clip(lower=0) * df["price"])
     per_customer = df.groupby(["sku", "ds", "customer"]).agg(
         qty=("qty", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
@@ -76,8 +73,8 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
 
     With a location column every (id, location) pair is its own series, `unique_id = "{id}@{location}"`.
     A day a series has no row counts as zero demand. Missing promo/event values count as 0; price
-    stays missing where not given (build_panel carries the series' price over it). Input the panel
-    rules reject raises DataError with example rows; in the pipeline the GX gate
+    stays missing where not given (build_panel carries the series' price over it). Input that breaks
+    a `panel_rules` rule raises DataError with example rows; in the pipeline the GX gate
     (`validation.validate_raw`) has already reported every such problem before this runs.
     """
     used, missing = panel_mapping(cfg.panel_columns, raw.columns)
@@ -88,43 +85,88 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
             "promo, event, location).")
     raw = raw.reset_index(drop=True)
     key = [used[r] for r in ("unique_id", "location") if r in used]
-    daily = pd.DataFrame({"unique_id": series_ids(raw, used), "ds": parse_days(raw[used["ds"]]),
-                          "y": parse_number(raw[used["y"]])})
-
-    def reject(mask: pd.Series, column: str, problem: str, fix: str) -> None:
-        if mask.any():
-            examples = row_examples(raw, mask, [*key, used["ds"], column])
-            raise DataError(f"{cfg.path}: column {column!r}: {int(mask.sum())} of {len(raw)} rows {problem}, "
+    values, rules = panel_rules(raw, used)
+    # The gate reports a missing and an unparseable value apart; here one error per problem says enough.
+    broken: dict[tuple[str, str, str], pd.Series] = {}
+    for rule in rules:
+        at = (rule.column, rule.problem, rule.fix)
+        broken[at] = broken[at] | rule.rows if at in broken else rule.rows
+    for (column, problem, fix), rows in broken.items():
+        if rows.any():
+            examples = row_examples(raw, rows, [*key, used["ds"], column])
+            raise DataError(f"{cfg.path}: column {column!r}: {int(rows.sum())} of {len(raw)} rows {problem}, "
                             f"e.g. {examples} (row 0 is the first data row). {fix}")
-
-    for col in key:
-        reject(raw[col].isna(), col, "have no value", "Every row needs its series id (and location).")
-    reject(daily["ds"].isna(), used["ds"], "are missing or not a date",
-           "Write dates in one format, e.g. YYYY-MM-DD.")
-    reject(daily["y"].isna(), used["y"], "are missing or not a number",
-           "Give every row its units demanded; write 0 for days without sales.")
-    reject(daily["y"] < 0, used["y"], "are negative", "Demand cannot be negative: net returns out first.")
-    reject(daily.duplicated(["unique_id", "ds"], keep=False), used["ds"],
-           "repeat a (series, day) pair",
-           "Give each series one row per day: sum sub-daily rows, or map the location column.")
-    if "price" in used:
-        price = parse_number(raw[used["price"]])
-        reject(raw[used["price"]].notna() & ~(price > 0), used["price"], "are not a positive number",
-               "Leave a price empty where it is unknown.")
-        daily["price"] = price
-    else:
-        daily["price"] = np.nan
-    for role in ("promo", "event"):
-        if role in used:
-            flag = parse_flag(raw[used[role]])
-            reject(raw[used[role]].notna() & flag.isna(), used[role], "are not 0/1 or true/false",
-                   f"Mark {role} days with 1 (or true), other days with 0.")
-            daily[role] = flag.fillna(0.0)
-        else:
-            daily[role] = 0.0
+    daily = values[["unique_id", "ds", "y"]].assign(
+        price=values["price"] if "price" in values else np.nan,
+        **{role: values[role].fillna(0.0) if role in values else 0.0 for role in ("promo", "event")})
     log.info("panel input: %d rows, %d series%s", len(daily), daily["unique_id"].nunique(),
              f" over {raw[used['location']].nunique()} locations" if "location" in used else "")
     return daily.sort_values(["unique_id", "ds"], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PanelRule:
+    """One rule on a daily panel in the file's own column names, and the rows that break it. The GX
+    gate states it as an expectation (`expects`); the adapter, as an error (`problem`, `fix`)."""
+
+    flag: str  # the gate's derived column
+    column: str  # the file's column the rule is about
+    rows: pd.Series  # bool, True where the rule is broken
+    expects: str
+    problem: str
+    fix: str
+    show: tuple[str, ...] = ()  # further columns whose values make useful examples
+
+
+def panel_rules(raw: pd.DataFrame, used: dict[str, str]) -> tuple[pd.DataFrame, list[PanelRule]]:
+    """Every rule on the panel's mapped columns (`used`, role -> column; a missing column is the
+    caller's to report), in the order they are reported, and the values parsed by role (NaN where
+    one does not parse). `raw` is indexed 0..n-1."""
+    values, rules = pd.DataFrame(index=raw.index), []
+
+    def rule(flag: str, column: str, rows: pd.Series, expects: str, problem: str, fix: str, show=()) -> None:
+        rules.append(PanelRule(flag, column, rows, expects, problem, fix, tuple(show)))
+
+    for col in [used[r] for r in ("unique_id", "location") if r in used]:
+        rule(f"_{col}_missing", col, raw[col].isna(), f"{col} has a value on every row", "have no value",
+             "Every row needs its series id (and location).")
+    if "unique_id" in used:
+        values["unique_id"] = series_ids(raw, used)
+    if "ds" in used:
+        col, fix = used["ds"], "Write dates in one format, e.g. YYYY-MM-DD."
+        values["ds"] = days = parse_days(raw[col])
+        rule("_ds_missing", col, raw[col].isna(), f"{col} has a value on every row", "are missing or not a date", fix)
+        rule("_ds_unparseable", col, raw[col].notna() & days.isna(),
+             f"{col} values parse as dates (one format, e.g. YYYY-MM-DD)", "are missing or not a date", fix)
+    if "y" in used:
+        col, fix = used["y"], "Give every row its units demanded; write 0 for days without sales."
+        values["y"] = y = parse_number(raw[col])
+        rule("_y_missing", col, raw[col].isna(), f"{col} (demand) has a value on every row; 0 for no sales",
+             "are missing or not a number", fix)
+        rule("_y_not_number", col, raw[col].notna() & y.isna(), f"{col} (demand) values are numbers",
+             "are missing or not a number", fix, [col])
+        rule("_y_negative", col, y < 0, f"{col} (demand) is not negative", "are negative",
+             "Demand cannot be negative: net returns out first.", [col])
+    if "unique_id" in used and "ds" in used:
+        ids = values["unique_id"]
+        repeated = ids.notna() & days.notna() & pd.DataFrame({"id": ids, "ds": days}).duplicated(keep=False)
+        rule("_duplicate_series_day", used["ds"], repeated,
+             "one row per series and day (sum sub-daily rows; map data.panel_columns.location when ids "
+             "repeat across stores)", "repeat a (series, day) pair",
+             "Give each series one row per day: sum sub-daily rows, or map the location column.",
+             [used["y"]] if "y" in used else [])
+    if "price" in used:
+        col = used["price"]
+        values["price"] = price = parse_number(raw[col])
+        rule("_price_invalid", col, raw[col].notna() & ~(price > 0), f"{col} is a number > 0 where given",
+             "are not a positive number", "Leave a price empty where it is unknown.", [col])
+    for role in ("promo", "event"):
+        if role in used:
+            col = used[role]
+            values[role] = flag = parse_flag(raw[col])
+            rule(f"_{role}_invalid", col, raw[col].notna() & flag.isna(), f"{col} is 0/1 or true/false",
+                 "are not 0/1 or true/false", f"Mark {role} days with 1 (or true), other days with 0.", [col])
+    return values, rules
 
 
 def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:

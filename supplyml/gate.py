@@ -27,7 +27,7 @@ FIGURES = ["wrmsse", "wspl", "coverage_50", "coverage_95", "total_coverage_95", 
 
 def score(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster, cfg: Config) -> dict[str, float]:
     """Forecast and decision figures of `forecaster` anchored on `panel` before `start`, on the horizon after it."""
-    forecaster.set_history(panel[panel["ds"] < start])
+    forecaster = forecaster.with_history(panel[panel["ds"] < start])
     return figures(backtest.Backtest.from_origins([backtest.evaluate_origin(panel, start, forecaster, cfg, peers=[])]),
                    cfg)
 

@@ -23,6 +23,29 @@ class BaseStockDecision:
     expected_demand: float  # mean demand over L + R
 
 
+def check_service_level(service_level: float) -> None:
+    if not 0 < service_level < 1:
+        raise ValueError(f"service_level must lie strictly between 0 and 1, got {service_level}")
+
+
+def order_up_to(totals: np.ndarray, service_level: float, axis: int = -1) -> np.ndarray:
+    """S: the service-level quantile of sampled TOTAL demand over the window it must cover.
+
+    inverted_cdf picks an observed total, so integer demand gives the textbook integer S.
+    """
+    return np.quantile(totals, service_level, axis=axis, method="inverted_cdf")
+
+
+def normal_safety_stock(sd_daily, days, service_level: float):
+    """z * sigma * sqrt(days): the cover above the mean for `days` of i.i.d. normal daily demand."""
+    return float(norm.ppf(service_level)) * sd_daily * np.sqrt(days)
+
+
+def normal_order_up_to(mean_daily, sd_daily, days, service_level: float):
+    """S = mu * days + z * sigma * sqrt(days), the textbook level; arrays broadcast."""
+    return days * mean_daily + normal_safety_stock(sd_daily, days, service_level)
+
+
 def _validate(
     lead_time: int, review_period: int, service_level: float, on_hand: float, on_order: float
 ) -> None:
@@ -30,8 +53,7 @@ def _validate(
         raise ValueError(f"lead_time must be >= 0 days, got {lead_time}")
     if review_period < 1:
         raise ValueError(f"review_period must be >= 1 day, got {review_period}")
-    if not 0 < service_level < 1:
-        raise ValueError(f"service_level must lie strictly between 0 and 1, got {service_level}")
+    check_service_level(service_level)
     if on_hand < 0:
         raise ValueError(f"on_hand must be >= 0 units, got {on_hand}")
     if on_order < 0:
@@ -59,18 +81,16 @@ def base_stock(
     if not np.isfinite(paths).all():
         raise ValueError("demand_paths contains NaN or inf")
 
-    # inverted_cdf picks an observed value, so integer demand gives the textbook integer S.
     total = paths[:, : lead_time + review_period].sum(axis=1)
-    order_up_to = float(np.quantile(total, service_level, method="inverted_cdf"))
+    level = float(order_up_to(total, service_level))
     # Below this position, the chance of a stockout before a new order can arrive exceeds 1 - service_level.
-    lead_demand = paths[:, :lead_time].sum(axis=1)
-    reorder_point = float(np.quantile(lead_demand, service_level, method="inverted_cdf"))
+    reorder_point = float(order_up_to(paths[:, :lead_time].sum(axis=1), service_level))
     expected = float(total.mean())
     return BaseStockDecision(
-        order_quantity=max(0.0, order_up_to - (on_hand + on_order)),
-        order_up_to=order_up_to,
+        order_quantity=max(0.0, level - (on_hand + on_order)),
+        order_up_to=level,
         reorder_point=reorder_point,
-        safety_stock=order_up_to - expected,
+        safety_stock=level - expected,
         expected_demand=expected,
     )
 
@@ -88,15 +108,14 @@ def normal_base_stock(
     _validate(lead_time, review_period, service_level, on_hand, on_order)
     if sd_daily < 0:
         raise ValueError(f"sd_daily must be >= 0, got {sd_daily}")
-    z = float(norm.ppf(service_level))
     window = lead_time + review_period
     expected = mean_daily * window
-    safety = z * sd_daily * np.sqrt(window)
-    order_up_to = expected + safety
+    safety = normal_safety_stock(sd_daily, window, service_level)
+    level = normal_order_up_to(mean_daily, sd_daily, window, service_level)
     return BaseStockDecision(
-        order_quantity=max(0.0, order_up_to - (on_hand + on_order)),
-        order_up_to=float(order_up_to),
-        reorder_point=float(mean_daily * lead_time + z * sd_daily * np.sqrt(lead_time)),
+        order_quantity=max(0.0, level - (on_hand + on_order)),
+        order_up_to=float(level),
+        reorder_point=float(normal_order_up_to(mean_daily, sd_daily, lead_time, service_level)),
         safety_stock=float(safety),
         expected_demand=float(expected),
     )

@@ -59,7 +59,7 @@ def get_version(name: str, version: str, client: MlflowClient | None = None):
     except MlflowException:
         known = sorted((str(v.version) for v in client.search_model_versions(f"name='{name}'")), key=int)
         raise RegistryError(f"{name} has no version {version!r}; versions: {', '.join(known) or 'none'} "
-                            "(a version of another model cannot be promoted here)") from None
+                            "(`supplyml model list` shows them)") from None
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]):

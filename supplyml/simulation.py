@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.stats import norm
+
+from supplyml.inventory import check_service_level, normal_order_up_to, order_up_to
 
 # Lost units below this count as none: summing fractional demand leaves float residue, not a stockout.
 STOCKOUT_TOLERANCE = 1e-9
@@ -200,8 +201,7 @@ def moving_average_levels(
     _check_days("lead_time", lead_time, minimum=0)
     _check_days("review_period", review_period, minimum=1)
     _check_days("window", window, minimum=1)
-    if not 0 < service_level < 1:
-        raise ValueError(f"service_level must lie strictly between 0 and 1, got {service_level}")
+    check_service_level(service_level)
     history = _nonnegative("history", history, ndim=2)
     demand = _nonnegative("demand", demand, ndim=2)
     n, T = demand.shape
@@ -216,27 +216,24 @@ def moving_average_levels(
     # The window before review t starts at H + t - window in the concatenated days.
     windows = sliding_window_view(full, window, axis=1)[:, H + review_days(T, review_period) - window]
     mu, sigma = windows.mean(axis=2), windows.std(axis=2)
-    cover = lead_time + review_period
-    z = float(norm.ppf(service_level))
-    return expand_levels(cover * mu + z * sigma * np.sqrt(cover), T, review_period)
+    levels = normal_order_up_to(mu, sigma, lead_time + review_period, service_level)
+    return expand_levels(levels, T, review_period)
 
 
 def sample_path_levels(paths: np.ndarray, service_level: float) -> np.ndarray:
     """(n,) S from demand sample paths (n, n_samples, L + R) drawn at one review.
 
-    S is the service-level quantile of each path's TOTAL demand over the window, as in
-    `inventory.base_stock`; a sum of daily quantiles would overstate it.
+    S is the service-level quantile of each path's TOTAL demand over the window (`inventory.order_up_to`,
+    as `inventory.base_stock` reads it); a sum of daily quantiles would overstate it.
     """
-    if not 0 < service_level < 1:
-        raise ValueError(f"service_level must lie strictly between 0 and 1, got {service_level}")
+    check_service_level(service_level)
     paths = np.asarray(paths, dtype=float)
     if paths.ndim != 3 or 0 in paths.shape:
         raise ValueError("paths must have non-empty shape (n_series, n_samples, lead_time + review_period), "
                          f"got {paths.shape}")
     if not np.isfinite(paths).all():
         raise ValueError("paths contains NaN or inf")
-    # inverted_cdf picks an observed total, so integer demand gives the textbook integer S.
-    return np.quantile(paths.sum(axis=2), service_level, axis=1, method="inverted_cdf")
+    return order_up_to(paths.sum(axis=2), service_level, axis=1)
 
 
 def _check_days(name: str, value: int, minimum: int) -> None:

@@ -152,7 +152,7 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
     champion is still the one it was judged against."""
     tracking.setup_tracking(cfg)
     forecaster = load(model_in)
-    forecaster.set_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
+    forecaster = forecaster.with_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
     name = cfg.registry.model_name
     verdict = evaluation["verdict"]
     with mlflow.start_run(run_id=run_id):

@@ -33,7 +33,7 @@ def suggest(trial: optuna.Trial, cfg: Config) -> dict:
     because an LSTM's units and an MLP layer's width live on different scales."""
     space = cfg.tune.search_space
     arch = trial.suggest_categorical("architecture", space.architecture)
-    width = space.hidden_size if arch == "deepar" else space.mlp_hidden_size
+    width = space.hidden_size[arch]
     return {
         "architecture": arch,
         "hidden_size": trial.suggest_int(param_name("hidden_size", arch), *width, log=True),

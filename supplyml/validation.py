@@ -25,15 +25,8 @@ from great_expectations.data_context.types.base import (
 )
 
 from supplyml.config import DataConfig
-from supplyml.data import (
-    PANEL_REQUIRED,
-    explicit_panel_columns,
-    panel_mapping,
-    parse_days,
-    parse_flag,
-    parse_number,
-    series_ids,
-)
+from supplyml.data import PANEL_REQUIRED, explicit_panel_columns, panel_mapping
+from supplyml.features import panel_rules
 
 log = logging.getLogger(__name__)
 
@@ -183,47 +176,18 @@ def validate_panel_input(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path
                                      description=f"{getattr(pc, role)} (data.panel_columns.{role}) is in the file")
              for role in must_exist]
 
+    values, rules = panel_rules(data, used)  # the adapter's rules (`features.panel_daily`), as expectations
     data["row"] = np.arange(len(data))
     key = [used[r] for r in ("unique_id", "location") if r in used]
     show = ["row", *key, *([used["ds"]] if "ds" in used else [])]
-
-    def flag(name: str, mask: pd.Series, column: str, description: str, extra: list[str] = ()) -> None:
-        data[name] = mask.to_numpy()
-        exps.append(_flag_is_false(name, column, [*show, *extra], description))
-
-    for col in key:
-        flag(f"_{col}_missing", data[col].isna(), col, f"{col} has a value on every row")
-    if "ds" in used:
-        col = used["ds"]
-        days = parse_days(data[col])
-        flag("_ds_missing", data[col].isna(), col, f"{col} has a value on every row")
-        flag("_ds_unparseable", data[col].notna() & days.isna(), col,
-             f"{col} values parse as dates (one format, e.g. YYYY-MM-DD)")
-        data["_ds_day"] = days
-        exps.append(gxe.ExpectColumnValuesToBeBetween(
-            column="_ds_day", max_value=now.normalize().to_pydatetime(), meta={"column": col, "show": show},
-            description=f"{col} is not in the future (after {now:%Y-%m-%d})"))
-    if "y" in used:
-        col = used["y"]
-        y = parse_number(data[col])
-        flag("_y_missing", data[col].isna(), col, f"{col} (demand) has a value on every row; 0 for no sales")
-        flag("_y_not_number", data[col].notna() & y.isna(), col, f"{col} (demand) values are numbers", [col])
-        flag("_y_negative", y < 0, col, f"{col} (demand) is not negative", [col])
-    if "unique_id" in used and "ds" in used:
-        ids = series_ids(data, used)
-        repeated = ids.notna() & days.notna() & pd.DataFrame({"id": ids, "ds": days}).duplicated(keep=False)
-        flag("_duplicate_series_day", repeated, used["ds"],
-             "one row per series and day (sum sub-daily rows; map data.panel_columns.location when ids "
-             "repeat across stores)", [used["y"]] if "y" in used else [])
-    if "price" in used:
-        col = used["price"]
-        flag("_price_invalid", data[col].notna() & ~(parse_number(data[col]) > 0), col,
-             f"{col} is a number > 0 where given", [col])
-    for role in ("promo", "event"):
-        if role in used:
-            col = used[role]
-            flag(f"_{role}_invalid", data[col].notna() & parse_flag(data[col]).isna(), col,
-                 f"{col} is 0/1 or true/false", [col])
+    for rule in rules:
+        data[rule.flag] = rule.rows.to_numpy()
+        exps.append(_flag_is_false(rule.flag, rule.column, [*show, *rule.show], rule.expects))
+        if rule.flag == "_ds_unparseable":  # the gate alone also refuses days in the future
+            data["_ds_day"] = values["ds"]
+            exps.append(gxe.ExpectColumnValuesToBeBetween(
+                column="_ds_day", max_value=now.normalize().to_pydatetime(), meta={"column": rule.column, "show": show},
+                description=f"{rule.column} is not in the future (after {now:%Y-%m-%d})"))
     return _run("raw_daily_panel", data, exps, docs_dir, source=cfg.path)
 
 

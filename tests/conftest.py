@@ -47,7 +47,7 @@ class Run:
 def run_pipeline(tmp: Path, *extra: str) -> Run:
     """`supplyml pipeline run` in a child process, exactly as a user runs it, on stores under `tmp`."""
     args = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "supplyml.cli", "pipeline", "run", *args, *extra],
+    proc = subprocess.run([sys.executable, "-m", "cli", "pipeline", "run", *args, *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     return Run(proc.returncode, proc.stdout + proc.stderr)
 

@@ -103,7 +103,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
     sets = [*stores(tmp_path), "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
             "inventory.num_sample_paths=100", *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()]]
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "supplyml.cli", "bench", "--data", str(data), "--format", "panel",
+    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "--data", str(data), "--format", "panel",
                            "--out", str(out), *[a for s in sets for a in ("--set", s)]],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -126,7 +126,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
 def test_bench_rejects_bad_data_before_training(tmp_path):
     data = tmp_path / "bad.csv"
     pd.DataFrame({"unique_id": ["A", "A"], "ds": ["2022-01-01", "2022-01-01"], "y": [1, -2]}).to_csv(data, index=False)
-    proc = subprocess.run([sys.executable, "-m", "supplyml.cli", "bench", "--data", str(data), "--format", "panel",
+    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "--data", str(data), "--format", "panel",
                            "--out", str(tmp_path / "out"), *[a for s in stores(tmp_path) for a in ("--set", s)]],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1

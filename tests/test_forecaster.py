@@ -59,6 +59,22 @@ def test_unknown_series_is_named(forecaster):
         forecaster.sample(["S1", "NOPE"], 5, 10)
 
 
+def test_with_history_returns_a_re_anchored_copy_and_leaves_the_model_as_it_was(forecaster, panel):
+    before, history = forecaster.predict(None, 7, QUANTILES), forecaster.history
+    earlier_days = panel[panel["ds"] < "2011-05-01"]
+    earlier = forecaster.with_history(earlier_days)
+    assert earlier is not forecaster and earlier.module is forecaster.module  # weights shared, not copied
+    assert forecaster.history is history and forecaster.last_date == pd.Timestamp("2011-05-30")
+    assert earlier.last_date == pd.Timestamp("2011-04-30")
+    fc = earlier.predict(None, 7, QUANTILES)
+    assert fc["ds"].min() == pd.Timestamp("2011-05-01")  # the day after the new history ends
+    # The copy forecasts as a model built on that history does; the original's forecasts do not move.
+    fresh = type(forecaster)(forecaster.module, earlier_days, forecaster.horizon, forecaster.num_samples, forecaster.seed)
+    pd.testing.assert_frame_equal(fc, fresh.predict(None, 7, QUANTILES))
+    assert not np.allclose(fc["mean"], before["mean"])
+    pd.testing.assert_frame_equal(forecaster.predict(None, 7, QUANTILES), before)
+
+
 def test_save_and_load_give_the_same_forecast(forecaster, tmp_path):
     forecaster.save(tmp_path)
     loaded = load(tmp_path)

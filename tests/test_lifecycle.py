@@ -36,7 +36,7 @@ TOLERANCE = "gate.csl_tolerance=0.1"
 
 def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     sets = [a for o in [*stores(tmp), *SMALL, TOLERANCE] for a in ("--set", o)]
-    return subprocess.run([sys.executable, "-m", "supplyml.cli", *args, *sets], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args, *sets], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env={**os.environ, **(env or {})})
 
 
@@ -133,7 +133,7 @@ def test_7_the_served_champion_is_the_rolled_back_version(tmp):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [a for o in [*stores(tmp), f"serving.port={port}"] for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-m", "supplyml.cli", "serve", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

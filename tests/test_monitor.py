@@ -14,7 +14,8 @@ from conftest import REPO, stores, weekly_panel
 from mlflow import MlflowClient
 from test_validation import real_file
 
-from supplyml import cli, monitor
+from cli import main as cli
+from supplyml import monitor
 from supplyml.config import load_config
 from supplyml.data import read_table
 from supplyml.features import build_panel, to_daily
@@ -37,7 +38,7 @@ def register_champion(cfg, panel: pd.DataFrame, end: pd.Timestamp) -> dict:
     fit, test = panel[panel["ds"] <= cut], panel[(panel["ds"] > cut) & (panel["ds"] <= end)]
     model = Statistical.fit(fit, "window_average", HORIZON)
     metrics = evaluate_forecasts(fit, test, model.predict(None, HORIZON, quantiles), quantiles)
-    model.set_history(panel[panel["ds"] <= end])
+    model = model.with_history(panel[panel["ds"] <= end])
     setup_tracking(cfg)
     with mlflow.start_run():
         uri = log_forecaster(model, cfg)
@@ -82,7 +83,7 @@ def run_cli(tmp, data, out, *extra) -> subprocess.CompletedProcess:
     """`supplyml monitor` in a child process, as a user runs it; MLflow's URI comes from --set only."""
     args = [a for o in stores(tmp) for a in ("--set", o)]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "supplyml.cli", "monitor", "--data", str(data), "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "cli", "monitor", "--data", str(data), "--out", str(out),
                            *args, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

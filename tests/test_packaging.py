@@ -9,7 +9,7 @@ from conftest import REPO
 
 def compile_to(path, *overrides):
     args = [a for o in overrides for a in ("--set", o)]
-    subprocess.run([sys.executable, "-m", "supplyml.cli", "pipeline", "compile", "--out", str(path), *args],
+    subprocess.run([sys.executable, "-m", "cli", "pipeline", "compile", "--out", str(path), *args],
                    cwd=REPO, check=True, capture_output=True)
     return load_ir(path)
 
@@ -65,9 +65,18 @@ def test_bento_requirements_match_the_project_pins():
 
 def test_package_runs_only_when_the_gate_promoted(tmp_path):
     components = compile_to(tmp_path / "p.yaml")["components"]
-    branches = components["comp-condition-branches-1"]["dag"]["tasks"]
+    (branches,) = [c["dag"]["tasks"] for name, c in components.items() if name.startswith("comp-condition-branches-")]
     policy = {name: task["triggerPolicy"]["condition"] for name, task in branches.items()}
     branch_of = {task: name.removeprefix("comp-") for name, c in components.items() if name.startswith("comp-condition-")
                  and "dag" in c for task in c["dag"]["tasks"]}
     assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
     assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"
+
+
+def test_the_core_library_imports_neither_kubeflow_nor_bentoml():
+    # Every module of supplyml/, imported in a fresh interpreter: the CLI (cli/) is the composition root.
+    code = ("import importlib, pkgutil, sys, supplyml\n"
+            "for m in pkgutil.walk_packages(supplyml.__path__, 'supplyml.'): importlib.import_module(m.name)\n"
+            "print(sorted({n.split('.')[0] for n in sys.modules} & {'kfp', 'bentoml', 'pipelines', 'serving', 'components'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -103,7 +103,7 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
 def _cli(*args: str):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "supplyml.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 
 

@@ -62,7 +62,7 @@ def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new
     model = Statistical.fit(panel, "window_average", horizon=14)
     mean = model.predict(["S2"], 3, [0.5])["mean"].to_numpy()
     assert mean == pytest.approx([panel[panel["unique_id"] == "S2"]["y"].iloc[-28:].mean()] * 3)
-    model.set_history(panel[panel["ds"] < "2022-06-01"])
+    model = model.with_history(panel[panel["ds"] < "2022-06-01"])
     earlier = panel[(panel["unique_id"] == "S2") & (panel["ds"] < "2022-06-01")]["y"].iloc[-28:].mean()
     fc = model.predict(["S2"], 3, [0.5])
     assert fc["mean"].to_numpy() == pytest.approx([earlier] * 3) and fc["ds"].iloc[0] == pd.Timestamp("2022-06-01")
@@ -96,6 +96,22 @@ def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(t
     np.testing.assert_array_equal(loaded.sample(["S1"], 10, 50, seed=3), combo.sample(["S1"], 10, 50, seed=3))
     with pytest.raises(ValueError, match="must cover the members"):
         Combination(members, {"lightgbm": 1.0}, panel)
+
+
+def test_re_anchoring_a_combination_re_anchors_copies_of_its_members():
+    panel = weekly_panel(200)
+    members = {n: Statistical.fit(panel, n, 14) for n in ("window_average", "seasonal_naive")}
+    combo = Combination(members, {"window_average": 0.5, "seasonal_naive": 0.5}, panel)
+    before = combo.predict(None, 7, [0.5])
+    earlier = combo.with_history(panel[panel["ds"] < "2022-06-01"])
+    end, cut = panel["ds"].max(), pd.Timestamp("2022-05-31")
+    assert earlier.last_date == cut and all(m.last_date == cut for m in earlier.members.values())
+    assert combo.last_date == end and all(m.last_date == end for m in [*combo.members.values(), *members.values()])
+    assert earlier.members["window_average"].residuals is members["window_average"].residuals  # fitted state shared
+    s2 = panel[(panel["unique_id"] == "S2") & (panel["ds"] <= cut)]["y"]
+    mean = earlier.predict(["S2"], 7, [0.5])["mean"].to_numpy()  # halfway between last-28-days mean and last week
+    assert mean == pytest.approx(0.5 * s2.iloc[-28:].mean() + 0.5 * s2.iloc[-7:].to_numpy())
+    pd.testing.assert_frame_equal(combo.predict(None, 7, [0.5]), before)
 
 
 def test_lightgbm_reads_known_promotions():

@@ -112,7 +112,7 @@ def serve(cfg, env: dict | None = None, cli: list[str] | None = None):
     SET=...` does). Yields its URL, process and log file."""
     from serving.package import bentoml_env, serve_command
 
-    cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "supplyml.cli", "serve", *store_args(cfg), *cli]
+    cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "cli", "serve", *store_args(cfg), *cli]
     log_path = Path(cfg.serving.bentoml_home).parent / f"serve-{cfg.serving.port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log,
@@ -330,7 +330,7 @@ def test_predict_exports_what_forecast_answers_with_its_lineage(url, cfg, tmp_pa
     import pyarrow.parquet as pq
 
     out = tmp_path / "all.parquet"
-    cli = [sys.executable, "-m", "supplyml.cli", "predict", *store_args(cfg)]
+    cli = [sys.executable, "-m", "cli", "predict", *store_args(cfg)]
     done = subprocess.run([*cli, "--out", str(out), "--horizon", "9", "--quantiles", "0.9,0.1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

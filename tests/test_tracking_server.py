@@ -21,7 +21,7 @@ MODEL = "supplyml-forecaster"
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "supplyml.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env=env)
 
 
@@ -72,7 +72,7 @@ def server(tmp_path_factory, postgres):
     artifacts, log_path = tmp / "artifacts", tmp / "server.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "supplyml.cli", "tracking-server", "--port", str(port),
+        [sys.executable, "-m", "cli", "tracking-server", "--port", str(port),
          "--backend-store-uri", postgres("mlflow"), "--artifacts-destination", str(artifacts),
          "--set", f"workdir={tmp / 'workdir'}",
          "--set", f"registry.server.auth_database_uri={json.dumps(postgres('mlflow_auth'))}"],

@@ -3,7 +3,7 @@
 A family implements `fit` (a classmethod), `quantiles` (mean and quantiles per series and day at any
 levels), and `_save_state` / `_load_state`. From those this base gives every model the same surface:
 `predict` (a frame of mean and quantiles), `sample` (joint daily sample paths), `order_level` (the
-level at which to read totals for an order-up-to decision), `set_history`, `save` and `load`.
+level at which to read totals for an order-up-to decision), `with_history`, `save` and `load`.
 
 Calibration learnt on validation origins (`supplyml.forecasting.calibration`) travels with the model:
 `predict` and `sample` read daily quantiles at calibrated levels, `sample` ties days with a Gaussian
@@ -12,6 +12,7 @@ the sampled lead-time-plus-review totals that met it on validation data.
 """
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -78,11 +79,19 @@ class Forecaster(ABC):
 
     def __init__(self, history: pd.DataFrame, calibration: Calibration | None = None):
         self.calibration = calibration or Calibration()
-        self.set_history(history)
+        self._anchor(history)
 
     # -- history ---------------------------------------------------------------------------------
-    def set_history(self, history: pd.DataFrame) -> None:
-        """What forecasts condition on; the fitted parameters stay. Forecasts start the day after it ends."""
+    def with_history(self, history: pd.DataFrame) -> Forecaster:
+        """This model conditioned on `history`: forecasts start the day after it ends. A shallow copy,
+        so the fitted parameters (and calibration) are shared, not copied; this model is unchanged."""
+        model = copy.copy(self)
+        model._anchor(history)
+        return model
+
+    def _anchor(self, history: pd.DataFrame) -> None:
+        """Set the history-derived state; families with more of it extend this. Called on a model
+        being built (constructor, `with_history`'s copy), never on one already handed out."""
         self.history = history[[c for c in HISTORY_COLUMNS if c in history]].sort_values(
             ["unique_id", "ds"], ignore_index=True)
         self._ids = list(pd.unique(self.history["unique_id"]))

@@ -22,10 +22,10 @@ class Combination(Forecaster):
         self.history_days = None if None in days else max(days)
         super().__init__(history)
 
-    def set_history(self, history: pd.DataFrame) -> None:
-        super().set_history(history)
-        for member in self.members.values():
-            member.set_history(self.history)
+    def _anchor(self, history: pd.DataFrame) -> None:
+        super()._anchor(history)
+        # A new dict of re-anchored copies: a shallow copy of this combination shares the old one.
+        self.members = {name: member.with_history(self.history) for name, member in self.members.items()}
 
     def quantiles(self, skus, horizon, levels, future=None):
         mean, q = 0.0, 0.0

@@ -42,8 +42,8 @@ class NetworkForecaster(Forecaster):
         self.history_days = module.hparams.context_length + 1
         super().__init__(history)
 
-    def set_history(self, history: pd.DataFrame) -> None:
-        super().set_history(history)
+    def _anchor(self, history: pd.DataFrame) -> None:
+        super()._anchor(history)
         self.arrays = PanelArrays.from_panel(self.history)
 
     @classmethod

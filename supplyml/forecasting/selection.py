@@ -113,8 +113,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
         forecasts = {}
         for name, model in fitted.items():
-            model.set_history(history)
-            forecasts[name] = model.quantiles(ids, h, cal.FINE, future=test)
+            forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
         windows.append(Window(origin, ids, history, test, actual, forecasts))
 
     scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
@@ -162,7 +161,7 @@ def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str
     combo.calibration = Calibration(daily=daily)
     q_days, totals, scale = [], [], []
     for w in windows:
-        combo.set_history(w.history)
+        combo = combo.with_history(w.history)
         q_days.append(combo.quantiles(w.ids, days, combo.calibration.daily_levels(LEVEL_GRID), future=w.test)[1])
         totals.append(w.actual[:, :days].sum(1))
         scale.append(np.maximum(w.history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))

@@ -233,6 +233,9 @@ def bench_command(args) -> int:
     from supplyml.validation import DataValidationError
 
     cfg = _config(args)
+    if args.family == "recommend":
+        return _bench_recommend(cfg, args.out or ".supplyml/bench-recommend")
+    args.out = args.out or ".supplyml/bench"
     try:
         result = bench.run(cfg, args.out, root=Path.cwd())
     except (DataError, DataValidationError) as e:
@@ -249,6 +252,23 @@ def bench_command(args) -> int:
           "realised cycle service level against its target):")
     print("  ".join(f"{k} {v:.3f}" for k, v in summary["calibration"].items()))
     print(f"\nWrote {args.out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}")
+    return 0
+
+
+def _bench_recommend(cfg, out: str) -> int:
+    from supplyml.data import DataError
+    from supplyml.recommending import bench
+
+    try:
+        result = bench.run(cfg, out, root=Path.cwd())
+    except DataError as e:
+        log.error("%s", e)
+        return 1
+    s = result["summary"]
+    print(f"\nRecommendations on the test window {s['split']['test_start']} .. {s['split']['end']} "
+          f"(hyperparameters chosen on validation days; stochastic models averaged over seeds {s['seeds']}):")
+    print(bench.format_table(result["table"]))
+    print(f"\nWrote {out}/results.json and rankings.parquet (model, customer_id, rank, sku, score)")
     return 0
 
 
@@ -359,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("--reason", help="why, for the audit trail")
     bench = sub.add_parser("bench", parents=[common, data_args],
                            help="rolling-origin benchmark of the model recipe vs peers and replenishment policies")
-    bench.add_argument("--out", default=".supplyml/bench", metavar="DIR",
-                       help="where results.json, forecasts.parquet and report.html go (default: .supplyml/bench)")
+    bench.add_argument("--out", metavar="DIR", help="where results.json, forecasts.parquet and report.html go "
+                       "(default: .supplyml/bench; .supplyml/bench-recommend with --family recommend)")
+    bench.add_argument("--family", choices=["forecast", "recommend"], default="forecast",
+                       help="forecast: demand models vs peers and replenishment policies; recommend: recommenders vs "
+                            "peers on a temporal split (recommend.*)")
     bench.set_defaults(func=bench_command)
     mon = sub.add_parser("monitor", parents=[common, data_args],
                          help="score the champion on new actuals and check drift; exit status 3 says retrain")

@@ -1,0 +1,6 @@
+"""Product recommendations from the order history: interactions and their temporal split, the model
+protocol (`Recommender`), ranking metrics, peers and a bench."""
+from supplyml.recommending.base import FALLBACK, RECOMMENDERS, Recommendations, Recommender, load
+from supplyml.recommending.peers import PEERS
+
+__all__ = ["FALLBACK", "PEERS", "RECOMMENDERS", "Recommendations", "Recommender", "load"]

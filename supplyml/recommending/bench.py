@@ -1,0 +1,175 @@
+"""The recommendation bench: every configured model on one global temporal split of the order history.
+
+1. Validation: each model is fitted on `train` (catalogue: SKUs seen in train) for every point of its
+   grid (`recommend.grid`), and ranks for the customers active in the validation days whom train knows;
+   the point with the best `recommend.select_metric` wins. Stochastic models use the first seed here.
+2. Test: the winners are refitted on train + validation (catalogue: SKUs seen there) and rank for the
+   test-window customers it knows; stochastic models once per seed, reported as mean and std.
+Writes results.json (the table, chosen params, grid scores, split dates) and rankings.parquet
+(`model, customer_id, rank, sku, score`: the test lists, the first seed's for stochastic models).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from supplyml.config import Config, load_config
+from supplyml.data import data_version
+from supplyml.recommending import (
+    metrics,
+    networks,  # noqa: F401  registers the product's models (network, blend)
+)
+from supplyml.recommending.base import RECOMMENDERS, Recommender
+from supplyml.recommending.interactions import (
+    catalogue,
+    load_interactions,
+    purchased_items,
+    relevant_items,
+    temporal_split,
+)
+from supplyml.recommending.peers import PEERS
+
+log = logging.getLogger(__name__)
+
+
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] or [{}]
+
+
+def score_window(model: Recommender, history: pd.DataFrame, window: pd.DataFrame, k: int
+                 ) -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
+    """Flat metrics of `model` on `window` (customers it knows), and the lists it was judged on."""
+    relevant = relevant_items(window, known=set(model.customers))
+    customers = sorted(relevant)
+    lists = dict(zip(customers, model.recommend(customers, k)))
+    rankings = {c: [s for s, _ in lst] for c, lst in lists.items()}
+    return metrics.flatten(metrics.evaluate(rankings, relevant, purchased_items(history), len(model.items))), lists
+
+
+def _fit_score(cls: type[Recommender], params: dict, history: pd.DataFrame, window: pd.DataFrame, k: int):
+    t0 = time.perf_counter()
+    model = cls(**params).fit(history, catalogue(history))
+    scores, lists = score_window(model, history, window, k)
+    return scores, lists, time.perf_counter() - t0
+
+
+def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, root: str = ".",
+        models: dict[str, type[Recommender]] | None = None) -> dict:
+    """The bench (see the module docstring): {"summary": what results.json holds, "table": one row per
+    model}. `models` defaults to `recommend.models`, looked up among the registered recommenders."""
+    rc = cfg.recommend
+    seeds = list(rc.seeds if seeds is None else seeds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    models = models or {name: _lookup(name) for name in rc.models}
+    data = load_interactions(cfg, root)
+    split = temporal_split(data.frame, rc.test_days, rc.val_days)
+    base = {"popularity_days": rc.popularity_days, "num_threads": rc.num_threads}
+
+    chosen, grid_scores, rows, frames = {}, {}, [], []
+    for name, cls in models.items():
+        shared = {k: v for k, v in base.items() if k in ("popularity_days", *cls.defaults)}
+        first = {"seed": seeds[0]} if cls.stochastic else {}
+        tried = []
+        for point in grid_points(rc.grid.get(name, {})):
+            scores, _, secs = _fit_score(cls, {**shared, **first, **point}, split.train, split.val, rc.k)
+            tried.append({"params": point, rc.select_metric: scores[rc.select_metric], "seconds": secs})
+            log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric], secs)
+        best = max(tried, key=lambda t: t[rc.select_metric])
+        chosen[name], grid_scores[name] = best["params"], tried
+
+        runs = []
+        for seed in (seeds if cls.stochastic else [None]):
+            params = {**shared, **best["params"], **({"seed": seed} if seed is not None else {})}
+            scores, lists, secs = _fit_score(cls, params, split.fit, split.test, rc.k)
+            runs.append({**scores, "wall_s": secs})
+            if seed is None or seed == seeds[0]:
+                frames.append(_ranking_frame(name, lists))
+        table_runs = pd.DataFrame(runs)
+        row = {"model": name, **table_runs.mean().to_dict(), "seeds": len(runs)}
+        if cls.stochastic and len(runs) > 1:
+            row.update({f"{c}_std": v for c, v in table_runs.std(ddof=1).items() if "/" in c})
+        rows.append(row)
+        log.info("%s: test ndcg@10/all %.4f", name, row["ndcg@10/all"])
+
+    table = pd.DataFrame(rows).set_index("model")
+    pd.concat(frames, ignore_index=True).to_parquet(out / "rankings.parquet", index=False)
+    fit, test = split.fit, split.test
+    known = test["customer_id"].isin(set(fit["customer_id"]))
+    summary = {
+        "data": data_version(cfg.data.path, root), "split": split.dates(),
+        "counts": {"train_rows": len(split.train), "val_rows": len(split.val), "test_rows": len(test),
+                   "catalogue": int(fit["sku"].nunique()), "fit_customers": int(fit["customer_id"].nunique()),
+                   "test_customers": int(test["customer_id"].nunique()),
+                   "test_customers_known": int(test.loc[known, "customer_id"].nunique()),
+                   # relevant but unrankable: SKUs first sold in the test window
+                   "test_rows_outside_catalogue": float((~test["sku"].isin(set(fit["sku"]))).mean())},
+        "select_metric": rc.select_metric, "seeds": seeds, "chosen": chosen, "validation_grid": grid_scores,
+        "table": json.loads(table.reset_index().to_json(orient="records")),
+        "seconds": time.perf_counter() - started,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+    log.info("recommendation bench finished in %.0f s; results in %s", summary["seconds"], out)
+    return {"summary": summary, "table": table}
+
+
+def _lookup(name: str) -> type[Recommender]:
+    if name in PEERS:
+        return PEERS[name]
+    if name not in RECOMMENDERS:
+        raise ValueError(f"recommend.models: unknown model {name!r}; known: {sorted(RECOMMENDERS)} "
+                         "(a model outside supplyml.recommending.peers must be imported first)")
+    return RECOMMENDERS[name]
+
+
+def _ranking_frame(name: str, lists: dict[str, list[tuple[str, float]]]) -> pd.DataFrame:
+    customers = list(lists)
+    n = [len(lists[c]) for c in customers]
+    return pd.DataFrame({
+        "model": name, "customer_id": np.repeat(customers, n),
+        "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n else np.array([], int),
+        "sku": [s for c in customers for s, _ in lists[c]],
+        "score": np.array([v for c in customers for _, v in lists[c]], dtype=np.float32)})
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Metrics as rows of all / repeat / new per model, then customers scored and wall seconds."""
+    lines = []
+    for subset in metrics.SUBSETS:
+        part = table[[f"{m}/{subset}" for m in metrics.METRICS]].copy()
+        part.columns = list(metrics.METRICS)
+        part["customers"] = table[f"customers/{subset}"].astype(int)
+        if subset == "all":
+            part["wall_s"] = table["wall_s"]
+            stds = [c for c in table if c.endswith("/all_std") and c.startswith("ndcg@10")]
+            if stds:
+                part["ndcg@10 std"] = table[stds[0]]
+        lines += [f"-- {subset} items", part.to_string(float_format=lambda v: f"{v:.4f}", na_rep="")]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m supplyml.recommending.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="directory for results.json and rankings.parquet")
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    t0 = time.perf_counter()
+    result = run(load_config(args.config, args.overrides), args.out)
+    print(format_table(result["table"]))
+    print(f"wall: {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
