@@ -22,11 +22,17 @@ def stores(tmp: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _tracking_uri_not_leaked():
-    """`mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI, which outranks config and which child
-    pipelines inherit: a test that sets it must not send the next test's runs into its own store."""
+    """`mlflow.set_tracking_uri` and `mlflow.set_experiment` also export MLFLOW_TRACKING_URI and
+    MLFLOW_EXPERIMENT_ID, which child processes inherit: a test that sets them must not send the next
+    test's runs into its own store or experiment."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield
     mlflow.set_tracking_uri(before)
+    if experiment is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
 
 
 def rejected(report):
