@@ -27,6 +27,8 @@ def setup(tmp_path, postgres, monkeypatch, request):
     url = postgres(request.node.name.lower()[:40])
     monkeypatch.setenv(OPTUNA_STORAGE_ENV, url)  # what a cluster's Secret sets; outranks tune.storage
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    # An experiment another test's fixtures made active (mlflow exports it) does not exist in this store.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     mlflow.MlflowClient().search_experiments()  # the schema once, as the pipeline's tune_study step does
     panel = tmp_path / "panel.parquet"
     weekly_panel(days=140, n=4).to_parquet(panel)
