@@ -127,7 +127,7 @@ ARCHITECTURES = {cls.architecture: cls for cls in (BPR, Sequence)}
 
 
 def fit(architecture: str, pairs: np.ndarray, sequences: list[np.ndarray], n_users: int, n_items: int, params: dict,
-        epochs: int, batch_size: int = 1024, seed: int = 0, accelerator: str = "auto", callbacks=None):
+        epochs: int, batch_size: int = 1024, seed: int = 0, accelerator: str = "auto"):
     """Train one architecture; `pairs` are (customer, item) purchases, `sequences` each customer's items in
     purchase order. Returns the trained module on CPU, in eval mode."""
     cls = ARCHITECTURES[architecture]
@@ -136,7 +136,7 @@ def fit(architecture: str, pairs: np.ndarray, sequences: list[np.ndarray], n_use
     data = module.dataset(pairs, sequences)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks or [],
+                         enable_progress_bar=False, enable_model_summary=False,
                          deterministic=True)
     trainer.fit(module, loader)
     return module.cpu().eval()
