@@ -21,27 +21,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = ("import sys, pandas as pd; from supplyml import tune; from supplyml.config import Config; "
-          "cfg = Config.from_json(open(sys.argv[1]).read()); "
-          "print(tune.work(pd.read_parquet(sys.argv[2]), cfg, 'bench', {}, int(sys.argv[3])))")
 
 
 def run(cfg, panel_path: Path, workers: int, url: str, tmp: Path) -> dict:
     import optuna
 
     from supplyml import tune
+    from supplyml.forecasting.search import ForecastSearch
 
     os.environ["SUPPLYML_OPTUNA_STORAGE"] = url
     cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"workers": workers})})
     cfg_path = tmp / f"cfg-{workers}.json"
     cfg_path.write_text(cfg.to_json())
     start = time.perf_counter()
-    tune.create(cfg, "bench")
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(cfg_path), str(panel_path), str(w)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    tune.create(cfg, ForecastSearch(None, cfg, "bench"))
+    worker = [sys.executable, "-m", "supplyml.forecasting.search", str(cfg_path), str(panel_path), "bench"]
+    procs = [subprocess.Popen([*worker, str(w)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for w in range(workers)]
     per_worker = [int(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-    study = tune.finish(cfg, "bench")
+    study = tune.finish(cfg, ForecastSearch(None, cfg, "bench"))
     wall = time.perf_counter() - start
     states = [t.state for t in study.get_trials(deepcopy=False)]
     return {"workers": workers, "wall_s": round(wall, 1),

@@ -94,9 +94,38 @@ def _print_summary(cfg, outputs: dict) -> None:
     print(f"\nRegistered {registration['name']} version {registration['version']}: {state}.")
     for reason in registration["reasons"][len(registration["verdict"]["reasons"]):]:
         print(f"  {reason}")
-    print(f"Champion: version {registration['champion']}; its Bento: {outputs['bento']}")
+    recommendation = json.loads(outputs.get("recommendation", "null"))  # absent with pipeline.recommend=false
+    champions = f"version {registration['champion']}"
+    if recommendation is not None:
+        _print_recommendation(recommendation)
+        champions = (f"{registration['name']} version {registration['champion']}, {recommendation['name']} version "
+                     f"{recommendation['champion']}")
+    print(f"\nChampion: {champions}; its Bento: {_served_bento(cfg) or outputs['bento']}")
     if registration["champion"]:
         print("Serve it with:  supplyml serve   (or: make serve)")
+
+
+def _print_recommendation(recommendation: dict) -> None:
+    verdict = recommendation["verdict"]
+    ours = verdict["challenger"]
+    against = f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}" \
+        if verdict["champion"] else ", no champion yet"
+    print(f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
+          f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days)")
+    state = "promoted to champion" if recommendation["promoted"] else "not promoted"
+    print(f"Registered {recommendation['name']} version {recommendation['version']}: {state}.")
+    for reason in recommendation["reasons"]:
+        print(f"  - {reason}")
+
+
+def _served_bento(cfg) -> str | None:
+    """The Bento of the current champions: the last package step to run built it."""
+    from serving.package import NoChampionError, champion_bento
+
+    try:
+        return champion_bento(cfg, build=False)
+    except NoChampionError:
+        return None
 
 
 def _print_verdict(verdict: dict) -> None:

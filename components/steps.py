@@ -42,38 +42,38 @@ def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output
     return json.dumps({**json.loads(lineage), "gx_panel": "passed", "series": summary["series"]})
 
 
-def tune_study(config_json: str, lineage: str, study: Output[Artifact]) -> str:
-    """The study, created once before the workers; returns the MLflow run their trials nest under. The
-    workers read it (and the lineage) from `study`'s metadata: kfp.local 2.17 hands a task in a
+def tune_study(config_json: str, lineage: str, family: str, study: Output[Artifact]) -> str:
+    """The family's study, created once before the workers; returns the MLflow run their trials nest under.
+    The workers read it (and the lineage) from `study`'s metadata: kfp.local 2.17 hands a task in a
     ParallelFor the loop item in place of any other task's output parameter, but passes artifacts."""
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    run_id = steps.tune_study(Config.from_json(config_json), json.loads(lineage))
+    run_id = steps.tune_study(Config.from_json(config_json), json.loads(lineage), family)
     study.metadata.update({"run_id": run_id, "lineage": lineage})
     open(study.path, "w").write(run_id)  # an artifact has a file; the facts are in its metadata
     return run_id
 
 
-def tune_worker(config_json: str, worker: int, study: Input[Artifact], panel: Input[Dataset]) -> int:
+def tune_worker(config_json: str, family: str, worker: int, study: Input[Artifact], data: Input[Dataset]) -> int:
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    return steps.tune_worker(Config.from_json(config_json), panel.path, json.loads(study.metadata["lineage"]),
-                             study.metadata["run_id"], worker)
+    return steps.tune_worker(Config.from_json(config_json), data.path, json.loads(study.metadata["lineage"]),
+                             study.metadata["run_id"], worker, family)
 
 
-def tune_best(config_json: str, lineage: str, run_id: str) -> str:
+def tune_best(config_json: str, lineage: str, family: str, run_id: str) -> str:
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    return json.dumps(steps.tune_best(Config.from_json(config_json), json.loads(lineage), run_id))
+    return json.dumps(steps.tune_best(Config.from_json(config_json), json.loads(lineage), run_id, family))
 
 
 def train(config_json: str, lineage: str, best: str, panel: Input[Dataset], model: Output[Model]) -> str:
@@ -113,12 +113,66 @@ def register(config_json: str, lineage: str, run_id: str, evaluation: str, panel
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def package(config_json: str) -> str:
-    """Runs only when the gate promoted the candidate: build (or reuse) the new champion's Bento."""
-    from serving.package import champion_bento
+def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases: Output[Dataset],
+                 items: Output[Dataset]) -> str:
+    import json
+
+    from supplyml import steps
     from supplyml.config import Config
 
-    return champion_bento(Config.from_json(config_json))
+    summary = steps.interactions(Config.from_json(config_json), raw.path, purchases.path, items.path)
+    purchases.metadata.update(summary)
+    return json.dumps({**json.loads(lineage), "customers": summary["customers"]})
+
+
+def recommend_train(config_json: str, lineage: str, best: str, purchases: Input[Dataset], items: Input[Dataset],
+                    model: Output[Model]) -> str:
+    import json
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    return steps.recommend_train(Config.from_json(config_json), purchases.path, items.path, json.loads(best),
+                                 json.loads(lineage), model.path)
+
+
+def recommend_evaluate(config_json: str, run_id: str, purchases: Input[Dataset], items: Input[Dataset],
+                       raw: Input[Dataset], model: Input[Model], report: Output[HTML], metrics: Output[Metrics]) -> str:
+    import json
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    result = steps.recommend_evaluate(Config.from_json(config_json), purchases.path, items.path, raw.path, model.path,
+                                      run_id, report.path)
+    for name, row in result["metrics"].items():
+        for metric, value in row.items():
+            metrics.log_metric(f"{name}.{metric}", value)
+    return json.dumps(result)
+
+
+def recommend_register(config_json: str, run_id: str, evaluation: str, purchases: Input[Dataset],
+                       items: Input[Dataset]) -> NamedTuple("Registered", registration=str, promoted=str):
+    import json
+    from typing import NamedTuple
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    result = steps.recommend_register(Config.from_json(config_json), purchases.path, items.path, run_id,
+                                      json.loads(evaluation))
+    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
+
+
+def package(config_json: str) -> str:
+    """Runs only when a gate promoted its candidate: build (or reuse) the Bento of the champions."""
+    from serving.package import NoChampionError, champion_bento
+    from supplyml.config import Config
+
+    try:
+        return champion_bento(Config.from_json(config_json))
+    except NoChampionError as e:  # a promoted recommender, but no forecaster champion to serve beside it
+        return f"none: {e}"
 
 
 def keep(config_json: str, registration: str) -> str:

@@ -18,6 +18,8 @@ def build(cfg: Config):
     ingest, validate, featurize, tune_study, tune_worker, tune_best, train, evaluate, register, package, keep = map(
         component, [steps.ingest, steps.validate, steps.featurize, steps.tune_study, steps.tune_worker, steps.tune_best,
                     steps.train, steps.evaluate, steps.register, steps.package, steps.keep])
+    interactions, recommend_train, recommend_evaluate, recommend_register = map(
+        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register])
 
     def gpu(task):
         # Honoured by Kubeflow; kfp.local ignores resource requests and Lightning falls back to CPU. GPU
@@ -42,33 +44,62 @@ def build(cfg: Config):
             kubernetes.use_secret_as_env(task, cfg.pipeline.optuna_secret, {"url": OPTUNA_STORAGE_ENV})
         return task
 
-    @dsl.pipeline(name=cfg.pipeline.name, description="Order lines to a champion forecaster and a Bento")
-    def training(config_json: str = cfg.to_json(), root: str = "/app") -> NamedTuple(
-            "Outputs", evaluation=str, registration=str, bento=str):
+    def tuned(config_json, lineage, family: str, data):
+        """The family's study, tune.workers Optuna workers sharing it as parallel tasks, then the best trial."""
+        study = optuna_storage(tune_study(config_json=config_json, lineage=lineage, family=family))
+        with dsl.ParallelFor(list(range(cfg.tune.workers)), parallelism=cfg.tune.workers) as worker:
+            workers = optuna_storage(gpu(tune_worker(config_json=config_json, family=family, worker=worker,
+                                                     study=study.outputs["study"], data=data)))
+        best = optuna_storage(tune_best(config_json=config_json, lineage=lineage, family=family,
+                                        run_id=study.outputs["Output"]).after(workers))
+        return [study, workers, best]
+
+    def recommendations(config_json, checked, raw, after):
+        """The same gated order lines as purchases, tuned, judged on the test window, registered; a new
+        Bento when promoted, built once the forecaster has registered too (`after`)."""
+        bought = interactions(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
+        lineage, purchases, items = bought.outputs["Output"], bought.outputs["purchases"], bought.outputs["items"]
+        tuning = tuned(config_json, lineage, "recommend", purchases)
+        fitted = gpu(recommend_train(config_json=config_json, lineage=lineage, best=tuning[-1].output,
+                                     purchases=purchases, items=items))
+        scored = recommend_evaluate(config_json=config_json, run_id=fitted.outputs["Output"], purchases=purchases,
+                                    items=items, raw=raw.outputs["raw"], model=fitted.outputs["model"])
+        registered = recommend_register(config_json=config_json, run_id=fitted.outputs["Output"],
+                                        evaluation=scored.outputs["Output"], purchases=purchases, items=items)
+        with dsl.If(registered.outputs["promoted"] == "true"):
+            built = package(config_json=config_json).after(after)
+        mlflow_login(*tuning, fitted, scored, registered, built)
+        return registered
+
+    fields = {"evaluation": str, "registration": str, "bento": str, **({"recommendation": str} if cfg.pipeline.recommend
+                                                                         else {})}
+    Outputs = NamedTuple("Outputs", **fields)
+
+    @dsl.pipeline(name=cfg.pipeline.name, description="Order lines to champions (forecaster, recommender) in a Bento")
+    def training(config_json: str = cfg.to_json(), root: str = "/app") -> Outputs:
         raw = ingest(config_json=config_json, root=root, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         checked = validate(config_json=config_json, lineage=raw.outputs["Output"], raw=raw.outputs["raw"])
         panel = featurize(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
-        # The study is created once, then tune.workers Optuna workers share it as parallel tasks.
-        study = optuna_storage(tune_study(config_json=config_json, lineage=panel.outputs["Output"]))
-        with dsl.ParallelFor(list(range(cfg.tune.workers)), parallelism=cfg.tune.workers) as worker:
-            workers = optuna_storage(gpu(tune_worker(config_json=config_json, worker=worker, study=study.outputs["study"],
-                                                     panel=panel.outputs["panel"])))
-        best = optuna_storage(tune_best(config_json=config_json, lineage=panel.outputs["Output"],
-                                        run_id=study.outputs["Output"]).after(workers))
-        fitted = gpu(train(config_json=config_json, lineage=panel.outputs["Output"], best=best.output,
-                           panel=panel.outputs["panel"]))
+        lineage = panel.outputs["Output"]
+        study, workers, best = tuned(config_json, lineage, "forecast", panel.outputs["panel"])
+        fitted = gpu(train(config_json=config_json, lineage=lineage, best=best.output, panel=panel.outputs["panel"]))
         scored = evaluate(config_json=config_json, run_id=fitted.outputs["Output"], panel=panel.outputs["panel"],
                           model=fitted.outputs["model"])
-        registered = register(config_json=config_json, lineage=panel.outputs["Output"], run_id=fitted.outputs["Output"],
+        registered = register(config_json=config_json, lineage=lineage, run_id=fitted.outputs["Output"],
                               evaluation=scored.outputs["Output"], panel=panel.outputs["panel"],
                               model=fitted.outputs["model"])
-        # A new Bento only for a promoted version; otherwise the champion's stays the one served.
+        # A new Bento only for a promoted version; otherwise the champion's stays the one served. It holds
+        # the recommender champion too, so it is built after the recommender registered.
         with dsl.If(registered.outputs["promoted"] == "true"):
             built = package(config_json=config_json)
         with dsl.Else():
             kept = keep(config_json=config_json, registration=registered.outputs["registration"])
+        recommended = recommendations(config_json, checked, raw, after=registered) if cfg.pipeline.recommend else None
+        if recommended is not None:
+            built.after(recommended)
+            kept.after(recommended)
         mlflow_login(study, workers, best, fitted, scored, registered, built, kept)
-        return NamedTuple("Outputs", evaluation=str, registration=str, bento=str)(
-            scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output))
+        outputs = [scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output)]
+        return Outputs(*outputs, *([recommended.outputs["registration"]] if recommended is not None else []))
 
     return training

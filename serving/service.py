@@ -1,4 +1,6 @@
-"""The Bento service: POST /forecast, POST /replenish and GET /metadata over one packaged forecaster.
+"""The Bento service: POST /forecast, POST /replenish and GET /metadata over one packaged forecaster, and
+POST /recommend and POST /similar over the recommender packaged beside it (one service, so a planning system
+has one address, one token and one set of limits; each family's lineage headers name its own model).
 
 A thin wrapper: pydantic checks every field (a bad one is a 400 naming it), an unknown SKU is a 404, and
 every answer is computed by `supplyml.planning`. `Guard`, an ASGI middleware, applies what holds for every
@@ -45,10 +47,14 @@ class Args(BaseModel):
     # serving/package.py pins the exact tag as a Bento argument, so a Bento keeps serving the model it
     # was built with even after newer imports; the fallbacks serve ad-hoc `bentoml serve serving.service:...`.
     model_tag: str = os.environ.get("SUPPLYML_BENTO_MODEL", "supplyml-forecaster:latest")
+    recommender_tag: str = os.environ.get("SUPPLYML_BENTO_RECOMMENDER", "")  # "": a Bento without recommendations
 
 
-MODEL = bentoml.models.BentoModel(bentoml.use_arguments(Args).model_tag)
+ARGS = bentoml.use_arguments(Args)
+MODEL = bentoml.models.BentoModel(ARGS.model_tag)
 META = dict(bentoml.models.get(MODEL.tag).info.metadata)
+RECOMMENDER = bentoml.models.BentoModel(ARGS.recommender_tag) if ARGS.recommender_tag else None
+R_META = dict(bentoml.models.get(RECOMMENDER.tag).info.metadata) if RECOMMENDER else None
 # The horizon limit comes from the model's metadata (written at packaging from the config), so request
 # schemas and the OpenAPI page state it, and a violation is an ordinary field error.
 MAX_HORIZON = int(META["max_horizon"])
@@ -56,12 +62,22 @@ MAX_HORIZON = int(META["max_horizon"])
 SERVING = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", ""))).serving
 TOKEN = os.environ.get("SUPPLYML_API_TOKEN") or None  # read once, when the server starts; never logged
 OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/metrics"}  # probes and scrapers carry no token
-LINEAGE = {"X-Supplyml-Model": str(META["model_name"]), "X-Supplyml-Model-Version": str(META["model_version"]),
-           "X-Supplyml-Data-Md5": str(META.get("dvc_md5", "unknown"))}
+
+
+def _lineage(meta: dict) -> dict[str, str]:
+    return {"X-Supplyml-Model": str(meta["model_name"]), "X-Supplyml-Model-Version": str(meta["model_version"]),
+            "X-Supplyml-Data-Md5": str(meta.get("dvc_md5", "unknown"))}
+
+
+LINEAGE = _lineage(META)
+RECOMMEND_PATHS = {"/recommend", "/similar"}  # answered by the recommender: its lineage on every answer
+R_LINEAGE = _lineage(R_META) if R_META else {}
 # Flags the model learnt from (all, for a Bento packaged before this was recorded).
 TRAINED_FLAGS = set(META.get("trained_flags", ",".join(planning.FLAGS)).split(",")) - {""}
 COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
-           "/replenish": ("items", SERVING.max_items, "serving.max_items")}
+           "/replenish": ("items", SERVING.max_items, "serving.max_items"),
+           "/recommend": ("exclude", SERVING.max_skus, "serving.max_skus")}
+JSON_PATHS = {*COUNTED, "/similar"}
 
 Sku = Annotated[str, Field(min_length=1)]
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
@@ -142,6 +158,37 @@ class ReplenishRequest(Request):
     items: list[Item] = Field(min_length=1, max_length=SERVING.max_items)
 
 
+class RecommendRequest(Request):
+    customer_id: str | int = Field(description="the order lines' CustomerID (17850 and \"17850\" are the same "
+                                               "customer); one the model never saw gets popular items")
+    k: int = Field(10, ge=1, le=SERVING.max_k)
+    exclude_purchased: bool = Field(False, description="leave out what the customer bought in the model's data")
+    exclude: list[Sku] = Field([], max_length=SERVING.max_skus, description="SKUs never to recommend")
+
+
+class SimilarRequest(Request):
+    sku: Sku
+    k: int = Field(10, ge=1, le=SERVING.max_k)
+
+
+class Ranked(BaseModel):
+    sku: str
+    score: float
+    description: str | None
+
+
+class Recommendation(BaseModel):
+    customer_id: str
+    fallback: str | None = Field(description='null for a personal list; "popularity" for a customer the model '
+                                             "never saw, who gets the recently most popular items")
+    recommendations: list[Ranked]
+
+
+class Similar(BaseModel):
+    sku: str
+    similar: list[Ranked] = Field(description="most often bought by the same customers (cosine), best first")
+
+
 class SkuForecast(BaseModel):
     sku: str
     dates: list[date]
@@ -176,6 +223,17 @@ class ServerError(BaseModel):
     error: str
 
 
+class RecommenderMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model_name: str
+    model_version: str
+    metrics: dict[str, float]
+    customers: int
+    skus: int
+    history_end: date
+
+
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow")  # lineage tags and whatever else packaging recorded
 
@@ -189,6 +247,7 @@ class Metadata(BaseModel):
     bento_model: str
     skus: list[str]
     history_end: date
+    recommender: RecommenderMetadata | None = Field(None, description="null: this Bento has no recommender")
 
 
 def _batch_of_one(request: type[BaseModel]) -> type[IORootModel]:
@@ -224,6 +283,18 @@ def _answers(key: str, model: type[BaseModel]) -> type[bentoml.IODescriptor]:
     return create_model(f"{key.title()}Answer", __base__=Output, **{key: (list[model], ...)})
 
 
+def _single(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
+    """The output spec for one `model` answer, or its error response."""
+
+    class Output(bentoml.IODescriptor):
+        @classmethod
+        async def to_http_response(cls, obj: list, serde) -> Response:
+            (answer,) = obj
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
+
+    return create_model(f"{model.__name__}Answer", __base__=(Output, model))
+
+
 TIMEOUT_S = 120  # to the first byte of an answer: 1000 SKUs at 56 days on a full-size network take ~20 s
 BATCHING = ({"batchable": True, "max_batch_size": SERVING.max_batch_size, "max_latency_ms": SERVING.max_latency_ms}
             if SERVING.batching else {})
@@ -234,11 +305,18 @@ info = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # GET routes; t
 @bentoml.asgi_app(info, path="/")
 class SupplyForecast:
     model = MODEL
+    if RECOMMENDER is not None:
+        recommender_model = RECOMMENDER
 
     def __init__(self) -> None:
         torch.set_num_threads(SERVING.torch_threads)
         self.forecaster = bentoml.mlflow.load_model(self.model).unwrap_python_model().forecaster
         self.known = set(self.forecaster.skus)
+        self.recommender = None
+        if RECOMMENDER is not None:
+            self.recommender = bentoml.mlflow.load_model(self.recommender_model).unwrap_python_model().recommender
+            self.recommender.recommend([self.recommender.customers[0]], 1)
+            self.recommender.similar(self.recommender.items[0], 1)
         # Each code path once (statsforecast compiles its models on first use), then what is loaded by now
         # out of the collector's sight: ~600k objects that live as long as the process, which every full
         # collection walked, stalling all requests for ~0.5 s.
@@ -261,6 +339,32 @@ class SupplyForecast:
                             lambda ok: planning.replenish_many(self.forecaster, [r.items for r in ok],
                                                                META["replenish_samples"], META["seed"]))
 
+    @bentoml.api(input_spec=_batch_of_one(RecommendRequest), output_spec=_single(Recommendation))
+    def recommend(self, requests: list[RecommendRequest]) -> list:
+        """The customer's top k SKUs, best first; a customer the model never saw gets popular ones."""
+        (r,) = requests
+        if self.recommender is None:
+            return [_no_recommender()]
+        customer = str(r.customer_id)
+        lists = self.recommender.recommend([customer], r.k, r.exclude_purchased, set(r.exclude))
+        return [{"customer_id": customer, "fallback": lists.fallback[0], "recommendations": self._ranked(lists[0])}]
+
+    @bentoml.api(input_spec=_batch_of_one(SimilarRequest), output_spec=_single(Similar))
+    def similar(self, requests: list[SimilarRequest]) -> list:
+        """The k SKUs most often bought by the customers who bought `sku`."""
+        (r,) = requests
+        if self.recommender is None:
+            return [_no_recommender()]
+        try:
+            ranked = self.recommender.similar(r.sku, r.k)
+        except KeyError:
+            return [_error(404, "unknown SKU", [{"type": "unknown_sku", "loc": ["sku"], "msg": (
+                f"unknown SKU {r.sku!r}: the recommender never saw it sold; GET /metadata counts what it knows")}])]
+        return [{"sku": r.sku, "similar": self._ranked(ranked)}]
+
+    def _ranked(self, ranked: list[tuple[str, float]]) -> list[dict]:
+        return [{"sku": s, "score": v, "description": self.recommender.descriptions.get(s)} for s, v in ranked]
+
     def _answer(self, requests: list, skus: list[list[tuple[list, str]]], answer) -> list:
         # One request's unknown SKU must not fail the others batched with it: it gets its 404 here.
         refused = [_unknown_skus(s, self.known) for s in skus]
@@ -270,14 +374,25 @@ class SupplyForecast:
     @info.get("/metadata", response_model=Metadata, response_model_exclude_unset=True)
     def metadata(self) -> dict:
         bento = bentoml.server_context
+        recommender = None
+        if self.recommender is not None:
+            recommender = {**R_META, "customers": len(self.recommender.customers), "skus": len(self.recommender.items),
+                           "history_end": self.recommender.cutoff.date().isoformat()}
         return {**META, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
                 "bento_model": str(self.model.tag), "skus": self.forecaster.skus,
-                "history_end": self.forecaster.last_date.date().isoformat()}
+                "history_end": self.forecaster.last_date.date().isoformat(), "recommender": recommender}
 
     # The mounted app's routes come before BentoML's own /docs.json, so this one answers it.
     @info.get("/docs.json", include_in_schema=False)
     def docs(self) -> dict:
-        return contract(tuple(self.forecaster.skus[:2]))
+        r = self.recommender
+        skus = tuple(self.forecaster.skus[:2])
+        return contract(skus, r.customers[0] if r else "12346", r.items[0] if r else skus[0])
+
+
+def _no_recommender() -> JSONResponse:
+    return JSONResponse({"error": "this Bento was packaged without a recommender: run the pipeline with the "
+                                  "recommendation family, then serve the new Bento"}, status_code=503)
 
 
 def _unknown_skus(requested: list[tuple[list, str]], known: set[str]) -> JSONResponse | None:
@@ -335,21 +450,21 @@ class Guard:
                        "msg": "send Authorization: Bearer <token>, the token this server was started with"}]
             return await _error(401, "missing or wrong API token", detail, {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send)
-        send = _with_lineage(send)
+        send = _with_lineage(send, R_LINEAGE if scope["path"] in RECOMMEND_PATHS else LINEAGE)
         body = await _body(receive, SERVING.max_body_bytes)
         if body is None:
             detail = [{"type": "too_large", "loc": ["body"],
                        "msg": f"the body exceeds serving.max_body_bytes = {SERVING.max_body_bytes} bytes"}]
             return await _error(413, "request body too large", detail)(scope, receive, send)
-        if scope["path"] in COUNTED:
+        if scope["path"] in JSON_PATHS:
             media = dict(scope["headers"]).get(b"content-type", b"application/json").split(b";")[0].strip().lower()
             if media != b"application/json":  # BentoML would try its form and multipart parsers
                 detail = [{"type": "media_type", "loc": ["header", "Content-Type"],
                            "msg": f"send Content-Type: application/json, not {media.decode('latin-1')!r}"}]
                 return await _error(415, "the body must be JSON", detail)(scope, receive, send)
-            field, limit, name = COUNTED[scope["path"]]
-            n = _count(body, field)
-            if n > limit:
+            field, limit, name = COUNTED.get(scope["path"], (None, 0, None))
+            n = _count(body, field) if field else 0
+            if field and n > limit:
                 detail = [{"type": "too_many", "loc": [field], "msg": f"{n} {field} exceed {name} = {limit}; split the request"}]
                 return await _error(422, f"too many {field}", detail)(scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
@@ -361,8 +476,8 @@ def _authorized(scope) -> bool:
     return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), TOKEN.encode())
 
 
-def _with_lineage(send):
-    headers = [(k.lower().encode(), v.encode()) for k, v in LINEAGE.items()]
+def _with_lineage(send, lineage: dict[str, str]):
+    headers = [(k.lower().encode(), v.encode()) for k, v in lineage.items()]
 
     async def send_with_lineage(message) -> None:
         if message["type"] == "http.response.start":
@@ -424,12 +539,15 @@ ERRORS = {
     "400": _body_doc("A field is invalid: `detail` names each, by `loc` (its path in the body) and `msg`", "Error"),
     "401": _body_doc("The server was started with SUPPLYML_API_TOKEN and the request lacks `Authorization: Bearer "
                      "<token>` or has another token", "Error", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    "404": _body_doc("A SKU the model does not know: `detail` names each (GET /metadata lists the known ones)", "Error"),
+    "404": _body_doc("A SKU the model does not know: `detail` names each (GET /metadata lists the forecaster's)",
+                     "Error"),
     "413": _body_doc("The body is larger than serving.max_body_bytes", "Error"),
     "415": _body_doc("The body is not sent as application/json", "Error"),
-    "422": _body_doc("More SKUs (/forecast) or items (/replenish) than serving.max_skus or serving.max_items", "Error"),
+    "422": _body_doc("More SKUs (/forecast), items (/replenish) or excluded SKUs (/recommend) than serving.max_skus or "
+                     "serving.max_items", "Error"),
     "500": _body_doc("A fault of the server; its log has the traceback", "ServerError"),
-    "503": _body_doc("Overloaded: a request waited longer than serving.max_latency_ms for a batch", "ServerError"),
+    "503": _body_doc("Overloaded: a request waited longer than serving.max_latency_ms for a batch; on /recommend and "
+                     "/similar also: this Bento was packaged without a recommender", "ServerError"),
     "504": _body_doc(f"No answer started within {TIMEOUT_S} s", "ServerError"),
 }
 LINEAGE_DOC = {name: {"description": what, "required": True, "schema": {"type": "string"}} for name, what in (
@@ -437,18 +555,21 @@ LINEAGE_DOC = {name: {"description": what, "required": True, "schema": {"type": 
     ("X-Supplyml-Data-Md5", "DVC md5 of the training data"))}
 OPERATIONS = {("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
               ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+              ("/recommend", "post"): ("400", "401", "413", "415", "422", "500", "503", "504"),
+              ("/similar", "post"): ("400", "401", "404", "413", "415", "500", "503", "504"),
               ("/metadata", "get"): ("401",)}
 
 
 @functools.cache
-def contract(skus: tuple[str, ...]) -> dict:
+def contract(skus: tuple[str, ...], customer: str, item: str) -> dict:
     """/docs.json: OpenAPI 3.0.3 (what client generators read best), with the real error bodies, the lineage
     headers, /metadata's answer, examples on the model's `skus` and, when a token is required, the bearer scheme."""
     spec = json.loads(json.dumps(SupplyForecast.openapi_spec.asdict()))
     spec["openapi"] = "3.0.3"
+    recommender = f"; recommendations from {R_META['model_name']} version {R_META['model_version']}" if R_META else ""
     spec["info"] = {"title": "supplyml", "version": str(META["model_version"]),
                     "description": f"Demand forecasts and replenishment decisions from {META['model_name']} "
-                                   f"version {META['model_version']}"}
+                                   f"version {META['model_version']}{recommender}"}
     schemas = spec["components"]["schemas"]
     for stale in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, not these bodies
         schemas.pop(stale)
@@ -463,7 +584,7 @@ def contract(skus: tuple[str, ...]) -> dict:
                                   **{s: ERRORS[s] for s in statuses}}
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True
-            operation["requestBody"]["content"]["application/json"]["example"] = _example(path, skus)
+            operation["requestBody"]["content"]["application/json"]["example"] = _example(path, skus, customer, item)
         if TOKEN:
             operation["security"] = [{"bearer": []}]
     spec["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
@@ -471,7 +592,11 @@ def contract(skus: tuple[str, ...]) -> dict:
     return _openapi30(spec)
 
 
-def _example(path: str, skus: tuple[str, ...]) -> dict:
+def _example(path: str, skus: tuple[str, ...], customer: str, item: str) -> dict:
+    if path == "/recommend":
+        return {"customer_id": customer, "k": 5, "exclude_purchased": False, "exclude": []}
+    if path == "/similar":
+        return {"sku": item, "k": 5}
     if path == "/forecast":
         promo = {"promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}} if "promo" in TRAINED_FLAGS else {}
         return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9], **promo}

@@ -23,6 +23,7 @@ from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version, read_table
 from supplyml.features import build_panel, to_daily
 from supplyml.forecasting import Forecaster
+from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import select
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         t0 = time.perf_counter()
         # Its own study: tuned on the days before the first origin, not the pipeline's split.
-        study = tuning.tune(panel[panel["ds"] < starts[0]], cfg, f"{version['dvc_md5']}|bench-{starts[0].date()}", tags)
+        search = ForecastSearch(panel[panel["ds"] < starts[0]], cfg, f"{version['dvc_md5']}|bench-{starts[0].date()}")
+        study = tuning.tune(search, cfg, tags)
         best = tuning.best_model(study)
         tune_seconds = time.perf_counter() - t0
         mlflow.log_params({f"best.{k}": v for k, v in best.items()})

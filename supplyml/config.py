@@ -172,6 +172,7 @@ class RegistryConfig(Section):
     artifact_location: str = ".supplyml/mlartifacts"  # a local store's artifacts; a server keeps its own
     experiment: str = "supplyml"
     model_name: str = "supplyml-forecaster"
+    recommender_name: str = "supplyml-recommender"  # the recommendation family's registered model
     server: TrackingServerConfig = TrackingServerConfig()
 
 
@@ -245,6 +246,7 @@ class ServingConfig(Section):
     max_latency_ms: int = Field(1000, ge=1)  # a request queued longer than this for a batch gets a 503
     max_skus: int = Field(1000, ge=1)  # SKUs per /forecast; more is a 422
     max_items: int = Field(1000, ge=1)  # items per /replenish; more is a 422
+    max_k: int = Field(100, ge=1)  # SKUs per /recommend or /similar answer, and per `exclude` list
     max_body_bytes: int = Field(1_048_576, ge=1024)  # a larger request body is a 413
     torch_threads: int = Field(1, ge=1)  # per server worker: concurrent requests, not matmuls, use the cores
 
@@ -259,10 +261,32 @@ class PipelineConfig(Section):
     optuna_secret: str | None = "supplyml-optuna-storage"  # Secret whose `url` key tuning tasks read on a cluster
     mlflow_secret: str | None = "supplyml-mlflow-client"  # Secret with the `username` and `password` tasks log in with
     service_account: str = "supplyml-pipeline-runner"  # what KFP runs as (k8s/base/pipeline-runner.yaml)
+    recommend: bool = True  # also tune, judge, register and package the recommender (supplyml.recommending)
+
+
+class RecommendSearchSpace(Section):
+    """What Optuna searches for the served recommender (supplyml.recommending.search)."""
+
+    # sequence is searchable too; one 3-epoch trial of it on Online Retail takes minutes on 2 cores, bpr seconds
+    architecture: list[Literal["bpr", "sequence"]] = ["bpr"]
+    dim: tuple[int, int] = (32, 128)  # embedding width, log scale
+    lr: dict[str, tuple[float, float]] = {"bpr": (3e-3, 3e-2), "sequence": (3e-4, 3e-3)}  # per architecture
+    repeat_slots: tuple[int, int] = (0, 10)  # top places the customer's own most-bought items take
 
 
 class RecommendConfig(Section):
-    """Product recommendations from the same order lines (supplyml.recommending): split, peers, bench."""
+    """Product recommendations from the same order lines (supplyml.recommending): the served model, its
+    split, search and gate, and the bench's peers."""
+
+    model: str = "blend"  # the served recommender (a registered Recommender name)
+    # Its hyperparameters over the model's own defaults (supplyml.recommending.networks); tuning updates them.
+    params: dict[str, int | float | str] = {"architecture": "bpr", "dim": 64, "lr": 0.01, "epochs": 10,
+                                            "batch_size": 1024, "repeat_slots": 10}
+    search_space: RecommendSearchSpace = RecommendSearchSpace()
+    # The gate, on the test window, by NDCG@10 over all items: the challenger must beat the popularity
+    # peer on the same days, and be no more than this much worse than the champion.
+    max_ndcg_regression: float = Field(0.01, ge=0)
+    report_peers: list[Literal["popularity", "repeat", "item_knn", "ease"]] = ["popularity", "repeat", "item_knn", "ease"]
 
     test_days: int = Field(28, ge=1)  # the data's last days, held out for the bench's test
     val_days: int = Field(28, ge=1)  # the days before them: hyperparameters are chosen here, never on test

@@ -113,8 +113,15 @@ def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: Ga
     candidate = {**figures, "validation_gap_to_best_peer": _gap_to_best_peer(selection)}
     if champion is not None:
         candidate["wrmsse_regression"] = figures["wrmsse"] / champion["wrmsse"] - 1
+    promote, reasons = check(rules(cfg, selection), candidate, champion)
+    return Verdict(promote, reasons, figures, champion, champion_version)
+
+
+def check(rules: list[Rule], candidate: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, list[str]]:
+    """Every rule on `candidate` (and the champion's figures, for rules against it; skipped without
+    one): whether all passed, and one line per rule. Any model family's gate is a list of rules."""
     reasons, promote = [], True
-    for rule in rules(cfg, selection):
+    for rule in rules:
         if rule.against_champion and champion is None:
             continue
         try:
@@ -125,7 +132,7 @@ def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: Ga
         except ModelValidationFailedException:
             promote = False
             reasons.append(f"FAILED: {rule.name} ({_figure(rule, candidate, champion)})")
-    return Verdict(promote, reasons, figures, champion, champion_version)
+    return promote, reasons
 
 
 def _gap_to_best_peer(selection: dict | None) -> float:

@@ -19,6 +19,11 @@ from supplyml.config import Config
 from supplyml.data import data_file, data_version, read_table
 from supplyml.features import Split, build_panel, to_daily
 from supplyml.forecasting import load
+from supplyml.forecasting.search import ForecastSearch
+from supplyml.recommending import lifecycle as recommend_lifecycle
+from supplyml.recommending.interactions import interactions as purchases
+from supplyml.recommending.interactions import item_table, purchase_lines
+from supplyml.recommending.search import RecommendSearch
 from supplyml.train import train_final
 
 log = logging.getLogger(__name__)
@@ -61,35 +66,53 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
             "end": str(split.end.date())}
 
 
-def tune_study(cfg: Config, lineage: dict) -> str:
-    """Create (or resume) the study before any worker starts, and the MLflow run its trials nest under;
-    returns that run's id."""
+def _search(cfg: Config, family: str, data_in: str | None, data_md5: str) -> tuning.Search:
+    """The family's Optuna search over its training data (`data_in`: the panel or the interactions;
+    None only to name the study)."""
+    return SEARCHES[family](cfg, None if data_in is None else pd.read_parquet(data_in), data_md5)
+
+
+def _forecast_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> ForecastSearch:
+    fit = None if panel is None else Split.from_panel(panel, cfg.features).fit(panel)
+    return ForecastSearch(fit, cfg, data_md5)
+
+
+def _recommend_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> RecommendSearch:
+    return RecommendSearch(frame, cfg, data_md5)
+
+
+SEARCHES = {"forecast": _forecast_search, "recommend": _recommend_search}
+
+
+def tune_study(cfg: Config, lineage: dict, family: str = "forecast") -> str:
+    """Create (or resume) the family's study before any worker starts, and the MLflow run its trials
+    nest under; returns that run's id."""
     tracking.setup_tracking(cfg)
-    study = tuning.create(cfg, lineage["dvc_md5"])
-    with mlflow.start_run(run_name="tune", tags=_tags({**lineage, "optuna_study": study.study_name})) as run:
+    study = tuning.create(cfg, _search(cfg, family, None, lineage["dvc_md5"]))
+    with mlflow.start_run(run_name=f"tune-{family}", tags=_tags({**lineage, "optuna_study": study.study_name})) as run:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         mlflow.log_params({"study": study.study_name, "workers": cfg.tune.workers, "n_trials": cfg.tune.n_trials})
     return run.info.run_id
 
 
-def tune_worker(cfg: Config, panel_in: str, lineage: dict, run_id: str, worker: int) -> int:
-    """One Optuna worker over train days, scored on validation days; its trials nest under `run_id`."""
+def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: int, family: str = "forecast") -> int:
+    """One Optuna worker of the family's study; its trials nest under `run_id`."""
     tracking.setup_tracking(cfg)
-    panel = pd.read_parquet(panel_in)
-    fit = Split.from_panel(panel, cfg.features).fit(panel)
+    search = _search(cfg, family, data_in, lineage["dvc_md5"])
     with mlflow.start_run(run_id=run_id):
-        return tuning.work(fit, cfg, lineage["dvc_md5"], _tags(lineage), worker)
+        return tuning.work(search, cfg, _tags(lineage), worker)
 
 
-def tune_best(cfg: Config, lineage: dict, run_id: str) -> dict:
+def tune_best(cfg: Config, lineage: dict, run_id: str, family: str = "forecast") -> dict:
     """After the workers: the best hyperparameters, logged on the tune run."""
     tracking.setup_tracking(cfg)
-    study = tuning.finish(cfg, lineage["dvc_md5"])
+    search = _search(cfg, family, None, lineage["dvc_md5"])
+    study = tuning.finish(cfg, search)
     best = tuning.best_model(study)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({f"best.{k}": v for k, v in best.items()})
-        mlflow.log_metric("best_val_loss", study.best_value)
-    return {"params": best, "study": study.study_name, "trial": study.best_trial.number, "val_loss": study.best_value}
+        mlflow.log_metric(f"best_{search.metric}", study.best_value)
+    return {"params": best, "study": study.study_name, "trial": study.best_trial.number, "value": study.best_value}
 
 
 def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str) -> str:
@@ -157,11 +180,95 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
     verdict = evaluation["verdict"]
     with mlflow.start_run(run_id=run_id):
         model_uri = tracking.log_forecaster(forecaster, cfg)
-    run_tags = mlflow.get_run(run_id).data.tags
-    tags = {k: v for k, v in run_tags.items() if not k.startswith(("mlflow.", "gate."))}
-    version = registry.register(model_uri, name, {
-        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"],
-        "verdict": json.dumps(verdict), "gate": "; ".join(verdict["reasons"])})
+    tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
+    return _register(cfg, name, model_uri, verdict, {
+        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"]})
+
+
+# ---------------------------------------------------------------- the recommendation family
+
+def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:
+    """Implicit feedback from the gated order lines (customer x SKU x day purchases) and the item table
+    (description, median price) the answers show."""
+    lines = purchase_lines(pd.read_parquet(raw_in), cfg.data)
+    frame = purchases(lines)
+    data = recommend_lifecycle.split(cfg, frame)  # fails here, naming the dates, if the history is too short
+    frame.to_parquet(frame_out)
+    item_table(lines).to_parquet(items_out)
+    return {"interactions": len(frame), "customers": int(frame["customer_id"].nunique()),
+            "skus": int(frame["sku"].nunique()), **data.dates()}
+
+
+def _descriptions(items_in: str) -> dict[str, str]:
+    items = pd.read_parquet(items_in).dropna(subset=["description"])
+    return dict(zip(items["sku"], items["description"]))
+
+
+def recommend_train(cfg: Config, frame_in: str, items_in: str, best: dict, lineage: dict, model_out: str) -> str:
+    """The tuned recipe fitted on the days before the test window (what the gate judges); returns its run id."""
+    tracking.setup_tracking(cfg)
+    data = recommend_lifecycle.split(cfg, pd.read_parquet(frame_in))
+    recipe = recommend_lifecycle.recipe(cfg, best["params"])
+    tags = _tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"], "family": "recommend"})
+    with mlflow.start_run(run_name="train-recommender", tags=tags) as run:
+        mlflow.log_params({f"recommender.{k}": v for k, v in recipe["params"].items()})
+        mlflow.log_param("recommender", recipe["model"])
+        mlflow.log_params({f"data.{k}": v for k, v in lineage.items()})
+        model = recommend_lifecycle.fit(recipe, data.fit, _descriptions(items_in))
+        model.save(model_out)
+        Path(model_out, "recipe.json").write_text(json.dumps(recipe))
+    return run.info.run_id
+
+
+def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, model_in: str, run_id: str,
+                       report_out: str) -> dict:
+    """Test-window metrics of the model and its peers (all, repeat and new items), the gate's verdict
+    against the champion, customer segments, and the HTML report; everything also goes to the run."""
+    from supplyml import segments
+    from supplyml.recommending import load as load_recommender
+    from supplyml.recommending.report import render
+
+    tracking.setup_tracking(cfg)
+    data = recommend_lifecycle.split(cfg, pd.read_parquet(frame_in))
+    model = load_recommender(model_in)
+    recipe = json.loads(Path(model_in, "recipe.json").read_text())
+    table = recommend_lifecycle.peer_table(cfg, data, model)
+    verdict = recommend_lifecycle.judge(cfg, data, table, recipe, _descriptions(items_in))
+    log.info("recommendations on %s .. %s\n%s\n%s", data.test_start.date(), data.end.date(),
+             table.filter(like="ndcg@10").to_string(float_format="%.4f"), "\n".join(verdict.reasons))
+    customers = segments.customer_segments(pd.read_parquet(raw_in), cfg, as_of=data.test_start)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"test_{k.replace('@', '_at_').replace('/', '.')}": float(v)
+                            for k, v in table.loc["model"].items()})
+        mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version)})
+        mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
+        mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
+        report = render(table, verdict, customers, data.dates(), mlflow.get_run(run_id).data.tags)
+        mlflow.log_text(report, "evaluation/report.html")
+    Path(report_out).write_text(report)
+    return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),
+            "recipe": recipe, "test_start": str(data.test_start.date())}
+
+
+def recommend_register(cfg: Config, frame_in: str, items_in: str, run_id: str, evaluation: dict) -> dict:
+    """The judged recipe refitted on every day (so it knows the latest purchases), logged as an MLflow
+    model and registered with its lineage and verdict; `champion` moves to it if the gate said so."""
+    tracking.setup_tracking(cfg)
+    recipe, verdict = evaluation["recipe"], evaluation["verdict"]
+    model = recommend_lifecycle.fit(recipe, pd.read_parquet(frame_in), _descriptions(items_in))
+    with mlflow.start_run(run_id=run_id):
+        model_uri = tracking.log_recommender(model, cfg)
+    tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
+    return _register(cfg, cfg.registry.recommender_name, model_uri, verdict, {
+        **tags, recommend_lifecycle.RECIPE_TAG: json.dumps(recipe), "metrics": json.dumps(evaluation["metrics"]["model"]),
+        "test_start": evaluation["test_start"]})
+
+
+def _register(cfg: Config, name: str, model_uri: str, verdict: dict, tags: dict) -> dict:
+    """Register a version with `tags`, its verdict and gate reasons; move `champion` to it if the gate
+    said so and the champion is still the one it was judged against."""
+    version = registry.register(model_uri, name, {**tags, "verdict": json.dumps(verdict),
+                                                  "gate": "; ".join(verdict["reasons"])})
     reasons, promoted = list(verdict["reasons"]), False
     if verdict["promote"]:
         try:

@@ -1,4 +1,4 @@
-"""MLflow: where runs go, and the forecaster as an MLflow model."""
+"""MLflow: where runs go, and each model family's model as an MLflow model."""
 from __future__ import annotations
 
 import logging
@@ -71,4 +71,45 @@ def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
                               *(f"{p}=={version(p)}" for p in ("lightgbm", "mlforecast", "statsforecast")),
                               "supplyml"],
         )
+    return info.model_uri
+
+
+class RecommenderModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc face of a Recommender: rows of `customer_id` in, their top `k` SKUs out (`customer_id, rank,
+    sku, score, fallback`). The service unwraps it: `.unwrap_python_model().recommender`."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def load_context(self, context) -> None:
+        from supplyml.recommending import load as load_recommender
+        self.recommender = load_recommender(context.artifacts["recommender"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        k = int((params or {}).get("k", self.k))
+        customers = model_input["customer_id"].astype(str).tolist()
+        lists = self.recommender.recommend(customers, k)
+        return pd.DataFrame([{"customer_id": c, "rank": r, "sku": s, "score": v, "fallback": f or ""}
+                             for c, lst, f in zip(customers, lists, lists.fallback)
+                             for r, (s, v) in enumerate(lst, 1)])
+
+
+def log_recommender(recommender, cfg: Config) -> str:
+    """Log a fitted Recommender to the active run with a signature; returns the model URI."""
+    import lightning
+    import scipy
+    import torch
+
+    model = RecommenderModel(cfg.recommend.k)
+    model.recommender = recommender
+    example = pd.DataFrame({"customer_id": recommender.customers[:2]})
+    signature = infer_signature(example, model.predict(None, example, {"k": 3}), params={"k": cfg.recommend.k})
+    with tempfile.TemporaryDirectory() as tmp:
+        recommender.save(tmp)
+        info = mlflow.pyfunc.log_model(
+            name="recommender", python_model=RecommenderModel(cfg.recommend.k), artifacts={"recommender": tmp},
+            signature=signature, input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
+                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}",
+                              f"scipy=={scipy.__version__}", "supplyml"])
     return info.model_uri

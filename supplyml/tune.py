@@ -1,53 +1,46 @@
-"""Tune: an Optuna study (TPE, pruned on Lightning's val_loss) over the network's architecture and key hyperparameters."""
+"""Tune: an Optuna study per model family, shared by any number of workers, each trial a nested MLflow run.
+
+A family says what it tunes through a `Search`: its name, the direction, what makes trials comparable,
+the configured model as the first trial, and the objective. Everything else (storage, heartbeats,
+workers, the trial budget, best-trial lookup) is the same for every family.
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+from typing import Literal, Protocol
 
 import mlflow
 import optuna
-import pandas as pd
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
-from supplyml.config import OPTUNA_STORAGE_ENV, Config, ModelConfig
-from supplyml.forecasting.networks import NetworkForecaster
+from supplyml.config import OPTUNA_STORAGE_ENV, Config
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
+class Search(Protocol):
+    family: str  # names the study
+    direction: Literal["minimize", "maximize"]
+    metric: str  # what the objective returns, logged on each trial's run
+
+    def key(self) -> str:
+        """Data, features and search space: trials are only comparable when these match."""
+
+    def first_trial(self) -> dict:
+        """Optuna params of the configured model: the first trial, which the search must beat."""
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """Suggest, fit, score; sets the trial's user attr "model" to the model fields it chose."""
 
 
-def param_name(field: str, architecture: str) -> str:
-    """Optuna's name for a searched model field: width is per architecture (different scales)."""
-    return f"{architecture}_{field}" if field == "hidden_size" else field
-
-
-def suggest(trial: optuna.Trial, cfg: Config) -> dict:
-    """Model fields for one trial. Width is searched per architecture, under its own parameter name,
-    because an LSTM's units and an MLP layer's width live on different scales."""
-    space = cfg.tune.search_space
-    arch = trial.suggest_categorical("architecture", space.architecture)
-    width = space.hidden_size[arch]
-    return {
-        "architecture": arch,
-        "hidden_size": trial.suggest_int(param_name("hidden_size", arch), *width, log=True),
-        "num_layers": trial.suggest_int("num_layers", *space.num_layers),
-        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
-        "dropout": trial.suggest_float("dropout", *space.dropout),
-        "context_length": trial.suggest_categorical("context_length", space.context_length),
-    }
-
-
-def study_name(cfg: Config, data_md5: str) -> str:
-    """Trials are only comparable on the same data, features and search space, so those name the study."""
-    key = f"{data_md5}|{cfg.features.model_dump_json()}|{cfg.tune.search_space.model_dump_json()}|{cfg.tune.max_epochs}"
-    return f"{cfg.tune.study_name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+def study_name(cfg: Config, search: Search) -> str:
+    key = f"{search.key()}|{cfg.tune.max_epochs}"
+    return f"{cfg.tune.study_name}-{search.family}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def storage(cfg: Config) -> optuna.storages.RDBStorage:
@@ -60,19 +53,17 @@ def storage(cfg: Config) -> optuna.storages.RDBStorage:
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.max_retry))
 
 
-def create(cfg: Config, data_md5: str) -> optuna.Study:
+def create(cfg: Config, search: Search) -> optuna.Study:
     """The study, created once before any worker starts: concurrent create_study calls race
-    (optuna#1092). An existing study is resumed; a new one gets the configured model as its first trial,
-    which the search must beat."""
-    study = optuna.create_study(study_name=study_name(cfg, data_md5), storage=storage(cfg), load_if_exists=True,
-                                direction="minimize")
+    (optuna#1092). An existing study is resumed; a new one gets the configured model as its first trial."""
+    study = optuna.create_study(study_name=study_name(cfg, search), storage=storage(cfg), load_if_exists=True,
+                                direction=search.direction)
     if not study.trials:
-        arch = cfg.model.architecture
-        study.enqueue_trial({param_name(f, arch): getattr(cfg.model, f) for f in SEARCHED}, skip_if_exists=True)
+        study.enqueue_trial(search.first_trial(), skip_if_exists=True)
     return study
 
 
-def work(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str], worker: int = 0) -> int:
+def work(search: Search, cfg: Config, tags: dict[str, str], worker: int = 0) -> int:
     """One worker: trials of the shared study until it holds `tune.n_trials` finished ones or
     `tune.timeout_s` passes; returns how many trials this worker ran. Each trial is a nested MLflow run
     under the active one. Workers differ only in their sampler's seed, so they do not propose alike."""
@@ -81,7 +72,7 @@ def work(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str], 
         # cores, 2 workers ran 8 trials in 107 s that way, 35 s with a core each, 61 s for 1 worker.
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // cfg.tune.workers))
     study = optuna.load_study(
-        study_name=study_name(cfg, data_md5), storage=storage(cfg),
+        study_name=study_name(cfg, search), storage=storage(cfg),
         sampler=optuna.samplers.TPESampler(seed=cfg.seed + worker),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -90,19 +81,15 @@ def work(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str], 
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal mine
-        chosen = suggest(trial, cfg)
-        trial.set_user_attr("model", chosen)
-        trial.set_user_attr("worker", worker)
-        params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
         mine += 1  # pruned or not
+        trial.set_user_attr("worker", worker)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags={**tags, "worker": str(worker)}):
-            mlflow.log_params({**trial.params, "trial": trial.number, "study": study.study_name})
-            _, trainer = NetworkForecaster.fit(panel, params, cfg.features.horizon, cfg.features.val_days,
-                                               callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
-                                               seed=cfg.seed)
-            val_loss = float(trainer.callback_metrics["val_loss"])
-            mlflow.log_metric("val_loss", val_loss)
-        return val_loss
+            try:
+                value = search.objective(trial)
+            finally:  # a pruned trial's params too
+                mlflow.log_params({**trial.params, "trial": trial.number, "study": study.study_name})
+            mlflow.log_metric(search.metric, value)
+        return value
 
     if done < cfg.tune.n_trials:
         study.optimize(objective, timeout=cfg.tune.timeout_s, gc_after_trial=True,
@@ -110,24 +97,24 @@ def work(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str], 
     return mine
 
 
-def finish(cfg: Config, data_md5: str) -> optuna.Study:
+def finish(cfg: Config, search: Search) -> optuna.Study:
     """After every worker: fail what dead workers left RUNNING past the grace period, then the best trial."""
-    study = optuna.load_study(study_name=study_name(cfg, data_md5), storage=storage(cfg))
+    study = optuna.load_study(study_name=study_name(cfg, search), storage=storage(cfg))
     optuna.storages.fail_stale_trials(study)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise RuntimeError(f"study {study.study_name} has no completed trial; raise tune.timeout_s or tune.n_trials")
-    log.info("best trial %d: val_loss %.4f %s", study.best_trial.number, study.best_value, best_model(study))
+    log.info("best trial %d: %s %.4f %s", study.best_trial.number, search.metric, study.best_value, best_model(study))
     return study
 
 
-def tune(panel: pd.DataFrame, cfg: Config, data_md5: str, tags: dict[str, str]) -> optuna.Study:
+def tune(search: Search, cfg: Config, tags: dict[str, str]) -> optuna.Study:
     """In one process: create the study, one worker, the best trial. Storage is persistent, so an
     interrupted or repeated run resumes the same study instead of starting over."""
-    create(cfg, data_md5)
-    work(panel, cfg, data_md5, tags)
-    return finish(cfg, data_md5)
+    create(cfg, search)
+    work(search, cfg, tags)
+    return finish(cfg, search)
 
 
 def best_model(study: optuna.Study) -> dict:
-    """The best trial's model fields (ModelConfig names), whatever the trial's parameter names were."""
+    """The best trial's model fields, whatever the trial's parameter names were."""
     return study.best_trial.user_attrs["model"]

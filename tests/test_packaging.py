@@ -23,10 +23,14 @@ def load_ir(path) -> dict:
 def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_and_train(tmp_path):
     ir = compile_to(tmp_path / "p.yaml", "pipeline.image=registry.example/supplyml:test")
     executors = ir["deploymentSpec"]["executors"]
-    assert len(executors) == 11  # ten steps (tuning is three), and `keep` on the gate's no-branch
+    # Shared: ingest, validate. Forecasting: featurize, tuning (three), train, evaluate, register, package or
+    # keep. Recommendations (-2: the second use of a component): interactions, tuning, train, evaluate,
+    # register, package.
+    assert len(executors) == 19
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/supplyml:test"}
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
-    assert gpu == {"exec-tune-worker", "exec-train"}
+    assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train"}
+    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 11
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
@@ -40,15 +44,16 @@ def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_fr
     secrets = {name: {(s["secretName"], k["secretKey"], k["envVar"]) for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]}
                for name, e in cluster.items()}
     optuna = ("supplyml-optuna-storage", "url", "SUPPLYML_OPTUNA_STORAGE")
-    assert {name for name, s in secrets.items() if optuna in s} == {"exec-tune-study", "exec-tune-worker", "exec-tune-best"}
+    tuning = {"exec-tune-study", "exec-tune-worker", "exec-tune-best"}
+    assert {name for name, s in secrets.items() if optuna in s} == tuning | {f"{n}-2" for n in tuning}
     login = {("supplyml-mlflow-client", "username", "MLFLOW_TRACKING_USERNAME"),
              ("supplyml-mlflow-client", "password", "MLFLOW_TRACKING_PASSWORD")}
-    assert {name for name, s in secrets.items() if login <= s} == {
-        "exec-tune-study", "exec-tune-worker", "exec-tune-best", "exec-train", "exec-evaluate", "exec-register",
-        "exec-package", "exec-keep"}
+    assert {name for name, s in secrets.items() if login <= s} == tuning | {f"{n}-2" for n in tuning} | {
+        "exec-train", "exec-evaluate", "exec-register", "exec-package", "exec-keep", "exec-recommend-train",
+        "exec-recommend-evaluate", "exec-recommend-register", "exec-package-2"}
     tolerations = {name: e["tolerations"] for name, e in cluster.items() if "tolerations" in e}
     assert tolerations == {n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-                           for n in ("exec-tune-worker", "exec-train")}
+                           for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train")}
 
 
 def test_committed_pipeline_yaml_is_current(tmp_path):
@@ -71,6 +76,12 @@ def test_package_runs_only_when_the_gate_promoted(tmp_path):
                  and "dag" in c for task in c["dag"]["tasks"]}
     assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
     assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"
+    # The recommender's promotion builds the Bento too, once both families have registered (it holds both).
+    root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
+    (recommended,) = [t for name, t in root.items() if name.startswith("condition-") and "triggerPolicy" in t]
+    assert recommended["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true'"
+    assert sorted(recommended["dependentTasks"]) == ["recommend-register", "register"]
 
 
 def test_the_core_library_imports_neither_kubeflow_nor_bentoml():

@@ -71,6 +71,26 @@ def test_trials_are_nested_runs_in_a_persistent_study(stack):
     assert len(studies) == 1 and studies[0].n_trials == 2
 
 
+def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(stack):
+    tmp, run = stack
+    c = client(tmp)
+    version = c.get_model_version_by_alias("supplyml-recommender", "champion")
+    tags = version.tags
+    assert str(version.version) == "1" and tags["dvc_md5"] == c.get_model_version_by_alias(
+        "supplyml-forecaster", "champion").tags["dvc_md5"]
+    assert tags["gx_raw"].startswith("passed") and tags["optuna_study"].startswith("supplyml-recommend-")
+    recipe = json.loads(tags["recommender"])
+    assert recipe["model"] == "blend" and recipe["params"]["epochs"] == 2
+    verdict = json.loads(tags["verdict"])
+    assert verdict["promote"] and verdict["challenger"]["ndcg_gap_to_popularity"] > 0
+    assert "Registered supplyml-recommender version 1: promoted to champion." in run.output
+    studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")}
+    assert tags["optuna_study"] in studies and len(studies) == 2
+    report = sorted((tmp / "kfp").glob("*/recommend-evaluate/report"))[-1].read_text()
+    for section in ("all items", "repeat items", "new items", "gate: promote", "customer segments (RFM"):
+        assert section in report
+
+
 def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
     raw = pd.read_csv(REPO / "data/online_retail/online_retail.csv.gz", nrows=5000, dtype=str)
     raw.loc[[10, 20, 30], "Quantity"] = "twelve"
@@ -98,6 +118,13 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
     assert d["order_quantity"] == max(0.0, d["order_up_to"] - 10)
     bad = requests.post(f"{server}/replenish", json={"items": [{**item, "service_level": 2}]}, timeout=60)
     assert bad.status_code == 400 and "service_level" in bad.text
+    # The recommender in the same Bento: Online Retail's first customer, and one it never saw.
+    r = requests.post(f"{server}/recommend", json={"customer_id": 12347, "k": 5}, timeout=60)
+    assert r.status_code == 200 and r.headers["X-Supplyml-Model"] == "supplyml-recommender", r.text
+    assert r.json()["fallback"] is None and len(r.json()["recommendations"]) == 5
+    stranger = requests.post(f"{server}/recommend", json={"customer_id": "no-such-customer"}, timeout=60).json()
+    assert stranger["fallback"] == "popularity" and len(stranger["recommendations"]) == 10
+    assert requests.post(f"{server}/similar", json={"sku": sku, "k": 3}, timeout=60).status_code in (200, 404)
 
 
 def _cli(*args: str):

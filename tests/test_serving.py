@@ -21,8 +21,9 @@ from supplyml.forecasting.base import Calibration
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.networks import NetworkForecaster
 from supplyml.forecasting.statistical import Statistical
+from supplyml.recommending.networks import Blend
 from supplyml.registry import register
-from supplyml.tracking import log_forecaster, setup_tracking
+from supplyml.tracking import log_forecaster, log_recommender, setup_tracking
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,9 @@ LINEAGE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "dvc_md5": 
            "pipeline_run_id": "test-run-1", "config_hash": "feedbeef0123", "trained_flags": "promo"}
 METRICS = {"wrmsse": 0.81, "mase": 0.92, "wspl": 0.44}
 MAX_HORIZON = 30
+# The recommender beside it: customers 100..109 buy SKU-0..2, 200..209 buy SKU-3..5; 100 bought SKU-0 most.
+CUSTOMERS = [str(c) for g in (100, 200) for c in range(g, g + 10)]
+R_LINEAGE = {**LINEAGE, "recommender": json.dumps({"model": "blend", "params": {}})}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +91,25 @@ def _package(cfg, panel) -> str:
     with mlflow.start_run():
         uri = log_forecaster(forecaster, cfg)
     version = register(uri, cfg.registry.model_name, LINEAGE)
-    mlflow.MlflowClient().set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
-    return package(cfg, version.version, LINEAGE, METRICS)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
+    with mlflow.start_run():
+        r_uri = log_recommender(_recommender(), cfg)
+    r_version = register(r_uri, cfg.registry.recommender_name, {**R_LINEAGE, "metrics": json.dumps({"ndcg@10/all": 0.5})})
+    client.set_registered_model_alias(cfg.registry.recommender_name, "champion", r_version.version)
+    return package(cfg, version.version, LINEAGE, METRICS, recommender=client.get_model_version(
+        cfg.registry.recommender_name, r_version.version))
+
+
+def _recommender() -> Blend:
+    rows = [(c, SKUS[j + (3 if c.startswith("2") else 0)], day) for c in CUSTOMERS for j in range(3) for day in (j, j + 5)]
+    rows += [("100", SKUS[0], day) for day in (20, 21, 22)]
+    frame = pd.DataFrame([{"customer_id": c, "sku": s, "ds": pd.Timestamp("2011-01-01") + pd.Timedelta(days=d),
+                           "quantity": 1.0, "value": 1.0} for c, s, d in rows])
+    model = Blend(architecture="bpr", dim=8, lr=0.05, epochs=30, batch_size=16, seed=0, repeat_slots=1,
+                  accelerator="cpu").fit(frame, SKUS)
+    model.descriptions = {s: f"PRODUCT {s}" for s in SKUS}
+    return model
 
 
 @pytest.fixture(scope="module")

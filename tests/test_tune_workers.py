@@ -14,11 +14,9 @@ from optuna.trial import TrialState
 
 from supplyml import tune
 from supplyml.config import OPTUNA_STORAGE_ENV, load_config
+from supplyml.forecasting.search import ForecastSearch
 
 pytestmark = pytest.mark.slow
-WORKER = ("import sys, pandas as pd; from supplyml import tune; from supplyml.config import Config; "
-          "cfg = Config.from_json(open(sys.argv[1]).read()); "
-          "print(tune.work(pd.read_parquet(sys.argv[2]), cfg, 'test-data', {}, int(sys.argv[3])))")
 
 
 @pytest.fixture
@@ -36,7 +34,8 @@ def setup(tmp_path, postgres, monkeypatch, request):
     def start(cfg, worker: int) -> subprocess.Popen:
         path = tmp_path / "cfg.json"
         path.write_text(cfg.to_json())
-        return subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(panel), str(worker)],
+        return subprocess.Popen([sys.executable, "-m", "supplyml.forecasting.search", str(path), str(panel), "test-data",
+                                 str(worker)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     return url, start
@@ -47,14 +46,18 @@ def config(*overrides: str):
                                   "tune.search_space.context_length=[14,28]", "model.accelerator=cpu", *overrides])
 
 
+def search(cfg) -> ForecastSearch:
+    return ForecastSearch(None, cfg, "test-data")  # names the study; the workers bring the panel
+
+
 def trials(cfg) -> list:
-    return optuna.load_study(study_name=tune.study_name(cfg, "test-data"), storage=tune.storage(cfg)).get_trials()
+    return optuna.load_study(study_name=tune.study_name(cfg, search(cfg)), storage=tune.storage(cfg)).get_trials()
 
 
 def test_two_workers_share_one_study(setup):
     _, start = setup
     cfg = config("tune.n_trials=6", "tune.max_epochs=1")
-    tune.create(cfg, "test-data")  # once, before the workers (optuna#1092)
+    tune.create(cfg, search(cfg))  # once, before the workers (optuna#1092)
     workers = [start(cfg, w) for w in (0, 1)]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outs
@@ -67,14 +70,14 @@ def test_two_workers_share_one_study(setup):
     by_worker = {w: sum(t.user_attrs["worker"] == w for t in done) for w in (0, 1)}
     assert by_worker[0] >= 1 and by_worker[1] >= 1
     assert [int(o.strip().splitlines()[-1]) for o in outs] == [by_worker[0], by_worker[1]]  # what each reported
-    assert tune.finish(cfg, "test-data").best_trial.state == TrialState.COMPLETE
+    assert tune.finish(cfg, search(cfg)).best_trial.state == TrialState.COMPLETE
 
 
 def test_a_killed_worker_leaves_no_trial_running(setup):
     _, start = setup
     # Trials long enough to be killed in the middle; a silent worker is dead after 3 s.
     cfg = config("tune.n_trials=3", "tune.max_epochs=60", "tune.heartbeat_s=1", "tune.grace_s=3")
-    tune.create(cfg, "test-data")
+    tune.create(cfg, search(cfg))
     doomed = start(cfg, 0)
     deadline = time.monotonic() + 180
     while not [t for t in trials(cfg) if t.state == TrialState.RUNNING]:
@@ -87,7 +90,7 @@ def test_a_killed_worker_leaves_no_trial_running(setup):
     survivor = start(cfg, 1)
     out = survivor.communicate(timeout=600)[0]
     assert survivor.returncode == 0, out
-    tune.finish(cfg, "test-data")
+    tune.finish(cfg, search(cfg))
     after = {t.number: t for t in trials(cfg)}
     assert after[killed.number].state == TrialState.FAIL
     retries = [t for t in after.values() if t.system_attrs.get("failed_trial") == killed.number]

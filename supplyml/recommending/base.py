@@ -63,6 +63,7 @@ class Recommender(ABC):
 
     def __init__(self, **params):
         self.params = {"popularity_days": RecommendConfig().popularity_days, **self.defaults, **params}
+        self.descriptions: dict[str, str] = {}  # SKU -> product description, for answers; saved with the model
 
     # -- what a model implements -----------------------------------------------------------------
     @abstractmethod
@@ -147,13 +148,27 @@ class Recommender(ABC):
         fallback = [None if known else FALLBACK for known in self.known(customers)]
         return Recommendations(lists, fallback)
 
+    def similar(self, sku: str, k: int) -> list[tuple[str, float]]:
+        """The k SKUs most often bought by the same customers as `sku` (cosine over who bought what, in the
+        fitting data), best first; a KeyError for a SKU outside the catalogue."""
+        j = self._item_index[sku]
+        if not hasattr(self, "_bought"):
+            self._bought = (self.X > 0).astype(np.float32).tocsc()
+            self._norms = np.sqrt(np.asarray(self._bought.sum(0)).ravel())
+        column = self._bought[:, j]
+        overlap = np.asarray((self._bought.T @ column).todense()).ravel()
+        cosine = overlap / np.maximum(self._norms * self._norms[j], 1e-12)
+        cosine[j] = -np.inf
+        order = np.argsort(-cosine, kind="stable")[:k]
+        return [(self.items[i], float(cosine[i])) for i in order if cosine[i] > 0]
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         sp.save_npz(path / "interactions.npz", self.X)
         np.save(path / "popularity.npy", self.popularity)
         meta = {"name": self.name, "params": self.params, "items": self.items, "customers": self.customers,
-                "cutoff": str(self.cutoff.date()), "state": self._save_state(path)}
+                "cutoff": str(self.cutoff.date()), "descriptions": self.descriptions, "state": self._save_state(path)}
         (path / "recommender.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -174,5 +189,6 @@ def load(path: str | Path) -> Recommender:
     model.X = sp.load_npz(path / "interactions.npz").tocsr()
     model.popularity = np.load(path / "popularity.npy")
     model.cutoff = pd.Timestamp(meta["cutoff"])
+    model.descriptions = meta.get("descriptions", {})
     model._load_state(path, meta["state"])
     return model

@@ -23,19 +23,11 @@ import pandas as pd
 
 from supplyml.config import Config, load_config
 from supplyml.data import data_version
-from supplyml.recommending import (
-    metrics,
-    networks,  # noqa: F401  registers the product's models (network, blend)
-)
+from supplyml.recommending import metrics
 from supplyml.recommending.base import RECOMMENDERS, Recommender
-from supplyml.recommending.interactions import (
-    catalogue,
-    load_interactions,
-    purchased_items,
-    relevant_items,
-    temporal_split,
-)
+from supplyml.recommending.interactions import catalogue, load_interactions, temporal_split
 from supplyml.recommending.peers import PEERS
+from supplyml.recommending.scoring import score_window
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +35,6 @@ log = logging.getLogger(__name__)
 def grid_points(grid: dict[str, list]) -> list[dict]:
     keys = sorted(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] or [{}]
-
-
-def score_window(model: Recommender, history: pd.DataFrame, window: pd.DataFrame, k: int
-                 ) -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
-    """Flat metrics of `model` on `window` (customers it knows), and the lists it was judged on."""
-    relevant = relevant_items(window, known=set(model.customers))
-    customers = sorted(relevant)
-    lists = dict(zip(customers, model.recommend(customers, k)))
-    rankings = {c: [s for s, _ in lst] for c, lst in lists.items()}
-    return metrics.flatten(metrics.evaluate(rankings, relevant, purchased_items(history), len(model.items))), lists
 
 
 def _fit_score(cls: type[Recommender], params: dict, history: pd.DataFrame, window: pd.DataFrame, k: int):

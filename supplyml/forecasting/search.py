@@ -1,0 +1,80 @@
+"""What the forecasting family tunes: the network's architecture and key hyperparameters, by Lightning's
+val_loss on the validation days (pruned per epoch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+from supplyml.config import Config, ModelConfig
+from supplyml.forecasting.networks import NetworkForecaster
+
+SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
+
+
+def param_name(field: str, architecture: str) -> str:
+    """Optuna's name for a searched model field: width is per architecture (different scales)."""
+    return f"{architecture}_{field}" if field == "hidden_size" else field
+
+
+def suggest(trial: optuna.Trial, cfg: Config) -> dict:
+    """Model fields for one trial. Width is searched per architecture, under its own parameter name,
+    because an LSTM's units and an MLP layer's width live on different scales."""
+    space = cfg.tune.search_space
+    arch = trial.suggest_categorical("architecture", space.architecture)
+    width = space.hidden_size[arch]
+    return {
+        "architecture": arch,
+        "hidden_size": trial.suggest_int(param_name("hidden_size", arch), *width, log=True),
+        "num_layers": trial.suggest_int("num_layers", *space.num_layers),
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "dropout": trial.suggest_float("dropout", *space.dropout),
+        "context_length": trial.suggest_categorical("context_length", space.context_length),
+    }
+
+
+@dataclass
+class ForecastSearch:
+    """tune.Search over `panel` (train days, then `features.val_days` validation days)."""
+
+    panel: pd.DataFrame
+    cfg: Config
+    data_md5: str
+    family = "forecast"
+    direction = "minimize"
+    metric = "val_loss"
+
+    def key(self) -> str:
+        return f"{self.data_md5}|{self.cfg.features.model_dump_json()}|{self.cfg.tune.search_space.model_dump_json()}"
+
+    def first_trial(self) -> dict:
+        model = self.cfg.model
+        return {param_name(f, model.architecture): getattr(model, f) for f in SEARCHED}
+
+    def objective(self, trial: optuna.Trial) -> float:
+        cfg = self.cfg
+        chosen = suggest(trial, cfg)
+        trial.set_user_attr("model", chosen)
+        params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
+        _, trainer = NetworkForecaster.fit(self.panel, params, cfg.features.horizon, cfg.features.val_days,
+                                           callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
+                                           seed=cfg.seed)
+        return float(trainer.callback_metrics["val_loss"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m supplyml.forecasting.search CONFIG_JSON PANEL DATA_MD5 WORKER`: one worker process on the
+    shared study (what a pipeline's tune_worker task does), printing how many trials it ran."""
+    import sys
+
+    from supplyml import tune
+
+    config, panel, data_md5, worker = argv or sys.argv[1:]
+    cfg = Config.from_json(open(config).read())
+    print(tune.work(ForecastSearch(pd.read_parquet(panel), cfg, data_md5), cfg, {}, int(worker)))
+
+
+if __name__ == "__main__":
+    main()

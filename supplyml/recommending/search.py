@@ -1,0 +1,58 @@
+"""What the recommendation family tunes: the served network's architecture, width, learning rate and how
+many top places the customer's own items take, by NDCG@10 on the validation days (fitted on the days
+before them; the test window is never seen)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+
+from supplyml.config import Config
+from supplyml.recommending.base import RECOMMENDERS
+from supplyml.recommending.interactions import catalogue, temporal_split
+from supplyml.recommending.scoring import score_window
+
+METRIC = "ndcg@10/all"
+
+
+def served_params(cfg: Config) -> dict:
+    """The served recommender's hyperparameters: its defaults, then `recommend.params`."""
+    return {**RECOMMENDERS[cfg.recommend.model].defaults, **cfg.recommend.params,
+            "popularity_days": cfg.recommend.popularity_days, "seed": cfg.seed}
+
+
+@dataclass
+class RecommendSearch:
+    """tune.Search over interactions `frame` (None only to name the study)."""
+
+    frame: pd.DataFrame | None
+    cfg: Config
+    data_md5: str
+    family = "recommend"
+    direction = "maximize"
+    metric = "val_ndcg_at_10"
+
+    def key(self) -> str:
+        rc = self.cfg.recommend
+        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{rc.popularity_days}|"
+                f"{rc.search_space.model_dump_json()}")
+
+    def first_trial(self) -> dict:
+        p = served_params(self.cfg)
+        return {"architecture": p["architecture"], "dim": p["dim"], f"{p['architecture']}_lr": p["lr"],
+                "repeat_slots": p["repeat_slots"]}
+
+    def objective(self, trial: optuna.Trial) -> float:
+        cfg, space = self.cfg, self.cfg.recommend.search_space
+        arch = trial.suggest_categorical("architecture", space.architecture)
+        chosen = {"architecture": arch, "dim": trial.suggest_int("dim", *space.dim, log=True),
+                  "lr": trial.suggest_float(f"{arch}_lr", *space.lr[arch], log=True),
+                  "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots)}
+        trial.set_user_attr("model", chosen)
+        split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
+        params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}
+        model = RECOMMENDERS[cfg.recommend.model](**params).fit(split.train, catalogue(split.train))
+        scores, _ = score_window(model, split.train, split.val, cfg.recommend.k)
+        trial.set_user_attr("validation", scores)
+        return scores[METRIC]
