@@ -4,7 +4,8 @@ Serves the champion's Bento of the local `.supplyml` store (or, without one, a s
 tests/test_serving.py builds it, in a temporary store) with the very command `make serve` runs, once with
 `serving.batching=false` and once with `true` (SUPPLYML_SET in the server's environment). Against each,
 1, 8 and 32 closed-loop aiohttp clients send single-SKU /forecast and single-item /replenish requests
-(SKUs in turn) for a fixed time. Prints req/s, p50/p95/p99 and errors, and writes JSON.
+(SKUs in turn) for a fixed time, and, when the Bento holds a recommender, /recommend (k = 10, the data's
+most active customers in turn) and /similar (k = 10). Prints req/s, p50/p95/p99 and errors, and writes JSON.
 
     .venv/bin/python benchmarks/serving.py [--seconds 20] [--clients 1 8 32] [--out benchmarks/results/serving.json]
 
@@ -119,7 +120,19 @@ def server(cfg: Config, batching: bool, log_path: Path):
         proc.wait(timeout=60)
 
 
-def bodies(endpoint: str, skus: list[str]) -> list[dict]:
+def customers(cfg: Config, n: int = 64) -> list[str]:
+    """The `n` customers with the most purchase days in the configured order lines."""
+    from supplyml.recommending.interactions import load_interactions
+
+    frame = load_interactions(cfg, str(ROOT)).frame
+    return frame["customer_id"].value_counts().index[:n].tolist()
+
+
+def bodies(endpoint: str, skus: list[str], who: list[str] = ()) -> list[dict]:
+    if endpoint == "recommend":
+        return [{"customer_id": c, "k": 10, "exclude_purchased": False} for c in who]
+    if endpoint == "similar":
+        return [{"sku": s, "k": 10} for s in skus]
     if endpoint == "forecast":
         return [{"skus": [s], "horizon": HORIZON, "quantiles": [0.1, 0.5, 0.9]} for s in skus]
     return [{"items": [{"sku": s, "on_hand": 20, "on_order": 0, "lead_time_days": HORIZON // 2,
@@ -176,13 +189,17 @@ def main(argv: list[str] | None = None) -> int:
             cfg, source = small_champion(Path(tmp)), "small model built as tests/test_serving.py does"
         headers = {"Authorization": f"Bearer {os.environ['SUPPLYML_API_TOKEN']}"} if os.environ.get(
             "SUPPLYML_API_TOKEN") else {}
-        results, meta = [], {}
+        results, meta, who = [], {}, []
         for batching in (False, True):
             with server(cfg, batching, Path(tmp) / f"serve-{batching}.log") as base:
                 meta = requests.get(f"{base}/metadata", headers=headers, timeout=30).json()
                 skus = meta["skus"][:64]
-                for endpoint in ("forecast", "replenish"):
-                    payloads = bodies(endpoint, skus)
+                endpoints = ["forecast", "replenish"]
+                if meta.get("recommender"):  # not batched: the same figures with batching off and on
+                    endpoints += ["recommend", "similar"]
+                    who = who if batching else customers(cfg)
+                for endpoint in endpoints:
+                    payloads = bodies(endpoint, skus, who if meta.get("recommender") else ())
                     asyncio.run(closed_loop(f"{base}/{endpoint}", payloads, 8, args.warmup, headers))
                     for clients in args.clients:
                         row = asyncio.run(closed_loop(f"{base}/{endpoint}", payloads, clients, args.seconds, headers))
@@ -192,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"setup": {"source": source, "model": f"{meta.get('model_name')} version {meta.get('model_version')}",
                         "bento": meta.get("bento"), "cpus": os.cpu_count(), "machine": platform.platform(),
                         "seconds_per_run": args.seconds,
-                        "request": f"one SKU per request, horizon {HORIZON}; replenish L = R = {HORIZON // 2}",
+                        "request": f"one SKU per request, horizon {HORIZON}; replenish L = R = {HORIZON // 2}; "
+                                   "recommend and similar k = 10",
+                        "recommender": (meta.get("recommender") or {}).get("model_version"),
                         "load_generator": "aiohttp closed loop, same machine"},
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

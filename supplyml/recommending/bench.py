@@ -1,8 +1,10 @@
 """The recommendation bench: every configured model on one global temporal split of the order history.
 
-1. Validation: each model is fitted on `train` (catalogue: SKUs seen in train) for every point of its
+1. Validation: each peer is fitted on `train` (catalogue: SKUs seen in train) for every point of its
    grid (`recommend.grid`), and ranks for the customers active in the validation days whom train knows;
-   the point with the best `recommend.select_metric` wins. Stochastic models use the first seed here.
+   the point with the best `recommend.select_metric` wins. Stochastic peers use the first seed here. The
+   product's models (`network`, `blend`) take the served recipe's hyperparameters from the pipeline's
+   Optuna search (supplyml.recommending.search) on the same days, in a study of the bench's own.
 2. Test: the winners are refitted on train + validation (catalogue: SKUs seen there) and rank for the
    test-window customers it knows; stochastic models once per seed, reported as mean and std.
 Writes results.json (the table, chosen params, grid scores, split dates) and rankings.parquet
@@ -28,6 +30,7 @@ from supplyml.recommending.base import RECOMMENDERS, Recommender
 from supplyml.recommending.interactions import catalogue, load_interactions, temporal_split
 from supplyml.recommending.peers import PEERS
 from supplyml.recommending.scoring import score_window
+from supplyml.recommending.search import METRIC, RecommendSearch, served_params
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +61,22 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     split = temporal_split(data.frame, rc.test_days, rc.val_days)
     base = {"popularity_days": rc.popularity_days, "num_threads": rc.num_threads}
 
-    chosen, grid_scores, rows, frames = {}, {}, [], []
+    version = data_version(cfg.data.path, root)
+    chosen, grid_scores, rows, frames, tuned = {}, {}, [], [], None
     for name, cls in models.items():
         shared = {k: v for k, v in base.items() if k in ("popularity_days", *cls.defaults)}
-        first = {"seed": seeds[0]} if cls.stochastic else {}
-        tried = []
-        for point in grid_points(rc.grid.get(name, {})):
-            scores, _, secs = _fit_score(cls, {**shared, **first, **point}, split.train, split.val, rc.k)
-            tried.append({"params": point, rc.select_metric: scores[rc.select_metric], "seconds": secs})
-            log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric], secs)
-        best = max(tried, key=lambda t: t[rc.select_metric])
+        if name in PEERS:  # a peer: its grid, on validation days
+            first = {"seed": seeds[0]} if cls.stochastic else {}
+            tried = []
+            for point in grid_points(rc.grid.get(name, {})):
+                scores, _, secs = _fit_score(cls, {**shared, **first, **point}, split.train, split.val, rc.k)
+                tried.append({"params": point, rc.select_metric: scores[rc.select_metric], "seconds": secs})
+                log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric],
+                         secs)
+            best = max(tried, key=lambda t: t[rc.select_metric])
+        else:  # the product's models: the pipeline's Optuna search for the served recipe, on the same days
+            tuned = tuned or _tune(cfg, data.frame, version["dvc_md5"])
+            best, tried = tuned
         chosen[name], grid_scores[name] = best["params"], tried
 
         runs = []
@@ -89,7 +98,7 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     fit, test = split.fit, split.test
     known = test["customer_id"].isin(set(fit["customer_id"]))
     summary = {
-        "data": data_version(cfg.data.path, root), "split": split.dates(),
+        "data": version, "split": split.dates(),
         "counts": {"train_rows": len(split.train), "val_rows": len(split.val), "test_rows": len(test),
                    "catalogue": int(fit["sku"].nunique()), "fit_customers": int(fit["customer_id"].nunique()),
                    "test_customers": int(test["customer_id"].nunique()),
@@ -103,6 +112,22 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
     log.info("recommendation bench finished in %.0f s; results in %s", summary["seconds"], out)
     return {"summary": summary, "table": table}
+
+
+def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[dict]]:
+    """The served recipe's hyperparameters from its Optuna study (the pipeline's search: fitted on train
+    days, NDCG@10 on validation days), in its own study; and its trials."""
+    import mlflow
+
+    from supplyml import tracking
+    from supplyml import tune as tuning
+
+    tracking.setup_tracking(cfg)
+    with mlflow.start_run(run_name="bench-recommend", tags={"supplyml.kind": "bench"}):
+        study = tuning.tune(RecommendSearch(frame, cfg, f"{data_md5}|bench"), cfg, {"supplyml.kind": "bench"})
+    trials = [{"params": t.user_attrs["model"], METRIC: t.value,
+               "seconds": t.duration.total_seconds()} for t in study.trials if t.value is not None]
+    return {"params": {**served_params(cfg), **tuning.best_model(study)}}, trials
 
 
 def _lookup(name: str) -> type[Recommender]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -180,19 +181,49 @@ class Network(Recommender):
 
 class Blend(Network):
     """Personal frequency ranks the customer's own items in the first `repeat_slots` places (the repeat
-    peer is hard to beat there, Li et al. 2023); the network ranks everything after. `repeat_slots` is
-    chosen on validation days."""
+    peer is hard to beat there, Li et al. 2023), counting purchase days with weight 0.5 ** (age /
+    `half_life_days`) (0: unweighted, the repeat peer's order), so recent habits count more; everything
+    after is ranked by the network's score plus `popularity_weight` x recent popularity (both
+    standardised per customer). All three are chosen on validation days (supplyml.recommending.search)."""
 
     name = "blend"
-    defaults = {**Network.defaults, "repeat_slots": 5}
+    defaults = {**Network.defaults, "repeat_slots": 5, "half_life_days": 0, "popularity_weight": 0.0}
+
+    def _fit(self, X, frame):
+        super()._fit(X, frame)
+        days = frame.drop_duplicates(["row", "col", "ds"])
+        half_life = float(self.params["half_life_days"])
+        age = (self.cutoff - days["ds"]).dt.days.to_numpy()
+        weight = 0.5 ** (age / half_life) if half_life > 0 else np.ones(len(days))
+        self.habits = sp.csr_matrix((weight.astype(np.float32), (days["row"], days["col"])), shape=X.shape)
+        self.habits.sum_duplicates()
 
     def _score(self, rows):
-        learned = super()._score(rows)
+        learned = _standardise(super()._score(rows))
+        weight = float(self.params["popularity_weight"])
+        if weight:
+            learned = learned + weight * _standardise(np.log1p(self.popularity)[None, :])
         learned = learned - learned.min(1, keepdims=True)
         learned /= learned.max(1, keepdims=True) + 1e-9  # in [0, 1]
-        bought = self.X[rows].toarray()
-        # Each customer's `repeat_slots` most-bought items, ties by the network's score, on top.
-        key = bought + learned * (bought > 0)
-        cut = -np.sort(-key, 1)[:, min(int(self.params["repeat_slots"]), key.shape[1]) - 1:][:, :1]
-        top = (bought > 0) & (key >= cut)
+        slots = min(int(self.params["repeat_slots"]), learned.shape[1])
+        if slots == 0:  # the network's ranking alone
+            return learned
+        habits = self.habits[rows].toarray()
+        # Each customer's `repeat_slots` strongest habits on top, with popularity scaled below 1 added as
+        # the repeat peer adds it: unweighted, it only breaks ties between whole purchase-day counts.
+        key = (habits + self.popularity / (self.popularity.max() + 1.0)) * (habits > 0)
+        cut = -np.sort(-key, 1)[:, slots - 1:][:, :1]
+        top = (habits > 0) & (key >= cut)
         return np.where(top, 2.0 + key, learned)
+
+    def _save_state(self, path: Path) -> dict:
+        sp.save_npz(path / "habits.npz", self.habits)
+        return super()._save_state(path)
+
+    def _load_state(self, path: Path, meta: dict) -> None:
+        super()._load_state(path, meta)
+        self.habits = sp.load_npz(path / "habits.npz").tocsr()
+
+
+def _standardise(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean(1, keepdims=True)) / (scores.std(1, keepdims=True) + 1e-9)

@@ -1,6 +1,6 @@
-"""What the recommendation family tunes: the served network's architecture, width, learning rate and how
-many top places the customer's own items take, by NDCG@10 on the validation days (fitted on the days
-before them; the test window is never seen)."""
+"""What the recommendation family tunes: the served network's architecture, width and learning rate, and
+the blend's repeat places, recency half-life and popularity weight, by NDCG@10 on the validation days
+(fitted on the days before them; the test window is never seen)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,14 +41,16 @@ class RecommendSearch:
     def first_trial(self) -> dict:
         p = served_params(self.cfg)
         return {"architecture": p["architecture"], "dim": p["dim"], f"{p['architecture']}_lr": p["lr"],
-                "repeat_slots": p["repeat_slots"]}
+                **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight")}}
 
     def objective(self, trial: optuna.Trial) -> float:
         cfg, space = self.cfg, self.cfg.recommend.search_space
         arch = trial.suggest_categorical("architecture", space.architecture)
         chosen = {"architecture": arch, "dim": trial.suggest_int("dim", *space.dim, log=True),
                   "lr": trial.suggest_float(f"{arch}_lr", *space.lr[arch], log=True),
-                  "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots)}
+                  "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots),
+                  "half_life_days": trial.suggest_categorical("half_life_days", space.half_life_days),
+                  "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight)}
         trial.set_user_attr("model", chosen)
         split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
         params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}

@@ -1,0 +1,76 @@
+"""The recommender's gate on a real MLflow store: the challenger and the champion's recipe refitted on the
+same days before the test window, judged on NDCG@10 by hand-computed figures."""
+import json
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+
+from supplyml.config import load_config
+from supplyml.recommending import lifecycle
+from supplyml.recommending.peers import Popularity
+from supplyml.registry import register
+from supplyml.tracking import log_recommender, setup_tracking
+
+# Day 1: u1 buys a, u2 b; day 2: u1 a and b, u3 b; day 3 (validation): u3 c; day 4 (test): u1 a, u2 c.
+ROWS = [("u1", "a", 1), ("u2", "b", 1), ("u1", "a", 2), ("u1", "b", 2), ("u3", "b", 2), ("u3", "c", 3),
+        ("u1", "a", 4), ("u2", "c", 4)]
+FRAME = pd.DataFrame({"customer_id": [r[0] for r in ROWS], "sku": [r[1] for r in ROWS],
+                      "ds": [pd.Timestamp("2011-01-01") + pd.Timedelta(days=r[2] - 1) for r in ROWS],
+                      "quantity": 1.0, "value": 1.0})
+# Popularity (distinct buyers of days 1-3): b 3, then a and c 1 each, a first (catalogue order): b a c.
+#   u1 (bought a in the test window): a at rank 2 -> 1/log2(3); u2 (c): rank 3 -> 1/log2(4) = 0.5.
+POPULARITY = (1 / math.log2(3) + 0.5) / 2
+# Personal frequency: u1 bought a on 2 days, b on 1 -> a b c: a at rank 1 -> 1; u2: b a c -> 0.5.
+REPEAT = (1 + 0.5) / 2
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    cfg = load_config(overrides=[f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                                 f"registry.artifact_location={tmp_path}/art", "recommend.test_days=1",
+                                 "recommend.val_days=1", "recommend.report_peers=[popularity]"])
+    setup_tracking(cfg)
+    return cfg
+
+
+def champion(cfg, recipe: dict) -> None:
+    with mlflow.start_run():
+        uri = log_recommender(Popularity().fit(FRAME, ["a", "b", "c"]), cfg)
+    version = register(uri, cfg.registry.recommender_name, {lifecycle.RECIPE_TAG: json.dumps(recipe)})
+    mlflow.MlflowClient().set_registered_model_alias(cfg.registry.recommender_name, "champion", version.version)
+
+
+def judged(cfg, challenger: dict):
+    data = lifecycle.split(cfg, FRAME)
+    table = lifecycle.peer_table(cfg, data, lifecycle.fit(challenger, data.fit, {}))
+    return table, lifecycle.judge(cfg, data, table, challenger, {})
+
+
+REPEAT_RECIPE = {"model": "repeat", "params": {"popularity_days": 28}}
+POPULARITY_RECIPE = {"model": "popularity", "params": {"popularity_days": 28}}
+
+
+def test_without_a_champion_the_challenger_must_beat_popularity(cfg):
+    table, verdict = judged(cfg, REPEAT_RECIPE)
+    assert table.loc["model", "ndcg@10/all"] == pytest.approx(REPEAT)
+    assert table.loc["popularity", "ndcg@10/all"] == pytest.approx(POPULARITY)
+    assert verdict.promote and verdict.champion is None
+    assert verdict.challenger["ndcg_gap_to_popularity"] == pytest.approx(REPEAT - POPULARITY)
+
+
+def test_a_better_challenger_beats_the_champions_recipe_refitted_on_the_same_days(cfg):
+    champion(cfg, POPULARITY_RECIPE)
+    _, verdict = judged(cfg, REPEAT_RECIPE)
+    assert verdict.champion == {"ndcg@10": pytest.approx(POPULARITY)} and verdict.champion_version == "1"
+    assert verdict.promote and verdict.challenger["ndcg_regression"] == pytest.approx(1 - REPEAT / POPULARITY)
+
+
+def test_a_worse_challenger_keeps_the_champion_and_says_which_rule(cfg):
+    champion(cfg, REPEAT_RECIPE)
+    _, verdict = judged(cfg, POPULARITY_RECIPE)
+    assert not verdict.promote and verdict.champion == {"ndcg@10": pytest.approx(REPEAT)}
+    assert verdict.reasons[0].startswith("passed: held-out NDCG@10 no worse than the popularity peer's")
+    assert verdict.reasons[1].startswith("FAILED: held-out NDCG@10 at most 1% worse than the champion's")
+    assert verdict.challenger["ndcg_regression"] == pytest.approx(1 - POPULARITY / REPEAT)
