@@ -274,6 +274,7 @@ class RecommendSearchSpace(Section):
     repeat_slots: tuple[int, int] = (0, 10)  # top places the customer's own most-bought items take
     half_life_days: list[int] = [0, 30, 60, 120, 240]  # recency weight of those purchase days (0: none)
     popularity_weight: tuple[float, float] = (0.0, 2.0)  # recent popularity added to the network's score
+    segment_weight: tuple[float, float] = (0.0, 1.0)  # share of that popularity from the customer's RFM segment
 
 
 class RecommendConfig(Section):
@@ -285,7 +286,7 @@ class RecommendConfig(Section):
     # The defaults were chosen on the validation days of Online Retail (never its test window).
     params: dict[str, int | float | str] = {"architecture": "bpr", "dim": 64, "lr": 0.01, "epochs": 10,
                                             "batch_size": 1024, "repeat_slots": 10, "half_life_days": 120,
-                                            "popularity_weight": 1.0}
+                                            "popularity_weight": 1.0, "segment_weight": 0.5}
     search_space: RecommendSearchSpace = RecommendSearchSpace()
     # The gate, on the test window, by NDCG@10 over all items: the challenger must beat the popularity
     # peer on the same days, and be no more than this much worse than the champion.
@@ -305,6 +306,9 @@ class RecommendConfig(Section):
         "als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1], "alpha": [1.0]},
         "bpr": {"factors": [32, 64], "learning_rate": [0.01, 0.05]},
     }
+    # The served recipe again with some hyperparameters overridden, as extra bench rows (what each part adds).
+    ablations: dict[str, dict[str, int | float | str]] = {"blend without segments": {"segment_weight": 0.0},
+                                                          "blend without recency": {"half_life_days": 0}}
     seeds: list[int] = [0, 1, 2]  # stochastic models (ALS, BPR, the networks) run once per seed: mean and std
     num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR
 

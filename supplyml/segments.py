@@ -48,6 +48,18 @@ def customer_segments(raw: pd.DataFrame, cfg: Config, as_of=None) -> Segmentatio
     return _segment(features, np.log1p(features), CUSTOMER_WORDS, cfg)
 
 
+def purchase_segments(frame: pd.DataFrame, cfg: Config, as_of) -> Segmentation:
+    """RFM segments from interactions (`customer_id, ds, value`, one row per customer x SKU x day, as the
+    recommenders see them) before `as_of`: recency in days since the last purchase day, frequency in
+    purchase days (the interactions carry no invoices), monetary the total value."""
+    as_of = pd.Timestamp(as_of)
+    frame = frame[frame["ds"] < as_of]
+    per = frame.groupby("customer_id").agg(last=("ds", "max"), frequency=("ds", "nunique"), monetary=("value", "sum"))
+    features = pd.DataFrame({"recency": (as_of - per["last"]).dt.days.astype(float),
+                             "frequency": per["frequency"].astype(float), "monetary": per["monetary"].clip(lower=0)})
+    return _segment(features, np.log1p(features), CUSTOMER_WORDS, cfg)
+
+
 def product_segments(panel: pd.DataFrame, cfg: Config) -> Segmentation:
     """Demand-shape segments of the panel's series (`unique_id, ds, y`)."""
     features = demand_shape(panel)

@@ -216,21 +216,29 @@ def _shop(path: Path, seed: int = 0) -> None:
 
 def test_bench_writes_table_results_and_rankings(tmp_path):
     _shop(tmp_path / "lines.csv")
-    cfg = Config.model_validate({"data": {"path": str(tmp_path / "lines.csv")}, "recommend": {
-        "test_days": 21, "val_days": 21, "k": 10, "seeds": [0, 1],
-        "grid": {"ease": {"l2": [1.0, 10.0]}, "als": {"factors": [4], "iterations": [3]},
-                 "bpr": {"factors": [4], "iterations": [5]}}}})
+    cfg = Config.model_validate({
+        "data": {"path": str(tmp_path / "lines.csv")},
+        "registry": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "artifact_location": str(tmp_path / "art")},
+        "tune": {"storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2, "max_epochs": 1},
+        "recommend": {"test_days": 21, "val_days": 21, "k": 10, "seeds": [0, 1],
+                      "params": {"architecture": "bpr", "dim": 8, "epochs": 2, "batch_size": 64, "accelerator": "cpu"},
+                      "grid": {"ease": {"l2": [1.0, 10.0]}, "als": {"factors": [4], "iterations": [3]},
+                               "bpr": {"factors": [4], "iterations": [5]}}}})
     result = run_bench(cfg, tmp_path / "out")
     table = result["table"]
-    assert list(table.index) == cfg.recommend.models
+    assert list(table.index) == [*cfg.recommend.models, "blend without segments", "blend without recency"]
+    summary = json.loads((tmp_path / "out/results.json").read_text())
+    # The product's models take the Optuna study's best recipe; an ablation is that recipe with a part off.
+    assert len(summary["validation_grid"]["blend"]) == 2 and summary["chosen"]["network"] == summary["chosen"]["blend"]
+    assert summary["chosen"]["blend without segments"] == {**summary["chosen"]["blend"], "segment_weight": 0.0}
+    assert table.loc["blend", "seeds"] == 2
     assert {"ndcg@10/all", "recall@20/repeat", "map@10/new", "coverage@10/all", "wall_s"} <= set(table)
     assert table.loc["als", "seeds"] == 2 and "ndcg@10/all_std" in table and table.loc["ease", "seeds"] == 1
-    summary = json.loads((tmp_path / "out/results.json").read_text())
     assert summary["chosen"]["ease"]["l2"] in (1.0, 10.0) and len(summary["validation_grid"]["ease"]) == 2
     assert summary["split"]["test_start"] == "2011-05-10"  # 21 days ending on the last day, 2011-05-30
     ranks = pd.read_parquet(tmp_path / "out/rankings.parquet")
     assert list(ranks.columns) == ["model", "customer_id", "rank", "sku", "score"]
-    assert set(ranks["model"]) == set(cfg.recommend.models) and ranks["rank"].max() == 10
+    assert set(ranks["model"]) == set(table.index) and ranks["rank"].max() == 10
     assert "repeat items" in format_table(table)
 
 
@@ -285,3 +293,47 @@ def test_the_blend_puts_the_most_bought_items_first_then_the_network():
                   accelerator="cpu").fit(_purchases(rows), list("ABCDE"))
     (ranked,) = model.recommend(["c0"], k=5)
     assert [s for s, _ in ranked[:2]] == ["A", "B"] and ranked[1][1] >= 2.0 > ranked[2][1]
+
+
+def test_the_blend_without_repeat_places_is_the_networks_ranking():
+    from supplyml.recommending.networks import Blend, Network
+
+    rows = [(f"c{i}", s, d) for i in range(6) for d, s in enumerate("ABC"[: 1 + i % 3])]
+    args = {"architecture": "bpr", "dim": 4, "lr": 0.05, "epochs": 3, "batch_size": 8, "seed": 0, "accelerator": "cpu"}
+    blend = Blend(**args, repeat_slots=0).fit(_purchases(rows), list("ABCD"))
+    network = Network(**args).fit(_purchases(rows), list("ABCD"))
+    customers = [f"c{i}" for i in range(6)]
+    assert [[s for s, _ in r] for r in blend.recommend(customers, 4)] == \
+        [[s for s, _ in r] for r in network.recommend(customers, 4)]
+
+
+def test_recency_weighting_puts_a_recent_habit_above_an_older_more_frequent_one():
+    from supplyml.recommending.networks import Blend
+
+    # c0 bought A on days 0-2 and B on days 98-99. Unweighted A leads (3 days to 2); with a 10-day
+    # half-life A weighs 0.5^9.9 + 0.5^9.8 + 0.5^9.7 ~ 0.004 and B 0.5^0.1 + 1 ~ 1.93.
+    rows = [("c0", "A", d) for d in range(3)] + [("c0", "B", d) for d in (98, 99)] + [("o1", "C", 99)]
+    args = {"architecture": "bpr", "dim": 4, "epochs": 1, "batch_size": 8, "seed": 0, "accelerator": "cpu",
+            "repeat_slots": 2}
+    first = {hl: Blend(**args, half_life_days=hl).fit(_purchases(rows), list("ABC")).recommend(["c0"], 2)[0][0][0]
+             for hl in (0, 10)}
+    assert first == {0: "A", 10: "B"}
+
+
+def test_segment_popularity_ranks_what_a_customers_own_segment_buys(tmp_path):
+    from supplyml.recommending.networks import Blend
+
+    # Six frequent customers (10 days each) buy H, six one-off customers buy L once; everyone buys G once.
+    # Globally H and L tie (6 buyers each); within each RFM segment its own item leads.
+    rows = [(f"h{i}", "H", d) for i in range(6) for d in range(10, 20)] + [(f"l{i}", "L", 5) for i in range(6)]
+    rows += [(c, "G", 20) for c in [*(f"h{i}" for i in range(6)), *(f"l{i}" for i in range(6))]]
+    args = {"architecture": "bpr", "dim": 4, "epochs": 1, "batch_size": 8, "seed": 0, "accelerator": "cpu",
+            "repeat_slots": 0, "popularity_weight": 100.0}
+    model = Blend(**args, segment_weight=1.0).fit(_purchases(rows), list("GHLX"))
+    assert len(set(model.segment_of)) == 2 and model.segment_of[model._customer_index["h0"]] != \
+        model.segment_of[model._customer_index["l0"]]
+    for customer, own, other in (("h0", "H", "L"), ("l3", "L", "H")):
+        ranked = [s for s, _ in model.recommend([customer], 4)[0]]
+        assert ranked.index(own) < ranked.index(other), (customer, ranked)
+    model.save(tmp_path / "m")
+    assert load(tmp_path / "m").recommend(["h0", "l3"], 4) == model.recommend(["h0", "l3"], 4)

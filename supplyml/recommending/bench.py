@@ -79,19 +79,12 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
             best, tried = tuned
         chosen[name], grid_scores[name] = best["params"], tried
 
-        runs = []
-        for seed in (seeds if cls.stochastic else [None]):
-            params = {**shared, **best["params"], **({"seed": seed} if seed is not None else {})}
-            scores, lists, secs = _fit_score(cls, params, split.fit, split.test, rc.k)
-            runs.append({**scores, "wall_s": secs})
-            if seed is None or seed == seeds[0]:
-                frames.append(_ranking_frame(name, lists))
-        table_runs = pd.DataFrame(runs)
-        row = {"model": name, **table_runs.mean().to_dict(), "seeds": len(runs)}
-        if cls.stochastic and len(runs) > 1:
-            row.update({f"{c}_std": v for c, v in table_runs.std(ddof=1).items() if "/" in c})
-        rows.append(row)
-        log.info("%s: test ndcg@10/all %.4f", name, row["ndcg@10/all"])
+        rows.append(_test(name, cls, {**shared, **best["params"]}, split, seeds, rc.k, frames))
+    for name, overrides in rc.ablations.items():  # the served recipe with a part switched off
+        tuned = tuned or _tune(cfg, data.frame, version["dvc_md5"])
+        cls = _lookup(rc.model)
+        chosen[name] = {**tuned[0]["params"], **overrides}
+        rows.append(_test(name, cls, chosen[name], split, seeds, rc.k, frames))
 
     table = pd.DataFrame(rows).set_index("model")
     pd.concat(frames, ignore_index=True).to_parquet(out / "rankings.parquet", index=False)
@@ -112,6 +105,25 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
     log.info("recommendation bench finished in %.0f s; results in %s", summary["seconds"], out)
     return {"summary": summary, "table": table}
+
+
+def _test(name: str, cls: type[Recommender], params: dict, split, seeds: list[int], k: int,
+          frames: list[pd.DataFrame]) -> dict:
+    """One table row: `cls(**params)` refitted on train + validation days and scored on the test window,
+    once per seed for a stochastic model (mean, and std of the metrics); the first run's lists go to `frames`."""
+    runs = []
+    for seed in (seeds if cls.stochastic else [None]):
+        scores, lists, secs = _fit_score(cls, {**params, **({"seed": seed} if seed is not None else {})}, split.fit,
+                                         split.test, k)
+        runs.append({**scores, "wall_s": secs})
+        if len(runs) == 1:
+            frames.append(_ranking_frame(name, lists))
+    table_runs = pd.DataFrame(runs)
+    row = {"model": name, **table_runs.mean().to_dict(), "seeds": len(runs)}
+    if len(runs) > 1:
+        row.update({f"{c}_std": v for c, v in table_runs.std(ddof=1).items() if "/" in c})
+    log.info("%s: test ndcg@10/all %.4f", name, row["ndcg@10/all"])
+    return row
 
 
 def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[dict]]:

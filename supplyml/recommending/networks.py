@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -184,13 +185,16 @@ class Blend(Network):
     peer is hard to beat there, Li et al. 2023), counting purchase days with weight 0.5 ** (age /
     `half_life_days`) (0: unweighted, the repeat peer's order), so recent habits count more; everything
     after is ranked by the network's score plus `popularity_weight` x recent popularity (both
-    standardised per customer). All three are chosen on validation days (supplyml.recommending.search)."""
+    standardised per customer), where popularity mixes the global one with that of the customer's RFM
+    segment by `segment_weight`. All four are chosen on validation days (supplyml.recommending.search)."""
 
     name = "blend"
-    defaults = {**Network.defaults, "repeat_slots": 5, "half_life_days": 0, "popularity_weight": 0.0}
+    defaults = {**Network.defaults, "repeat_slots": 5, "half_life_days": 0, "popularity_weight": 0.0,
+                "segment_weight": 0.0}
 
     def _fit(self, X, frame):
         super()._fit(X, frame)
+        self._fit_segments(frame)
         days = frame.drop_duplicates(["row", "col", "ds"])
         half_life = float(self.params["half_life_days"])
         age = (self.cutoff - days["ds"]).dt.days.to_numpy()
@@ -202,7 +206,7 @@ class Blend(Network):
         learned = _standardise(super()._score(rows))
         weight = float(self.params["popularity_weight"])
         if weight:
-            learned = learned + weight * _standardise(np.log1p(self.popularity)[None, :])
+            learned = learned + weight * _standardise(np.log1p(self._popularity_of(rows)))
         learned = learned - learned.min(1, keepdims=True)
         learned /= learned.max(1, keepdims=True) + 1e-9  # in [0, 1]
         slots = min(int(self.params["repeat_slots"]), learned.shape[1])
@@ -216,13 +220,44 @@ class Blend(Network):
         top = (habits > 0) & (key >= cut)
         return np.where(top, 2.0 + key, learned)
 
+    def _fit_segments(self, frame) -> None:
+        """With `segment_weight` > 0: the customers' k-means RFM segments (supplyml.segments, k by silhouette)
+        and each segment's recent popularity (distinct buyers in the last `popularity_days`)."""
+        self.segment_of = np.zeros(len(self.customers), dtype=np.int64)
+        self.segment_popularity = np.zeros((1, len(self.items)), dtype=np.float32)
+        if not float(self.params["segment_weight"]):
+            return
+        from supplyml import segments
+        from supplyml.config import Config
+
+        seg = segments.purchase_segments(frame, Config(seed=int(self.params["seed"])), self.cutoff + pd.Timedelta(days=1))
+        self.segment_of = seg.labels.reindex(self.customers).to_numpy().astype(np.int64)
+        start = self.cutoff - pd.Timedelta(days=int(self.params["popularity_days"]) - 1)
+        recent = frame[frame["ds"] >= start].drop_duplicates(["row", "col"])
+        counts = np.zeros((seg.k, len(self.items)), dtype=np.float32)
+        np.add.at(counts, (self.segment_of[recent["row"].to_numpy()], recent["col"].to_numpy()), 1.0)
+        self.segment_popularity = counts
+
+    def _popularity_of(self, rows) -> np.ndarray:
+        """Recent popularity per customer row: the global one, mixed with the customer's segment's by
+        `segment_weight` (each scaled to a maximum of 1)."""
+        overall = self.popularity / self.popularity.max()
+        alpha = float(self.params["segment_weight"])
+        if not alpha:
+            return np.broadcast_to(overall, (len(rows), len(self.items)))
+        own = self.segment_popularity[self.segment_of[rows]]
+        return (1 - alpha) * overall + alpha * own / np.maximum(own.max(1, keepdims=True), 1.0)
+
     def _save_state(self, path: Path) -> dict:
         sp.save_npz(path / "habits.npz", self.habits)
+        np.savez(path / "segments.npz", segment_of=self.segment_of, segment_popularity=self.segment_popularity)
         return super()._save_state(path)
 
     def _load_state(self, path: Path, meta: dict) -> None:
         super()._load_state(path, meta)
         self.habits = sp.load_npz(path / "habits.npz").tocsr()
+        with np.load(path / "segments.npz") as f:
+            self.segment_of, self.segment_popularity = f["segment_of"], f["segment_popularity"]
 
 
 def _standardise(scores: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """What the recommendation family tunes: the served network's architecture, width and learning rate, and
-the blend's repeat places, recency half-life and popularity weight, by NDCG@10 on the validation days
+the blend's repeat places, recency half-life, popularity weight and segment share, by NDCG@10 on the validation days
 (fitted on the days before them; the test window is never seen)."""
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class RecommendSearch:
     def first_trial(self) -> dict:
         p = served_params(self.cfg)
         return {"architecture": p["architecture"], "dim": p["dim"], f"{p['architecture']}_lr": p["lr"],
-                **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight")}}
+                **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")}}
 
     def objective(self, trial: optuna.Trial) -> float:
         cfg, space = self.cfg, self.cfg.recommend.search_space
@@ -50,7 +50,8 @@ class RecommendSearch:
                   "lr": trial.suggest_float(f"{arch}_lr", *space.lr[arch], log=True),
                   "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots),
                   "half_life_days": trial.suggest_categorical("half_life_days", space.half_life_days),
-                  "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight)}
+                  "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight),
+                  "segment_weight": trial.suggest_float("segment_weight", *space.segment_weight)}
         trial.set_user_attr("model", chosen)
         split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
         params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}
