@@ -218,25 +218,32 @@ def predict_command(args) -> int:
 
 
 def model_command(args) -> int:
-    """`supplyml model list | show V | compare V1 V2 | promote V | rollback`: the model owner's commands."""
+    """`supplyml model list | show V | compare V1 V2 | promote V | rollback [--family recommend]`: the model
+    owner's commands."""
     import pandas as pd
 
-    from serving.package import champion_bento
     from supplyml import lifecycle, registry, tracking
     from supplyml.backtest import format_table
 
     cfg = _config(args)
     tracking.setup_tracking(cfg)
     by = args.by or registry.user()
+    recommender = args.family == "recommend"
+    name = cfg.registry.recommender_name if recommender else cfg.registry.model_name
+    if recommender and args.action in ("compare", "promote"):
+        log.error("a recommender version is judged by the pipeline's gate on its test window; `supplyml model "
+                  "rollback --family recommend` restores the previous champion")
+        return 2
     if args.action == "list":
-        table = lifecycle.versions(cfg)
-        print(format_table(table) if len(table) else f"{cfg.registry.model_name} has no versions yet")
-        trail = registry.audit_trail(cfg.registry.model_name) if len(table) else []
+        metrics = ("ndcg@10/all", "ndcg@10/new") if recommender else ("wrmsse", "wspl")
+        table = lifecycle.versions(cfg, name, metrics)
+        print(format_table(table) if len(table) else f"{name} has no versions yet")
+        trail = registry.audit_trail(name) if len(table) else []
         if trail:
             print("\nChampion moves (oldest first):")
             print(pd.DataFrame(trail)[["n", "at", "by", "action", "from", "to", "why"]].to_string(index=False))
     elif args.action == "show":
-        print(json.dumps(lifecycle.show(cfg, args.version), indent=2, default=str))
+        print(json.dumps(lifecycle.show(cfg, args.version, name), indent=2, default=str))
     elif args.action == "compare":
         _print_verdict(lifecycle.compare(cfg, args.old, args.new).to_dict())
     elif args.action == "promote":
@@ -247,12 +254,22 @@ def model_command(args) -> int:
                       args.version)
             return 1
         print(f"version {args.version} is now champion ({result['record']['action']} by {by}); "
-              f"its Bento: {champion_bento(cfg)}")
+              f"its Bento: {_bento_of_champions(cfg)}")
     elif args.action == "rollback":
-        record = lifecycle.rollback(cfg, by=by, reason=args.reason or "rollback")
-        print(f"rolled back: version {record['to']} is champion again (was {record['from']}); "
-              f"its Bento: {champion_bento(cfg)}")
+        record = lifecycle.rollback(cfg, by=by, reason=args.reason or "rollback", name=name)
+        print(f"rolled back: version {record['to']} of {name} is champion again (was {record['from']}); "
+              f"its Bento: {_bento_of_champions(cfg)}")
     return 0
+
+
+def _bento_of_champions(cfg) -> str:
+    """The champions' Bento, built now if a move left them without one."""
+    from serving.package import NoChampionError, champion_bento
+
+    try:
+        return champion_bento(cfg)
+    except NoChampionError as e:  # a recommender moved while no forecaster is champion
+        return f"none ({e})"
 
 
 def bench_command(args) -> int:
@@ -395,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     model = owner_cmd.add_subparsers(dest="action", required=True)
     owner = argparse.ArgumentParser(add_help=False, parents=[common])
     owner.add_argument("--by", help="who acts, for the audit trail (default: the OS user)")
+    owner.add_argument("--family", choices=["forecast", "recommend"], default="forecast",
+                       help="whose registered model: the forecaster (default) or the recommender (list, show, rollback)")
     model.add_parser("list", parents=[owner], help="versions with aliases, data version, metrics, verdict; champion moves")
     model.add_parser("show", parents=[owner], help="one version's tags and champion moves").add_argument("version")
     cmp_ = model.add_parser("compare", parents=[owner], help="score NEW against OLD on NEW's held-out days")

@@ -137,14 +137,15 @@ def recommend_train(config_json: str, lineage: str, best: str, purchases: Input[
 
 
 def recommend_evaluate(config_json: str, run_id: str, purchases: Input[Dataset], items: Input[Dataset],
-                       raw: Input[Dataset], model: Input[Model], report: Output[HTML], metrics: Output[Metrics]) -> str:
+                       raw: Input[Dataset], panel: Input[Dataset], model: Input[Model], report: Output[HTML],
+                       metrics: Output[Metrics]) -> str:
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    result = steps.recommend_evaluate(Config.from_json(config_json), purchases.path, items.path, raw.path, model.path,
-                                      run_id, report.path)
+    result = steps.recommend_evaluate(Config.from_json(config_json), purchases.path, items.path, raw.path, panel.path,
+                                      model.path, run_id, report.path)
     for name, row in result["metrics"].items():
         for metric, value in row.items():
             metrics.log_metric(f"{name}.{metric}", value)

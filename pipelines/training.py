@@ -54,7 +54,7 @@ def build(cfg: Config):
                                         run_id=study.outputs["Output"]).after(workers))
         return [study, workers, best]
 
-    def recommendations(config_json, checked, raw, after):
+    def recommendations(config_json, checked, raw, panel, after):
         """The same gated order lines as purchases, tuned, judged on the test window, registered; a new
         Bento when promoted, built once the forecaster has registered too (`after`)."""
         bought = interactions(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
@@ -63,7 +63,8 @@ def build(cfg: Config):
         fitted = gpu(recommend_train(config_json=config_json, lineage=lineage, best=tuning[-1].output,
                                      purchases=purchases, items=items))
         scored = recommend_evaluate(config_json=config_json, run_id=fitted.outputs["Output"], purchases=purchases,
-                                    items=items, raw=raw.outputs["raw"], model=fitted.outputs["model"])
+                                    items=items, raw=raw.outputs["raw"], panel=panel.outputs["panel"],
+                                    model=fitted.outputs["model"])
         registered = recommend_register(config_json=config_json, run_id=fitted.outputs["Output"],
                                         evaluation=scored.outputs["Output"], purchases=purchases, items=items)
         with dsl.If(registered.outputs["promoted"] == "true"):
@@ -94,7 +95,7 @@ def build(cfg: Config):
             built = package(config_json=config_json)
         with dsl.Else():
             kept = keep(config_json=config_json, registration=registered.outputs["registration"])
-        recommended = recommendations(config_json, checked, raw, after=registered) if cfg.pipeline.recommend else None
+        recommended = recommendations(config_json, checked, raw, panel, after=registered) if cfg.pipeline.recommend else None
         if recommended is not None:
             built.after(recommended)
             kept.after(recommended)

@@ -95,29 +95,31 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     return {"promoted": True, "version": v.version, "verdict": verdict, "record": record}
 
 
-def rollback(cfg: Config, *, by: str, reason: str) -> dict:
-    return registry.rollback(cfg.registry.model_name, by=by, why=reason, lock=lock_path(cfg))
+def rollback(cfg: Config, *, by: str, reason: str, name: str | None = None) -> dict:
+    """Restore the previous champion of `name` (default: the forecaster)."""
+    return registry.rollback(name or cfg.registry.model_name, by=by, why=reason, lock=lock_path(cfg))
 
 
-def versions(cfg: Config) -> pd.DataFrame:
-    """One row per version, newest first: aliases, data version, key held-out metrics, gate verdict."""
+def versions(cfg: Config, name: str | None = None, metrics: tuple[str, ...] = ("wrmsse", "wspl")) -> pd.DataFrame:
+    """One row per version of `name` (default: the forecaster), newest first: aliases, data version, the
+    `metrics` of its held-out evaluation, gate verdict."""
     client = MlflowClient()
-    name = cfg.registry.model_name
+    name = name or cfg.registry.model_name
     rows = []
     for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
         full = client.get_model_version(name, v.version)  # search results may omit aliases
-        metrics = json.loads(full.tags.get("metrics", "{}"))
+        figures = json.loads(full.tags.get("metrics", "{}"))
         verdict = json.loads(full.tags.get("verdict", "null") or "null")
         rows.append({"version": int(v.version), "aliases": ",".join(full.aliases) or "-",
                      "data": full.tags.get("dvc_md5", "-")[:10], "git": full.tags.get("git_commit", "-")[:8],
-                     "holdout_start": full.tags.get("holdout_start", "-"),
-                     "wrmsse": metrics.get("wrmsse"), "wspl": metrics.get("wspl"),
+                     "holdout_start": full.tags.get("holdout_start", full.tags.get("test_start", "-")),
+                     **{m: figures.get(m) for m in metrics},
                      "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected"})
     return pd.DataFrame(rows).set_index("version") if rows else pd.DataFrame()
 
 
-def show(cfg: Config, version: str) -> dict:
-    name = cfg.registry.model_name
+def show(cfg: Config, version: str, name: str | None = None) -> dict:
+    name = name or cfg.registry.model_name
     v = registry.get_version(name, version)
     moves = [r for r in registry.audit_trail(name) if v.version in (r["to"], r["from"])]
     return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags),

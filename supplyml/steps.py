@@ -220,10 +220,11 @@ def recommend_train(cfg: Config, frame_in: str, items_in: str, best: dict, linea
     return run.info.run_id
 
 
-def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, model_in: str, run_id: str,
-                       report_out: str) -> dict:
+def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, panel_in: str, model_in: str,
+                       run_id: str, report_out: str) -> dict:
     """Test-window metrics of the model and its peers (all, repeat and new items), the gate's verdict
-    against the champion, customer segments, and the HTML report; everything also goes to the run."""
+    against the champion, customer RFM and product demand segments, and the HTML report; everything also
+    goes to the run."""
     from supplyml import segments
     from supplyml.recommending import load as load_recommender
     from supplyml.recommending.report import render
@@ -237,13 +238,15 @@ def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, m
     log.info("recommendations on %s .. %s\n%s\n%s", data.test_start.date(), data.end.date(),
              table.filter(like="ndcg@10").to_string(float_format="%.4f"), "\n".join(verdict.reasons))
     customers = segments.customer_segments(pd.read_parquet(raw_in), cfg, as_of=data.test_start)
+    panel = pd.read_parquet(panel_in)
+    products = segments.product_segments(panel[panel["ds"] < data.test_start], cfg)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k.replace('@', '_at_').replace('/', '.')}": float(v)
                             for k, v in table.loc["model"].items()})
         mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version)})
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
-        report = render(table, verdict, customers, data.dates(), mlflow.get_run(run_id).data.tags)
+        report = render(table, verdict, customers, products, data.dates(), mlflow.get_run(run_id).data.tags)
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
     return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),

@@ -119,7 +119,7 @@ def test_5_promote_refuses_a_worse_version_unless_forced(tmp):
 def test_6_rollback_restores_the_previous_champions_in_turn(tmp):
     first = cli(tmp, "model", "rollback", "--reason", "undo the drill")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "version 2 is champion again (was 3)" in first.stdout and champion(tmp) == "2"
+    assert "version 2 of supplyml-forecaster is champion again (was 3)" in first.stdout and champion(tmp) == "2"
     second = cli(tmp, "model", "rollback", "--reason", "back to the first")
     assert second.returncode == 0 and champion(tmp) == "1"
     listing = cli(tmp, "model", "list")

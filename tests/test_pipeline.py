@@ -88,7 +88,8 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
     studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")}
     assert tags["optuna_study"] in studies and len(studies) == 2
     report = sorted((tmp / "kfp").glob("*/recommend-evaluate/report"))[-1].read_text()
-    for section in ("all items", "repeat items", "new items", "gate: promote", "customer segments (RFM"):
+    for section in ("all items", "repeat items", "new items", "gate: promote", "customer segments (RFM",
+                    "product demand segments"):
         assert section in report
 
 

@@ -74,3 +74,35 @@ def test_a_worse_challenger_keeps_the_champion_and_says_which_rule(cfg):
     assert verdict.reasons[0].startswith("passed: held-out NDCG@10 no worse than the popularity peer's")
     assert verdict.reasons[1].startswith("FAILED: held-out NDCG@10 at most 1% worse than the champion's")
     assert verdict.challenger["ndcg_regression"] == pytest.approx(1 - POPULARITY / REPEAT)
+
+
+def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from supplyml import registry
+
+    name = cfg.registry.recommender_name
+    for n, recipe in enumerate((POPULARITY_RECIPE, REPEAT_RECIPE), 1):
+        with mlflow.start_run():
+            uri = log_recommender(Popularity().fit(FRAME, ["a", "b", "c"]), cfg)
+        register(uri, name, {lifecycle.RECIPE_TAG: json.dumps(recipe), "metrics": json.dumps({"ndcg@10/all": n / 10})})
+        registry.move_champion(name, str(n), expected=None if n == 1 else "1", action="promote", by="test",
+                               why="passed the gate", figures=None, lock=tmp_path / "lock")
+    sets = ["--set", f"registry.tracking_uri={cfg.registry.tracking_uri}", "--set", f"workdir={tmp_path}"]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "cli", "model", *args, "--family", "recommend", *sets], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "ndcg@10/all" in listed.stdout and "champion" in listed.stdout.splitlines()[2]  # v2, newest first
+    back = cli("rollback", "--reason", "bad week")
+    assert back.returncode == 0, back.stderr
+    assert "version 1 of supplyml-recommender is champion again (was 2)" in back.stdout
+    assert str(registry.champion_version(name).version) == "1"
+    refused = cli("promote", "2")
+    assert refused.returncode == 2 and "judged by the pipeline's gate" in refused.stderr

@@ -16,9 +16,9 @@ _NOTES = {
 }
 
 
-def render(table: pd.DataFrame, verdict, customers, dates: dict[str, str], lineage: dict[str, str]) -> str:
+def render(table: pd.DataFrame, verdict, customers, products, dates: dict[str, str], lineage: dict[str, str]) -> str:
     """`table`: one row per model (`model` first), flat `metric/subset` columns; `verdict` a
-    recommending.lifecycle.Verdict; `customers` a segments.Segmentation of the customers."""
+    recommending.lifecycle.Verdict; `customers` and `products` segments.Segmentations."""
     esc = html.escape
     title = f"supplyml recommendations on the test window {dates['test_start']} .. {dates['end']}"
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_CSS}</style>"
@@ -34,11 +34,15 @@ def render(table: pd.DataFrame, verdict, customers, dates: dict[str, str], linea
     lines = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
     head = "promote" if verdict.promote else "keep the champion" if verdict.champion else "reject"
     out.append(f"<h2>gate: {esc(head)}</h2>{_table(verdict.table())}<ul>{lines}</ul>")
-    profile = customers.profile.copy()
-    out.append(f"<h2>customer segments (RFM, k-means, k = {customers.k} by silhouette)</h2><p class='note'>"
-               f"silhouette per k: {esc(', '.join(f'{k}: {v:.3f}' for k, v in customers.silhouette.items()))}; "
-               "recency in days before the test window, frequency in invoices, monetary in the data's currency."
-               f"</p>{_table(profile)}")
+    for seg, title, units in (
+            (customers, "customer segments (RFM", "recency in days before the test window, frequency in invoices, "
+                                                 "monetary in the data's currency"),
+            (products, "product demand segments (volume, intermittency, weekly season",
+             "mean daily units, share of days without demand, share of variance the weekday explains; "
+             "the forecasting panel's series, on days before the test window")):
+        silhouette = ", ".join(f"{k}: {v:.3f}" for k, v in seg.silhouette.items())
+        out.append(f"<h2>{esc(title)}; k-means, k = {seg.k} by silhouette)</h2><p class='note'>silhouette per k: "
+                   f"{esc(silhouette)}; {esc(units)}.</p>{_table(seg.profile)}")
     rows = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
                    for k, v in lineage.items() if not k.startswith("mlflow."))
     out.append(f"<h2>lineage</h2><table><tbody>{rows}</tbody></table></body></html>")
