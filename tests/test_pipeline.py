@@ -64,12 +64,15 @@ def test_training_run_logs_params_metrics_and_a_model_with_signature(stack):
 def test_trials_are_nested_runs_in_a_persistent_study(stack):
     tmp, _ = stack
     c = client(tmp)
-    tune = c.search_runs([c.get_experiment_by_name("supplyml").experiment_id], "attributes.run_name = 'tune'")
-    assert len(tune) == 1
-    trials = c.search_runs([tune[0].info.experiment_id], f"tags.mlflow.parentRunId = '{tune[0].info.run_id}'")
-    assert len(trials) == 2 and all("val_loss" in t.data.metrics for t in trials)
+    experiment = c.get_experiment_by_name("supplyml").experiment_id
+    # One study per family, each under its own tune run, each trial a nested run with its objective.
+    for family, metric in (("forecast", "val_loss"), ("recommend", "val_ndcg_at_10")):
+        (tune,) = c.search_runs([experiment], f"attributes.run_name = 'tune-{family}'")
+        trials = c.search_runs([experiment], f"tags.mlflow.parentRunId = '{tune.info.run_id}'")
+        assert len(trials) == 2 and all(metric in t.data.metrics for t in trials)
     studies = optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")
-    assert len(studies) == 1 and studies[0].n_trials == 2
+    assert sorted(s.study_name.split("-")[1] for s in studies) == ["forecast", "recommend"]
+    assert [s.n_trials for s in studies] == [2, 2]
 
 
 def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(stack):
