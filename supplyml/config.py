@@ -286,7 +286,7 @@ class RecommendConfig(Section):
     # The defaults were chosen on the validation days of Online Retail (never its test window).
     params: dict[str, int | float | str] = {"architecture": "bpr", "dim": 64, "lr": 0.01, "epochs": 10,
                                             "batch_size": 1024, "repeat_slots": 10, "half_life_days": 120,
-                                            "popularity_weight": 1.0, "segment_weight": 0.5}
+                                            "popularity_weight": 1.0, "segment_weight": 0.0}
     search_space: RecommendSearchSpace = RecommendSearchSpace()
     # The gate, on the test window, by NDCG@10 over all items: the challenger must beat the popularity
     # peer on the same days, and be no more than this much worse than the champion.
@@ -307,7 +307,7 @@ class RecommendConfig(Section):
         "bpr": {"factors": [32, 64], "learning_rate": [0.01, 0.05]},
     }
     # The served recipe again with some hyperparameters overridden, as extra bench rows (what each part adds).
-    ablations: dict[str, dict[str, int | float | str]] = {"blend without segments": {"segment_weight": 0.0},
+    ablations: dict[str, dict[str, int | float | str]] = {"blend with segments": {"segment_weight": 0.5},
                                                           "blend without recency": {"half_life_days": 0}}
     seeds: list[int] = [0, 1, 2]  # stochastic models (ALS, BPR, the networks) run once per seed: mean and std
     num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR
