@@ -553,6 +553,8 @@ ERRORS = {
 LINEAGE_DOC = {name: {"description": what, "required": True, "schema": {"type": "string"}} for name, what in (
     ("X-Supplyml-Model", "registered model name"), ("X-Supplyml-Model-Version", "registered model version"),
     ("X-Supplyml-Data-Md5", "DVC md5 of the training data"))}
+RECOMMEND_BODIES_BY_PATH = {"/recommend": (RecommendRequest, Recommendation), "/similar": (SimilarRequest, Similar)}
+RECOMMEND_BODIES = {m.__name__: m for pair in RECOMMEND_BODIES_BY_PATH.values() for m in pair}
 OPERATIONS = {("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
               ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
               ("/recommend", "post"): ("400", "401", "413", "415", "422", "500", "503", "504"),
@@ -573,7 +575,7 @@ def contract(skus: tuple[str, ...], customer: str, item: str) -> dict:
     schemas = spec["components"]["schemas"]
     for stale in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, not these bodies
         schemas.pop(stale)
-    for model in (Error, ServerError, Metadata):
+    for model in (Error, ServerError, Metadata, *RECOMMEND_BODIES.values()):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -589,6 +591,12 @@ def contract(skus: tuple[str, ...], customer: str, item: str) -> dict:
             operation["security"] = [{"bearer": []}]
     spec["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
         "$ref": REF.format(model="Metadata")}
+    # BentoML writes a union field (`str | None`, `str | int`) as its first type; pydantic's own schemas
+    # say what these bodies really take and return.
+    for path, (request, answer) in RECOMMEND_BODIES_BY_PATH.items():
+        operation = spec["paths"][path]["post"]
+        operation["requestBody"]["content"]["application/json"]["schema"] = {"$ref": REF.format(model=request.__name__)}
+        operation["responses"]["200"]["content"]["application/json"]["schema"] = {"$ref": REF.format(model=answer.__name__)}
     return _openapi30(spec)
 
 
