@@ -32,7 +32,12 @@ def test_docs_json_is_a_valid_openapi_3_0_document(contract):
         "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
     item = contract["components"]["schemas"]["Item"]["properties"]
     assert item["service_level"]["exclusiveMaximum"] is True and item["promo"]["maxItems"] == MAX_HORIZON
-    for path, method in (("/forecast", "post"), ("/replenish", "post"), ("/metadata", "get")):
+    # Unions as pydantic means them: a numeric or text customer id; no fallback for a known customer.
+    schemas = contract["components"]["schemas"]
+    assert schemas["RecommendRequest"]["properties"]["customer_id"]["anyOf"] == [{"type": "string"}, {"type": "integer"}]
+    assert schemas["Recommendation"]["properties"]["fallback"]["nullable"] is True
+    for path, method in (("/forecast", "post"), ("/replenish", "post"), ("/recommend", "post"), ("/similar", "post"),
+                         ("/metadata", "get")):
         operation = contract["paths"][path][method]
         assert "security" not in operation  # this server runs without SUPPLYML_API_TOKEN
         assert set(operation["responses"]["200"]["headers"]) == {
@@ -108,7 +113,7 @@ def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path
         "--seed", "1", "--workers", "1", "--report", "json", "--report-json-path", str(report)])
     assert result.exit_code == 0, result.output[-20000:]
     run = json.loads(report.read_text())
-    assert run["operations"]["tested"] == run["operations"]["total"] == 7
+    assert run["operations"]["tested"] == run["operations"]["total"] == 9
     assert {p: run["phases"][p]["status"] for p in ("examples", "coverage", "fuzzing")} == dict.fromkeys(
         ("examples", "coverage", "fuzzing"), "success")
     assert run["phases"]["stateful"]["skip_reason"] == "not_applicable"  # no links between operations
