@@ -54,9 +54,8 @@ def build(cfg: Config):
                                         run_id=study.outputs["Output"]).after(workers))
         return [study, workers, best]
 
-    def recommendations(config_json, checked, raw, panel, after):
-        """The same gated order lines as purchases, tuned, judged on the test window, registered; a new
-        Bento when promoted, built once the forecaster has registered too (`after`)."""
+    def recommendations(config_json, checked, raw, panel):
+        """The same gated order lines as purchases, tuned, judged on the test window, registered."""
         bought = interactions(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
         lineage, purchases, items = bought.outputs["Output"], bought.outputs["purchases"], bought.outputs["items"]
         tuning = tuned(config_json, lineage, "recommend", purchases)
@@ -67,9 +66,7 @@ def build(cfg: Config):
                                     model=fitted.outputs["model"])
         registered = recommend_register(config_json=config_json, run_id=fitted.outputs["Output"],
                                         evaluation=scored.outputs["Output"], purchases=purchases, items=items)
-        with dsl.If(registered.outputs["promoted"] == "true"):
-            built = package(config_json=config_json).after(after)
-        mlflow_login(*tuning, fitted, scored, registered, built)
+        mlflow_login(*tuning, fitted, scored, registered)
         return registered
 
     fields = {"evaluation": str, "registration": str, "bento": str, **({"recommendation": str} if cfg.pipeline.recommend
@@ -89,13 +86,16 @@ def build(cfg: Config):
         registered = register(config_json=config_json, lineage=lineage, run_id=fitted.outputs["Output"],
                               evaluation=scored.outputs["Output"], panel=panel.outputs["panel"],
                               model=fitted.outputs["model"])
-        # A new Bento only for a promoted version; otherwise the champion's stays the one served. It holds
-        # the recommender champion too, so it is built after the recommender registered.
+        recommended = recommendations(config_json, checked, raw, panel) if cfg.pipeline.recommend else None
+        # A new Bento only when a gate promoted; otherwise the champions' stays the one served. One Bento
+        # holds both champions, so at most one package task runs, once both families have registered.
         with dsl.If(registered.outputs["promoted"] == "true"):
             built = package(config_json=config_json)
         with dsl.Else():
             kept = keep(config_json=config_json, registration=registered.outputs["registration"])
-        recommended = recommendations(config_json, checked, raw, panel, after=registered) if cfg.pipeline.recommend else None
+            if recommended is not None:
+                with dsl.If(recommended.outputs["promoted"] == "true"):
+                    mlflow_login(package(config_json=config_json).after(kept))
         if recommended is not None:
             built.after(recommended)
             kept.after(recommended)

@@ -246,7 +246,7 @@ class ServingConfig(Section):
     max_latency_ms: int = Field(1000, ge=1)  # a request queued longer than this for a batch gets a 503
     max_skus: int = Field(1000, ge=1)  # SKUs per /forecast; more is a 422
     max_items: int = Field(1000, ge=1)  # items per /replenish; more is a 422
-    max_k: int = Field(100, ge=1)  # SKUs per /recommend or /similar answer, and per `exclude` list
+    max_k: int = Field(100, ge=1)  # SKUs per /recommend or /similar answer (`exclude` counts against max_skus)
     max_body_bytes: int = Field(1_048_576, ge=1024)  # a larger request body is a 413
     torch_threads: int = Field(1, ge=1)  # per server worker: concurrent requests, not matmuls, use the cores
 
@@ -288,10 +288,27 @@ class RecommendConfig(Section):
                                             "batch_size": 1024, "repeat_slots": 10, "half_life_days": 120,
                                             "popularity_weight": 1.0, "segment_weight": 0.0}
     search_space: RecommendSearchSpace = RecommendSearchSpace()
-    # The gate, on the test window, by NDCG@10 over all items: the challenger must beat the popularity
-    # peer on the same days, and be no more than this much worse than the champion.
+    # The gate, on the test window, by NDCG@10 over all items: the challenger must be at least as good as
+    # the popularity peer on the same days, and no more than this much worse than the champion.
     max_ndcg_regression: float = Field(0.01, ge=0)
     report_peers: list[Literal["popularity", "repeat", "item_knn", "ease"]] = ["popularity", "repeat", "item_knn", "ease"]
+
+    @model_validator(mode="after")
+    def _configured_recipe_is_in_the_search_space(self) -> RecommendConfig:
+        # The configured recipe is the study's first trial: a value outside the space would stop tuning.
+        space, p = self.search_space, self.params
+        problems = []
+        if "architecture" in p and p["architecture"] not in space.architecture:
+            problems.append(f"architecture={p['architecture']} is not in search_space.architecture={space.architecture}")
+        if "half_life_days" in p and p["half_life_days"] not in space.half_life_days:
+            problems.append(f"half_life_days={p['half_life_days']} is not in search_space.half_life_days")
+        for key in ("dim", "repeat_slots", "popularity_weight", "segment_weight"):
+            low, high = getattr(space, key)
+            if key in p and not low <= p[key] <= high:
+                problems.append(f"{key}={p[key]} is outside search_space.{key}=[{low}, {high}]")
+        if problems:
+            raise ValueError("recommend.params: " + "; ".join(problems))
+        return self
 
     test_days: int = Field(28, ge=1)  # the data's last days, held out for the bench's test
     val_days: int = Field(28, ge=1)  # the days before them: hyperparameters are chosen here, never on test

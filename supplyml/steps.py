@@ -263,7 +263,9 @@ def recommend_register(cfg: Config, frame_in: str, items_in: str, run_id: str, e
         model_uri = tracking.log_recommender(model, cfg)
     tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
     return _register(cfg, cfg.registry.recommender_name, model_uri, verdict, {
-        **tags, recommend_lifecycle.RECIPE_TAG: json.dumps(recipe), "metrics": json.dumps(evaluation["metrics"]["model"]),
+        **tags, recommend_lifecycle.RECIPE_TAG: json.dumps(recipe),
+        # A subset without customers (no new items in the window) has NaN figures: left out, JSON has no NaN.
+        "metrics": json.dumps({k: v for k, v in evaluation["metrics"]["model"].items() if v == v}),
         "test_start": evaluation["test_start"]})
 
 

@@ -76,12 +76,20 @@ def test_package_runs_only_when_the_gate_promoted(tmp_path):
                  and "dag" in c for task in c["dag"]["tasks"]}
     assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
     assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"
-    # The recommender's promotion builds the Bento too, once both families have registered (it holds both).
-    root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
-    (recommended,) = [t for name, t in root.items() if name.startswith("condition-") and "triggerPolicy" in t]
-    assert recommended["triggerPolicy"]["condition"] == \
+    # One Bento holds both champions: the forecaster's promotion builds it (after the recommender has
+    # registered); without one, the recommender's promotion builds it in the same Else, after `keep`. So
+    # at most one package task runs.
+    tasks = {task: (name, t) for name, c in components.items() if "dag" in c for task, t in c["dag"]["tasks"].items()}
+    group, nested = tasks[branch_of["package-2"]]
+    assert group == f"comp-{branch_of['keep']}" and nested["dependentTasks"] == ["keep"]
+    assert nested["triggerPolicy"]["condition"] == \
         "inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true'"
-    assert sorted(recommended["dependentTasks"]) == ["recommend-register", "register"]
+    root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
+    assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["recommend-register", "register"]
+
+
+def branches_of(tasks: dict) -> list[str]:
+    return [name for name in tasks if name.startswith("condition-branches-")]
 
 
 def test_the_core_library_imports_neither_kubeflow_nor_bentoml():

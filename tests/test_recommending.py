@@ -222,6 +222,7 @@ def test_bench_writes_table_results_and_rankings(tmp_path):
         "tune": {"storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2, "max_epochs": 1},
         "recommend": {"test_days": 21, "val_days": 21, "k": 10, "seeds": [0, 1],
                       "params": {"architecture": "bpr", "dim": 8, "epochs": 2, "batch_size": 64, "accelerator": "cpu"},
+                      "search_space": {"dim": [4, 16]},
                       "grid": {"ease": {"l2": [1.0, 10.0]}, "als": {"factors": [4], "iterations": [3]},
                                "bpr": {"factors": [4], "iterations": [5]}}}})
     result = run_bench(cfg, tmp_path / "out")
@@ -337,3 +338,14 @@ def test_segment_popularity_ranks_what_a_customers_own_segment_buys(tmp_path):
         assert ranked.index(own) < ranked.index(other), (customer, ranked)
     model.save(tmp_path / "m")
     assert load(tmp_path / "m").recommend(["h0", "l3"], 4) == model.recommend(["h0", "l3"], 4)
+
+
+def test_a_configured_recipe_outside_the_search_space_is_a_config_error():
+    from supplyml.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"architecture=sequence is not in search_space.architecture=\['bpr'\]"):
+        load_config(overrides=["recommend.params.architecture=sequence"])
+    with pytest.raises(ConfigError, match=r"repeat_slots=12 is outside search_space.repeat_slots=\[0, 10\]"):
+        load_config(overrides=["recommend.params.repeat_slots=12"])
+    cfg = load_config(overrides=["recommend.params.architecture=sequence", "recommend.search_space.architecture=[bpr,sequence]"])
+    assert cfg.recommend.params["architecture"] == "sequence"

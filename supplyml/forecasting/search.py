@@ -66,7 +66,8 @@ class ForecastSearch:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m supplyml.forecasting.search CONFIG_JSON PANEL DATA_MD5 WORKER`: one worker process on the
-    shared study (what a pipeline's tune_worker task does), printing how many trials it ran."""
+    shared study, printing how many trials it ran. PANEL holds the days to tune on (train + validation days:
+    the pipeline's tune_worker cuts them from the panel first)."""
     import sys
 
     from supplyml import tune

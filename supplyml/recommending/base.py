@@ -85,6 +85,7 @@ class Recommender(ABC):
         """Fit on interactions `frame`; `catalogue` is what it may recommend, in a fixed order (its
         columns). Interactions outside the catalogue are ignored. `params` update the constructor's."""
         self.params.update(params)
+        self.__dict__.pop("_bought", None)  # similar()'s cache of the previous fit
         self.items = list(catalogue)
         self._item_index = {s: j for j, s in enumerate(self.items)}
         frame = frame[frame["sku"].isin(self._item_index)]

@@ -30,7 +30,7 @@ from supplyml.recommending.base import RECOMMENDERS, Recommender
 from supplyml.recommending.interactions import catalogue, load_interactions, temporal_split
 from supplyml.recommending.peers import PEERS
 from supplyml.recommending.scoring import score_window
-from supplyml.recommending.search import METRIC, RecommendSearch, served_params
+from supplyml.recommending.search import RecommendSearch, served_params
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[d
     tracking.setup_tracking(cfg)
     with mlflow.start_run(run_name="bench-recommend", tags={"supplyml.kind": "bench"}):
         study = tuning.tune(RecommendSearch(frame, cfg, f"{data_md5}|bench"), cfg, {"supplyml.kind": "bench"})
-    trials = [{"params": t.user_attrs["model"], METRIC: t.value,
+    trials = [{"params": t.user_attrs["model"], cfg.recommend.select_metric: t.value,
                "seconds": t.duration.total_seconds()} for t in study.trials if t.value is not None]
     return {"params": {**served_params(cfg), **tuning.best_model(study)}}, trials
 

@@ -214,7 +214,9 @@ class Blend(Network):
             return learned
         habits = self.habits[rows].toarray()
         # Each customer's `repeat_slots` strongest habits on top, with popularity scaled below 1 added as
-        # the repeat peer adds it: unweighted, it only breaks ties between whole purchase-day counts.
+        # the repeat peer adds it. Unweighted it only breaks ties between whole purchase-day counts; with a
+        # half-life it also lifts a popular item above a slightly stronger habit, which validation preferred
+        # (NDCG@10 0.3253 vs 0.3130 at 120 days, popularity weight 1) over ordering by habit alone.
         key = (habits + self.popularity / (self.popularity.max() + 1.0)) * (habits > 0)
         cut = -np.sort(-key, 1)[:, slots - 1:][:, :1]
         top = (habits > 0) & (key >= cut)

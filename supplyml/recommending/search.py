@@ -13,7 +13,7 @@ from supplyml.recommending.base import RECOMMENDERS
 from supplyml.recommending.interactions import catalogue, temporal_split
 from supplyml.recommending.scoring import score_window
 
-METRIC = "ndcg@10/all"
+SEARCHED = ("architecture", "dim", "lr", "repeat_slots", "half_life_days", "popularity_weight", "segment_weight")
 
 
 def served_params(cfg: Config) -> dict:
@@ -24,7 +24,8 @@ def served_params(cfg: Config) -> dict:
 
 @dataclass
 class RecommendSearch:
-    """tune.Search over interactions `frame` (None only to name the study)."""
+    """tune.Search over interactions `frame` (None only to name the study), maximising
+    `recommend.select_metric` on the validation days."""
 
     frame: pd.DataFrame | None
     cfg: Config
@@ -35,8 +36,9 @@ class RecommendSearch:
 
     def key(self) -> str:
         rc = self.cfg.recommend
-        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{rc.popularity_days}|"
-                f"{rc.search_space.model_dump_json()}")
+        fixed = {k: v for k, v in served_params(self.cfg).items() if k not in SEARCHED}  # batch size, epochs, seed
+        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{rc.k}|{rc.select_metric}|"
+                f"{sorted(fixed.items())}|{rc.search_space.model_dump_json()}")
 
     def first_trial(self) -> dict:
         p = served_params(self.cfg)
@@ -58,4 +60,4 @@ class RecommendSearch:
         model = RECOMMENDERS[cfg.recommend.model](**params).fit(split.train, catalogue(split.train))
         scores, _ = score_window(model, split.train, split.val, cfg.recommend.k)
         trial.set_user_attr("validation", scores)
-        return scores[METRIC]
+        return scores[cfg.recommend.select_metric]
