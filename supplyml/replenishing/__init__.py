@@ -1,0 +1,1 @@
+"""Replenishment policies judged against exact references (issue: a learned replenishment policy)."""
