@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import mlflow
 import pandas as pd
@@ -90,6 +91,7 @@ class Verdict:
     challenger: dict[str, float]
     champion: dict[str, float] | None
     champion_version: str | None  # the champion judged against: promotion requires it still holds the alias
+    shown: ClassVar[tuple[str, ...] | None] = tuple(FIGURES)  # the figures table() shows; None: all
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +101,8 @@ class Verdict:
         cols = {"challenger": self.challenger}
         if self.champion is not None:
             cols[f"champion (v{self.champion_version})"] = self.champion
-        return pd.DataFrame(cols).loc[[k for k in self.challenger if k in FIGURES]]
+        table = pd.DataFrame(cols)
+        return table if self.shown is None else table.loc[[k for k in self.challenger if k in self.shown]]
 
     def summary(self) -> str:
         head = "PROMOTE" if self.promote else "KEEP the champion" if self.champion else "REJECT"

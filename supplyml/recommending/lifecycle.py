@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 
 import pandas as pd
 from mlflow.models import MetricThreshold
@@ -62,22 +61,10 @@ def rules(cfg: Config) -> list[gate.Rule]:
     ]
 
 
-@dataclass
-class Verdict:
-    promote: bool
-    reasons: list[str]
-    challenger: dict[str, float]
-    champion: dict[str, float] | None
-    champion_version: str | None
+class Verdict(gate.Verdict):
+    """The forecaster's verdict, showing every figure of the recommender's gate."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def table(self) -> pd.DataFrame:
-        cols = {"challenger": self.challenger}
-        if self.champion is not None:
-            cols[f"champion (v{self.champion_version})"] = self.champion
-        return pd.DataFrame(cols)
+    shown = None
 
 
 def judge(cfg: Config, data: Split, table: pd.DataFrame, challenger: dict, descriptions: dict[str, str]) -> Verdict:
