@@ -107,6 +107,44 @@ class Simulation:
         return self.on_hand.sum(axis=0)
 
 
+
+class Stock:
+    """The day's dynamics of n series, shared by `simulate` and the learned policy's environment
+    (`supplyml.replenishing.env`): `receive`, then `order` (on review days), then `serve`.
+
+    `pipeline[:, k]` holds what arrives in k + 1 days. An order arrives `lead_time` days after it is
+    placed; with lead time 0 it is on hand at once, before that day's demand.
+    """
+
+    def __init__(self, on_hand: np.ndarray, lead_time: int):
+        self.on_hand = np.array(on_hand, dtype=float)
+        self.pipeline = np.zeros((len(self.on_hand), lead_time))
+
+    def receive(self) -> None:
+        if self.pipeline.shape[1]:
+            self.on_hand += self.pipeline[:, 0]
+            self.pipeline = np.roll(self.pipeline, -1, axis=1)
+            self.pipeline[:, -1] = 0.0
+
+    def position(self) -> np.ndarray:
+        """On hand plus on order."""
+        return self.on_hand + self.pipeline.sum(axis=1)
+
+    def order(self, quantity: np.ndarray) -> np.ndarray:
+        quantity = np.asarray(quantity, dtype=float)
+        if self.pipeline.shape[1]:
+            self.pipeline[:, -1] += quantity
+        else:
+            self.on_hand += quantity
+        return quantity
+
+    def serve(self, demand: np.ndarray) -> np.ndarray:
+        """Meets what demand it can from stock on hand; the rest is lost. Returns the units sold."""
+        sold = np.minimum(self.on_hand, demand)
+        self.on_hand -= sold
+        return sold
+
+
 def simulate(
     demand: np.ndarray,
     levels: np.ndarray,
@@ -142,21 +180,16 @@ def simulate(
             raise ValueError(f"{name} must be a finite fraction of price >= 0, got {value}")
     if initial_on_hand is None:
         initial_on_hand = levels[:, 0]
-    stock = _nonnegative("initial_on_hand", initial_on_hand, ndim=1, length=n).copy()
+    stock = _nonnegative("initial_on_hand", initial_on_hand, ndim=1, length=n)
 
     on_hand, sales, orders = (np.zeros((n, T)) for _ in range(3))
+    inventory = Stock(stock, lead_time)
     for d in range(T):
-        if lead_time > 0 and d >= lead_time:
-            stock += orders[:, d - lead_time]
+        inventory.receive()
         if d % review_period == 0:
-            # Outstanding: placed after day d - L (that one arrived today) and before today.
-            on_order = orders[:, max(d - lead_time + 1, 0):d].sum(axis=1)
-            orders[:, d] = np.maximum(0.0, levels[:, d] - (stock + on_order))
-            if lead_time == 0:
-                stock += orders[:, d]
-        sales[:, d] = np.minimum(stock, demand[:, d])
-        stock -= sales[:, d]
-        on_hand[:, d] = stock
+            orders[:, d] = inventory.order(np.maximum(0.0, levels[:, d] - inventory.position()))
+        sales[:, d] = inventory.serve(demand[:, d])
+        on_hand[:, d] = inventory.on_hand
     lost = demand - sales
 
     # Copies, so that freezing the result leaves the caller's demand and price writable.

@@ -79,18 +79,23 @@ class LostSales:
                 return gain, orders[values.argmin(0)]
         raise RuntimeError(f"value iteration did not converge in {max_iter} iterations")
 
-    def average_cost(self, policy: Policy, tol: float = 1e-7, max_iter: int = 10_000) -> float:
-        """The long-run average cost per period of `policy`."""
+    def average_cost(self, policy: Policy, tol: float = 1e-10, max_iter: int = 100_000) -> float:
+        """The long-run average cost per period of `policy`, started from the empty system (nothing on hand
+        or on order), as an environment starts. From the distribution over states, not the Bellman equation:
+        a learned policy may hold states it never leaves (never orders at zero stock), where the gain differs
+        by the start. The chain is made lazy (stay put with probability 1/2): the same stationary costs,
+        and no periodic policy keeps the iteration from converging."""
         states, left, pmf, cost = self._model()
         order = np.clip(np.asarray(policy(states), dtype=np.int64), 0, self.max_order)
-        nxt = self._next(states, left, order)
-        v = np.zeros(len(states))
+        nxt = self._next(states, left, order).ravel()
+        mu = np.zeros(len(states))
+        mu[0] = 1.0
         for _ in range(max_iter):
-            new = cost + v[nxt] @ pmf
-            gain, done = _step(v, new, tol)
-            v = new - new[0]
-            if done:
-                return gain
+            moved = np.bincount(nxt, weights=(mu[:, None] * pmf[None, :]).ravel(), minlength=len(states))
+            new = (mu + moved) / 2
+            if np.abs(new - mu).sum() < tol:
+                return float(new @ cost)
+            mu = new
         raise RuntimeError(f"policy evaluation did not converge in {max_iter} iterations")
 
 
