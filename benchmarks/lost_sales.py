@@ -3,8 +3,8 @@ stock and the best capped base stock, per lead time, against the published figur
 
     .venv/bin/python benchmarks/lost_sales.py [--lead-times 1 2 4] [--out benchmarks/results/lost_sales.json]
 
-Poisson demand with mean 5, h = 1, p = 4 (supplyml.replenishing.lost_sales). Base stock is evaluated with
-orders capped only at the state space's edge, which is raised above its level so it never binds.
+Poisson demand with mean 5, h = 1, p = 4 (supplyml.replenishing.known). `supplyml bench --family policy` sets
+the learned policies beside these.
 """
 from __future__ import annotations
 
@@ -18,31 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from supplyml.replenishing.lost_sales import (  # noqa: E402
-    LostSales,
-    base_stock,
-    best_base_stock,
-    best_capped_base_stock,
-    standard_base_stock_level,
-)
-
-ZIPKIN = {1: {"optimal": 4.04, "standard_base_stock": 4.39}, 2: {"optimal": 4.40, "standard_base_stock": 4.94},
-          4: {"optimal": 4.73, "standard_base_stock": 5.83, "capped_base_stock": 4.80, "myopic_2": 4.82}}
+from supplyml.replenishing.known import instance, references  # noqa: E402
 
 
 def run(lead_time: int) -> dict:
     t0 = time.perf_counter()
-    system = LostSales(lead_time=lead_time)
-    optimal, _ = system.optimal()
-    standard = standard_base_stock_level(system)
-    wide = LostSales(lead_time=lead_time, max_order=standard + 1, max_on_hand=max(40, standard + 10))
-    row = {"lead_time": lead_time, "optimal": optimal, "standard_level": standard,
-           "standard_base_stock": wide.average_cost(base_stock(standard))}
-    row["best_level"], row["best_base_stock"] = best_base_stock(wide, range(standard - 4, standard + 1))
-    s, c, cost = best_capped_base_stock(system, range(standard - 5, standard + 1), range(4, system.max_order + 1))
-    row.update({"capped_level": s, "cap": c, "capped_base_stock": cost, "seconds": time.perf_counter() - t0,
-                "zipkin": ZIPKIN.get(lead_time, {})})
-    return row
+    return {**references(instance(lead_time)), "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,6 +173,7 @@ class RegistryConfig(Section):
     experiment: str = "supplyml"
     model_name: str = "supplyml-forecaster"
     recommender_name: str = "supplyml-recommender"  # the recommendation family's registered model
+    policy_name: str = "supplyml-policy"  # the learned replenishment policy's registered model
     server: TrackingServerConfig = TrackingServerConfig()
 
 
@@ -330,6 +331,45 @@ class RecommendConfig(Section):
     num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR
 
 
+class PolicySearchSpace(Section):
+    """What Optuna searches for a learned policy (supplyml.replenishing.search); the rest stays at `params`."""
+
+    learning_rate: tuple[float, float] = (1e-4, 3e-3)  # log scale
+    gamma: list[float] = [0.95, 0.98, 0.99]
+    width: list[int] = [64, 128]  # two hidden layers of this width
+    n_steps: list[int] = [64, 128, 256]  # PPO: rollout periods per update
+    ent_coef: tuple[float, float] = (0.0, 0.01)  # PPO
+    exploration_fraction: tuple[float, float] = (0.05, 0.3)  # DQN
+    target_update_interval: list[int] = [500, 1000, 2000]  # DQN
+
+
+class PolicyConfig(Section):
+    """Learned replenishment policies (supplyml.replenishing): deep RL from stable-baselines3 over the same
+    lost-sales dynamics as the backtest, its bench on Zipkin's instances and on real demand, and its gate."""
+
+    algorithm: Literal["ppo", "dqn"] = "ppo"  # the one the pipeline trains and registers
+    # Each algorithm's stable-baselines3 arguments (and `width`); tuning on a known instance updates them.
+    params: dict[str, dict[str, int | float]] = {
+        "ppo": {"learning_rate": 3e-4, "n_steps": 128, "batch_size": 1024, "gamma": 0.99, "ent_coef": 0.0,
+                "width": 64},
+        "dqn": {"learning_rate": 5e-4, "buffer_size": 200_000, "learning_starts": 10_000, "batch_size": 256,
+                "gamma": 0.99, "train_freq": 2, "target_update_interval": 1000, "exploration_fraction": 0.2,
+                "exploration_final_eps": 0.01, "width": 64},
+    }
+    search_space: PolicySearchSpace = PolicySearchSpace()
+    timesteps: int = Field(300_000, ge=1000)  # series-reviews of training on the forecaster's sample paths
+    n_actions: int = Field(31, ge=2)  # orders of 0, 0.1, .. 3 times a series' typical demand per review period
+    # The bench's known instances (Zipkin 2008: Poisson mean 5, h = 1, p = 4; lead times 1, 2, 4).
+    known_lead_times: list[int] = [1, 2, 4]
+    known_timesteps: int = Field(2_000_000, ge=1000)  # periods of training per seed
+    known_envs: int = Field(16, ge=1)  # parallel series of Poisson demand in training
+    tune_lead_time: int = Field(2, ge=1)  # the known instance trials are scored on (exact cost, seeds 100+)
+    tune_timesteps: int = Field(500_000, ge=1000)  # per trial
+    tune_trials: int = Field(8, ge=1)
+    seeds: list[int] = [0, 1, 2]  # training seeds; the bench reports the mean and a 95% t interval
+    eval_periods: int = Field(100_000, ge=100)  # simulated periods per policy, one demand stream for all (CRN)
+
+
 class Config(Section):
     seed: int = 42
     workdir: str = ".supplyml"
@@ -347,6 +387,7 @@ class Config(Section):
     serving: ServingConfig = ServingConfig()
     pipeline: PipelineConfig = PipelineConfig()
     recommend: RecommendConfig = RecommendConfig()
+    policy: PolicyConfig = PolicyConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()

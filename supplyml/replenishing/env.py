@@ -142,7 +142,8 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
             obs, info = self.reset()
             zeros = np.zeros(self.num_envs, dtype=bool)
             return obs, np.zeros(self.num_envs), zeros, zeros, info
-        ordered = self.stock.order(np.asarray(actions, dtype=float) * self.demand.unit)
+        actions = np.clip(np.asarray(actions, dtype=float), 0, self.single_action_space.n - 1)
+        ordered = self.stock.order(actions * self.demand.unit)
         demand = self.demand.draw(self.review, self.rng)
         held = lost = 0.0
         for day in range(self.R):

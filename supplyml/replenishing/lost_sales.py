@@ -79,7 +79,7 @@ class LostSales:
                 return gain, orders[values.argmin(0)]
         raise RuntimeError(f"value iteration did not converge in {max_iter} iterations")
 
-    def average_cost(self, policy: Policy, tol: float = 1e-10, max_iter: int = 100_000) -> float:
+    def average_cost(self, policy: Policy, tol: float = 1e-9, max_iter: int = 100_000) -> float:
         """The long-run average cost per period of `policy`, started from the empty system (nothing on hand
         or on order), as an environment starts. From the distribution over states, not the Bellman equation:
         a learned policy may hold states it never leaves (never orders at zero stock), where the gain differs

@@ -1,0 +1,121 @@
+"""`supplyml bench --family policy`: learned replenishment policies against exact references and against
+the stack's own policies on real demand. Writes results.json and prints both tables.
+
+Known instances (Zipkin 2008): each algorithm's settings come from its Optuna study on one lead time
+(`policy.tune_lead_time`, trial seeds 100+); then every lead time is trained once per `policy.seeds`
+seed and costed exactly (the dynamic program) and by a long simulated run on one demand stream for all
+(common random numbers). Intervals are Student t over the seeds.
+
+Real demand: see `supplyml.replenishing.real`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from supplyml.config import Config
+from supplyml.replenishing import known
+from supplyml.replenishing.learned import ALGORITHMS, train
+
+log = logging.getLogger(__name__)
+
+
+def tuned_params(cfg: Config, algorithm: str) -> tuple[dict, list[dict]]:
+    """The algorithm's configured settings with its study's best on top, and the study's trials."""
+    import mlflow
+
+    from supplyml import tracking
+    from supplyml import tune as tuning
+    from supplyml.replenishing.search import PolicySearch
+
+    tuned = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"n_trials": cfg.policy.tune_trials,
+                                                                      "workers": 1})})
+    tracking.setup_tracking(tuned)
+    with mlflow.start_run(run_name=f"bench-policy-{algorithm}", tags={"supplyml.kind": "bench"}):
+        study = tuning.tune(PolicySearch(tuned, algorithm), tuned, {"supplyml.kind": "bench"})
+    trials = [{"params": t.user_attrs["model"], "average_cost": t.value, "seconds": t.duration.total_seconds()}
+              for t in study.trials if t.value is not None]
+    return {**cfg.policy.params[algorithm], **tuning.best_model(study)}, trials
+
+
+def _known_run(cfg: Config, algorithm: str, params: dict, lead_time: int, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # one run per core
+    t0 = time.perf_counter()
+    system = known.instance(lead_time)
+    model = train(algorithm, known.environment(system, cfg.policy.known_envs, seed), params,
+                  cfg.policy.known_timesteps, seed)
+    seconds = time.perf_counter() - t0
+    return {"algorithm": algorithm, "lead_time": lead_time, "seed": seed, "train_seconds": seconds,
+            "exact": known.exact_cost(system, model),
+            "simulated": known.simulated_cost(system, known.learned(model), cfg.policy.eval_periods)}
+
+
+def known_instances(cfg: Config) -> dict:
+    from supplyml import tracking
+    from supplyml import tune as tuning
+
+    p = cfg.policy
+    tracking.setup_tracking(cfg)  # the stores' schemas once, before two processes race to create them
+    tuning.storage(cfg)
+    # A run per core: these networks are too small for one run to keep two cores busy.
+    pool = ProcessPoolExecutor(len(os.sched_getaffinity(0)), mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        tuning = {a: pool.submit(tuned_params, cfg, a) for a in ALGORITHMS}
+        refs = {L: pool.submit(known.references, known.instance(L)) for L in p.known_lead_times}
+        tuning = {a: f.result() for a, f in tuning.items()}
+        runs = [pool.submit(_known_run, cfg, a, tuning[a][0], L, s)
+                for L in p.known_lead_times for a in ALGORITHMS for s in p.seeds]
+        runs = [f.result() for f in runs]
+        refs = {L: f.result() for L, f in refs.items()}
+    rows = []
+    for L in p.known_lead_times:
+        system, ref = known.instance(L), refs[L]
+        row = {**ref, "simulated": {name: known.simulated_cost(system, known.heuristic(rule), p.eval_periods)
+                                    for name, rule in known.reference_policies(ref).items()}}
+        for a in ALGORITHMS:
+            mine = [r for r in runs if r["lead_time"] == L and r["algorithm"] == a]
+            row[a] = {"exact": known.interval([r["exact"] for r in mine]),
+                      "simulated": known.interval([r["simulated"] for r in mine]),
+                      "train_seconds": sum(r["train_seconds"] for r in mine) / len(mine), "runs": mine}
+        rows.append(row)
+    return {"rows": rows, "params": {a: t[0] for a, t in tuning.items()},
+            "trials": {a: t[1] for a, t in tuning.items()}}
+
+
+def known_table(result: dict) -> str:
+    algos = list(ALGORITHMS)
+    head = ("| L | optimal (Zipkin) | standard base stock (Zipkin) | best capped base stock (Zipkin) | "
+            + " | ".join(f"{a.upper()} exact | {a.upper()} simulated | {a.upper()} gap to optimal" for a in algos) + " |")
+    lines = [head, "|---" * (4 + 3 * len(algos)) + "|"]
+    for r in result["rows"]:
+        z = r["zipkin"]
+        cells = [str(r["lead_time"]), f"{r['optimal']:.3f} ({z.get('optimal', '-')})",
+                 f"{r['standard_base_stock']:.3f} ({z.get('standard_base_stock', '-')})",
+                 f"{r['capped_base_stock']:.3f} ({z.get('capped_base_stock', '-')})"]
+        for a in algos:
+            (m, h), (sm, sh) = r[a]["exact"], r[a]["simulated"]
+            cells += [f"{m:.3f} ± {h:.3f}", f"{sm:.3f} ± {sh:.3f}", f"{100 * (m / r['optimal'] - 1):+.1f}%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"setup": {"known_timesteps": cfg.policy.known_timesteps, "tune_timesteps": cfg.policy.tune_timesteps,
+                        "tune_trials": cfg.policy.tune_trials, "tune_lead_time": cfg.policy.tune_lead_time,
+                        "seeds": cfg.policy.seeds, "eval_periods": cfg.policy.eval_periods,
+                        "machine": platform.platform()},
+              "known": known_instances(cfg)}
+    result["seconds"] = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
