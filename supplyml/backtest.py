@@ -165,13 +165,25 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     return Origin(start, scores, forecasts, test, sims, totals)
 
 
-def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster,
-                      cfg: Config) -> tuple[dict[str, sim.Simulation], pd.DataFrame]:
-    """Replay the test days under each policy. The forecast policy reviews like /replenish does: at each
-    review it conditions on every actual day so far and orders up to the model's calibrated order level
-    of demand over the next lead time + review period. Also returns, per series and review, the actual
-    total over that window beside the paths' quantiles of it and S: whether decisions fail in the
-    forecast of totals or in the replay is read off these."""
+@dataclass(frozen=True, eq=False)
+class Reviews:
+    """What every policy of one test window sees: per series (`ids`) the actual demand, the history the
+    classical policy reads, prices, and at each review the forecaster's sample paths of the next L + R
+    days with the forecast policy's order-up-to level S read from them."""
+
+    ids: list[str]
+    demand: np.ndarray  # (n, horizon) actual
+    ahead: np.ndarray  # (n, horizon + L + R) actual, truncated at the data's end: the oracle's view
+    history: np.ndarray  # (n, MA_WINDOW) before the window
+    price: np.ndarray  # (n,)
+    paths: np.ndarray  # (n, reviews, samples, L + R)
+    levels: np.ndarray  # (n, reviews) the forecast policy's S
+    totals: pd.DataFrame  # per series and review: the actual L + R total beside S and the paths' quantiles of it
+
+
+def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster, cfg: Config) -> Reviews:
+    """The test days' reviews as /replenish answers them: at each review the forecaster conditions on
+    every actual day so far and draws paths of demand over the next lead time + review period."""
     inv = cfg.inventory
     L, R, horizon = inv.lead_time, inv.review_period, cfg.features.horizon
     cover = L + R
@@ -183,32 +195,47 @@ def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame
         return frame.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids, columns=dates).fillna(0.0).to_numpy()
 
     ahead = wide(panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)], days)  # truncated at the data's end
-    demand = ahead[:, :horizon]
     history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=MA_WINDOW)],
                    pd.date_range(start - pd.Timedelta(days=MA_WINDOW), periods=MA_WINDOW))
     price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
-    levels, totals = [], []
+    paths, levels, totals = [], [], []
     level = forecaster.order_level(inv.service_level)
     # The window a forecast may condition on: promotion and event flags are planned, so known ahead.
     known = panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)]
     for d in sim.review_days(horizon, R):
         anchored = forecaster.with_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
-        paths = anchored.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
-        levels.append(sim.sample_path_levels(paths, level))
+        paths.append(anchored.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known))
+        levels.append(sim.sample_path_levels(paths[-1], level))
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
-            window = paths.sum(axis=2)
+            window = paths[-1].sum(axis=2)
             q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1)
                  for lv in (0.025, 0.25, 0.75, 0.975)}
             totals.append(pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d:d + cover].sum(1),
                                         "S": levels[-1], **q}))
+    return Reviews(ids, ahead[:, :horizon], ahead, history, price, np.stack(paths, 1), np.stack(levels, 1),
+                   pd.concat(totals, ignore_index=True))
+
+
+def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster,
+                      cfg: Config) -> tuple[dict[str, sim.Simulation], pd.DataFrame]:
+    """Replay the test days under each policy (`reviews`). Also returns, per series and review, the actual
+    total over that window beside the paths' quantiles of it and S: whether decisions fail in the
+    forecast of totals or in the replay is read off these."""
+    r = reviews(panel, fit, test, forecaster, cfg)
+    return policy_simulations(r, cfg), r.totals
+
+
+def policy_simulations(r: Reviews, cfg: Config) -> dict[str, sim.Simulation]:
+    """The forecast policy, the classical one and perfect foresight, replayed on the actual demand."""
+    inv = cfg.inventory
+    L, R, horizon = inv.lead_time, inv.review_period, r.demand.shape[1]
     policy_levels = {
-        "forecast": sim.expand_levels(np.stack(levels, 1), horizon, R),
-        "classical": sim.moving_average_levels(history, demand, L, R, inv.service_level, window=MA_WINDOW),
-        "perfect": sim.perfect_foresight_levels(ahead, L, R)[:, :horizon],
+        "forecast": sim.expand_levels(r.levels, horizon, R),
+        "classical": sim.moving_average_levels(r.history, r.demand, L, R, inv.service_level, window=MA_WINDOW),
+        "perfect": sim.perfect_foresight_levels(r.ahead, L, R)[:, :horizon],
     }
-    sims = {name: sim.simulate(demand, lv, L, R, price, inv.holding_cost, inv.lost_sales_cost)
+    return {name: sim.simulate(r.demand, lv, L, R, r.price, inv.holding_cost, inv.lost_sales_cost)
             for name, lv in policy_levels.items()}
-    return sims, pd.concat(totals, ignore_index=True)
 
 
 def _pool(sims: list[dict[str, sim.Simulation]], starts: list[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:

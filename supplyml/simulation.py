@@ -12,6 +12,7 @@ Within each day d, in this order:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,12 +175,33 @@ def simulate(
         series, review = np.argwhere(~(np.isfinite(read) & (read >= 0)))[0]
         raise ValueError(f"levels must be finite and >= 0 on review days; series {series}, "
                          f"day {review * review_period} has {read[series, review]}")
+    if initial_on_hand is None:
+        initial_on_hand = levels[:, 0]
+    return replay(demand, lambda d, stock: np.maximum(0.0, levels[:, d] - stock.position()), lead_time, review_period,
+                  price, holding_cost, lost_sales_cost, initial_on_hand)
+
+
+def replay(
+    demand: np.ndarray,
+    decide: Callable[[int, Stock], np.ndarray],
+    lead_time: int,
+    review_period: int,
+    price: np.ndarray,
+    holding_cost: float,
+    lost_sales_cost: float,
+    initial_on_hand: np.ndarray,
+) -> Simulation:
+    """Replay any ordering rule against actual demand (n, T): on each review day d, after the day's
+    arrivals, `decide(d, stock)` returns the units to order per series (a learned policy's, or base
+    stock's S minus the position, as `simulate` passes)."""
+    _check_days("lead_time", lead_time, minimum=0)
+    _check_days("review_period", review_period, minimum=1)
+    demand = _nonnegative("demand", demand, ndim=2)
+    n, T = demand.shape
     price = _nonnegative("price", price, ndim=1, length=n)
     for name, value in (("holding_cost", holding_cost), ("lost_sales_cost", lost_sales_cost)):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite fraction of price >= 0, got {value}")
-    if initial_on_hand is None:
-        initial_on_hand = levels[:, 0]
     stock = _nonnegative("initial_on_hand", initial_on_hand, ndim=1, length=n)
 
     on_hand, sales, orders = (np.zeros((n, T)) for _ in range(3))
@@ -187,7 +209,7 @@ def simulate(
     for d in range(T):
         inventory.receive()
         if d % review_period == 0:
-            orders[:, d] = inventory.order(np.maximum(0.0, levels[:, d] - inventory.position()))
+            orders[:, d] = inventory.order(decide(d, inventory))
         sales[:, d] = inventory.serve(demand[:, d])
         on_hand[:, d] = inventory.on_hand
     lost = demand - sales

@@ -7,9 +7,10 @@ orders `action × unit`; the R days then run through `supplyml.simulation.Stock`
 backtest replays, and the reward is minus holding and lost-sales cost (also in the series' own units).
 
 Demand comes from a `Demand` source: `PoissonDemand` for Zipkin's instances, `PathDemand` for real
-series, which draws from the forecaster's sample paths to train and replays what really happened to
-evaluate. All series' episodes end together (`Demand.horizon` reviews) or never (None); like gymnasium's
-vector environments they reset on the next step (autoreset "next step").
+series, which draws from the forecaster's sample paths (a learned policy is then judged by replaying
+what really happened, `supplyml.simulation.replay`). All series' episodes end together, after
+`Demand.horizon` reviews, or never (None); like gymnasium's vector environments they reset on the
+next step (autoreset "next step").
 """
 from __future__ import annotations
 
@@ -23,17 +24,23 @@ from stable_baselines3.common.vec_env import VecEnv
 from supplyml.simulation import Stock
 
 PATH_QUANTILES = (0.5, 0.8, 0.95)  # of demand over the next L + R days: the learned policy's forecast features
+UNIT = 0.1  # a real series orders in tenths of its demand per review period
+MIN_SCALE = 0.1  # units per period below which a series counts as this slow, so observations stay finite
 
 
 class Demand(Protocol):
     n: int  # series
     horizon: int | None  # reviews per episode; None: episodes never end
-    scale: np.ndarray  # (n,) typical demand per review period: the unit of observations and rewards
-    unit: np.ndarray  # (n,) units ordered per step of the action
     price: np.ndarray  # (n,) costs are fractions of it
 
     def features(self, review: int) -> np.ndarray:
         """(n, f) what the policy knows of demand ahead at this review, before dividing by `scale`."""
+
+    def scale(self, review: int) -> np.ndarray:
+        """(n,) typical demand per review period: the unit of observations and rewards."""
+
+    def unit(self, review: int) -> np.ndarray:
+        """(n,) units ordered per step of the action."""
 
     def draw(self, review: int, rng: np.random.Generator) -> np.ndarray:
         """(n, R) the demand of the review period that starts at this review."""
@@ -51,12 +58,16 @@ class PoissonDemand:
 
     def __init__(self, mean: float, n: int, horizon: int | None = 100):
         self.mean, self.n, self.horizon = mean, n, horizon
-        self.scale = np.full(n, float(mean))
-        self.unit = np.ones(n)
         self.price = np.ones(n)
 
     def features(self, review: int) -> np.ndarray:
         return np.zeros((self.n, 0))
+
+    def scale(self, review: int) -> np.ndarray:
+        return np.full(self.n, float(self.mean))
+
+    def unit(self, review: int) -> np.ndarray:
+        return np.ones(self.n)
 
     def draw(self, review: int, rng: np.random.Generator) -> np.ndarray:
         return rng.poisson(self.mean, (self.n, 1)).astype(float)
@@ -65,40 +76,55 @@ class PoissonDemand:
         return np.zeros(self.n)
 
 
+def path_features(paths: np.ndarray, review_period: int) -> tuple[np.ndarray, np.ndarray]:
+    """From sample paths (n, samples, L + R) at one review: the quantiles of their totals (n, 3), what the
+    learned policy knows of demand ahead, and the series' scale (n,), the mean demand per review period.
+    /replenish computes both from the same paths its base-stock answer reads."""
+    totals = np.asarray(paths, dtype=float).sum(axis=2)
+    features = np.quantile(totals, PATH_QUANTILES, axis=1).T
+    scale = np.maximum(totals.mean(axis=1) * review_period / paths.shape[2], MIN_SCALE)
+    return features, scale
+
+
 class PathDemand:
-    """Real series at consecutive reviews, with the forecaster's sample paths drawn at each.
+    """Real series at consecutive reviews, with the forecaster's sample paths drawn at each, to train on
+    the forecaster's world: a period's demand is one of that review's paths, picked at random.
 
     paths (n, reviews, samples, L + R): each review's paths, conditioned on the actuals before it.
-    Without `actual` a period's demand is one of that review's paths (training on the forecaster's world);
-    with `actual` (n, reviews, R) it is what happened (evaluation). The action's unit is a tenth of the
-    series' typical demand per period, up to `max_cover` times the demand over L + R days.
     """
 
-    def __init__(self, paths: np.ndarray, review_period: int, price: np.ndarray, initial: np.ndarray,
-                 actual: np.ndarray | None = None):
+    def __init__(self, paths: np.ndarray, review_period: int, price: np.ndarray, initial: np.ndarray):
         self.paths = np.asarray(paths, dtype=float)
         self.n, self.horizon = self.paths.shape[:2]
         self.R = review_period
-        totals = self.paths.sum(axis=3)  # (n, reviews, samples)
-        self.quantiles = np.quantile(totals, PATH_QUANTILES, axis=2).transpose(1, 2, 0)  # (n, reviews, q)
-        period = self.paths[..., -review_period:].sum(axis=3).mean(axis=(1, 2))
-        self.scale = np.maximum(period, 0.1)
-        self.unit = self.scale / 10
+        pairs = [path_features(self.paths[:, k], review_period) for k in range(self.horizon)]
+        self._features = np.stack([f for f, _ in pairs], 1)  # (n, reviews, q)
+        self._scale = np.stack([c for _, c in pairs], 1)  # (n, reviews)
         self.price = np.asarray(price, dtype=float)
         self.start = np.asarray(initial, dtype=float)
-        self.actual = None if actual is None else np.asarray(actual, dtype=float)
 
     def features(self, review: int) -> np.ndarray:
-        return self.quantiles[:, review]
+        return self._features[:, review]
+
+    def scale(self, review: int) -> np.ndarray:
+        return self._scale[:, review]
+
+    def unit(self, review: int) -> np.ndarray:
+        return self._scale[:, review] * UNIT
 
     def draw(self, review: int, rng: np.random.Generator) -> np.ndarray:
-        if self.actual is not None:
-            return self.actual[:, review]
         pick = rng.integers(self.paths.shape[2], size=self.n)
         return self.paths[np.arange(self.n), review, pick, :self.R]
 
     def initial(self, rng: np.random.Generator) -> np.ndarray:
         return self.start
+
+
+def observe(stock: Stock, lead_time: int, features: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The policy's input at a review: on hand after the day's arrival, the orders due in 1 .. L - 1 days
+    and the demand features, each in units of the series' demand per period."""
+    raw = np.column_stack([stock.on_hand, stock.pipeline[:, :max(lead_time - 1, 0)], features])
+    return (raw / scale[:, None]).astype(np.float32)
 
 
 class ReplenishmentEnv(gym.vector.VectorEnv):
@@ -134,8 +160,7 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
         return np.column_stack([self.stock.on_hand, self.stock.pipeline[:, :max(self.L - 1, 0)]])
 
     def _observe(self) -> np.ndarray:
-        raw = np.column_stack([self.state(), self.demand.features(self.review)])
-        return (raw / self.demand.scale[:, None]).astype(np.float32)
+        return observe(self.stock, self.L, self.demand.features(self.review), self.demand.scale(self.review))
 
     def step(self, actions):
         if self._ended:
@@ -143,7 +168,8 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
             zeros = np.zeros(self.num_envs, dtype=bool)
             return obs, np.zeros(self.num_envs), zeros, zeros, info
         actions = np.clip(np.asarray(actions, dtype=float), 0, self.single_action_space.n - 1)
-        ordered = self.stock.order(actions * self.demand.unit)
+        ordered = self.stock.order(actions * self.demand.unit(self.review))
+        scale = self.demand.scale(self.review)
         demand = self.demand.draw(self.review, self.rng)
         held = lost = 0.0
         for day in range(self.R):
@@ -159,7 +185,7 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
         self._ended = bool(truncated[0])
         info = {"cost": cost, "held": held, "lost": lost, "demand": demand, "ordered": ordered}
         obs = self._observe() if not self._ended else self._last_observation()
-        reward = -cost / (self.demand.price * self.demand.scale)
+        reward = -cost / (self.demand.price * scale)
         return obs, reward, np.zeros(self.num_envs, dtype=bool), truncated, info
 
     def _last_observation(self) -> np.ndarray:
