@@ -44,10 +44,13 @@ def tuned_params(cfg: Config, algorithm: str) -> tuple[dict, list[dict]]:
     return {**cfg.policy.params[algorithm], **tuning.best_model(study)}, trials
 
 
-def _known_run(cfg: Config, algorithm: str, params: dict, lead_time: int, seed: int) -> dict:
+def _one_thread() -> None:
     import torch
 
-    torch.set_num_threads(1)  # one run per core
+    torch.set_num_threads(1)  # a run per core: two threads each would only contend
+
+
+def _known_run(cfg: Config, algorithm: str, params: dict, lead_time: int, seed: int) -> dict:
     t0 = time.perf_counter()
     system = known.instance(lead_time)
     model = train(algorithm, known.environment(system, cfg.policy.known_envs, seed), params,
@@ -66,7 +69,8 @@ def known_instances(cfg: Config) -> dict:
     tracking.setup_tracking(cfg)  # the stores' schemas once, before two processes race to create them
     tuning.storage(cfg)
     # A run per core: these networks are too small for one run to keep two cores busy.
-    pool = ProcessPoolExecutor(len(os.sched_getaffinity(0)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(len(os.sched_getaffinity(0)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread)
     with pool:
         tuning = {a: pool.submit(tuned_params, cfg, a) for a in ALGORITHMS}
         refs = {L: pool.submit(known.references, known.instance(L)) for L in p.known_lead_times}
