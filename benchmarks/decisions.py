@@ -34,10 +34,7 @@ log = logging.getLogger("benchmarks.decisions")
 
 def replay(panel: pd.DataFrame, start: pd.Timestamp, model, cfg) -> dict[str, float]:
     h = cfg.features.horizon
-    first = panel.groupby("unique_id")["ds"].min()
-    scored = first.index[first <= start - pd.Timedelta(days=h)]
-    fit = panel[(panel["ds"] < start) & panel["unique_id"].isin(scored)]
-    test = panel[(panel["ds"] >= start) & (panel["ds"] < start + pd.Timedelta(days=h)) & panel["unique_id"].isin(scored)]
+    fit, test = backtest.window(panel, start, h)
     sims, t = backtest.simulate_policies(panel, fit, test, model, cfg)
     return {
         "total_coverage_50": float(((t["q0.25"] <= t["actual"]) & (t["actual"] <= t["q0.75"])).mean()),

@@ -165,6 +165,18 @@ def recommend_register(config_json: str, run_id: str, evaluation: str, purchases
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
+def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]
+           ) -> NamedTuple("Registered", registration=str, promoted=str):
+    import json
+    from typing import NamedTuple
+
+    from supplyml import steps
+    from supplyml.config import Config
+
+    result = steps.policy(Config.from_json(config_json), panel.path, model.path, json.loads(lineage))
+    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
+
+
 def package(config_json: str) -> str:
     """Runs only when a gate promoted its candidate: build (or reuse) the Bento of the champions."""
     from serving.package import NoChampionError, champion_bento

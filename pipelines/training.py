@@ -18,8 +18,9 @@ def build(cfg: Config):
     ingest, validate, featurize, tune_study, tune_worker, tune_best, train, evaluate, register, package, keep = map(
         component, [steps.ingest, steps.validate, steps.featurize, steps.tune_study, steps.tune_worker, steps.tune_best,
                     steps.train, steps.evaluate, steps.register, steps.package, steps.keep])
-    interactions, recommend_train, recommend_evaluate, recommend_register = map(
-        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register])
+    interactions, recommend_train, recommend_evaluate, recommend_register, policy = map(
+        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register,
+                    steps.policy])
 
     def gpu(task):
         # Honoured by Kubeflow; kfp.local ignores resource requests and Lightning falls back to CPU. GPU
@@ -69,11 +70,13 @@ def build(cfg: Config):
         mlflow_login(*tuning, fitted, scored, registered)
         return registered
 
-    fields = {"evaluation": str, "registration": str, "bento": str, **({"recommendation": str} if cfg.pipeline.recommend
-                                                                         else {})}
+    fields = {"evaluation": str, "registration": str, "bento": str,
+              **({"recommendation": str} if cfg.pipeline.recommend else {}),
+              **({"policy": str} if cfg.pipeline.policy else {})}
     Outputs = NamedTuple("Outputs", **fields)
 
-    @dsl.pipeline(name=cfg.pipeline.name, description="Order lines to champions (forecaster, recommender) in a Bento")
+    @dsl.pipeline(name=cfg.pipeline.name,
+                  description="Order lines to champions (forecaster, recommender, learned policy) in a Bento")
     def training(config_json: str = cfg.to_json(), root: str = "/app") -> Outputs:
         raw = ingest(config_json=config_json, root=root, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         checked = validate(config_json=config_json, lineage=raw.outputs["Output"], raw=raw.outputs["raw"])
@@ -87,20 +90,24 @@ def build(cfg: Config):
                               evaluation=scored.outputs["Output"], panel=panel.outputs["panel"],
                               model=fitted.outputs["model"])
         recommended = recommendations(config_json, checked, raw, panel) if cfg.pipeline.recommend else None
+        # The policy learns on this forecaster's paths over the test window: the evaluation's evidence.
+        learned = (gpu(policy(config_json=config_json, lineage=lineage, panel=panel.outputs["panel"],
+                              model=fitted.outputs["model"])) if cfg.pipeline.policy else None)
+        later = [t for t in (recommended, learned) if t is not None]
         # A new Bento only when a gate promoted; otherwise the champions' stays the one served. One Bento
-        # holds both champions, so at most one package task runs, once both families have registered.
+        # holds every champion, so at most one package task runs, once every family has registered.
         with dsl.If(registered.outputs["promoted"] == "true"):
             built = package(config_json=config_json)
         with dsl.Else():
             kept = keep(config_json=config_json, registration=registered.outputs["registration"])
-            if recommended is not None:
-                with dsl.If(recommended.outputs["promoted"] == "true"):
+            for i, task in enumerate(later):
+                with dsl.If(task.outputs["promoted"] == "true") if i == 0 else dsl.Elif(task.outputs["promoted"] == "true"):
                     mlflow_login(package(config_json=config_json).after(kept))
-        if recommended is not None:
-            built.after(recommended)
-            kept.after(recommended)
-        mlflow_login(study, workers, best, fitted, scored, registered, built, kept)
+        for task in later:
+            built.after(task)
+            kept.after(task)
+        mlflow_login(study, workers, best, fitted, scored, registered, built, kept, *([learned] if learned else []))
         outputs = [scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output)]
-        return Outputs(*outputs, *([recommended.outputs["registration"]] if recommended is not None else []))
+        return Outputs(*outputs, *(t.outputs["registration"] for t in later))
 
     return training

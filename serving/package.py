@@ -36,9 +36,10 @@ def bentoml_env(cfg: Config) -> dict[str, str]:
     return {"BENTOML_HOME": str(Path(cfg.serving.bentoml_home).resolve())}
 
 
-def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender=None) -> str:
-    """Import MLflow version `version` of cfg.registry.model_name (and `recommender`, a registered version
-    of cfg.registry.recommender_name, when given) and build their Bento; returns the Bento tag."""
+def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender=None, policy=None) -> str:
+    """Import MLflow version `version` of cfg.registry.model_name (and `recommender` and `policy`, registered
+    versions of cfg.registry.recommender_name and policy_name, when given) and build their Bento; returns
+    the Bento tag."""
     bentoml = _bentoml(cfg)
     import mlflow
 
@@ -50,30 +51,34 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender
                 "replenish_samples": cfg.inventory.num_sample_paths, "seed": cfg.seed}
     model = bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version},
                                         metadata=metadata)
-    args, bento_labels = {"model_tag": str(model.tag)}, {"mlflow_recommender": "none"}
-    if recommender is not None:
-        r_name, r_version = cfg.registry.recommender_name, str(recommender.version)
-        tags = recommender.tags
+    args, bento_labels = {"model_tag": str(model.tag)}, {}
+    for family, registered, extra in (("recommender", recommender, ()), ("policy", policy, ("policy",))):
+        bento_labels[f"mlflow_{family}"] = "none"
+        if registered is None:
+            continue
+        r_name, r_version, tags = registered.name, str(registered.version), registered.tags
         r_labels = {k: str(tags[k]) for k in LINEAGE if k in tags}
-        r_model = bentoml.mlflow.import_model(
+        imported = bentoml.mlflow.import_model(
             r_name, f"models:/{r_name}/{r_version}", labels={**r_labels, "mlflow_version": r_version},
             metadata={**r_labels, "model_name": r_name, "model_version": r_version,
-                      "metrics": json.loads(tags.get("metrics", "{}"))})
-        args["recommender_tag"] = str(r_model.tag)
-        bento_labels = {"recommender": str(r_model.tag), "mlflow_recommender": f"{r_name}/{r_version}"}
+                      "metrics": json.loads(tags.get("metrics", "{}")), **{k: json.loads(tags[k]) for k in extra}})
+        args[f"{family}_tag"] = str(imported.tag)
+        bento_labels |= {family: str(imported.tag), f"mlflow_{family}": f"{r_name}/{r_version}"}
     start = time.monotonic()
     bento = bentoml.bentos.build_bentofile(
         str(BENTOFILE), build_ctx=str(ROOT), name=cfg.serving.bento_name, reload=True,
         labels={**labels, "model": str(model.tag), "mlflow_model": f"{name}/{version}", **bento_labels},
         args=args)  # serving/service.py reads them: the Bento serves exactly these models
-    log.info("built Bento %s around %s (MLflow %s version %s; recommender %s) in %.1f s", bento.tag, model.tag, name,
-             version, bento_labels["mlflow_recommender"], time.monotonic() - start)
+    log.info("built Bento %s around %s (MLflow %s version %s; recommender %s; policy %s) in %.1f s", bento.tag,
+             model.tag, name, version, bento_labels["mlflow_recommender"], bento_labels["mlflow_policy"],
+             time.monotonic() - start)
     return str(bento.tag)
 
 
 def champion_bento(cfg: Config, build: bool = True) -> str | None:
-    """The Bento of the champions (the forecaster's, and the recommender's when it has one): reused if one
-    was built from them, else built now (or None with build=False). Lineage comes from the versions' tags."""
+    """The Bento of the champions (the forecaster's, and the recommender's and the learned policy's when
+    they have one): reused if one was built from them, else built now (or None with build=False). Lineage
+    comes from the versions' tags."""
     import mlflow
 
     from supplyml import registry
@@ -85,8 +90,10 @@ def champion_bento(cfg: Config, build: bool = True) -> str | None:
         raise NoChampionError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` (or "
                               "`make run`) first, or `supplyml model promote VERSION`")
     recommender = registry.champion_version(cfg.registry.recommender_name)
+    policy = registry.champion_version(cfg.registry.policy_name)
     wanted = {"mlflow_model": f"{name}/{champion.version}",
-              "mlflow_recommender": f"{cfg.registry.recommender_name}/{recommender.version}" if recommender else "none"}
+              **{f"mlflow_{family}": f"{v.name}/{v.version}" if v else "none"
+                 for family, v in (("recommender", recommender), ("policy", policy))}}
     bentoml = _bentoml(cfg)
     try:
         built = [b for b in bentoml.bentos.list(cfg.serving.bento_name)
@@ -99,7 +106,7 @@ def champion_bento(cfg: Config, build: bool = True) -> str | None:
         return None
     tags = champion.tags
     return package(cfg, champion.version, {k: tags[k] for k in LINEAGE if k in tags},
-                   json.loads(tags.get("metrics", "{}")), recommender)
+                   json.loads(tags.get("metrics", "{}")), recommender, policy)
 
 
 def serve_command(cfg: Config) -> list[str]:

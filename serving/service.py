@@ -1,6 +1,9 @@
 """The Bento service: POST /forecast, POST /replenish and GET /metadata over one packaged forecaster, and
 POST /recommend and POST /similar over the recommender packaged beside it (one service, so a planning system
 has one address, one token and one set of limits; each family's lineage headers name its own model).
+/replenish decides by base stock, or by the learned policy packaged beside them (`"policy": "learned"`;
+the default for the lead time and review period it was trained for, since only a policy that passed its
+gate is packaged).
 
 A thin wrapper: pydantic checks every field (a bad one is a 400 naming it), an unknown SKU is a 404, and
 every answer is computed by `supplyml.planning`. `Guard`, an ASGI middleware, applies what holds for every
@@ -19,7 +22,7 @@ import json
 import os
 import shlex
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import bentoml
 import torch
@@ -48,6 +51,7 @@ class Args(BaseModel):
     # was built with even after newer imports; the fallbacks serve ad-hoc `bentoml serve serving.service:...`.
     model_tag: str = os.environ.get("SUPPLYML_BENTO_MODEL", "supplyml-forecaster:latest")
     recommender_tag: str = os.environ.get("SUPPLYML_BENTO_RECOMMENDER", "")  # "": a Bento without recommendations
+    policy_tag: str = os.environ.get("SUPPLYML_BENTO_POLICY", "")  # "": a Bento without a learned policy
 
 
 ARGS = bentoml.use_arguments(Args)
@@ -55,6 +59,9 @@ MODEL = bentoml.models.BentoModel(ARGS.model_tag)
 META = dict(bentoml.models.get(MODEL.tag).info.metadata)
 RECOMMENDER = bentoml.models.BentoModel(ARGS.recommender_tag) if ARGS.recommender_tag else None
 R_META = dict(bentoml.models.get(RECOMMENDER.tag).info.metadata) if RECOMMENDER else None
+POLICY = bentoml.models.BentoModel(ARGS.policy_tag) if ARGS.policy_tag else None
+P_META = dict(bentoml.models.get(POLICY.tag).info.metadata) if POLICY else None
+TRAINED_FOR = (P_META["policy"]["lead_time"], P_META["policy"]["review_period"]) if P_META else None
 # The horizon limit comes from the model's metadata (written at packaging from the config), so request
 # schemas and the OpenAPI page state it, and a violation is an ordinary field error.
 MAX_HORIZON = int(META["max_horizon"])
@@ -72,6 +79,9 @@ def _lineage(meta: dict) -> dict[str, str]:
 LINEAGE = _lineage(META)
 RECOMMEND_PATHS = {"/recommend", "/similar"}  # answered by the recommender: its lineage on every answer
 R_LINEAGE = _lineage(R_META) if R_META else {}
+# /replenish answers name the learned policy too when one is packaged (whether or not it decided).
+P_LINEAGE = {"X-Supplyml-Policy": str(P_META["model_name"]), "X-Supplyml-Policy-Version": str(P_META["model_version"])
+             } if P_META else {}
 # Flags the model learnt from (all, for a Bento packaged before this was recorded).
 TRAINED_FLAGS = set(META.get("trained_flags", ",".join(planning.FLAGS)).split(",")) - {""}
 COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
@@ -134,12 +144,17 @@ class Item(Request):
 
     sku: Sku
     on_hand: Units
-    on_order: Units = 0.0
+    on_order: Units = Field(0.0, description="units ordered, not yet received; the learned policy counts them as "
+                                              "due tomorrow")
     lead_time_days: int = Field(ge=0, le=MAX_HORIZON - 1)
     review_period_days: int = Field(ge=1, le=MAX_HORIZON)
     service_level: Level
     promo: Promo = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
     event: Event = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
+    policy: Literal["base_stock", "learned"] | None = Field(
+        None, description="who decides: base stock on the forecast's paths, or the learned policy (only for the lead "
+                          "time and review period it was trained for). Default: the learned policy where this Bento "
+                          "has one for the item's lead time and review period, else base stock")
 
     @model_validator(mode="after")
     def _within_horizon(self) -> Item:
@@ -147,6 +162,14 @@ class Item(Request):
         if days > MAX_HORIZON:
             raise ValueError(f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon "
                              f"of {MAX_HORIZON} days")
+        if self.policy == planning.LEARNED:
+            if TRAINED_FOR is None:
+                raise ValueError("this Bento has no learned policy (none has passed its gate); send \"policy\": "
+                                 "\"base_stock\" or none")
+            if (self.lead_time_days, self.review_period_days) != TRAINED_FOR:
+                raise ValueError(f"the learned policy was trained for lead_time_days = {TRAINED_FOR[0]} and "
+                                 f"review_period_days = {TRAINED_FOR[1]}, not {self.lead_time_days} and "
+                                 f"{self.review_period_days}; send \"policy\": \"base_stock\" for other settings")
         for name in planning.FLAGS:
             if len(getattr(self, name)) > days:
                 raise ValueError(f"{name} has {len(getattr(self, name))} days, more than lead_time_days + "
@@ -198,6 +221,8 @@ class SkuForecast(BaseModel):
 
 class Decision(BaseModel):
     sku: str
+    policy: Literal["base_stock", "learned"] = Field(description="who decided order_quantity; the other figures "
+                                                                 "describe the forecast either way")
     order_quantity: float
     order_up_to: float
     reorder_point: float
@@ -234,6 +259,15 @@ class RecommenderMetadata(BaseModel):
     history_end: date
 
 
+class PolicyMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model_name: str
+    model_version: str
+    metrics: dict[str, float]
+    policy: dict[str, Any] = Field(description="algorithm, lead_time, review_period and n_actions it was trained for")
+
+
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow")  # lineage tags and whatever else packaging recorded
 
@@ -248,6 +282,7 @@ class Metadata(BaseModel):
     skus: list[str]
     history_end: date
     recommender: RecommenderMetadata | None = Field(None, description="null: this Bento has no recommender")
+    policy: PolicyMetadata | None = Field(None, description="null: this Bento has no learned policy")
 
 
 def _batch_of_one(request: type[BaseModel]) -> type[IORootModel]:
@@ -307,6 +342,8 @@ class SupplyForecast:
     model = MODEL
     if RECOMMENDER is not None:
         recommender_model = RECOMMENDER
+    if POLICY is not None:
+        policy_model = POLICY
 
     def __init__(self) -> None:
         torch.set_num_threads(SERVING.torch_threads)
@@ -317,6 +354,9 @@ class SupplyForecast:
             self.recommender = bentoml.mlflow.load_model(self.recommender_model).unwrap_python_model().recommender
             self.recommender.recommend([self.recommender.customers[0]], 1)
             self.recommender.similar(self.recommender.items[0], 1)
+        self.policy = None
+        if POLICY is not None:
+            self.policy = bentoml.mlflow.load_model(self.policy_model).unwrap_python_model()
         # Each code path once (statsforecast compiles its models on first use), then what is loaded by now
         # out of the collector's sight: ~600k objects that live as long as the process, which every full
         # collection walked, stalling all requests for ~0.5 s.
@@ -324,6 +364,11 @@ class SupplyForecast:
         planning.forecast(self.forecaster, [sku], MAX_HORIZON, [0.5])
         planning.replenish(self.forecaster, [{"sku": sku, "on_hand": 0, "lead_time_days": 0, "review_period_days": 1,
                                               "service_level": 0.5}], META["replenish_samples"], META["seed"])
+        if self.policy is not None:
+            L, R = TRAINED_FOR
+            planning.replenish(self.forecaster, [{"sku": sku, "on_hand": 0, "lead_time_days": L, "review_period_days": R,
+                                                  "service_level": 0.5}], META["replenish_samples"], META["seed"],
+                               self.policy)
         gc.freeze()
 
     @bentoml.api(input_spec=_batch_of_one(ForecastRequest), output_spec=_answers("forecasts", SkuForecast), **BATCHING)
@@ -334,10 +379,10 @@ class SupplyForecast:
 
     @bentoml.api(input_spec=_batch_of_one(ReplenishRequest), output_spec=_answers("decisions", Decision), **BATCHING)
     def replenish(self, requests: list[ReplenishRequest]) -> list:
-        """A periodic-review base-stock decision per item."""
+        """A periodic-review decision per item: base stock, or the learned policy."""
         return self._answer(requests, [[(["items", i, "sku"], it.sku) for i, it in enumerate(r.items)] for r in requests],
                             lambda ok: planning.replenish_many(self.forecaster, [r.items for r in ok],
-                                                               META["replenish_samples"], META["seed"]))
+                                                               META["replenish_samples"], META["seed"], self.policy))
 
     @bentoml.api(input_spec=_batch_of_one(RecommendRequest), output_spec=_single(Recommendation))
     def recommend(self, requests: list[RecommendRequest]) -> list:
@@ -380,7 +425,8 @@ class SupplyForecast:
                            "history_end": self.recommender.cutoff.date().isoformat()}
         return {**META, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
                 "bento_model": str(self.model.tag), "skus": self.forecaster.skus,
-                "history_end": self.forecaster.last_date.date().isoformat(), "recommender": recommender}
+                "history_end": self.forecaster.last_date.date().isoformat(), "recommender": recommender,
+                "policy": P_META}
 
     # The mounted app's routes come before BentoML's own /docs.json, so this one answers it.
     @info.get("/docs.json", include_in_schema=False)
@@ -450,7 +496,8 @@ class Guard:
                        "msg": "send Authorization: Bearer <token>, the token this server was started with"}]
             return await _error(401, "missing or wrong API token", detail, {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send)
-        send = _with_lineage(send, R_LINEAGE if scope["path"] in RECOMMEND_PATHS else LINEAGE)
+        send = _with_lineage(send, R_LINEAGE if scope["path"] in RECOMMEND_PATHS else
+                             {**LINEAGE, **P_LINEAGE} if scope["path"] == "/replenish" else LINEAGE)
         body = await _body(receive, SERVING.max_body_bytes)
         if body is None:
             detail = [{"type": "too_large", "loc": ["body"],

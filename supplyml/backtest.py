@@ -136,15 +136,21 @@ def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame],
     return Backtest.from_origins(results)
 
 
+def window(panel: pd.DataFrame, start: pd.Timestamp, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The days before `start` and the `horizon` days from it, of the series scored there: those with at
+    least one horizon of history, so every peer has enough to fit on."""
+    first = panel.groupby("unique_id")["ds"].min()
+    scored = first.index[first <= start - pd.Timedelta(days=horizon)]
+    fit = panel[(panel["ds"] < start) & panel["unique_id"].isin(scored)]
+    test = panel[(panel["ds"] >= start) & (panel["ds"] < start + pd.Timedelta(days=horizon)) & panel["unique_id"].isin(scored)]
+    return fit, test
+
+
 def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster, cfg: Config,
                     peers: Sequence[str], fit_seconds: float = 0.0) -> Origin:
     """Score a forecaster whose history ends the day before `start`, each peer, and the policies."""
     h, quantiles = cfg.features.horizon, cfg.evaluation.quantiles
-    # Scored: series with at least one horizon of history, so every peer has enough to fit on.
-    first = panel.groupby("unique_id")["ds"].min()
-    scored = first.index[first <= start - pd.Timedelta(days=h)]
-    fit = panel[(panel["ds"] < start) & panel["unique_id"].isin(scored)]
-    test = panel[(panel["ds"] >= start) & (panel["ds"] < start + pd.Timedelta(days=h)) & panel["unique_id"].isin(scored)]
+    fit, test = window(panel, start, h)
     log.info("origin %s: %d series", start.date(), test["unique_id"].nunique())
     t0 = time.perf_counter()
     fc = forecaster.predict(None, h, quantiles, future=test)

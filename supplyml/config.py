@@ -263,6 +263,7 @@ class PipelineConfig(Section):
     mlflow_secret: str | None = "supplyml-mlflow-client"  # Secret with the `username` and `password` tasks log in with
     service_account: str = "supplyml-pipeline-runner"  # what KFP runs as (k8s/base/pipeline-runner.yaml)
     recommend: bool = True  # also tune, judge, register and package the recommender (supplyml.recommending)
+    policy: bool = True  # also train, judge, register and package the learned replenishment policy (supplyml.replenishing)
 
 
 class RecommendSearchSpace(Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 
 from supplyml.forecasting import Forecaster
@@ -19,6 +20,7 @@ from supplyml.inventory import base_stock
 from supplyml.metrics import quantile_col
 
 DECIMALS = 4  # sample means carry no more precision than this
+BASE_STOCK, LEARNED = "base_stock", "learned"  # who decides a replenishment order
 FLAGS = ("promo", "event")
 QUANTILES = [0.05, 0.5, 0.95]  # levels answered when a caller names none
 
@@ -56,7 +58,8 @@ def forecast_many(forecaster: Forecaster, requests: list[Mapping]) -> list[list[
     return answers
 
 
-def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, seed: int = 0) -> list[dict]:
+def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, seed: int = 0,
+              policy=None) -> list[dict]:
     """Per item: a periodic-review base-stock decision on sample paths of its demand over L + R days.
 
     Items are mappings (or pydantic models) with sku, on_hand, on_order, lead_time_days,
@@ -64,12 +67,17 @@ def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, 
     the longest L + R, serves every item; items for the same SKU and flags share paths, so their decisions
     differ only by their own parameters. S is read at the model's calibrated order level for the item's
     service level.
+
+    `policy`, a learned policy (`tracking.PolicyModel`: `.policy`, `.setting`), decides the order instead
+    where an item asks for it (`"policy": "learned"`), or by default for the lead time and review period
+    it was trained for. Its answer's order_up_to is the position it orders up to; the reorder point,
+    safety stock and expected demand describe the same paths either way.
     """
-    return replenish_many(forecaster, [items], n_samples, seed)[0]
+    return replenish_many(forecaster, [items], n_samples, seed, policy)[0]
 
 
-def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_samples: int, seed: int = 0
-                   ) -> list[list[dict]]:
+def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_samples: int, seed: int = 0,
+                   policy=None) -> list[list[dict]]:
     """`replenish` of each request (a list of items), all items' paths drawn together."""
     requests = [[dict(i) for i in items] for items in requests]
     items = [i for r in requests for i in r]
@@ -83,13 +91,33 @@ def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_
         skus = [keys[j][0] for j in group]
         future = _future(forecaster, {keys[j][0]: keys[j][1:] for j in group}, horizon)
         paths.update(zip((keys[j] for j in group), forecaster.sample(skus, horizon, n_samples, seed, future)))
-    return [[_decide(forecaster, paths[_path_key(i)], i) for i in r] for r in requests]
+    return [[_decide(forecaster, paths[_path_key(i)], i, policy) for i in r] for r in requests]
 
 
-def _decide(forecaster: Forecaster, paths, item: dict) -> dict:
-    d = base_stock(paths, item["lead_time_days"], item["review_period_days"],
-                   forecaster.order_level(item["service_level"]), item["on_hand"], item.get("on_order", 0.0))
-    return {"sku": item["sku"], **{k: round(float(v), DECIMALS) for k, v in asdict(d).items()}}
+def _decide(forecaster: Forecaster, paths, item: dict, policy) -> dict:
+    L, R = item["lead_time_days"], item["review_period_days"]
+    on_hand, on_order = item["on_hand"], item.get("on_order", 0.0)
+    d = asdict(base_stock(paths, L, R, forecaster.order_level(item["service_level"]), on_hand, on_order))
+    trained = policy is not None and (L, R) == (policy.setting["lead_time"], policy.setting["review_period"])
+    who = item.get("policy") or (LEARNED if trained else BASE_STOCK)
+    if who == LEARNED:
+        if not trained:
+            raise ValueError(f"no learned policy for lead time {L} and review period {R}")
+        d["order_quantity"] = float(_learned_order(policy.policy, paths[:, :L + R], L, R, on_hand, on_order))
+        d["order_up_to"] = on_hand + on_order + d["order_quantity"]
+    return {"sku": item["sku"], "policy": who, **{k: round(float(v), DECIMALS) for k, v in d.items()}}
+
+
+def _learned_order(model, paths: np.ndarray, lead_time: int, review_period: int, on_hand: float, on_order: float) -> float:
+    from supplyml.replenishing.real import orders
+
+    # At a review nothing the policy saw in training was on order before tomorrow: what is, counts as due then.
+    pipeline = np.zeros((1, max(lead_time - 1, 0)))
+    if pipeline.shape[1]:
+        pipeline[0, 0] = on_order
+    else:
+        on_hand += on_order
+    return orders(model, np.array([on_hand]), pipeline, paths[None], lead_time, review_period)[0]
 
 
 def _path_key(item: dict) -> tuple:

@@ -51,6 +51,12 @@ def load_forecaster(name: str, ref: str = CHAMPION):
     return mlflow.pyfunc.load_model(uri).unwrap_python_model().forecaster
 
 
+def load_policy(name: str, ref: str = CHAMPION):
+    """The learned policy inside a registered version (`tracking.PolicyModel`: `.policy`, `.setting`)."""
+    uri = f"models:/{name}/{ref}" if str(ref).isdigit() else f"models:/{name}@{ref}"
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+
+
 def get_version(name: str, version: str, client: MlflowClient | None = None):
     """Version `version` of `name`, or a RegistryError that says which versions exist."""
     client = client or MlflowClient()

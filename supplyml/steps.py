@@ -185,6 +185,35 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
         **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"]})
 
 
+# ---------------------------------------------------------------- the learned replenishment policy
+
+def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
+    """Train the learned policy on the forecaster's sample paths at the test window's reviews, judge it
+    there on actual demand (the gate), log it with its evaluation to its own run, register it."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+    from supplyml.replenishing import real
+
+    tracking.setup_tracking(cfg)
+    panel = pd.read_parquet(panel_in)
+    start = Split.from_panel(panel, cfg.features).test_start
+    reviews = policy_lifecycle.evidence(cfg, panel, start, load(model_in))
+    setting = policy_lifecycle.setting(cfg)
+    with mlflow.start_run(run_name="policy", tags=_tags(lineage)) as run:
+        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews.ids)})
+        model = real.fit(reviews, cfg, cfg.seed)
+        verdict, table = policy_lifecycle.judge(cfg, reviews, model)
+        log.info("policies on %s's reviews, actual demand\n%s\n%s", start.date(), backtest.format_table(table),
+                 verdict.summary())
+        mlflow.log_metrics({f"{who}.{k}": float(v) for who, row in table.iterrows() for k, v in row.items()})
+        mlflow.log_table(table.reset_index(names="policy"), "evaluation/policies.json")
+        mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
+        example = pd.DataFrame(real.environment(reviews, cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+        model_uri = tracking.log_policy(model, setting, example)
+    tags = {**_tags(lineage), "run_id": run.info.run_id, policy_lifecycle.SETTING_TAG: json.dumps(setting),
+            "metrics": json.dumps(verdict.challenger), "test_start": str(start.date())}
+    return _register(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
+
+
 # ---------------------------------------------------------------- the recommendation family
 
 def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:

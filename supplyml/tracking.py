@@ -113,3 +113,41 @@ def log_recommender(recommender, cfg: Config) -> str:
                               f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}",
                               f"scipy=={scipy.__version__}", "supplyml"])
     return info.model_uri
+
+
+class PolicyModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc face of a learned replenishment policy: rows of observations in (`ReplenishmentEnv`'s, in
+    units of each series' demand per period), the greedy action out. The service unwraps it for the
+    network and the setting it was trained for: `.unwrap_python_model().policy` and `.setting`."""
+
+    def __init__(self, setting: dict):
+        self.setting = setting  # algorithm, lead_time, review_period, n_actions
+
+    def load_context(self, context) -> None:
+        from supplyml.replenishing.learned import ALGORITHMS
+        self.policy = ALGORITHMS[self.setting["algorithm"]].load(context.artifacts["policy"], device="cpu")
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        from supplyml.replenishing.learned import act
+        return pd.DataFrame({"action": act(self.policy, model_input.to_numpy(dtype="float32"))})
+
+
+def log_policy(policy, setting: dict, observations: pd.DataFrame) -> str:
+    """Log a trained stable-baselines3 policy to the active run with a signature; returns the model URI."""
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    model = PolicyModel(setting)
+    model.policy = policy
+    signature = infer_signature(observations, model.predict(None, observations))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "policy.zip"
+        policy.save(path)
+        info = mlflow.pyfunc.log_model(
+            name="policy", python_model=PolicyModel(setting), artifacts={"policy": str(path)},
+            signature=signature, input_example=observations,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                              f"stable-baselines3=={stable_baselines3.__version__}",
+                              f"gymnasium=={gymnasium.__version__}", f"pandas=={pd.__version__}", "supplyml"])
+    return info.model_uri

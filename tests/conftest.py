@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
 SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
-         "model.num_samples=50", "recommend.params.epochs=2"]
+         "model.num_samples=50", "recommend.params.epochs=2", "policy.timesteps=2000"]
 
 
 def stores(tmp: Path) -> list[str]:

@@ -25,12 +25,14 @@ def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_an
     executors = ir["deploymentSpec"]["executors"]
     # Shared: ingest, validate. Forecasting: featurize, tuning (three), train, evaluate, register, package or
     # keep. Recommendations (-2: the second use of a component): interactions, tuning, train, evaluate,
-    # register, package.
-    assert len(executors) == 19
+    # register, package. The learned policy: policy, package (-3).
+    assert len(executors) == 21
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/supplyml:test"}
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
-    assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train"}
-    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 11
+    assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy"}
+    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 13
+    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false", "pipeline.policy=false")[
+        "deploymentSpec"]["executors"]) == 11
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
@@ -50,10 +52,11 @@ def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_fr
              ("supplyml-mlflow-client", "password", "MLFLOW_TRACKING_PASSWORD")}
     assert {name for name, s in secrets.items() if login <= s} == tuning | {f"{n}-2" for n in tuning} | {
         "exec-train", "exec-evaluate", "exec-register", "exec-package", "exec-keep", "exec-recommend-train",
-        "exec-recommend-evaluate", "exec-recommend-register", "exec-package-2"}
+        "exec-recommend-evaluate", "exec-recommend-register", "exec-package-2", "exec-policy", "exec-package-3"}
     tolerations = {name: e["tolerations"] for name, e in cluster.items() if "tolerations" in e}
     assert tolerations == {n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-                           for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train")}
+                           for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train",
+                                     "exec-policy")}
 
 
 def test_committed_pipeline_yaml_is_current(tmp_path):
@@ -70,22 +73,26 @@ def test_bento_requirements_match_the_project_pins():
 
 def test_package_runs_only_when_the_gate_promoted(tmp_path):
     components = compile_to(tmp_path / "p.yaml")["components"]
-    (branches,) = [c["dag"]["tasks"] for name, c in components.items() if name.startswith("comp-condition-branches-")]
-    policy = {name: task["triggerPolicy"]["condition"] for name, task in branches.items()}
+    policy = {name: task["triggerPolicy"]["condition"] for c, tasks in components.items()
+              if c.startswith("comp-condition-branches-") for name, task in c and tasks["dag"]["tasks"].items()}
     branch_of = {task: name.removeprefix("comp-") for name, c in components.items() if name.startswith("comp-condition-")
                  and "dag" in c for task in c["dag"]["tasks"]}
     assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
     assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"
-    # One Bento holds both champions: the forecaster's promotion builds it (after the recommender has
-    # registered); without one, the recommender's promotion builds it in the same Else, after `keep`. So
-    # at most one package task runs.
+    # One Bento holds every champion: the forecaster's promotion builds it (after the other families have
+    # registered); without one, the recommender's promotion builds it in the same Else, after `keep`, or
+    # else the learned policy's. So at most one package task runs.
     tasks = {task: (name, t) for name, c in components.items() if "dag" in c for task, t in c["dag"]["tasks"].items()}
     group, nested = tasks[branch_of["package-2"]]
-    assert group == f"comp-{branch_of['keep']}" and nested["dependentTasks"] == ["keep"]
+    outer, branches = tasks[group.removeprefix("comp-")]  # the If/Elif pair, inside keep's Else, after keep
+    assert outer == f"comp-{branch_of['keep']}" and branches["dependentTasks"] == ["keep"]
     assert nested["triggerPolicy"]["condition"] == \
         "inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true'"
+    assert tasks[branch_of["package-3"]][1]["triggerPolicy"]["condition"] == (
+        "!(inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true') && "
+        "inputs.parameter_values['pipelinechannel--policy-promoted'] == 'true'")
     root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
-    assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["recommend-register", "register"]
+    assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["policy", "recommend-register", "register"]
 
 
 def branches_of(tasks: dict) -> list[str]:

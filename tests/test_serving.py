@@ -23,7 +23,7 @@ from supplyml.forecasting.networks import NetworkForecaster
 from supplyml.forecasting.statistical import Statistical
 from supplyml.recommending.networks import Blend
 from supplyml.registry import register
-from supplyml.tracking import log_forecaster, log_recommender, setup_tracking
+from supplyml.tracking import log_forecaster, log_policy, log_recommender, setup_tracking
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,7 @@ MAX_HORIZON = 30
 # The recommender beside it: customers 100..109 buy SKU-0..2, 200..209 buy SKU-3..5; 100 bought SKU-0 most.
 CUSTOMERS = [str(c) for g in (100, 200) for c in range(g, g + 10)]
 R_LINEAGE = {**LINEAGE, "recommender": json.dumps({"model": "blend", "params": {}})}
+P_METRICS = {"total_cost": 12.5, "cycle_service_level": 0.96}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def cfg(tmp_path_factory):
         f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db", f"registry.artifact_location={tmp}/mlartifacts",
         f"serving.bentoml_home={tmp}/bentoml", f"serving.port={port}", "serving.host=127.0.0.1",
         f"serving.max_horizon={MAX_HORIZON}", "model.max_epochs=1", "model.hidden_size=8", "model.num_layers=1",
-        "model.context_length=28", "model.num_samples=50", "model.accelerator=cpu", "inventory.num_sample_paths=200"])
+        "model.context_length=28", "model.num_samples=50", "model.accelerator=cpu", "inventory.num_sample_paths=200",
+        "policy.timesteps=3000"])
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +99,25 @@ def _package(cfg, panel) -> str:
         r_uri = log_recommender(_recommender(), cfg)
     r_version = register(r_uri, cfg.registry.recommender_name, {**R_LINEAGE, "metrics": json.dumps({"ndcg@10/all": 0.5})})
     client.set_registered_model_alias(cfg.registry.recommender_name, "champion", r_version.version)
-    return package(cfg, version.version, LINEAGE, METRICS, recommender=client.get_model_version(
-        cfg.registry.recommender_name, r_version.version))
+    p_version = _policy(cfg, panel, forecaster)
+    client.set_registered_model_alias(cfg.registry.policy_name, "champion", p_version.version)
+    return package(cfg, version.version, LINEAGE, METRICS,
+                   recommender=client.get_model_version(cfg.registry.recommender_name, r_version.version),
+                   policy=client.get_model_version(cfg.registry.policy_name, p_version.version))
+
+
+def _policy(cfg, panel, forecaster):
+    """A learned policy as the pipeline's policy step trains one: on the forecaster's paths at the reviews
+    of the last 28 days (lead time 3, review period 7: inventory.* defaults)."""
+    from supplyml.replenishing import lifecycle, real
+
+    reviews = lifecycle.evidence(cfg, panel, panel["ds"].max() - pd.Timedelta(days=27), forecaster)
+    model = real.fit(reviews, cfg, seed=0)
+    example = pd.DataFrame(real.environment(reviews, cfg, 0).reset()[0][:2]).add_prefix("obs_")
+    with mlflow.start_run():
+        uri = log_policy(model, lifecycle.setting(cfg), example)
+    return register(uri, cfg.registry.policy_name, {**LINEAGE, "policy": json.dumps(lifecycle.setting(cfg)),
+                                                    "metrics": json.dumps(P_METRICS)})
 
 
 def _recommender() -> Blend:
