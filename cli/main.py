@@ -95,11 +95,14 @@ def _print_summary(cfg, outputs: dict) -> None:
     for reason in registration["reasons"][len(registration["verdict"]["reasons"]):]:
         print(f"  {reason}")
     recommendation = json.loads(outputs.get("recommendation", "null"))  # absent with pipeline.recommend=false
-    champions = f"version {registration['champion']}"
+    policy = json.loads(outputs.get("policy", "null"))  # absent with pipeline.policy=false
     if recommendation is not None:
         _print_recommendation(recommendation)
-        champions = (f"{registration['name']} version {registration['champion']}, {recommendation['name']} version "
-                     f"{recommendation['champion']}")
+    if policy is not None:
+        _print_policy(cfg, policy)
+    others = [r for r in (recommendation, policy) if r is not None]
+    champions = ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}"
+                          for r in (registration, *others)) if others else f"version {registration['champion']}"
     print(f"\nChampion: {champions}; its Bento: {_served_bento(cfg) or outputs['bento']}")
     if registration["champion"]:
         print("Serve it with:  supplyml serve   (or: make serve)")
@@ -115,6 +118,19 @@ def _print_recommendation(recommendation: dict) -> None:
     state = "promoted to champion" if recommendation["promoted"] else "not promoted"
     print(f"Registered {recommendation['name']} version {recommendation['version']}: {state}.")
     for reason in recommendation["reasons"]:
+        print(f"  - {reason}")
+
+
+def _print_policy(cfg, policy: dict) -> None:
+    ours = policy["verdict"]["challenger"]
+    base = ours["total_cost"] / (1 - ours["cost_saving"]) if ours["cost_saving"] < 1 else float("nan")
+    print(f"\nLearned replenishment policy ({cfg.policy.algorithm}) on the test window's reviews, actual demand: "
+          f"total cost {ours['total_cost']:,.2f} against the forecast base stock's {base:,.2f} "
+          f"({ours['cost_saving']:+.1%}); cycle service level {ours['cycle_service_level']:.3f}, fill rate "
+          f"{ours['fill_rate']:.3f}")
+    state = "promoted to champion: /replenish decides with it by default" if policy["promoted"] else "not promoted"
+    print(f"Registered {policy['name']} version {policy['version']}: {state}.")
+    for reason in policy["reasons"]:
         print(f"  - {reason}")
 
 

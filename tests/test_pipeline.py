@@ -23,8 +23,8 @@ def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
     table = run.output[run.output.index("Evaluation on the held-out horizon"):]
     for model in ("supplyml", "seasonal_naive", "croston", "window_average"):
         assert f"\n{model} " in table
-    assert "Champion: supplyml-forecaster version 1, supplyml-recommender version 1; its Bento: supplyml_forecast:" \
-        in run.output
+    assert "Champion: supplyml-forecaster version 1, supplyml-recommender version 1, " in run.output
+    assert "; its Bento: supplyml_forecast:" in run.output
     assert "supplyml serve" in run.output
 
 
@@ -96,6 +96,30 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
         assert section in report
 
 
+def test_the_learned_policy_is_trained_judged_on_actual_demand_and_registered(stack):
+    tmp, run = stack
+    c = client(tmp)
+    version = c.get_model_version("supplyml-policy", "1")
+    tags = version.tags
+    assert json.loads(tags["policy"]) == {"algorithm": "ppo", "lead_time": 3, "review_period": 7, "n_actions": 31}
+    assert tags["dvc_md5"] == c.get_model_version("supplyml-forecaster", "1").tags["dvc_md5"]
+    verdict = json.loads(tags["verdict"])
+    # No champion policy yet: the two rules against base stock, and the figures they read.
+    metrics = mlflow.get_run(tags["run_id"]).data.metrics
+    ours = verdict["challenger"]
+    assert ours["total_cost"] == pytest.approx(metrics["learned.total_cost"])
+    assert ours["cost_saving"] == pytest.approx(1 - metrics["learned.total_cost"] / metrics["forecast.total_cost"])
+    assert ours["csl_shortfall"] == pytest.approx(max(0.0, 0.95 - metrics["learned.cycle_service_level"]))
+    assert metrics["perfect.total_cost"] <= min(metrics["forecast.total_cost"], metrics["classical.total_cost"])
+    assert len(verdict["reasons"]) == 2 and verdict["champion"] is None
+    passed = [r.startswith("passed: ") for r in verdict["reasons"]]
+    assert verdict["promote"] == all(passed)
+    assert passed[0] == (ours["cost_saving"] >= 0) and passed[1] == (ours["csl_shortfall"] <= 0.03)
+    state = "promoted to champion" if verdict["promote"] else "not promoted"
+    assert f"Registered supplyml-policy version 1: {state}" in run.output
+    assert ("supplyml-policy version 1; its Bento" if verdict["promote"] else "no supplyml-policy; its Bento") in run.output
+
+
 def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
     raw = pd.read_csv(REPO / "data/online_retail/online_retail.csv.gz", nrows=5000, dtype=str)
     raw.loc[[10, 20, 30], "Quantity"] = "twelve"
@@ -121,6 +145,7 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
             "service_level": 0.95}
     d = requests.post(f"{server}/replenish", json={"items": [item]}, timeout=60).json()["decisions"][0]
     assert d["order_quantity"] == max(0.0, d["order_up_to"] - 10)
+    assert d["policy"] == "base_stock"  # lead time 5: not what any learned policy was trained for
     bad = requests.post(f"{server}/replenish", json={"items": [{**item, "service_level": 2}]}, timeout=60)
     assert bad.status_code == 400 and "service_level" in bad.text
     # The recommender in the same Bento: Online Retail's first customer, and one it never saw.
