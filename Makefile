@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
 
-.PHONY: run test serve compile bench install data clean k8s
+.PHONY: run test serve compile bench bench-policy install data clean k8s
 
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
@@ -30,6 +30,12 @@ bench: install data                     ## rolling-origin benchmark vs peers on 
 	  $(BIN)/supplyml bench --data data/$$p/$$p.parquet $(PANEL_MAP) --out benchmarks/results/$$p $(SET) || exit 1; \
 	done
 	$(BIN)/python benchmarks/summary.py
+
+bench-policy: install data              ## learned replenishment policies: Zipkin's instances, then Online Retail and multistore
+	$(BIN)/supplyml bench --family policy --set policy.real_demand=false --out benchmarks/results/policy-known $(SET)
+	$(BIN)/supplyml bench --family policy --set "policy.known_lead_times=[]" --out benchmarks/results/policy-online_retail $(SET)
+	$(BIN)/supplyml bench --family policy --data data/multistore/multistore.parquet $(PANEL_MAP) \
+	  --set "policy.known_lead_times=[]" --out benchmarks/results/policy-multistore $(SET)
 
 compile: install                        ## write pipelines/training.yaml (Kubeflow IR)
 	$(BIN)/supplyml pipeline compile $(SET)

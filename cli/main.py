@@ -324,10 +324,17 @@ def _bench_policy(cfg, out: str) -> int:
 
     result = bench.run(cfg, out, root=Path.cwd())
     s = result["setup"]
-    print(f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average cost "
-          f"per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and simulated "
-          f"({s['eval_periods']:,} periods, one demand stream for all):")
-    print(bench.known_table(result["known"]))
+    if result["known"]:
+        print(f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average "
+              f"cost per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and "
+              f"simulated ({s['eval_periods']:,} periods, one demand stream for all):")
+        print(bench.known_table(result["known"]))
+    if result["real"]:
+        r = result["real"]
+        print(f"\nOn real demand ({cfg.data.path}, {r['series']} series; origins {', '.join(r['origins'])}, pooled): "
+              f"the learned policy trained on the forecaster's sample paths, every policy replayed on actual demand; "
+              f"learned: mean ± 95% t interval over seeds {s['seeds']}:")
+        print(bench.real_table(r))
     print(f"\nWrote {out}/results.json ({result['seconds']:.0f} s)")
     return 0
 

@@ -244,21 +244,26 @@ def policy_simulations(r: Reviews, cfg: Config) -> dict[str, sim.Simulation]:
             for name, lv in policy_levels.items()}
 
 
+def pool(runs: list[sim.Simulation]) -> dict[str, float]:
+    """One policy's summary over several windows: every series-cycle and unit counts once."""
+    stats = [r.summary() for r in runs]
+    out = {
+        "cycle_service_level": float(np.average([s["cycle_service_level"] for s in stats],
+                                                weights=[r.cycle_stockouts().size for r in runs])),
+        "fill_rate": float(sum(r.sales.sum() for r in runs) / max(sum(r.demand.sum() for r in runs), 1e-9)),
+        "avg_on_hand": float(np.average([s["avg_on_hand"] for s in stats], weights=[r.on_hand.size for r in runs])),
+        "holding_cost": sum(s["holding_cost"] for s in stats),
+        "lost_sales_cost": sum(s["lost_sales_cost"] for s in stats),
+    }
+    return {**out, "total_cost": out["holding_cost"] + out["lost_sales_cost"]}
+
+
 def _pool(sims: list[dict[str, sim.Simulation]], starts: list[pd.Timestamp]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summaries pooled over origins (every series-cycle and unit counts once) and the on-hand timeline."""
     summary, on_hand = {}, {}
     for key, label in POLICIES.items():
         runs = [s[key] for s in sims]
-        stats = [r.summary() for r in runs]
-        summary[label] = {
-            "cycle_service_level": np.average([s["cycle_service_level"] for s in stats],
-                                              weights=[r.cycle_stockouts().size for r in runs]),
-            "fill_rate": sum(r.sales.sum() for r in runs) / max(sum(r.demand.sum() for r in runs), 1e-9),
-            "avg_on_hand": np.average([s["avg_on_hand"] for s in stats], weights=[r.on_hand.size for r in runs]),
-            "holding_cost": sum(s["holding_cost"] for s in stats),
-            "lost_sales_cost": sum(s["lost_sales_cost"] for s in stats),
-        }
-        summary[label]["total_cost"] = summary[label]["holding_cost"] + summary[label]["lost_sales_cost"]
+        summary[label] = pool(runs)
         on_hand[label] = np.concatenate([r.daily_on_hand() for r in runs])
     days = pd.DatetimeIndex(np.concatenate([pd.date_range(start, periods=r["forecast"].demand.shape[1])
                                             for start, r in zip(starts, sims)]), name="ds")

@@ -360,7 +360,7 @@ class PolicyConfig(Section):
     search_space: PolicySearchSpace = PolicySearchSpace()
     timesteps: int = Field(300_000, ge=1000)  # series-reviews of training on the forecaster's sample paths
     n_actions: int = Field(31, ge=2)  # orders of 0, 0.1, .. 3 times a series' typical demand per review period
-    # The bench's known instances (Zipkin 2008: Poisson mean 5, h = 1, p = 4; lead times 1, 2, 4).
+    # The bench's known instances (Zipkin 2008: Poisson mean 5, h = 1, p = 4; lead times 1, 2, 4; [] skips them).
     known_lead_times: list[int] = [1, 2, 4]
     known_timesteps: int = Field(1_500_000, ge=1000)  # periods of training per seed
     known_envs: int = Field(16, ge=1)  # parallel series of Poisson demand in training
@@ -369,6 +369,7 @@ class PolicyConfig(Section):
     tune_trials: int = Field(6, ge=1)
     seeds: list[int] = [0, 1, 2]  # training seeds; the bench reports the mean and a 95% t interval
     eval_periods: int = Field(100_000, ge=100)  # simulated periods per policy, one demand stream for all (CRN)
+    real_demand: bool = True  # the bench's second table, on the configured data (`--data` for another)
 
 
 class Config(Section):

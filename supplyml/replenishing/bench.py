@@ -6,7 +6,11 @@ Known instances (Zipkin 2008): each algorithm's settings come from its Optuna st
 seed and costed exactly (the dynamic program) and by a long simulated run on one demand stream for all
 (common random numbers). Intervals are Student t over the seeds.
 
-Real demand: see `supplyml.replenishing.real`.
+Real demand (`supplyml.replenishing.real`): at each of `evaluation.origins` rolling origins of the
+configured data, the pipeline's recipe is selected and fitted on the days before it (configured
+hyperparameters, no Optuna study); the learned policy (`policy.algorithm`) is trained on that
+forecaster's paths at the origin's reviews once per seed, and every policy is replayed on the actual
+demand. Origins are pooled; the learned policy's interval is over its training seeds.
 """
 from __future__ import annotations
 
@@ -111,6 +115,56 @@ def known_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def real_demand(cfg: Config, root: str | Path = ".") -> dict:
+    from supplyml import backtest
+    from supplyml.bench import load_panel
+    from supplyml.config import ModelConfig
+    from supplyml.data import data_version
+    from supplyml.forecasting.selection import select
+    from supplyml.replenishing import real
+
+    _one_thread()
+    panel = load_panel(cfg)
+    h = cfg.features.horizon
+    starts = backtest.origins(panel, h, cfg.evaluation.origins)
+    baselines, learned, seconds = [], {s: [] for s in cfg.policy.seeds}, []
+    for start in starts:
+        fit, test = backtest.window(panel, start, h)
+        forecaster, _ = select(panel[panel["ds"] < start], cfg, ModelConfig(**cfg.model.model_dump()))
+        reviews = backtest.reviews(panel, fit, test, forecaster, cfg)
+        baselines.append(backtest.policy_simulations(reviews, cfg))
+        for seed in cfg.policy.seeds:
+            t0 = time.perf_counter()
+            learned[seed].append(real.replay(real.fit(reviews, cfg, seed), reviews, cfg))
+            seconds.append(time.perf_counter() - t0)
+        log.info("origin %s: %d series", start.date(), len(reviews.ids))
+    table = {backtest.POLICIES[k]: backtest.pool([b[k] for b in baselines]) for k in backtest.POLICIES}
+    per_seed = {seed: backtest.pool(runs) for seed, runs in learned.items()}
+    table[f"learned ({cfg.policy.algorithm})"] = {
+        k: known.interval([per_seed[s][k] for s in cfg.policy.seeds]) for k in next(iter(per_seed.values()))}
+    return {"data": data_version(cfg.data.path, root), "series": int(panel["unique_id"].nunique()),
+            "origins": [str(s.date()) for s in starts], "table": table,
+            "learned_per_seed": {str(s): v for s, v in per_seed.items()}, "train_seconds": sum(seconds) / len(seconds),
+            "settings": {**cfg.inventory.model_dump(), "timesteps": cfg.policy.timesteps,
+                         "params": cfg.policy.params[cfg.policy.algorithm]}}
+
+
+def real_table(result: dict) -> str:
+    cols = ("cycle_service_level", "fill_rate", "avg_on_hand", "total_cost")
+    base = result["table"]["forecast base stock"]["total_cost"]
+    lines = ["| policy | cycle service level | fill rate | avg on hand | total cost | vs forecast base stock |",
+             "|---|---|---|---|---|---|"]
+    for name, row in result["table"].items():
+        cells = []
+        for c in cols:
+            value, half = row[c] if isinstance(row[c], (list, tuple)) else (row[c], None)
+            fmt = "{:,.0f}" if c == "total_cost" else "{:.3f}" if c != "avg_on_hand" else "{:.2f}"
+            cells.append(fmt.format(value) + ("" if half is None else " ± " + fmt.format(half)))
+        cost = row["total_cost"][0] if isinstance(row["total_cost"], (list, tuple)) else row["total_cost"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * (cost / base - 1):+.1f}% |")
+    return "\n".join(lines)
+
+
 def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -119,7 +173,8 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
                         "tune_trials": cfg.policy.tune_trials, "tune_lead_time": cfg.policy.tune_lead_time,
                         "seeds": cfg.policy.seeds, "eval_periods": cfg.policy.eval_periods,
                         "machine": platform.platform()},
-              "known": known_instances(cfg)}
+              "known": known_instances(cfg) if cfg.policy.known_lead_times else None,
+              "real": real_demand(cfg, root) if cfg.policy.real_demand else None}
     result["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result
