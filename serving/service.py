@@ -222,7 +222,8 @@ class SkuForecast(BaseModel):
 class Decision(BaseModel):
     sku: str
     policy: Literal["base_stock", "learned"] = Field(description="who decided order_quantity; the other figures "
-                                                                 "describe the forecast either way")
+                                                                 "(base stock's S among them) describe the forecast "
+                                                                 "either way")
     order_quantity: float
     order_up_to: float
     reorder_point: float

@@ -70,8 +70,8 @@ def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, 
 
     `policy`, a learned policy (`tracking.PolicyModel`: `.policy`, `.setting`), decides the order instead
     where an item asks for it (`"policy": "learned"`), or by default for the lead time and review period
-    it was trained for. Its answer's order_up_to is the position it orders up to; the reorder point,
-    safety stock and expected demand describe the same paths either way.
+    it was trained for. Only order_quantity is then the policy's: order_up_to (base stock's S), the reorder
+    point, safety stock and expected demand describe the same paths either way.
     """
     return replenish_many(forecaster, [items], n_samples, seed, policy)[0]
 
@@ -104,7 +104,6 @@ def _decide(forecaster: Forecaster, paths, item: dict, policy) -> dict:
         if not trained:
             raise ValueError(f"no learned policy for lead time {L} and review period {R}")
         d["order_quantity"] = float(_learned_order(policy.policy, paths[:, :L + R], L, R, on_hand, on_order))
-        d["order_up_to"] = on_hand + on_order + d["order_quantity"]
     return {"sku": item["sku"], "policy": who, **{k: round(float(v), DECIMALS) for k, v in d.items()}}
 
 

@@ -85,7 +85,8 @@ def _known(sku: str) -> str:
 @schemathesis.hook
 def map_case(ctx, case):
     """Schema-valid cases that also keep the rules JSON Schema cannot state (flags only for requested SKUs
-    and days; L + R within the model's horizon), and ask about SKUs the model knows, so they get answers
+    and days; L + R within the model's horizon; the learned policy only at its lead time and review
+    period), and ask about SKUs the model knows, so they get answers
     to check rather than 404s. Negative cases stay as generated."""
     if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
@@ -98,6 +99,8 @@ def map_case(ctx, case):
     elif case.operation.path == "/replenish":
         for item in body["items"]:
             item["sku"] = _known(item["sku"])
+            if item.get("policy") == "learned":  # it decides only the lead time and review period it learnt
+                item["lead_time_days"], item["review_period_days"] = 3, 7
             item["review_period_days"] = min(item["review_period_days"], MAX_HORIZON - item["lead_time_days"])
             for flags in ("promo", "event"):
                 if flags in item:

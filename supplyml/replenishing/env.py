@@ -26,6 +26,7 @@ from supplyml.simulation import Stock
 PATH_QUANTILES = (0.5, 0.8, 0.95)  # of demand over the next L + R days: the learned policy's forecast features
 UNIT = 0.1  # a real series orders in tenths of its demand per review period
 MIN_SCALE = 0.1  # units per period below which a series counts as this slow, so observations stay finite
+MAX_OBSERVATION = 1000.0
 
 
 class Demand(Protocol):
@@ -124,7 +125,8 @@ def observe(stock: Stock, lead_time: int, features: np.ndarray, scale: np.ndarra
     """The policy's input at a review: on hand after the day's arrival, the orders due in 1 .. L - 1 days
     and the demand features, each in units of the series' demand per period."""
     raw = np.column_stack([stock.on_hand, stock.pipeline[:, :max(lead_time - 1, 0)], features])
-    return (raw / scale[:, None]).astype(np.float32)
+    # Beyond this many periods of demand more stock changes no decision: the network stays on finite inputs.
+    return np.minimum(raw / scale[:, None], MAX_OBSERVATION).astype(np.float32)
 
 
 class ReplenishmentEnv(gym.vector.VectorEnv):

@@ -38,11 +38,15 @@ def fit(r: Reviews, cfg: Config, seed: int, algorithm: str | None = None) -> Bas
 def orders(model: BaseAlgorithm, on_hand: np.ndarray, pipeline: np.ndarray, paths: np.ndarray,
            lead_time: int, review_period: int) -> np.ndarray:
     """Units to order per series at one review from its stock and this review's sample paths (n, samples,
-    L + R): what /replenish answers with `"policy": "learned"` and what the replay below orders."""
+    L + R): what /replenish answers with `"policy": "learned"` and what the replay below orders (so the
+    gate and the bench judge exactly what is served)."""
     features, scale = path_features(paths, review_period)
     stock = sim.Stock(on_hand, lead_time)
     stock.pipeline[:, :pipeline.shape[1]] = pipeline
-    return act(model, observe(stock, lead_time, features, scale)) * scale * UNIT
+    ordered = act(model, observe(stock, lead_time, features, scale)) * scale * UNIT
+    # A position that covers every path's demand until the next order can arrive needs nothing more: no
+    # order can save a sale there, whatever a network does far outside the stock it learnt on.
+    return np.where(stock.position() >= paths.sum(axis=2).max(axis=1), 0.0, ordered)
 
 
 def replay(model: BaseAlgorithm, r: Reviews, cfg: Config) -> sim.Simulation:
