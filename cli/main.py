@@ -244,14 +244,16 @@ def model_command(args) -> int:
     cfg = _config(args)
     tracking.setup_tracking(cfg)
     by = args.by or registry.user()
-    recommender = args.family == "recommend"
-    name = cfg.registry.recommender_name if recommender else cfg.registry.model_name
-    if recommender and args.action in ("compare", "promote"):
-        log.error("a recommender version is judged by the pipeline's gate on its test window; `supplyml model "
-                  "rollback --family recommend` restores the previous champion")
+    # Per family: its registered model and the figures `list` shows.
+    name, metrics = {"forecast": (cfg.registry.model_name, ("wrmsse", "wspl")),
+                     "recommend": (cfg.registry.recommender_name, ("ndcg@10/all", "ndcg@10/new")),
+                     "policy": (cfg.registry.policy_name, ("total_cost", "cost_saving", "cycle_service_level"))
+                     }[args.family]
+    if args.family != "forecast" and args.action in ("compare", "promote"):
+        log.error("a %s version is judged by the pipeline's gate on its test window; `supplyml model rollback "
+                  "--family %s` restores the previous champion", name, args.family)
         return 2
     if args.action == "list":
-        metrics = ("ndcg@10/all", "ndcg@10/new") if recommender else ("wrmsse", "wspl")
         table = lifecycle.versions(cfg, name, metrics)
         print(format_table(table) if len(table) else f"{name} has no versions yet")
         trail = registry.audit_trail(name) if len(table) else []
@@ -450,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     model = owner_cmd.add_subparsers(dest="action", required=True)
     owner = argparse.ArgumentParser(add_help=False, parents=[common])
     owner.add_argument("--by", help="who acts, for the audit trail (default: the OS user)")
-    owner.add_argument("--family", choices=["forecast", "recommend"], default="forecast",
-                       help="whose registered model: the forecaster (default) or the recommender (list, show, rollback)")
+    owner.add_argument("--family", choices=["forecast", "recommend", "policy"], default="forecast",
+                       help="whose registered model: the forecaster (default), the recommender or the learned policy "
+                            "(list, show, rollback)")
     model.add_parser("list", parents=[owner], help="versions with aliases, data version, metrics, verdict; champion moves")
     model.add_parser("show", parents=[owner], help="one version's tags and champion moves").add_argument("version")
     cmp_ = model.add_parser("compare", parents=[owner], help="score NEW against OLD on NEW's held-out days")

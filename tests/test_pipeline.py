@@ -6,7 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_pipeline
+from conftest import REPO, run_pipeline, stores
 from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
@@ -118,6 +118,11 @@ def test_the_learned_policy_is_trained_judged_on_actual_demand_and_registered(st
     state = "promoted to champion" if verdict["promote"] else "not promoted"
     assert f"Registered supplyml-policy version 1: {state}" in run.output
     assert ("supplyml-policy version 1; its Bento" if verdict["promote"] else "no supplyml-policy; its Bento") in run.output
+    listing = _cli("model", "list", "--family", "policy", *(a for o in stores(tmp) for a in ("--set", o)))
+    assert listing.returncode == 0, listing.stderr
+    row = listing.stdout.splitlines()[2]  # the header, the index name, then version 1
+    assert row.split()[0] == "1" and row.split()[-1] == ("promote" if verdict["promote"] else "rejected")
+    assert f"{ours['cost_saving']:.3f}" in row
 
 
 def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
