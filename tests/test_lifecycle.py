@@ -32,7 +32,8 @@ NAIVE = "selection.candidates=[seasonal_naive]"
 # The 2-epoch slice's replenishment misses the 95% target by ~4 points whichever model drives it; the
 # rule under test here is the comparison, so the service-level tolerance is widened for these runs.
 TOLERANCE = "gate.csl_tolerance=0.1"
-FORECAST_ONLY = "pipeline.recommend=false"  # the forecaster's lifecycle; the recommender's has its own tests
+# The forecaster's lifecycle; the recommender's and the learned policy's have their own tests.
+FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=false")
 
 
 def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -57,14 +58,14 @@ def tmp(tmp_path_factory):
 
 
 def test_1_first_run_a_weak_champion(tmp):
-    run = run_pipeline(tmp, "--set", WEAK, "--set", TOLERANCE, "--set", FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", WEAK, "--set", TOLERANCE, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
     assert champion(tmp) == "1" and verdict(tmp, "1")["champion"] is None
 
 
 def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
-    run = run_pipeline(tmp, "--set", TOLERANCE, "--set", FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", TOLERANCE, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "2")
     assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
@@ -92,7 +93,7 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
-    run = run_pipeline(tmp, "--set", NAIVE, "--set", TOLERANCE, "--set", FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", NAIVE, "--set", TOLERANCE, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "3")
     assert not v["promote"] and champion(tmp) == "2"

@@ -119,7 +119,8 @@ def trained(server, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         mp.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
         # after stores(): the server wins
-        run = run_pipeline(tmp, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false")
+        run = run_pipeline(tmp, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false",
+                           "--set", "pipeline.policy=false")
     assert run.returncode == 0, run.output[-5000:]
     return tmp, run
 
@@ -159,7 +160,8 @@ def test_a_wrong_password_stops_the_run_before_kubeflow_starts(server, trained, 
     runs = len(admin.search_runs([experiment]))
     versions = len(admin.search_model_versions(f"name='{MODEL}'"))
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-" + server.password)
-    run = run_pipeline(tmp_path, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false")
+    run = run_pipeline(tmp_path, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false",
+                       "--set", "pipeline.policy=false")
     assert run.returncode == 1
     assert (f"MLflow tracking server {server.url} rejected the password of user 'admin' (HTTP 401)"
             in last_line(run.output))
