@@ -162,7 +162,9 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
         return np.column_stack([self.stock.on_hand, self.stock.pipeline[:, :max(self.L - 1, 0)]])
 
     def _observe(self) -> np.ndarray:
-        return observe(self.stock, self.L, self.demand.features(self.review), self.demand.scale(self.review))
+        # After the last review there are no features ahead: the final one's stand in for them.
+        review = self.review if self.demand.horizon is None else min(self.review, self.demand.horizon - 1)
+        return observe(self.stock, self.L, self.demand.features(review), self.demand.scale(review))
 
     def step(self, actions):
         if self._ended:
@@ -186,16 +188,9 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
         truncated = np.full(self.num_envs, self.demand.horizon is not None and self.review >= self.demand.horizon)
         self._ended = bool(truncated[0])
         info = {"cost": cost, "held": held, "lost": lost, "demand": demand, "ordered": ordered}
-        obs = self._observe() if not self._ended else self._last_observation()
+        obs = self._observe()
         reward = -cost / (self.demand.price * scale)
         return obs, reward, np.zeros(self.num_envs, dtype=bool), truncated, info
-
-    def _last_observation(self) -> np.ndarray:
-        # After the last review there are no features ahead: the final one's stand in for them.
-        self.review -= 1
-        obs = self._observe()
-        self.review += 1
-        return obs
 
 
 class StableBaselinesEnv(VecEnv):
