@@ -87,8 +87,13 @@ def _print_summary(cfg, outputs: dict) -> None:
 
     evaluation = json.loads(outputs["evaluation"])
     registration = json.loads(outputs["registration"])
-    print("\nEvaluation on the held-out horizon (lower is better, coverage should match its level):")
+    print(f"\nEvaluation at the held-out origins {evaluation['holdout_origins']} (averaged; lower is better, coverage "
+          "should match its level):")
     print(format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")))
+    decision = evaluation["policy"]
+    print(f"\nServed textbook policy: {decision['served']} (base stock only where it beats the classical policy)")
+    for reason in decision["reasons"]:
+        print(f"  - {reason}")
     _print_verdict(registration["verdict"])
     state = "promoted to champion" if registration["promoted"] else "not promoted"
     print(f"\nRegistered {registration['name']} version {registration['version']}: {state}.")
@@ -114,7 +119,7 @@ def _print_recommendation(recommendation: dict) -> None:
     against = f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}" \
         if verdict["champion"] else ", no champion yet"
     print(f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
-          f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days)")
+          f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days, paired per customer)")
     state = "promoted to champion" if recommendation["promoted"] else "not promoted"
     print(f"Registered {recommendation['name']} version {recommendation['version']}: {state}.")
     for reason in recommendation["reasons"]:
@@ -123,15 +128,17 @@ def _print_recommendation(recommendation: dict) -> None:
 
 def _print_policy(cfg, policy: dict) -> None:
     ours = policy["verdict"]["challenger"]
-    base = ours["total_cost"] / (1 - ours["cost_saving"]) if ours["cost_saving"] < 1 else float("nan")
-    print(f"\nLearned replenishment policy ({cfg.policy.algorithm}) on the test window's reviews, actual demand: "
-          f"total cost {ours['total_cost']:,.2f} against the forecast base stock's {base:,.2f} "
-          f"({ours['cost_saving']:+.1%}); cycle service level {ours['cycle_service_level']:.3f}, fill rate "
-          f"{ours['fill_rate']:.3f}")
-    state = "promoted to champion: /replenish decides with it by default" if policy["promoted"] else "not promoted"
+    print(f"\nLearned replenishment policy ({cfg.policy.algorithm}) at the held-out origins' reviews, actual demand: "
+          f"total cost {ours['total_cost']:,.2f} ({ours['cost_vs_textbook']:+.1%} against the served textbook "
+          f"policy); cycle service level {ours['cycle_service_level']:.3f}, fill rate {ours['fill_rate']:.3f}")
+    state = "promoted to champion: /replenish decides with it by default" if policy["promoted"] and \
+        policy.get("champion") == policy["version"] else "not promoted"
     print(f"Registered {policy['name']} version {policy['version']}: {state}.")
     for reason in policy["reasons"]:
         print(f"  - {reason}")
+    if policy.get("retired"):
+        print(f"  Champion policy version {policy['retired']} retired: it no longer beats the textbook policy on "
+              "these origins, so /replenish stops deciding with it.")
 
 
 def _served_bento(cfg) -> str | None:
@@ -149,7 +156,8 @@ def _print_verdict(verdict: dict) -> None:
     from supplyml.gate import Verdict
 
     v = Verdict(**verdict)
-    where = f"against champion version {v.champion_version}, same held-out days" if v.champion else "no champion yet"
+    where = f"against champion version {v.champion_version}, same held-out origins, paired per series" \
+        if v.champion else "no champion yet"
     print(f"\nChampion gate ({where}):")
     print(format_table(v.table()))
     print(v.summary())
@@ -247,7 +255,7 @@ def model_command(args) -> int:
     # Per family: its registered model and the figures `list` shows.
     name, metrics = {"forecast": (cfg.registry.model_name, ("wrmsse", "wspl")),
                      "recommend": (cfg.registry.recommender_name, ("ndcg@10/all", "ndcg@10/new")),
-                     "policy": (cfg.registry.policy_name, ("total_cost", "cost_saving", "cycle_service_level"))
+                     "policy": (cfg.registry.policy_name, ("total_cost", "cost_vs_textbook", "cycle_service_level"))
                      }[args.family]
     if args.family != "forecast" and args.action in ("compare", "promote"):
         log.error("a %s version is judged by the pipeline's gate on its test window; `supplyml model rollback "

@@ -46,8 +46,11 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender
     mlflow.set_tracking_uri(cfg.tracking_uri)  # `models:/` URIs resolve through the tracking server
     name, version = cfg.registry.model_name, str(version)
     labels = {k: str(v) for k, v in lineage.items()}
+    # The textbook policy this version's held-out origins chose (versions from before the choice: base stock).
+    default_policy = mlflow.MlflowClient().get_model_version(name, version).tags.get("policy", "base_stock")
     metadata = {**labels, "model_name": name, "model_version": version, "metrics": metrics,
-                "max_horizon": cfg.serving.max_horizon,
+                "max_horizon": cfg.serving.max_horizon, "default_policy": default_policy,
+                "ma_window": cfg.inventory.ma_window,
                 "replenish_samples": cfg.inventory.num_sample_paths, "seed": cfg.seed}
     model = bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version},
                                         metadata=metadata)

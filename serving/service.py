@@ -62,6 +62,9 @@ R_META = dict(bentoml.models.get(RECOMMENDER.tag).info.metadata) if RECOMMENDER 
 POLICY = bentoml.models.BentoModel(ARGS.policy_tag) if ARGS.policy_tag else None
 P_META = dict(bentoml.models.get(POLICY.tag).info.metadata) if POLICY else None
 TRAINED_FOR = (P_META["policy"]["lead_time"], P_META["policy"]["review_period"]) if P_META else None
+# The textbook policy that won on the forecaster's held-out origins decides where the learned one does not.
+DEFAULT_POLICY = META.get("default_policy", planning.BASE_STOCK)
+MA_WINDOW = int(META.get("ma_window", 28))
 # The horizon limit comes from the model's metadata (written at packaging from the config), so request
 # schemas and the OpenAPI page state it, and a violation is an ordinary field error.
 MAX_HORIZON = int(META["max_horizon"])
@@ -151,10 +154,12 @@ class Item(Request):
     service_level: Level
     promo: Promo = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
     event: Event = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
-    policy: Literal["base_stock", "learned"] | None = Field(
-        None, description="who decides: base stock on the forecast's paths, or the learned policy (only for the lead "
-                          "time and review period it was trained for). Default: the learned policy where this Bento "
-                          "has one for the item's lead time and review period, else base stock")
+    policy: Literal["base_stock", "classical", "learned"] | None = Field(
+        None, description="who decides: base stock on the forecast's paths, the classical policy (moving average + "
+                          "normal safety stock), or the learned policy (only for the lead time and review period it "
+                          "was trained for). Default: the learned policy where this Bento has one for the item's lead "
+                          "time and review period, else the textbook policy that won on the model's held-out origins "
+                          "(`default_policy` in /metadata)")
 
     @model_validator(mode="after")
     def _within_horizon(self) -> Item:
@@ -221,9 +226,9 @@ class SkuForecast(BaseModel):
 
 class Decision(BaseModel):
     sku: str
-    policy: Literal["base_stock", "learned"] = Field(description="who decided order_quantity; the other figures "
-                                                                 "(base stock's S among them) describe the forecast "
-                                                                 "either way")
+    policy: Literal["base_stock", "classical", "learned"] = Field(
+        description="who decided order_quantity; for the learned policy the other figures (base stock's S among them) "
+                    "describe the forecast, for the classical policy its own level")
     order_quantity: float
     order_up_to: float
     reorder_point: float
@@ -278,6 +283,8 @@ class Metadata(BaseModel):
     max_horizon: int
     replenish_samples: int
     seed: int
+    default_policy: Literal["base_stock", "classical"] = Field(
+        planning.BASE_STOCK, description="who decides an item that names no policy, where no learned policy does")
     bento: str | None
     bento_model: str
     skus: list[str]
@@ -380,10 +387,11 @@ class SupplyForecast:
 
     @bentoml.api(input_spec=_batch_of_one(ReplenishRequest), output_spec=_answers("decisions", Decision), **BATCHING)
     def replenish(self, requests: list[ReplenishRequest]) -> list:
-        """A periodic-review decision per item: base stock, or the learned policy."""
+        """A periodic-review decision per item: base stock, the classical policy, or the learned policy."""
         return self._answer(requests, [[(["items", i, "sku"], it.sku) for i, it in enumerate(r.items)] for r in requests],
                             lambda ok: planning.replenish_many(self.forecaster, [r.items for r in ok],
-                                                               META["replenish_samples"], META["seed"], self.policy))
+                                                               META["replenish_samples"], META["seed"], self.policy,
+                                                               DEFAULT_POLICY, MA_WINDOW))
 
     @bentoml.api(input_spec=_batch_of_one(RecommendRequest), output_spec=_single(Recommendation))
     def recommend(self, requests: list[RecommendRequest]) -> list:
@@ -427,7 +435,7 @@ class SupplyForecast:
         return {**META, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
                 "bento_model": str(self.model.tag), "skus": self.forecaster.skus,
                 "history_end": self.forecaster.last_date.date().isoformat(), "recommender": recommender,
-                "policy": P_META}
+                "policy": P_META, "default_policy": DEFAULT_POLICY}
 
     # The mounted app's routes come before BentoML's own /docs.json, so this one answers it.
     @info.get("/docs.json", include_in_schema=False)

@@ -19,14 +19,13 @@ from supplyml import simulation as sim
 from supplyml.baselines import forecast_peers
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
-from supplyml.metrics import coverage, evaluate_forecasts, quantile_col
+from supplyml.metrics import coverage, evaluate_forecasts, quantile_col, series_scores
 
 log = logging.getLogger(__name__)
 MODEL = "supplyml"
 METRICS = ["wrmsse", "mase", "wspl", "coverage_50", "coverage_95", "bias"]
 POLICIES = {"forecast": "forecast base stock", "classical": "28-day MA + normal safety stock",
             "perfect": "perfect foresight"}
-MA_WINDOW = 28
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -53,6 +52,7 @@ class Origin:
     test: pd.DataFrame
     sims: dict[str, sim.Simulation]
     totals: pd.DataFrame  # per series and review: actual L+R total and the forecast policy's quantiles of it
+    units: pd.DataFrame  # per series: the champion recipe's figures and each policy's (the gate's paired units)
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Backtest:
     inventory: pd.DataFrame  # policy -> cycle_service_level, fill_rate, avg_on_hand, costs
     on_hand: pd.DataFrame  # day -> units on hand across series, one column per policy
     totals: pd.DataFrame  # see Origin.totals
+    units: pd.DataFrame  # see Origin.units, with its origin
 
     @classmethod
     def from_origins(cls, results: list[Origin]) -> Backtest:
@@ -71,8 +72,9 @@ class Backtest:
                      for m in results[0].forecasts}
         actuals = pd.concat([r.test for r in results], ignore_index=True)
         totals = pd.concat([r.totals.assign(origin=r.start) for r in results], ignore_index=True)
+        units = pd.concat([r.units.assign(origin=r.start) for r in results]).reset_index()
         return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]),
-                   totals)
+                   totals, units)
 
     def calibration(self, target: float) -> dict[str, float]:
         """Coverage of the champion's 50% and 95% intervals for daily values and for lead-time + review
@@ -168,7 +170,19 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     log.info("origin %s\n%s", start.date(), pd.DataFrame(scores).set_index("model")[METRICS].round(3).to_string())
     forecasts = {name: frame for name, (frame, _) in results.items()}
     sims, totals = simulate_policies(panel, fit, test, forecaster, cfg)
-    return Origin(start, scores, forecasts, test, sims, totals)
+    return Origin(start, scores, forecasts, test, sims, totals, series_units(fit, test, fc, sims))
+
+
+def series_units(fit: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, sims: dict[str, sim.Simulation]
+                 ) -> pd.DataFrame:
+    """Per series at one origin: the forecast's weight, RMSSE and 95% coverage, and each policy's
+    `<policy>.total_cost` and `<policy>.cycle_service_level` (simulations run over the sorted series)."""
+    out = series_scores(fit, test, forecast)
+    ids = sorted(test["unique_id"].unique())
+    for name, run in sims.items():
+        per = run.per_series()[["total_cost", "cycle_service_level"]].set_axis(ids).add_prefix(f"{name}.")
+        out = out.join(per)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +194,7 @@ class Reviews:
     ids: list[str]
     demand: np.ndarray  # (n, horizon) actual
     ahead: np.ndarray  # (n, horizon + L + R) actual, truncated at the data's end: the oracle's view
-    history: np.ndarray  # (n, MA_WINDOW) before the window
+    history: np.ndarray  # (n, inventory.ma_window) before the window
     price: np.ndarray  # (n,)
     paths: np.ndarray  # (n, reviews, samples, L + R)
     levels: np.ndarray  # (n, reviews) the forecast policy's S
@@ -201,8 +215,9 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
         return frame.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids, columns=dates).fillna(0.0).to_numpy()
 
     ahead = wide(panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)], days)  # truncated at the data's end
-    history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=MA_WINDOW)],
-                   pd.date_range(start - pd.Timedelta(days=MA_WINDOW), periods=MA_WINDOW))
+    window = inv.ma_window
+    history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=window)],
+                   pd.date_range(start - pd.Timedelta(days=window), periods=window))
     price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
     paths, levels, totals = [], [], []
     level = forecaster.order_level(inv.service_level)
@@ -237,7 +252,8 @@ def policy_simulations(r: Reviews, cfg: Config) -> dict[str, sim.Simulation]:
     L, R, horizon = inv.lead_time, inv.review_period, r.demand.shape[1]
     policy_levels = {
         "forecast": sim.expand_levels(r.levels, horizon, R),
-        "classical": sim.moving_average_levels(r.history, r.demand, L, R, inv.service_level, window=MA_WINDOW),
+        "classical": sim.moving_average_levels(r.history, r.demand, L, R, inv.service_level,
+                                               window=inv.ma_window),
         "perfect": sim.perfect_foresight_levels(r.ahead, L, R)[:, :horizon],
     }
     return {name: sim.simulate(r.demand, lv, L, R, r.price, inv.holding_cost, inv.lost_sales_cost)

@@ -65,6 +65,8 @@ class FeatureConfig(Section):
     max_series: int | None = Field(None, ge=1)  # keep the top-N series by volume (small slices)
     horizon: int = Field(28, ge=1)
     val_days: int = Field(28, ge=1)
+    # Held-out origins of `horizon` days after the training cutoff: the gate's evidence (supplyml.gate).
+    test_origins: int = Field(3, ge=1)
 
 
 Architecture = Literal["deepar", "mlp"]
@@ -178,17 +180,18 @@ class RegistryConfig(Section):
 
 
 class GateConfig(Section):
-    """The promotion rule. Absolute bars hold for every candidate; the rest compare it with the champion,
-    both scored on the same held-out origin (supplyml.gate)."""
+    """The promotion rule. Absolute bars hold for every candidate; against the champion (and for a
+    policy, against the textbook policies) the primary metric must be significantly better on paired
+    units of the held-out origins, and no guard significantly worse (supplyml.gate, supplyml.evidence)."""
 
     max_wrmsse: float = Field(1.5, gt=0)
     # The chosen model must be at least as good as the best single peer on the validation origins.
     must_match_best_peer: bool = True
-    # Against the champion: WRMSSE at most this fraction worse (0.02 = 2%) ...
-    max_wrmsse_regression: float = Field(0.02, ge=0)
-    # ... total inventory cost at least this fraction lower (0 = not higher) ...
-    min_cost_improvement: float = Field(0.0, ge=0, le=1)
-    # ... and the realised cycle service level within this many points of inventory.service_level.
+    # One-sided level of the paired tests: "significantly better" and "significantly worse".
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # of the difference's bootstrap interval
+    resamples: int = Field(9999, ge=99)  # permutations and bootstrap draws per test
+    # A policy is served at the target: its cycle service level at most this far below inventory.service_level.
     csl_tolerance: float = Field(0.03, ge=0, le=1)
 
 
@@ -216,6 +219,8 @@ class InventoryConfig(Section):
     service_level: float = Field(0.95, gt=0, lt=1)  # target cycle service level
     holding_cost: float = Field(0.001, ge=0)  # per unit per day (0.001 = about 37% of price a year)
     lost_sales_cost: float = Field(0.4, ge=0)  # per unit of demand not met: the margin lost
+    # The classical policy: S = (L+R) mu + z sigma sqrt(L+R), mu and sigma of the last ma_window days.
+    ma_window: int = Field(28, ge=2)
 
 
 class SegmentsConfig(Section):
@@ -290,9 +295,6 @@ class RecommendConfig(Section):
                                             "batch_size": 1024, "repeat_slots": 10, "half_life_days": 120,
                                             "popularity_weight": 1.0, "segment_weight": 0.0}
     search_space: RecommendSearchSpace = RecommendSearchSpace()
-    # The gate, on the test window, by NDCG@10 over all items: the challenger must be at least as good as
-    # the popularity peer on the same days, and no more than this much worse than the champion.
-    max_ndcg_regression: float = Field(0.01, ge=0)
     report_peers: list[Literal["popularity", "repeat", "item_knn", "ease"]] = ["popularity", "repeat", "item_knn", "ease"]
 
     @model_validator(mode="after")

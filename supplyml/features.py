@@ -218,17 +218,24 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Split:
-    """Time-based cut: train < val_start <= val < test_start <= test."""
+    """Time-based cut: train < val_start <= val < test_start <= test. The test days are
+    `features.test_origins` held-out origins of a horizon each: nothing is tuned, chosen or fitted on them."""
 
     val_start: pd.Timestamp
     test_start: pd.Timestamp
     end: pd.Timestamp
+    horizon: int = 28
 
     @classmethod
     def from_panel(cls, panel: pd.DataFrame, cfg: FeatureConfig) -> Split:
         end = panel["ds"].max()
-        test_start = end - pd.Timedelta(days=cfg.horizon - 1)
-        return cls(test_start - pd.Timedelta(days=cfg.val_days), test_start, end)
+        test_start = end - pd.Timedelta(days=cfg.horizon * cfg.test_origins - 1)
+        return cls(test_start - pd.Timedelta(days=cfg.val_days), test_start, end, cfg.horizon)
+
+    def origins(self) -> list[pd.Timestamp]:
+        """First day of each held-out origin, oldest first."""
+        return list(pd.date_range(self.test_start, self.end - pd.Timedelta(days=self.horizon - 1),
+                                  freq=f"{self.horizon}D"))
 
     def train(self, panel: pd.DataFrame) -> pd.DataFrame:
         return panel[panel["ds"] < self.val_start]

@@ -119,3 +119,24 @@ def normal_base_stock(
         safety_stock=float(safety),
         expected_demand=float(expected),
     )
+
+
+def classical(recent: np.ndarray, lead_time: int, review_period: int, service_level: float, on_hand: float,
+              on_order: float) -> BaseStockDecision:
+    """The textbook decision from the last days of demand `recent` (oldest first): S = (L+R) mu + z sigma
+    sqrt(L+R), the reorder point L mu + z sigma sqrt(L), mu and sigma (ddof=0) of `recent`, as the
+    simulation's classical policy reads them."""
+    _validate(lead_time, review_period, service_level, on_hand, on_order)
+    recent = np.asarray(recent, dtype=float)
+    if recent.ndim != 1 or recent.size == 0 or not np.isfinite(recent).all():
+        raise ValueError("recent demand must be a non-empty 1-D array of finite values")
+    mu, sigma = float(recent.mean()), float(recent.std())
+    days = lead_time + review_period
+    level = float(normal_order_up_to(mu, sigma, days, service_level))
+    return BaseStockDecision(
+        order_quantity=max(0.0, level - (on_hand + on_order)),
+        order_up_to=level,
+        reorder_point=float(normal_order_up_to(mu, sigma, lead_time, service_level)),
+        safety_stock=level - days * mu,
+        expected_demand=days * mu,
+    )

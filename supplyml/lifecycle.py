@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from supplyml import gate, registry
+from supplyml import backtest, gate, registry
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
 
@@ -29,24 +29,40 @@ def lock_path(cfg: Config) -> Path:
     return Path(cfg.workdir) / "registry.lock"
 
 
-def judge(cfg: Config, panel: pd.DataFrame, start: pd.Timestamp, candidate: Forecaster, selection: dict | None,
-          alone: dict[str, float] | None = None) -> gate.Verdict:
-    """The gate's verdict on `candidate` against the current champion, both scored from `start` on
-    `panel`. `alone`: the candidate's figures already measured on the whole panel, used when there
-    is no champion to compare with."""
+def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, selection: dict | None,
+          ours: backtest.Backtest | None = None) -> gate.Verdict:
+    """The gate's verdict on `candidate` against the current champion, both scored at the origins
+    `starts` of `panel`. `ours`: the candidate's backtest there, when already scored on the whole panel."""
     name = cfg.registry.model_name
     current = registry.champion_version(name)
     if current is None:
-        figures = alone or gate.score(panel, start, candidate, cfg)
-        return gate.decide(figures, None, cfg.gate, selection)
+        return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate,
+                           selection)
     try:
         champion = registry.load_forecaster(name, current.version)
     except Exception as e:  # any failure to restore it means it cannot be judged against
         raise registry.RegistryError(
             f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
             "nothing was promoted. Restore its artifacts, or `supplyml model rollback`") from e
-    both = gate.compare(panel, start, candidate, champion, cfg)
-    return gate.decide(both["challenger"], both["champion"], cfg.gate, selection, str(current.version))
+    return _verdict(cfg, panel, starts, candidate, champion, current, selection, ours)
+
+
+def _verdict(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, champion: Forecaster,
+             version, selection: dict | None, ours: backtest.Backtest | None = None) -> gate.Verdict:
+    if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
+        ours = None  # scored on every series; the comparison is on the common ones
+    mine, theirs, comparisons = gate.compare(panel, starts, candidate, champion, cfg, ours)
+    return gate.decide(mine, theirs, cfg.gate, selection, str(version.version), comparisons,
+                       note=_favours(version, starts[0]))
+
+
+def _favours(version, first: pd.Timestamp) -> str | None:
+    """Whether the champion was fitted on days the evidence covers (its training cutoff is after `first`)."""
+    cutoff = version.tags.get("holdout_start")
+    if cutoff and pd.Timestamp(cutoff) > first:
+        return (f"the champion was fitted on days up to {(pd.Timestamp(cutoff) - pd.Timedelta(days=1)).date()}, which "
+                f"the evidence covers from {first.date()}: the comparison favours the champion")
+    return None
 
 
 def log_evidence(panel: pd.DataFrame) -> None:
@@ -57,8 +73,8 @@ def log_evidence(panel: pd.DataFrame) -> None:
         mlflow.log_artifact(str(path), Path(PANEL_ARTIFACT).parent.as_posix())
 
 
-def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, pd.Timestamp, dict | None]:
-    """The panel, held-out start and selection evidence that `version` was judged on."""
+def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, list[pd.Timestamp], dict | None]:
+    """The panel, held-out origins and selection evidence that `version` was judged on."""
     v = registry.get_version(cfg.registry.model_name, version)
     if "holdout_start" not in v.tags:
         raise registry.RegistryError(f"version {version} records no held-out horizon (tag holdout_start): it was not "
@@ -69,7 +85,8 @@ def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, pd.Timestamp, dic
         selection = mlflow.artifacts.load_dict(f"runs:/{v.run_id}/selection.json")
     except Exception:  # versions registered without selection evidence
         selection = None
-    return panel, pd.Timestamp(v.tags["holdout_start"]), selection
+    origins = v.tags.get("holdout_origins", v.tags["holdout_start"]).split(",")
+    return panel, [pd.Timestamp(o) for o in origins], selection
 
 
 def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: str | None = None) -> dict:
@@ -82,9 +99,9 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     current = registry.champion_version(name)
     if current is not None and str(current.version) == str(v.version):
         raise registry.RegistryError(f"version {version} is already the champion of {name}")
-    panel, start, selection = evidence(cfg, v.version)
+    panel, starts, selection = evidence(cfg, v.version)
     candidate = registry.load_forecaster(name, v.version)
-    verdict = judge(cfg, panel, start, candidate, selection)
+    verdict = judge(cfg, panel, starts, candidate, selection)
     if not verdict.promote and not force:
         return {"promoted": False, "version": v.version, "verdict": verdict}
     action = "promote" if verdict.promote else "force"
@@ -127,11 +144,11 @@ def show(cfg: Config, version: str, name: str | None = None) -> dict:
 
 
 def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
-    """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence."""
+    """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence, by the same rule."""
     name = cfg.registry.model_name
-    panel, start, selection = evidence(cfg, new)
-    both = gate.compare(panel, start, registry.load_forecaster(name, new), registry.load_forecaster(name, old), cfg)
-    return gate.decide(both["challenger"], both["champion"], cfg.gate, selection, str(old))
+    panel, starts, selection = evidence(cfg, new)
+    return _verdict(cfg, panel, starts, registry.load_forecaster(name, new), registry.load_forecaster(name, old),
+                    registry.get_version(name, old), selection)
 
 
 def _figures(verdict: gate.Verdict) -> dict:

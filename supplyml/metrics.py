@@ -158,9 +158,7 @@ def evaluate_forecasts(
     if unknown:
         raise ValueError(f"{len(unknown)} test series have no training history, e.g. {sorted(unknown)[:5]}")
 
-    joined = test[["unique_id", "ds", "y"]].merge(
-        forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"], how="left"
-    )
+    joined = _join(test, forecast, qcols)
     unforecast = joined[joined[["mean", *qcols]].isna().any(axis=1)]
     if len(unforecast):
         first = unforecast.iloc[0]
@@ -169,9 +167,7 @@ def evaluate_forecasts(
             f"e.g. unique_id={first['unique_id']!r} ds={first['ds']}"
         )
 
-    ids = pd.Index(sorted(joined["unique_id"].unique()))
-    hist = _to_matrix(train[train["unique_id"].isin(ids)], ids, ["y"], right_align=True)["y"]
-    m = _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
+    ids, hist, m = _matrices(train, test, forecast, qcols)
     y_true, y_mean = m["y"], m["mean"]
     y_q = np.stack([m[c] for c in qcols], axis=-1)
 
@@ -189,3 +185,37 @@ def evaluate_forecasts(
     result["n_series"] = float(len(ids))
     result["n_unscored"] = float(np.sum(~np.isfinite(per_series)))
     return result
+
+
+def _join(test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]) -> pd.DataFrame:
+    return test[["unique_id", "ds", "y"]].merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"],
+                                                how="left")
+
+
+def _matrices(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]):
+    joined = _join(test, forecast, qcols)
+    ids = pd.Index(sorted(joined["unique_id"].unique()))
+    hist = _to_matrix(train[train["unique_id"].isin(ids)], ids, ["y"], right_align=True)["y"]
+    return ids, hist, _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
+
+
+def series_scores(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28,
+                  season: int = 1) -> pd.DataFrame:
+    """Per test series: its WRMSSE weight (the weights of the scored series sum to 1, as in `wrmsse`), its
+    RMSSE (NaN by the zero-scale rule) and the share of its days inside the 95% interval (NaN without the
+    0.025 / 0.975 quantiles): the units a paired comparison of two forecasters is made of."""
+    qcols = [c for c in (quantile_col(0.025), quantile_col(0.975)) if c in forecast]
+    ids, hist, m = _matrices(train, test, forecast, qcols)
+    per_series = np.atleast_1d(rmsse(m["y"], m["mean"], hist, season))
+    weights = np.where(np.isfinite(per_series), series_weights(hist, weight_window), 0.0)
+    if weights.sum() <= 0:
+        raise ValueError("no series has both a nonzero naive scale and units in the weight window")
+    out = pd.DataFrame({"weight": weights / weights.sum(), "rmsse": per_series}, index=ids)
+    if len(qcols) == 2:
+        seen = ~np.isnan(m["y"])
+        inside = (m[qcols[0]] <= m["y"]) & (m["y"] <= m[qcols[1]]) & seen
+        out["coverage_95"] = inside.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+    else:
+        out["coverage_95"] = np.nan
+    out.index.name = "unique_id"
+    return out

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from supplyml.forecasting import Forecaster
-from supplyml.inventory import base_stock
+from supplyml.inventory import base_stock, classical
 from supplyml.metrics import quantile_col
 
 DECIMALS = 4  # sample means carry no more precision than this
-BASE_STOCK, LEARNED = "base_stock", "learned"  # who decides a replenishment order
+BASE_STOCK, CLASSICAL, LEARNED = "base_stock", "classical", "learned"  # who decides a replenishment order
 FLAGS = ("promo", "event")
 QUANTILES = [0.05, 0.5, 0.95]  # levels answered when a caller names none
 
@@ -59,7 +59,7 @@ def forecast_many(forecaster: Forecaster, requests: list[Mapping]) -> list[list[
 
 
 def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, seed: int = 0,
-              policy=None) -> list[dict]:
+              policy=None, default: str = BASE_STOCK, ma_window: int = 28) -> list[dict]:
     """Per item: a periodic-review base-stock decision on sample paths of its demand over L + R days.
 
     Items are mappings (or pydantic models) with sku, on_hand, on_order, lead_time_days,
@@ -72,12 +72,15 @@ def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, 
     where an item asks for it (`"policy": "learned"`), or by default for the lead time and review period
     it was trained for. Only order_quantity is then the policy's: order_up_to (base stock's S), the reorder
     point, safety stock and expected demand describe the same paths either way.
+
+    `default` decides the other items: base stock, or the classical policy (moving average of the SKU's
+    last `ma_window` days + normal safety stock), whichever won on the model's held-out origins.
     """
-    return replenish_many(forecaster, [items], n_samples, seed, policy)[0]
+    return replenish_many(forecaster, [items], n_samples, seed, policy, default, ma_window)[0]
 
 
 def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_samples: int, seed: int = 0,
-                   policy=None) -> list[list[dict]]:
+                   policy=None, default: str = BASE_STOCK, ma_window: int = 28) -> list[list[dict]]:
     """`replenish` of each request (a list of items), all items' paths drawn together."""
     requests = [[dict(i) for i in items] for items in requests]
     items = [i for r in requests for i in r]
@@ -91,15 +94,27 @@ def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_
         skus = [keys[j][0] for j in group]
         future = _future(forecaster, {keys[j][0]: keys[j][1:] for j in group}, horizon)
         paths.update(zip((keys[j] for j in group), forecaster.sample(skus, horizon, n_samples, seed, future)))
-    return [[_decide(forecaster, paths[_path_key(i)], i, policy) for i in r] for r in requests]
+    recent = _recent(forecaster, ma_window)
+    return [[_decide(forecaster, paths[_path_key(i)], i, policy, default, recent) for i in r] for r in requests]
 
 
-def _decide(forecaster: Forecaster, paths, item: dict, policy) -> dict:
+def _recent(forecaster: Forecaster, days: int):
+    """SKU -> its last `days` days of demand (what the classical policy reads), looked up when asked."""
+    history = forecaster.history
+    recent = history[history["ds"] > forecaster.last_date - pd.Timedelta(days=days)]
+    groups = recent.groupby("unique_id", sort=False)["y"]
+    return lambda sku: groups.get_group(sku).to_numpy()
+
+
+def _decide(forecaster: Forecaster, paths, item: dict, policy, default: str, recent) -> dict:
     L, R = item["lead_time_days"], item["review_period_days"]
     on_hand, on_order = item["on_hand"], item.get("on_order", 0.0)
-    d = asdict(base_stock(paths, L, R, forecaster.order_level(item["service_level"]), on_hand, on_order))
     trained = policy is not None and (L, R) == (policy.setting["lead_time"], policy.setting["review_period"])
-    who = item.get("policy") or (LEARNED if trained else BASE_STOCK)
+    who = item.get("policy") or (LEARNED if trained else default)
+    if who == CLASSICAL:
+        d = asdict(classical(recent(item["sku"]), L, R, item["service_level"], on_hand, on_order))
+        return {"sku": item["sku"], "policy": who, **{k: round(float(v), DECIMALS) for k, v in d.items()}}
+    d = asdict(base_stock(paths, L, R, forecaster.order_level(item["service_level"]), on_hand, on_order))
     if who == LEARNED:
         if not trained:
             raise ValueError(f"no learned policy for lead time {L} and review period {R}")

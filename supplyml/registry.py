@@ -115,6 +115,25 @@ def move_champion(name: str, version: str, *, expected: str | None, action: str,
     return record
 
 
+def retire_champion(name: str, version: str, *, by: str, why: str, lock: Path, figures: dict | None = None,
+                    client: MlflowClient | None = None) -> dict:
+    """Take the champion alias off `version` (it stays `previous_champion`, so a rollback restores it),
+    if it still holds it; record the move. What was served by default falls back to the textbook."""
+    client = client or MlflowClient()
+    with _lock(lock):
+        current = champion_version(name, client)
+        if current is None or str(current.version) != str(version):
+            raise RegistryError(f"version {version} of {name} is no longer the champion; nothing retired")
+        n = len(audit_trail(name, client))
+        record = {"n": n + 1, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": by,
+                  "action": "retire", "from": str(version), "to": None, "why": why, "figures": figures or {}}
+        client.set_registered_model_alias(name, PREVIOUS, str(version))
+        client.delete_registered_model_alias(name, CHAMPION)
+        client.set_registered_model_tag(name, f"{AUDIT}{n + 1:06d}", json.dumps(record, default=float))
+    log.info("%s version %s retired as champion: %s", name, version, why)
+    return record
+
+
 def rollback(name: str, *, by: str, why: str, lock: Path, client: MlflowClient | None = None) -> dict:
     """Restore the version the current champion replaced (its last promotion's `from`)."""
     client = client or MlflowClient()

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, gate, lifecycle, planning, registry, tracking
+from supplyml import backtest, lifecycle, planning, registry, tracking
 from supplyml import tune as tuning
 from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
@@ -27,6 +27,7 @@ from supplyml.recommending.search import RecommendSearch
 from supplyml.train import train_final
 
 log = logging.getLogger(__name__)
+POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical
 
 
 def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
@@ -135,20 +136,25 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
 
 
 def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, report_out: str) -> dict:
-    """Score the model on the held-out horizon against peers, replay the replenishment policies, judge it
-    against the champion on the same days (the gate), and write the HTML report; everything also goes
-    to the training run. Returns the metric table and the verdict."""
+    """Score the model at the held-out origins against peers, replay the replenishment policies, choose the
+    served textbook policy, judge the model against the champion on the same origins (the gate), and write
+    the HTML report; everything also goes to the training run. Returns the metric table and the verdicts."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
-    split = Split.from_panel(panel, cfg.features)
-    forecaster = load(model_in)  # history ends where the test horizon starts
+    starts = Split.from_panel(panel, cfg.features).origins()
+    forecaster = load(model_in)  # fitted on the days before the first origin, re-anchored at each
     result = backtest.Backtest.from_origins(
-        [backtest.evaluate_origin(panel, split.test_start, forecaster, cfg, DEFAULT_PEERS)])
+        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, DEFAULT_PEERS)
+         for s in starts])
     table = result.table()
-    log.info("evaluation on %s .. %s\n%s\n%s", split.test_start.date(), split.end.date(),
+    log.info("evaluation at %d origins from %s\n%s\n%s", len(starts), starts[0].date(),
              backtest.format_table(table), backtest.format_table(result.inventory))
+    decision = policy_lifecycle.textbook(cfg, result.units)
+    log.info("served policy: %s\n%s", decision["served"], "\n".join(f"  - {r}" for r in decision["reasons"]))
     selection = json.loads((Path(model_in) / "selection.json").read_text())
-    verdict = lifecycle.judge(cfg, panel, split.test_start, forecaster, selection, alone=gate.figures(result, cfg))
+    verdict = lifecycle.judge(cfg, panel, starts, forecaster, selection, ours=result)
     log.info("%s\n%s", verdict.summary(), backtest.format_table(verdict.table()))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
@@ -156,17 +162,21 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
         mlflow.log_metrics({f"gate.{who}.{k}": v for who, figs in (("challenger", verdict.challenger),
                                                                    ("champion", verdict.champion or {}))
                             for k, v in figs.items()})
-        mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version)})
+        mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version),
+                         "policy.served": decision["served"]})
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
+        mlflow.log_dict(decision, "evaluation/policy.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
         lifecycle.log_evidence(panel)  # what `supplyml model promote` judges this version on later
-        report = result.report(panel, cfg, "supplyml evaluation on the held-out horizon",
-                               lineage=mlflow.get_run(run_id).data.tags, gate=(verdict.table(), verdict.reasons))
+        report = result.report(panel, cfg, f"supplyml evaluation at {len(starts)} held-out origins",
+                               lineage=mlflow.get_run(run_id).data.tags,
+                               gate=(verdict.table(), [*verdict.reasons, *decision["reasons"]]))
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
     return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),
-            "holdout_start": str(split.test_start.date())}
+            "policy": decision, "holdout_start": str(starts[0].date()),
+            "holdout_origins": ",".join(str(s.date()) for s in starts)}
 
 
 def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation: dict, lineage: dict) -> dict:
@@ -182,36 +192,48 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
         model_uri = tracking.log_forecaster(forecaster, cfg)
     tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
     return _register(cfg, name, model_uri, verdict, {
-        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"]})
+        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"],
+        "holdout_origins": evaluation["holdout_origins"], POLICY_TAG: evaluation["policy"]["served"]})
 
 
 # ---------------------------------------------------------------- the learned replenishment policy
 
 def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
-    """Train the learned policy on the forecaster's sample paths at the test window's reviews, judge it
-    there on actual demand (the gate), log it with its evaluation to its own run, register it."""
+    """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews, judge it
+    there on actual demand against the served textbook policy and the champion policy (the gate), log it
+    with its evaluation to its own run, register it. A champion policy that no longer beats the textbook
+    policy on this evidence is retired: /replenish stops deciding with it."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
     from supplyml.replenishing import real
 
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
-    start = Split.from_panel(panel, cfg.features).test_start
-    reviews = policy_lifecycle.evidence(cfg, panel, start, load(model_in))
+    starts = Split.from_panel(panel, cfg.features).origins()
+    reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=_tags(lineage)) as run:
-        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews.ids)})
-        model = real.fit(reviews, cfg, cfg.seed)
-        verdict, table = policy_lifecycle.judge(cfg, reviews, model)
-        log.info("policies on %s's reviews, actual demand\n%s\n%s", start.date(), backtest.format_table(table),
-                 verdict.summary())
+        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids),
+                           "origins": len(starts)})
+        model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
+        verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
+        log.info("policies at %d origins from %s, actual demand\n%s\n%s", len(starts), starts[0].date(),
+                 backtest.format_table(table), verdict.summary())
         mlflow.log_metrics({f"{who}.{k}": float(v) for who, row in table.iterrows() for k, v in row.items()})
         mlflow.log_table(table.reset_index(names="policy"), "evaluation/policies.json")
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
-        example = pd.DataFrame(real.environment(reviews, cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+        mlflow.log_dict(rejudged, "evaluation/champion.json")
+        example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
         model_uri = tracking.log_policy(model, setting, example)
     tags = {**_tags(lineage), "run_id": run.info.run_id, policy_lifecycle.SETTING_TAG: json.dumps(setting),
-            "metrics": json.dumps(verdict.challenger), "test_start": str(start.date())}
-    return _register(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
+            "metrics": json.dumps(verdict.challenger), "test_start": str(starts[0].date())}
+    out = _register(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
+    if rejudged["retire"] and not out["promoted"]:
+        log.warning("champion policy v%s retired: %s", rejudged["version"], "; ".join(rejudged["reasons"]))
+        registry.retire_champion(cfg.registry.policy_name, rejudged["version"], by="pipeline",
+                                 why="no longer beats the textbook policy on the held-out origins",
+                                 lock=lifecycle.lock_path(cfg), figures={"evidence": rejudged["evidence"]})
+        out.update(champion=None, retired=rejudged["version"], promoted=True)  # the Bento must drop it
+    return out
 
 
 # ---------------------------------------------------------------- the recommendation family
@@ -263,7 +285,7 @@ def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, p
     model = load_recommender(model_in)
     recipe = json.loads(Path(model_in, "recipe.json").read_text())
     table = recommend_lifecycle.peer_table(cfg, data, model)
-    verdict = recommend_lifecycle.judge(cfg, data, table, recipe, _descriptions(items_in))
+    verdict = recommend_lifecycle.judge(cfg, data, table, recipe, _descriptions(items_in), model)
     log.info("recommendations on %s .. %s\n%s\n%s", data.test_start.date(), data.end.date(),
              table.filter(like="ndcg@10").to_string(float_format="%.4f"), "\n".join(verdict.reasons))
     customers = segments.customer_segments(pd.read_parquet(raw_in), cfg, as_of=data.test_start)

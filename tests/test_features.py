@@ -100,11 +100,15 @@ def test_no_series_left_is_a_clear_error():
         build_panel(daily, CFG.features)
 
 
-def test_split_holds_out_the_last_28_days_and_28_before_them():
-    panel = pd.DataFrame({"unique_id": "A", "ds": pd.date_range("2011-01-01", periods=100), "y": 1.0})
+def test_split_holds_out_three_origins_of_28_days_and_28_before_them():
+    panel = pd.DataFrame({"unique_id": "A", "ds": pd.date_range("2011-01-01", periods=150), "y": 1.0})
     split = Split.from_panel(panel, CFG.features)
-    assert len(split.test(panel)) == 28 and len(split.fit(panel)) == 72 and len(split.train(panel)) == 44
-    assert split.test_start == pd.Timestamp("2011-03-14")  # 2011-01-01 + 72 days
+    # 150 days: the last 3 x 28 = 84 are held out, the 28 before them validate, 38 train.
+    assert len(split.test(panel)) == 84 and len(split.fit(panel)) == 66 and len(split.train(panel)) == 38
+    assert split.test_start == pd.Timestamp("2011-03-08")  # 2011-01-01 + 66 days
+    assert split.origins() == [pd.Timestamp("2011-03-08"), pd.Timestamp("2011-04-05"), pd.Timestamp("2011-05-03")]
+    one = Split.from_panel(panel, CFG.features.model_copy(update={"test_origins": 1}))
+    assert len(one.test(panel)) == 28 and one.origins() == [pd.Timestamp("2011-05-03")]
 
 
 def test_calendar_features_are_on_the_unit_circle():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from supplyml.inventory import BaseStockDecision, base_stock, normal_base_stock
+from supplyml.inventory import BaseStockDecision, base_stock, classical, normal_base_stock
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,34 @@ def test_invalid_arguments_name_the_field(field, kwargs):
 def test_normal_rejects_negative_sd():
     with pytest.raises(ValueError, match="sd_daily"):
         normal_base_stock(10, -1, lead_time=1, review_period=1, service_level=0.9)
+
+
+def test_classical_reads_mean_and_spread_of_the_recent_days():
+    # 28 days alternating 8 and 12: mu 10, population sigma 2. L = 4, R = 5:
+    # S = 90 + 1.6449 * 2 * 3 = 99.87, reorder point 40 + 1.6449 * 2 * 2 = 46.58.
+    d = classical(np.array([8.0, 12.0] * 14), lead_time=4, review_period=5, service_level=0.95, on_hand=30, on_order=10)
+    assert d.order_up_to == pytest.approx(99.87, abs=0.01) and d.reorder_point == pytest.approx(46.58, abs=0.01)
+    assert d.expected_demand == pytest.approx(90) and d.safety_stock == pytest.approx(9.87, abs=0.01)
+    assert d.order_quantity == pytest.approx(99.87 - 40, abs=0.01)
+    with pytest.raises(ValueError, match="recent demand"):
+        classical(np.array([]), 4, 5, 0.95, 0, 0)
+
+
+def test_planning_decides_with_the_classical_policy_where_it_won():
+    import pandas as pd
+
+    from conftest import weekly_panel
+    from supplyml import planning
+    from supplyml.forecasting.statistical import Statistical
+
+    panel = weekly_panel(days=90, n=2)
+    model = Statistical.fit(panel, "window_average", 28, 7, 1)
+    items = [{"sku": "S1", "on_hand": 5.0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95},
+             {"sku": "S1", "on_hand": 5.0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95,
+              "policy": "base_stock"}]
+    by_default, named = planning.replenish(model, items, 200, seed=0, default="classical", ma_window=28)
+    recent = panel[(panel["unique_id"] == "S1") & (panel["ds"] > panel["ds"].max() - pd.Timedelta(days=28))]["y"]
+    mu, sigma = recent.mean(), recent.std(ddof=0)
+    assert len(recent) == 28 and by_default["policy"] == "classical" and named["policy"] == "base_stock"
+    assert by_default["order_up_to"] == pytest.approx(10 * mu + 1.644854 * sigma * np.sqrt(10), abs=1e-3)
+    assert by_default["order_quantity"] == pytest.approx(by_default["order_up_to"] - 5, abs=1e-3)

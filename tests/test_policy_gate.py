@@ -1,5 +1,5 @@
-"""The learned policy's gate on a real MLflow store: against base stock and a champion policy, replayed on
-the same reviews' actual demand."""
+"""The learned policy's gate on a real MLflow store: against the textbook policy and a champion policy,
+replayed on the same reviews' actual demand at two origins, paired per series x origin."""
 import json
 
 import mlflow
@@ -13,7 +13,7 @@ from supplyml.config import load_config
 from supplyml.replenishing import lifecycle, real
 from supplyml.tracking import log_policy, setup_tracking
 
-L, R, REVIEWS, SERIES, SAMPLES = 3, 7, 2, 4, 200
+L, R, REVIEWS, SERIES, SAMPLES = 3, 7, 2, 40, 200
 
 
 @pytest.fixture
@@ -23,17 +23,22 @@ def cfg(tmp_path):
                                   "features.horizon=14"])
 
 
-@pytest.fixture
-def reviews():
-    """Four series of Poisson demand (means 1, 2, 4, 8 a day) over two weekly reviews, and paths of it."""
-    rng = np.random.default_rng(0)
-    means = np.array([1.0, 2.0, 4.0, 8.0])
+def _reviews(seed: int) -> Reviews:
+    """Forty series of Poisson demand (means 1 .. 8 a day) over two weekly reviews, and paths of the same law."""
+    rng = np.random.default_rng(seed)
+    means = np.linspace(1.0, 8.0, SERIES)
     paths = rng.poisson(means[:, None, None, None], (SERIES, REVIEWS, SAMPLES, L + R)).astype(float)
     demand = rng.poisson(means[:, None], (SERIES, REVIEWS * R)).astype(float)
     ahead = np.concatenate([demand, rng.poisson(means[:, None], (SERIES, L + R)).astype(float)], axis=1)
     levels = np.quantile(paths.sum(axis=3), 0.95, axis=2)
-    return Reviews([f"S{i}" for i in range(SERIES)], demand, ahead, rng.poisson(means[:, None], (SERIES, 28)).astype(float),
-                   np.array([1.0, 2.0, 3.0, 4.0]), paths, levels, pd.DataFrame())
+    history = rng.poisson(means[:, None], (SERIES, 28)).astype(float)
+    return Reviews([f"S{i}" for i in range(SERIES)], demand, ahead, history, np.linspace(1.0, 4.0, SERIES), paths,
+                   levels, pd.DataFrame())
+
+
+@pytest.fixture
+def reviews():
+    return [_reviews(0), _reviews(1)]  # two held-out origins
 
 
 def _register_champion(cfg, model, reviews) -> str:
@@ -46,32 +51,47 @@ def _register_champion(cfg, model, reviews) -> str:
     return str(version.version)
 
 
-def test_the_gate_compares_with_base_stock_and_the_champion_on_the_same_reviews(cfg, reviews):
-    setup_tracking(cfg)
-    first = real.fit(reviews, cfg, seed=0)
-    verdict, table = lifecycle.judge(cfg, reviews, first)
-    # No champion yet: two rules, both against the forecast base stock replayed on the same days.
-    base = policy_simulations(reviews, cfg)["forecast"].summary()
-    ours = real.replay(first, reviews, cfg).summary()
-    assert table.loc["forecast", "total_cost"] == pytest.approx(base["total_cost"])
-    assert verdict.challenger["cost_saving"] == pytest.approx(1 - ours["total_cost"] / base["total_cost"])
-    assert verdict.champion is None and len(verdict.reasons) == 2
+def _pooled_cost(runs) -> float:
+    return sum(r.summary()["total_cost"] for r in runs)
 
-    version = _register_champion(cfg, first, reviews)
-    second = real.fit(reviews, cfg, seed=1)
-    verdict, table = lifecycle.judge(cfg, reviews, second)
-    assert verdict.champion_version == version
-    # The champion, loaded from the registry, replayed on the same reviews: the first model's figures.
-    assert verdict.champion["total_cost"] == pytest.approx(ours["total_cost"])
-    assert table.loc["champion", "total_cost"] == pytest.approx(ours["total_cost"])
-    assert len(verdict.reasons) == 3 and "champion policy" in verdict.reasons[2]
-    beats = real.replay(second, reviews, cfg).summary()["total_cost"] <= ours["total_cost"]
-    assert verdict.reasons[2].startswith("passed" if beats else "FAILED")
+
+def test_the_gate_compares_with_the_textbook_policy_at_every_origin(cfg, reviews):
+    setup_tracking(cfg)
+    first = real.fit(lifecycle.concat(reviews), cfg, seed=0)
+    verdict, table, rejudged = lifecycle.judge(cfg, reviews, first)
+    # Every policy pooled over both origins: the sum of each origin's own replay.
+    base = _pooled_cost([policy_simulations(r, cfg)["forecast"] for r in reviews])
+    ours = _pooled_cost([real.replay(first, r, cfg) for r in reviews])
+    assert table.loc["forecast", "total_cost"] == pytest.approx(base)
+    assert table.loc[real.LEARNED, "total_cost"] == pytest.approx(ours)
+    served = rejudged["textbook"]["simulation"]
+    assert verdict.challenger["cost_vs_textbook"] == pytest.approx(ours / table.loc[served, "total_cost"] - 1)
+    # No champion: the service bar, then the claim against the served textbook policy and its guard.
+    assert verdict.champion is None and len(verdict.reasons) == 3 and not rejudged["retire"]
+    assert f"learned: {'passed' if verdict.evidence[0]['p_better'] < 0.05 else 'FAILED'}" in verdict.reasons[1]
+    assert [len(c["per_origin"]) for c in verdict.evidence] == [2, 2]
+
+
+def test_a_champion_policy_that_loses_to_the_textbook_on_new_evidence_is_retired(cfg, reviews):
+    setup_tracking(cfg)
+    # 2,000 periods of training: far from the order-up-to levels the paths of the true demand law give.
+    weak = real.fit(lifecycle.concat(reviews), cfg, seed=0)
+    version = _register_champion(cfg, weak, reviews[0])
+    verdict, table, rejudged = lifecycle.judge(cfg, reviews, real.fit(lifecycle.concat(reviews), cfg, seed=1))
+    served = rejudged["textbook"]["simulation"]
+    champion_cost = _pooled_cost([real.replay(weak, r, cfg) for r in reviews])
+    assert verdict.champion["total_cost"] == pytest.approx(champion_cost) and verdict.champion_version == version
+    assert champion_cost > table.loc[served, "total_cost"]  # it costs more than the textbook policy ...
+    assert rejudged["retire"] and rejudged["version"] == version  # ... so it stops deciding
+    assert rejudged["reasons"][0].startswith("champion: FAILED")
+    # The challenger is judged against both the textbook policy and the champion: two claims, two guards.
+    assert len(verdict.evidence) == 4
 
 
 def test_a_champion_trained_for_another_setting_is_not_compared(cfg, reviews):
     setup_tracking(cfg)
-    _register_champion(cfg, real.fit(reviews, cfg, seed=0), reviews)
+    _register_champion(cfg, real.fit(lifecycle.concat(reviews), cfg, seed=0), reviews[0])
     other = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"n_actions": 21})})  # another action grid
-    verdict, _ = lifecycle.judge(other, reviews, real.fit(reviews, other, seed=1))
-    assert verdict.champion is None and verdict.champion_version == "1" and len(verdict.reasons) == 2
+    verdict, _, rejudged = lifecycle.judge(other, reviews, real.fit(lifecycle.concat(reviews), other, seed=1))
+    assert verdict.champion is None and verdict.champion_version == "1" and len(verdict.reasons) == 3
+    assert not rejudged["retire"]

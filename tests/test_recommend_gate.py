@@ -45,7 +45,8 @@ def champion(cfg, recipe: dict) -> None:
 def judged(cfg, challenger: dict):
     data = lifecycle.split(cfg, FRAME)
     table = lifecycle.peer_table(cfg, data, lifecycle.fit(challenger, data.fit, {}))
-    return table, lifecycle.judge(cfg, data, table, challenger, {})
+    model = lifecycle.fit(challenger, data.fit, {})
+    return table, lifecycle.judge(cfg, data, table, challenger, {}, model)
 
 
 REPEAT_RECIPE = {"model": "repeat", "params": {"popularity_days": 28}}
@@ -60,20 +61,52 @@ def test_without_a_champion_the_challenger_must_beat_popularity(cfg):
     assert verdict.challenger["ndcg_gap_to_popularity"] == pytest.approx(REPEAT - POPULARITY)
 
 
-def test_a_better_challenger_beats_the_champions_recipe_refitted_on_the_same_days(cfg):
+def test_two_customers_are_not_evidence_enough_to_replace_the_champion(cfg):
     champion(cfg, POPULARITY_RECIPE)
     _, verdict = judged(cfg, REPEAT_RECIPE)
     assert verdict.champion == {"ndcg@10": pytest.approx(POPULARITY)} and verdict.champion_version == "1"
-    assert verdict.promote and verdict.challenger["ndcg_regression"] == pytest.approx(1 - REPEAT / POPULARITY)
+    # Better for both customers (1 > 1/log2(3), 0.5 = 0.5), but 2 customers allow no p-value below 1/4.
+    (ndcg, new) = verdict.evidence
+    assert ndcg["difference"] == pytest.approx(REPEAT - POPULARITY) and ndcg["p_better"] == pytest.approx(0.5)
+    assert not verdict.promote and "no significant difference in ndcg@10" in verdict.reasons[1]
 
 
-def test_a_worse_challenger_keeps_the_champion_and_says_which_rule(cfg):
+# Thirty customers, each buying their own SKU on days 1 and 2 and the popular "p" on day 1; the test day
+# (4) repeats their own SKU. Personal frequency ranks it first (NDCG 1 for each); popularity ranks p
+# first, then the thirty own SKUs (one buyer each) in catalogue order, so most fall outside the top 10.
+MANY = pd.DataFrame(
+    [(f"u{i:02d}", f"s{i:02d}", d) for i in range(30) for d in (1, 2)] + [(f"u{i:02d}", "p", 1) for i in range(30)]
+    + [("u00", "s00", 3)] + [(f"u{i:02d}", f"s{i:02d}", 4) for i in range(30)], columns=["customer_id", "sku", "day"])
+MANY = MANY.assign(ds=pd.Timestamp("2011-01-01") + pd.to_timedelta(MANY.pop("day") - 1, unit="D"), quantity=1.0,
+                   value=1.0)
+
+
+def _judged_many(cfg, challenger):
+    data = lifecycle.split(cfg, MANY)
+    model = lifecycle.fit(challenger, data.fit, {})
+    table = lifecycle.peer_table(cfg, data, model)
+    return table, lifecycle.judge(cfg, data, table, challenger, {}, model)
+
+
+def test_a_clearly_better_challenger_is_promoted_and_a_worse_one_keeps_the_champion(cfg):
+    champion(cfg, POPULARITY_RECIPE)
+    table, verdict = _judged_many(cfg, REPEAT_RECIPE)
+    assert table.loc["model", "ndcg@10/all"] == pytest.approx(1.0)
+    ndcg = verdict.evidence[0]
+    assert ndcg["blocks"] == 30 and ndcg["champion"] == pytest.approx(table.loc["popularity", "ndcg@10/all"])
+    assert verdict.promote and ndcg["p_better"] < 0.05 and ndcg["low"] > 0
+
+    mlflow.MlflowClient().delete_registered_model_alias(cfg.registry.recommender_name, "champion")
     champion(cfg, REPEAT_RECIPE)
-    _, verdict = judged(cfg, POPULARITY_RECIPE)
-    assert not verdict.promote and verdict.champion == {"ndcg@10": pytest.approx(REPEAT)}
-    assert verdict.reasons[0].startswith("passed: held-out NDCG@10 no worse than the popularity peer's")
-    assert verdict.reasons[1].startswith("FAILED: held-out NDCG@10 at most 1% worse than the champion's")
-    assert verdict.challenger["ndcg_regression"] == pytest.approx(1 - POPULARITY / REPEAT)
+    _, verdict = _judged_many(cfg, POPULARITY_RECIPE)
+    assert not verdict.promote and "ndcg@10 significantly worse than the champion" in verdict.reasons[1]
+
+
+def test_the_same_recipe_again_is_no_significant_difference(cfg):
+    champion(cfg, REPEAT_RECIPE)
+    _, verdict = _judged_many(cfg, REPEAT_RECIPE)
+    assert verdict.evidence[0]["difference"] == 0 and not verdict.promote
+    assert "no significant difference in ndcg@10 from the champion" in verdict.reasons[1]
 
 
 def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_path):

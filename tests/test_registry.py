@@ -8,7 +8,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+import numpy as np
+import pandas as pd
+
 from supplyml.config import GateConfig
+from supplyml.evidence import compare
 from supplyml.gate import decide
 from supplyml.registry import (
     PREVIOUS,
@@ -17,6 +21,7 @@ from supplyml.registry import (
     champion_version,
     move_champion,
     register,
+    retire_champion,
     rollback,
 )
 
@@ -50,23 +55,31 @@ def test_the_chosen_model_must_match_the_best_peer_on_validation_origins():
     assert decide(figures(), None, GateConfig(must_match_best_peer=False), worse).promote
 
 
-@pytest.mark.parametrize("challenger, promote, rule", [
-    (figures(wrmsse=0.91, total_cost=990.0), True, None),  # 1.1% worse WRMSSE is within 2%, and cheaper
-    (figures(wrmsse=0.92, total_cost=990.0), False, "WRMSSE at most 2% worse"),  # 0.92 / 0.90 - 1 = 2.2%
-    (figures(wrmsse=0.80, total_cost=1001.0), False, "total inventory cost"),
-    (figures(wrmsse=0.80, total_cost=900.0, cycle_service_level=0.91, csl_gap=0.04), False, "cycle service level"),
+def _comparison(metric: str, shift: float, greater_is_better: bool = False, n: int = 40):
+    """40 series at 2 origins: the challenger's figure is the champion's + shift (+ small noise)."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 1.5, 2 * n)
+    frame = pd.DataFrame({"block": [f"S{i}" for i in range(n)] * 2, "origin": [0] * n + [1] * n, "champion": base,
+                          "challenger": base + shift + rng.normal(0, 0.01, 2 * n), "weight": 1 / n})
+    return compare(metric, frame, greater_is_better=greater_is_better, pooled="mean")
+
+
+@pytest.mark.parametrize("primary, guard, promote, rule", [
+    (-0.05, 0.0, True, None),  # significantly lower WRMSSE, the cost guard flat
+    (0.0, 0.0, False, "no significant difference in wrmsse"),  # a tie keeps the champion
+    (0.05, 0.0, False, "wrmsse significantly worse"),
+    (-0.05, 0.05, False, "guard total_cost significantly worse"),
 ])
-def test_challenger_against_champion_on_forecast_and_decision_metrics(challenger, promote, rule):
-    v = decide(challenger, CHAMP, GateConfig(max_wrmsse_regression=0.02, csl_tolerance=0.03), champion_version="4")
+def test_challenger_against_champion_on_paired_evidence(primary, guard, promote, rule):
+    comparisons = [_comparison("wrmsse", primary), _comparison("total_cost", guard)]
+    v = decide(figures(), CHAMP, GateConfig(alpha=0.05), champion_version="4", comparisons=comparisons)
     assert v.promote is promote and v.champion_version == "4"
     assert [rule in r for r in failed(v)] == ([] if rule is None else [True])
     assert list(v.table().columns) == ["challenger", "champion (v4)"]
-
-
-def test_cost_improvement_threshold_is_relative():
-    gate = GateConfig(min_cost_improvement=0.05)
-    assert not decide(figures(total_cost=960.0), CHAMP, gate).promote  # 4% cheaper
-    assert decide(figures(total_cost=940.0), CHAMP, gate).promote  # 6% cheaper
+    # Every verdict carries the evidence: per-origin figures, the interval and the p-values.
+    first = v.evidence[0]
+    assert len(first["per_origin"]) == 2 and first["low"] <= first["difference"] <= first["high"]
+    assert 0 < first["p_better"] <= 1 and "p(better)" in v.reasons[1]
 
 
 @pytest.fixture
@@ -117,6 +130,21 @@ def test_rollback_walks_the_trail_back_repeatedly(store, tmp_path):
         rollback("m", by="carol", why="again", lock=lock)
     assert [r["action"] for r in audit_trail("m", store)] == ["promote"] * 3 + ["rollback"] * 2
 
+
+
+def test_a_retired_champion_leaves_no_champion_and_stays_previous(store, tmp_path):
+    v1, v2 = _versions(2)
+    lock = tmp_path / "lock"
+    move_champion("m", v1, expected=None, action="promote", by="pipeline", why="gate", figures=None, lock=lock)
+    with pytest.raises(RegistryError, match="no longer the champion"):
+        retire_champion("m", v2, by="pipeline", why="lost", lock=lock)
+    record = retire_champion("m", v1, by="pipeline", why="lost to base stock", lock=lock)
+    assert champion_version("m", store) is None
+    assert str(store.get_model_version_by_alias("m", PREVIOUS).version) == v1
+    assert (record["action"], record["from"], record["to"]) == ("retire", v1, None)
+    # A later promotion starts from no champion.
+    move_champion("m", v2, expected=None, action="promote", by="pipeline", why="gate", figures=None, lock=lock)
+    assert [r["action"] for r in audit_trail("m", store)] == ["promote", "retire", "promote"]
 
 
 def _race(uri: str, version: str, lock: str, start, out) -> None:

@@ -64,8 +64,8 @@ def test_absurd_stock_is_still_an_answer(url):  # noqa: F811
 @pytest.mark.parametrize("extra, message", [
     ({"policy": "learned", "lead_time_days": 2}, "trained for lead_time_days = 3 and review_period_days = 7"),
     ({"policy": "learned", "review_period_days": 14}, "trained for lead_time_days = 3"),
-    ({"policy": "dqn"}, "'base_stock' or 'learned'"),
-    ({"policy": 1}, "'base_stock' or 'learned'"),
+    ({"policy": "dqn"}, "'base_stock', 'classical' or 'learned'"),
+    ({"policy": 1}, "'base_stock', 'classical' or 'learned'"),
 ])
 def test_bad_policy_requests_are_400s_naming_the_field(url, extra, message):  # noqa: F811
     r = post(url, "replenish", {"items": [item(SKUS[1], **extra)]})

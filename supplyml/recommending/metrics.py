@@ -39,9 +39,29 @@ def ranking_metrics(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str
                     catalogue_size: int) -> dict[str, float]:
     """METRICS averaged over the customers of `relevant` with a non-empty set (see the module docstring),
     plus `customers`, how many that is. A customer missing from `rankings` has an empty list."""
-    customers = [c for c, items in relevant.items() if items]
+    customers, hits, n_rel, ranked = _hits(rankings, relevant)
     if not customers:
         return {**dict.fromkeys(METRICS, float("nan")), "customers": 0}
+    out = {"recall@10": _recall(hits, n_rel, 10), "recall@20": _recall(hits, n_rel, 20),
+           "ndcg@10": float(_ndcg_rows(hits, n_rel, 10).mean()), "hit@10": float(hits[:, :10].any(1).mean()),
+           "map@10": _map(hits, n_rel, 10), "coverage@10": _coverage(ranked, 10, catalogue_size)}
+    return {**out, "customers": len(customers)}
+
+
+def ndcg_per_customer(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], k: int = 10
+                      ) -> pd.Series:
+    """NDCG@k of each customer of `relevant` with a non-empty set: the paired units of a gate."""
+    customers, hits, n_rel, _ = _hits(rankings, relevant)
+    return pd.Series(_ndcg_rows(hits, n_rel, k) if customers else [], index=pd.Index(customers, dtype=object),
+                     dtype=float, name=f"ndcg@{k}")
+
+
+def _hits(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]]):
+    """The customers with a non-empty relevant set, their (customers, width) hit matrix, relevant counts and
+    ranked SKU codes (-1 past a list's end)."""
+    customers = [c for c, items in relevant.items() if items]
+    if not customers:
+        return customers, None, None, None
     lists = [list(rankings.get(c, ())) for c in customers]
     width = max(20, max(map(len, lists)))
     # One vocabulary for ranked and relevant SKUs; a hit is a (customer, sku) key present in both.
@@ -57,21 +77,18 @@ def ranking_metrics(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str
     keys = np.arange(len(customers))[:, None] * v + ranked
     hits = np.isin(keys, rel_keys) & (ranked >= 0)
     n_rel = np.bincount(rel_rows, minlength=len(customers)).astype(float)
-    out = {"recall@10": _recall(hits, n_rel, 10), "recall@20": _recall(hits, n_rel, 20),
-           "ndcg@10": _ndcg(hits, n_rel, 10), "hit@10": float(hits[:, :10].any(1).mean()),
-           "map@10": _map(hits, n_rel, 10), "coverage@10": _coverage(ranked, 10, catalogue_size)}
-    return {**out, "customers": len(customers)}
+    return customers, hits, n_rel, ranked
 
 
 def _recall(hits: np.ndarray, n_rel: np.ndarray, k: int) -> float:
     return float((hits[:, :k].sum(1) / n_rel).mean())
 
 
-def _ndcg(hits: np.ndarray, n_rel: np.ndarray, k: int) -> float:
+def _ndcg_rows(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits[:, :k] * discount).sum(1)
     idcg = np.cumsum(discount)[np.minimum(n_rel, k).astype(int) - 1]
-    return float((dcg / idcg).mean())
+    return dcg / idcg
 
 
 def _map(hits: np.ndarray, n_rel: np.ndarray, k: int) -> float:

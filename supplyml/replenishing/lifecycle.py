@@ -1,27 +1,34 @@
-"""The learned policy through the lifecycle: trained on the forecaster's sample paths at the test
-window's reviews, judged on that window's actual demand against the forecast base-stock policy (and
-the champion policy, replayed on the same reviews), registered with its verdict.
+"""Order policies compete like models: the classical policy, base stock on the forecaster's paths, and the
+learned policy, judged on the held-out origins' actual demand, paired by series x origin.
 
-The gate is on decisions, not on rewards: total cost at least `gate.min_cost_improvement` below base
-stock's and the champion's, with the cycle service level no more than `gate.csl_tolerance` below
-`inventory.service_level`. Only a policy that passed it is served, and only then does /replenish
-default to it.
+The textbook order is the baseline: base stock is served only where its total cost is significantly
+below the classical policy's (moving average + normal safety stock) with a service level not
+significantly worse; the learned policy only where it beats the served textbook policy, and the
+champion policy, the same way, and meets the service target within `gate.csl_tolerance`. A serving
+champion policy is re-judged on every run's evidence and stops deciding when it no longer wins.
 """
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from mlflow.models import MetricThreshold
-from stable_baselines3.common.base_class import BaseAlgorithm
 
 from supplyml import backtest, gate, registry
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
-from supplyml.replenishing import real
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 SETTING_TAG = "policy"  # a registered version's setting: algorithm, lead time, review period, actions
 FIGURES = ("total_cost", "cycle_service_level", "fill_rate", "avg_on_hand", "holding_cost", "lost_sales_cost")
+# The simulations' names (backtest.policy_simulations) as /replenish names the policy that decided.
+SERVED = {"forecast": "base_stock", "classical": "classical"}
+CLAIM = (gate.Metric("total_cost", "total_cost", greater_is_better=False, pooled="sum"),
+         gate.Metric("cycle_service_level", "cycle_service_level", greater_is_better=True, pooled="mean"))
 
 
 def setting(cfg: Config) -> dict:
@@ -29,40 +36,83 @@ def setting(cfg: Config) -> dict:
             "review_period": cfg.inventory.review_period, "n_actions": cfg.policy.n_actions}
 
 
-def evidence(cfg: Config, panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster) -> backtest.Reviews:
-    """The reviews of the horizon from `start`, with `forecaster`'s paths (its history ends before `start`)."""
-    fit, test = backtest.window(panel, start, cfg.features.horizon)
-    return backtest.reviews(panel, fit, test, forecaster, cfg)
+def evidence(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], forecaster: Forecaster
+             ) -> list[backtest.Reviews]:
+    """The reviews of the horizon from each origin in `starts`, with `forecaster`'s paths re-anchored there
+    (it must have been fitted before the first)."""
+    out = []
+    for start in starts:
+        fit, test = backtest.window(panel, start, cfg.features.horizon)
+        out.append(backtest.reviews(panel, fit, test, forecaster.with_history(panel[panel["ds"] < start]), cfg))
+    return out
 
 
-def rules(cfg: Config) -> list[gate.Rule]:
-    g = cfg.gate
-    return [
-        gate.Rule(f"total cost at least {g.min_cost_improvement:.0%} below the forecast base stock's", "cost_saving",
-                  MetricThreshold(threshold=g.min_cost_improvement, greater_is_better=True), False),
-        gate.Rule(f"cycle service level at most {g.csl_tolerance:.2f} below the target", "csl_shortfall",
-                  MetricThreshold(threshold=g.csl_tolerance, greater_is_better=False), False),
-        gate.Rule(f"total cost at least {g.min_cost_improvement:.0%} below the champion policy's", "total_cost",
-                  MetricThreshold(min_relative_change=float(g.min_cost_improvement), greater_is_better=False), True),
-    ]
+def _policy_units(units: pd.DataFrame, name: str) -> pd.DataFrame:
+    cols = {f"{name}.{m.column}": m.column for m in CLAIM}
+    return units[["unique_id", "origin", *cols]].rename(columns=cols)
+
+
+def versus(cfg: Config, units: pd.DataFrame, ours: str, theirs: str) -> tuple[bool, list[str], list[dict]]:
+    """Policy `ours` against `theirs` on per series x origin units (columns `<policy>.total_cost` and
+    `<policy>.cycle_service_level`): significantly cheaper, service not significantly worse."""
+    comparisons = gate.paired(_policy_units(units, ours), _policy_units(units, theirs), CLAIM, cfg.gate, cfg.seed)
+    won, reasons = gate.significance(comparisons, cfg.gate.alpha, against=theirs)
+    return won, [f"{ours}: {r}" for r in reasons], [c.to_dict() for c in comparisons]
+
+
+def textbook(cfg: Config, units: pd.DataFrame) -> dict:
+    """Which textbook policy /replenish serves: base stock on the forecaster's paths where it beats the
+    classical policy on the held-out origins, else the classical policy. `units`: `Backtest.units`."""
+    won, reasons, comparisons = versus(cfg, units, "forecast", "classical")
+    served = "forecast" if won else "classical"
+    return {"served": SERVED[served], "simulation": served, "reasons": reasons, "evidence": comparisons}
 
 
 class Verdict(gate.Verdict):
     shown = None
 
 
-def judge(cfg: Config, r: backtest.Reviews, model: BaseAlgorithm) -> tuple[Verdict, pd.DataFrame]:
-    """The gate on the window's actual demand, and every policy's summary there (the evaluation table)."""
+def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) -> tuple[Verdict, pd.DataFrame, dict]:
+    """The gate on the origins' actual demand: the learned policy against the served textbook policy and
+    the champion policy, and the champion re-judged against the textbook. Returns the verdict, every
+    policy's summary pooled over origins (the evaluation table) and the champion's re-judgement."""
+    from supplyml.replenishing import real
+
     current = registry.champion_version(cfg.registry.policy_name)
     models = {real.LEARNED: model}
     if current is not None and json.loads(current.tags[SETTING_TAG]) == setting(cfg):
         models["champion"] = registry.load_policy(cfg.registry.policy_name).policy
-    summaries = real.compare(r, cfg, models)
-    table = pd.DataFrame(summaries).T
-    ours = {k: float(summaries[real.LEARNED][k]) for k in FIGURES}
-    ours["cost_saving"] = 1 - ours["total_cost"] / summaries["forecast"]["total_cost"]
+    sims = [{**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}}
+            for r in reviews]
+    table = pd.DataFrame({name: backtest.pool([s[name] for s in sims]) for name in sims[0]}).T
+    units = pd.concat([pd.concat([s[name].per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.")
+                                  for name in s], axis=1).assign(unique_id=r.ids, origin=i)
+                       for i, (r, s) in enumerate(zip(reviews, sims))], ignore_index=True)
+    base = textbook(cfg, units)
+    ours = {k: float(table.loc[real.LEARNED, k]) for k in FIGURES}
+    ours["cost_vs_textbook"] = ours["total_cost"] / float(table.loc[base["simulation"], "total_cost"]) - 1
     ours["csl_shortfall"] = max(0.0, cfg.inventory.service_level - ours["cycle_service_level"])
-    # A champion trained for another lead time or review period does not decide these reviews: not compared.
-    champion = {k: float(summaries["champion"][k]) for k in FIGURES} if "champion" in summaries else None
-    promote, reasons = gate.check(rules(cfg), ours, champion)
-    return Verdict(promote, reasons, ours, champion, str(current.version) if current else None), table
+    promote, reasons = gate.check([gate.Rule(f"cycle service level at most {cfg.gate.csl_tolerance:.2f} below the target",
+                                             "csl_shortfall", MetricThreshold(threshold=cfg.gate.csl_tolerance,
+                                                                              greater_is_better=False), False)],
+                                  ours, None)
+    won, why, comparisons = versus(cfg, units, real.LEARNED, base["simulation"])
+    promote, reasons, evidence = promote and won, [*reasons, *why], comparisons
+    champion, rejudged = None, {"retire": False, "reasons": []}
+    if "champion" in models:
+        champion = {k: float(table.loc["champion", k]) for k in FIGURES}
+        won, why, comparisons = versus(cfg, units, real.LEARNED, "champion")
+        promote, reasons, evidence = promote and won, [*reasons, *why], [*evidence, *comparisons]
+        kept, why, comparisons = versus(cfg, units, "champion", base["simulation"])
+        rejudged = {"retire": not kept, "version": str(current.version), "reasons": why, "evidence": comparisons}
+    verdict = Verdict(promote, reasons, ours, champion, str(current.version) if current else None, evidence)
+    return verdict, table, {**rejudged, "textbook": base}
+
+
+def concat(reviews: list[backtest.Reviews]) -> backtest.Reviews:
+    """Several origins' reviews as one set of series (`<id>@<origin>`), to train one policy on all their paths."""
+    stack = {f: np.concatenate([getattr(r, f) for r in reviews]) for f in
+             ("demand", "ahead", "history", "price", "paths", "levels")}
+    ids = [f"{s}@{i}" for i, r in enumerate(reviews) for s in r.ids]
+    totals = pd.concat([r.totals for r in reviews], ignore_index=True)
+    return backtest.Reviews(ids=ids, totals=totals, **stack)

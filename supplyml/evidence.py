@@ -1,0 +1,129 @@
+"""The evidence a promotion rests on: a challenger and a champion scored on the same units, and a paired
+test of whether their difference is larger than its noise.
+
+A unit is what both models are scored on: a series at one origin, a customer, a series at one review.
+Units group into blocks (a series with all its origins and reviews, a customer), and blocks are the
+independent draws: a series' errors at overlapping origins are correlated, so the test never
+separates them. With `weight` per unit, a figure is the weighted sum over units, so a WRMSSE averaged
+over origins, a pooled total cost and a mean NDCG all are one.
+
+The test (the same for every family) is scipy's paired permutation test (`permutation_type="samples"`:
+under "no difference" the challenger's and the champion's figures of a block are exchangeable, so each
+block's difference is as likely to flip sign), exact while 2^blocks <= `n_resamples`, on the sum of the
+block differences. The interval is scipy's paired bootstrap (BCa) of the same sum over blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+TEST = "paired sign-flip permutation test on block sums (scipy.stats.permutation_test), BCa bootstrap interval"
+COLUMNS = ("block", "origin", "challenger", "champion", "weight")
+
+
+@dataclass
+class Comparison:
+    """A challenger against a champion on one metric. `difference` is challenger minus champion;
+    `p_better` and `p_worse` are the one-sided p-values that the challenger is better or worse."""
+
+    metric: str
+    greater_is_better: bool
+    challenger: float
+    champion: float
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    p_better: float
+    p_worse: float
+    blocks: int
+    units: int
+    per_origin: list[dict]  # {"origin", "challenger", "champion"}: the figure at each origin
+    test: str = TEST
+
+    def better(self, alpha: float) -> bool:
+        return self.p_better < alpha
+
+    def worse(self, alpha: float) -> bool:
+        return self.p_worse < alpha
+
+    def describe(self) -> str:
+        rel = f" ({self.difference / abs(self.champion):+.1%})" if self.champion else ""
+        origins = ", ".join(f"{o['origin']}: {o['challenger']:.4g} vs {o['champion']:.4g}" for o in self.per_origin)
+        return (f"{self.metric} {self.challenger:.4g} vs champion {self.champion:.4g}, difference "
+                f"{self.difference:+.4g}{rel}, {self.confidence:.0%} interval [{self.low:+.4g}, {self.high:+.4g}], "
+                f"p(better) {self.p_better:.3g}, p(worse) {self.p_worse:.3g} over {self.blocks} blocks"
+                f"{'; per origin ' + origins if len(self.per_origin) > 1 else ''}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def units(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` checked as evidence: the columns `COLUMNS` (`weight` defaults to 1), finite figures only."""
+    frame = frame.assign(weight=frame["weight"] if "weight" in frame else 1.0)
+    missing = [c for c in COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"evidence lacks columns {missing}")
+    finite = np.isfinite(frame[["challenger", "champion", "weight"]].to_numpy(dtype=float)).all(axis=1)
+    if not finite.any():
+        raise ValueError("no unit has a finite figure for both models: there is no evidence to compare")
+    return frame.loc[finite, list(COLUMNS)]
+
+
+def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled: str = "sum",
+            confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> Comparison:
+    """The paired comparison of the units in `frame` (columns `COLUMNS`). `pooled="sum"`: the figure is
+    the weighted sum over every unit (a total cost); `"mean"`: the mean over origins of each origin's
+    weighted sum (a WRMSSE, whose weights sum to 1 at each origin, averaged over origins)."""
+    if pooled not in ("sum", "mean"):
+        raise ValueError(f"pooled must be 'sum' or 'mean', got {pooled!r}")
+    frame = units(frame)
+    weighted = frame.assign(challenger=frame["challenger"] * frame["weight"], champion=frame["champion"] * frame["weight"])
+    per_origin = weighted.groupby("origin", sort=True)[["challenger", "champion"]].sum()
+    if pooled == "mean":
+        weighted[["challenger", "champion"]] /= len(per_origin)
+    blocks = weighted.groupby("block", sort=True)[["challenger", "champion"]].sum()
+    ours, theirs = blocks["challenger"].to_numpy(), blocks["champion"].to_numpy()
+    diff = ours - theirs
+    p_greater, p_less = _p_values(ours, theirs, n_resamples, seed)
+    low, high = _interval(diff, confidence, n_resamples, seed)
+    return Comparison(
+        metric=metric, greater_is_better=greater_is_better, challenger=float(ours.sum()), champion=float(theirs.sum()),
+        difference=float(diff.sum()), low=low, high=high, confidence=confidence,
+        p_better=p_greater if greater_is_better else p_less, p_worse=p_less if greater_is_better else p_greater,
+        blocks=len(blocks), units=len(frame),
+        per_origin=[{"origin": str(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
+                    for o, r in per_origin.iterrows()])
+
+
+def _total_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sum(x - y, axis=axis)
+
+
+def _p_values(ours: np.ndarray, theirs: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float]:
+    """One-sided p-values that the summed difference is greater, and that it is less, than chance."""
+    if np.allclose(ours, theirs, rtol=0, atol=1e-12):
+        return 1.0, 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
+    out = []
+    for alternative in ("greater", "less"):
+        res = stats.permutation_test((ours, theirs), _total_difference, permutation_type="samples", vectorized=True,
+                                     n_resamples=n_resamples, alternative=alternative, rng=np.random.default_rng(seed))
+        out.append(float(res.pvalue))
+    return out[0], out[1]
+
+
+def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
+    if len(diff) < 2 or np.ptp(diff) == 0:
+        return float(diff.sum()), float(diff.sum())  # no spread to resample
+    res = stats.bootstrap((diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples, method="BCa",
+                          rng=np.random.default_rng(seed))
+    low, high = res.confidence_interval
+    if not (np.isfinite(low) and np.isfinite(high)):  # BCa undefined (e.g. one block carries everything)
+        res = stats.bootstrap((diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples,
+                              method="percentile", rng=np.random.default_rng(seed))
+        low, high = res.confidence_interval
+    return float(low), float(high)
