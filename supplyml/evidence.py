@@ -50,10 +50,10 @@ class Comparison:
     def worse(self, alpha: float) -> bool:
         return self.p_worse < alpha
 
-    def describe(self) -> str:
+    def describe(self, against: str = "champion") -> str:
         rel = f" ({self.difference / abs(self.champion):+.1%})" if self.champion else ""
         origins = ", ".join(f"{o['origin']}: {o['challenger']:.4g} vs {o['champion']:.4g}" for o in self.per_origin)
-        return (f"{self.metric} {self.challenger:.4g} vs champion {self.champion:.4g}, difference "
+        return (f"{self.metric} {self.challenger:.4g} vs {against} {self.champion:.4g}, difference "
                 f"{self.difference:+.4g}{rel}, {self.confidence:.0%} interval [{self.low:+.4g}, {self.high:+.4g}], "
                 f"p(better) {self.p_better:.3g}, p(worse) {self.p_worse:.3g} over {self.blocks} blocks"
                 f"{'; per origin ' + origins if len(self.per_origin) > 1 else ''}")
@@ -96,8 +96,12 @@ def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled
         difference=float(diff.sum()), low=low, high=high, confidence=confidence,
         p_better=p_greater if greater_is_better else p_less, p_worse=p_less if greater_is_better else p_greater,
         blocks=len(blocks), units=len(frame),
-        per_origin=[{"origin": str(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
+        per_origin=[{"origin": _label(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
                     for o, r in per_origin.iterrows()])
+
+
+def _label(origin) -> str:
+    return str(origin.date()) if isinstance(origin, pd.Timestamp) else str(origin)
 
 
 def _total_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:

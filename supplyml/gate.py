@@ -34,7 +34,8 @@ FIGURES = ["wrmsse", "wspl", "coverage_50", "coverage_95", "total_coverage_95", 
 @dataclass(frozen=True)
 class Metric:
     """A figure both models are scored on per unit: `column` of the units, pooled as evidence.compare does;
-    `weight`: a column of per-origin weights, or None for equal weights within each origin."""
+    `weight`: a column of per-origin weights, or None: equal weights within each origin for a mean, 1 for
+    a sum."""
 
     name: str
     column: str
@@ -81,7 +82,12 @@ def paired(ours: pd.DataFrame, theirs: pd.DataFrame, metrics: Sequence[Metric], 
         if sub.empty and out:  # a guard with no units (no customer bought a new item) is no evidence either way
             log.info("guard %s has no units with a figure for both models: not tested", m.name)
             continue
-        weight = 1.0 / sub.groupby("origin")[keys[0]].transform("size") if m.weight is None else sub[m.weight]
+        if m.weight is not None:
+            weight = sub[m.weight]
+        elif m.pooled == "mean":  # equal weights within each origin
+            weight = 1.0 / sub.groupby("origin")[keys[0]].transform("size")
+        else:
+            weight = pd.Series(1.0, index=sub.index)
         frame = pd.DataFrame({"block": sub[keys[0]], "origin": sub["origin"], "challenger": sub[m.column],
                               "champion": sub[f"{m.column}.champion"], "weight": weight})
         out.append(evidence.compare(m.name, frame, greater_is_better=m.greater_is_better, pooled=m.pooled,
@@ -139,16 +145,16 @@ def significance(comparisons: Sequence[evidence.Comparison], alpha: float, again
     primary, *guards = comparisons
     if primary.better(alpha):
         reasons = [f"passed: {primary.metric} significantly better than {against} (p {primary.p_better:.3g} < {alpha:g}): "
-                   f"{primary.describe()}"]
+                   f"{primary.describe(against)}"]
     elif primary.worse(alpha):
-        reasons = [f"FAILED: {primary.metric} significantly worse than {against}: {primary.describe()}"]
+        reasons = [f"FAILED: {primary.metric} significantly worse than {against}: {primary.describe(against)}"]
     else:
         reasons = [f"FAILED: no significant difference in {primary.metric} from {against} at {alpha:g}, so "
-                   f"{against} stays: {primary.describe()}"]
+                   f"{against} stays: {primary.describe(against)}"]
     for g in guards:
         state = "FAILED" if g.worse(alpha) else "passed"
         reasons.append(f"{state}: guard {g.metric} {'significantly' if g.worse(alpha) else 'not significantly'} worse "
-                       f"than {against}'s: {g.describe()}")
+                       f"than {against}'s: {g.describe(against)}")
     return primary.better(alpha) and not any(g.worse(alpha) for g in guards), reasons
 
 

@@ -70,7 +70,12 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
     v = verdict(tmp, "2")
     assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
     assert optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")[0].n_trials == 2  # the study resumed, not re-tuned
-    assert v["challenger"]["wrmsse"] < v["champion"]["wrmsse"] and v["challenger"]["total_cost"] <= v["champion"]["total_cost"]
+    assert v["challenger"]["wrmsse"] < v["champion"]["wrmsse"]
+    # The claim rests on three held-out origins, paired per series: significant, its interval below zero.
+    wrmsse = v["evidence"][0]
+    assert wrmsse["metric"] == "wrmsse" and len(wrmsse["per_origin"]) == 3 and wrmsse["blocks"] == 50
+    assert wrmsse["p_better"] < 0.05 and wrmsse["high"] < 0
+    assert [c["metric"] for c in v["evidence"][1:]] == ["total_cost", "cycle_service_level", "coverage_gap_95"]
     table = run.output[run.output.index("Champion gate (against champion version 1"):]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
@@ -83,13 +88,27 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
 
 
 def test_3_the_gate_scored_both_models_on_identical_days(tmp):
-    """Re-score the old champion, re-anchored by hand on version 2's evidence: the verdict's figures."""
+    """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
+    The same version against itself is no difference, and is not promoted."""
+    from supplyml import backtest
+    from supplyml.metrics import evaluate_forecasts
+
     cfg = load_config(overrides=[*stores(tmp), *SMALL, TOLERANCE]).resolved(REPO)
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    panel, start, _ = lifecycle.evidence(cfg, "2")
-    assert start == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=cfg.features.horizon - 1)
-    figures = gate.score(panel, start, registry.load_forecaster(NAME, "1"), cfg)
-    assert figures == pytest.approx(verdict(tmp, "2")["champion"])
+    panel, starts, _ = lifecycle.evidence(cfg, "2")
+    h = cfg.features.horizon
+    assert starts[-1] == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=h - 1) and len(starts) == 3
+    old = registry.load_forecaster(NAME, "1")
+    by_hand = []
+    for start in starts:
+        fit, test = backtest.window(panel, start, h)
+        forecast = old.with_history(panel[panel["ds"] < start]).predict(None, h, cfg.evaluation.quantiles, future=test)
+        by_hand.append(evaluate_forecasts(fit, test, forecast, cfg.evaluation.quantiles)["wrmsse"])
+    assert [o["champion"] for o in verdict(tmp, "2")["evidence"][0]["per_origin"]] == pytest.approx(by_hand)
+
+    same = lifecycle.compare(cfg, "2", "2")
+    assert not same.promote and same.evidence[0]["difference"] == 0
+    assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
@@ -97,18 +116,18 @@ def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "3")
     assert not v["promote"] and champion(tmp) == "2"
-    assert any(r.startswith("FAILED: WRMSSE at most 2% worse") for r in v["reasons"])
+    assert any(r.startswith("FAILED: wrmsse significantly worse than the champion") for r in v["reasons"])
     assert "Registered supplyml-forecaster version 3: not promoted." in run.output
     assert "Champion: version 2; its Bento: supplyml_forecast:" in run.output
     assert "Skipping conditional task" in run.output  # package did not run; keep did
     html = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
-    assert "Champion vs challenger" in html and "FAILED: WRMSSE at most 2% worse" in html
+    assert "Champion vs challenger" in html and "FAILED: wrmsse significantly worse" in html
 
 
 def test_5_promote_refuses_a_worse_version_unless_forced(tmp):
     refused = cli(tmp, "model", "promote", "3")
     assert refused.returncode == 1 and "was not promoted: the gate failed" in refused.stderr
-    assert "FAILED: WRMSSE at most 2% worse" in refused.stdout and champion(tmp) == "2"
+    assert "FAILED: wrmsse significantly worse" in refused.stdout and champion(tmp) == "2"
     forced = cli(tmp, "model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert champion(tmp) == "3"
