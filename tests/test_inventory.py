@@ -96,8 +96,8 @@ def test_classical_reads_mean_and_spread_of_the_recent_days():
 
 def test_planning_decides_with_the_classical_policy_where_it_won():
     import pandas as pd
-
     from conftest import weekly_panel
+
     from supplyml import planning
     from supplyml.forecasting.statistical import Statistical
 

@@ -19,7 +19,7 @@ import requests
 from conftest import REPO, SMALL, run_pipeline, stores
 from mlflow import MlflowClient
 
-from supplyml import gate, lifecycle, registry
+from supplyml import lifecycle, registry
 from supplyml.config import load_config
 
 pytestmark = pytest.mark.slow

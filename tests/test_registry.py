@@ -4,12 +4,11 @@ import multiprocessing
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
-import numpy as np
-import pandas as pd
 
 from supplyml.config import GateConfig
 from supplyml.evidence import compare
