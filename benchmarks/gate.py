@@ -5,9 +5,10 @@ Every trial fits the forecaster recipe (selection over the configured candidates
 days before the pipeline's first held-out origin with its own seed, and scores it at the held-out
 origins (`features.test_origins` x `features.horizon`), as the pipeline's evaluate step does.
 
-- A/A: seeds 1..N against the seed-0 model as champion. Beside the current rule (`gate.decide` on paired
-  evidence), the rule before it on the same trials: WRMSSE at most 2% worse and total cost not higher,
-  both on the last origin alone, the one window it used to read.
+- A/A: seeds 1..N against the seed-0 model as champion, by the current rule (`gate.decide` on paired
+  evidence) at `gate.margin` and at the other margins in MARGINS, and by the rule before it on the same
+  trials: WRMSSE at most 2% worse and total cost not higher, both on the last origin alone, the one
+  window it used to read.
 - Power: the same N models against a weak champion, seasonal naive alone.
 - Detectable effect: each A/A challenger's per-series RMSSE scaled by (1 - d) before the test; the
   smallest d promoted in >= 80% of trials is the improvement the default evidence detects with 80% power.
@@ -33,6 +34,7 @@ from supplyml.train import train_final
 
 log = logging.getLogger("benchmarks.gate")
 EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
+MARGINS = (0.0, 0.005, 0.01, 0.02)  # gate.margin: the A/A rate of each, on the same trials
 
 
 def fitted(panel: pd.DataFrame, cfg, seed: int, overrides: dict | None = None):
@@ -54,7 +56,9 @@ def old_rule(ours: backtest.Backtest, theirs: backtest.Backtest) -> bool:
     return w / w0 - 1 <= 0.02 and c <= c0
 
 
-def new_rule(cfg, ours, theirs, effect: float = 0.0) -> tuple[bool, list]:
+def new_rule(cfg, ours, theirs, effect: float = 0.0, margin: float | None = None) -> tuple[bool, list]:
+    if margin is not None:
+        cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"margin": margin})})
     mine = gate.units(ours).assign(rmsse=lambda u: u["rmsse"] * (1 - effect))
     comparisons = gate.paired(mine, gate.units(theirs), [gate.PRIMARY, *gate.GUARDS], cfg.gate, cfg.seed)
     verdict = gate.decide(gate.figures(ours, cfg), gate.figures(theirs, cfg), cfg.gate, None, "0", comparisons)
@@ -84,6 +88,7 @@ def main() -> None:
             ours = gate.score(panel, starts, fitted(panel, cfg, seed), cfg)
             promoted, comparisons = new_rule(cfg, ours, champion)
             row = {"seed": seed, "new_rule_promotes": promoted, "old_rule_promotes": old_rule(ours, champion),
+                   **{f"aa_promotes_at_margin_{m:g}": new_rule(cfg, ours, champion, margin=m)[0] for m in MARGINS},
                    "wrmsse": comparisons[0].challenger, "champion_wrmsse": comparisons[0].champion,
                    "p_better": comparisons[0].p_better, "p_worse": comparisons[0].p_worse,
                    "beats_naive": new_rule(cfg, ours, naive)[0],
@@ -100,6 +105,8 @@ def main() -> None:
         "trials": args.trials, "alpha": cfg.gate.alpha, "test": evidence.TEST,
         "aa_false_promotions_new_rule": float(trials["new_rule_promotes"].mean()),
         "aa_false_promotions_old_rule": float(trials["old_rule_promotes"].mean()),
+        "margin": cfg.gate.margin,
+        "aa_false_promotions_by_margin": {f"{m:g}": float(trials[f"aa_promotes_at_margin_{m:g}"].mean()) for m in MARGINS},
         "power_vs_seasonal_naive": float(trials["beats_naive"].mean()),
         "naive_wrmsse": float(gate.figures(naive, cfg)["wrmsse"]),
         "promotion_rate_by_relative_improvement": power, "smallest_improvement_with_80pct_power": detectable,
@@ -109,7 +116,10 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"\nGate bench: {args.trials} trials, {result['panel']['series']} series, origins {result['panel']['origins']}")
     print(f"{'measure':<52} {'value':>8}")
-    for label, value in [("A/A false promotions, paired rule", result["aa_false_promotions_new_rule"]),
+    for label, value in [(f"A/A false promotions, paired rule (margin {cfg.gate.margin:g})",
+                          result["aa_false_promotions_new_rule"]),
+                         *((f"A/A false promotions at margin {m}", r) for m, r in
+                           result["aa_false_promotions_by_margin"].items()),
                          ("A/A false promotions, previous one-window rule", result["aa_false_promotions_old_rule"]),
                          ("power against seasonal naive", result["power_vs_seasonal_naive"]),
                          *((f"promotion rate, challenger {float(d):.1%} better", p) for d, p in power.items())]:

@@ -170,14 +170,18 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     log.info("origin %s\n%s", start.date(), pd.DataFrame(scores).set_index("model")[METRICS].round(3).to_string())
     forecasts = {name: frame for name, (frame, _) in results.items()}
     sims, totals = simulate_policies(panel, fit, test, forecaster, cfg)
-    return Origin(start, scores, forecasts, test, sims, totals, series_units(fit, test, fc, sims))
+    return Origin(start, scores, forecasts, test, sims, totals, series_units(fit, test, forecasts, sims))
 
 
-def series_units(fit: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, sims: dict[str, sim.Simulation]
-                 ) -> pd.DataFrame:
-    """Per series at one origin: the forecast's weight, RMSSE and 95% coverage, and each policy's
-    `<policy>.total_cost` and `<policy>.cycle_service_level` (simulations run over the sorted series)."""
-    out = series_scores(fit, test, forecast)
+def series_units(fit: pd.DataFrame, test: pd.DataFrame, forecasts: dict[str, pd.DataFrame],
+                 sims: dict[str, sim.Simulation]) -> pd.DataFrame:
+    """Per series at one origin: the champion recipe's weight, RMSSE and 95% coverage, each peer's
+    `<peer>.rmsse`, and each policy's `<policy>.total_cost` and `<policy>.cycle_service_level`
+    (simulations run over the sorted series)."""
+    out = series_scores(fit, test, forecasts[MODEL])
+    for name, frame in forecasts.items():
+        if name != MODEL:
+            out[f"{name}.rmsse"] = series_scores(fit, test, frame)["rmsse"]
     ids = sorted(test["unique_id"].unique())
     for name, run in sims.items():
         per = run.per_series()[["total_cost", "cycle_service_level"]].set_axis(ids).add_prefix(f"{name}.")

@@ -7,10 +7,11 @@ independent draws: a series' errors at overlapping origins are correlated, so th
 separates them. With `weight` per unit, a figure is the weighted sum over units, so a WRMSSE averaged
 over origins, a pooled total cost and a mean NDCG all are one.
 
-The test (the same for every family) is scipy's paired permutation test (`permutation_type="samples"`:
-under "no difference" the challenger's and the champion's figures of a block are exchangeable, so each
-block's difference is as likely to flip sign), exact while 2^blocks <= `n_resamples`, on the sum of the
-block differences. The interval is scipy's paired bootstrap (BCa) of the same sum over blocks.
+The test (the same for every family) is scipy's sign-flip permutation test (`permutation_type="samples"`
+on the block differences: under "no difference" each block's difference is as likely to flip sign),
+exact while 2^blocks <= `n_resamples`, on the sum of the block differences. The interval is scipy's
+bootstrap (BCa) of the same sum over blocks. A margin asks for a difference beyond a fraction of the
+champion's figure: two fits of one recipe with other seeds differ by more than their series' noise.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-TEST = "paired sign-flip permutation test on block sums (scipy.stats.permutation_test), BCa bootstrap interval"
+TEST = "sign-flip permutation test on paired block differences (scipy.stats.permutation_test), BCa bootstrap interval"
 COLUMNS = ("block", "origin", "challenger", "champion", "weight")
 
 
@@ -42,6 +43,7 @@ class Comparison:
     blocks: int
     units: int
     per_origin: list[dict]  # {"origin", "challenger", "champion"}: the figure at each origin
+    margin: float = 0.0  # better and worse mean by more than this fraction of the champion's figure
     test: str = TEST
 
     def better(self, alpha: float) -> bool:
@@ -74,11 +76,14 @@ def units(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[finite, list(COLUMNS)]
 
 
-def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled: str = "sum",
+def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled: str = "sum", margin: float = 0.0,
             confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> Comparison:
     """The paired comparison of the units in `frame` (columns `COLUMNS`). `pooled="sum"`: the figure is
     the weighted sum over every unit (a total cost); `"mean"`: the mean over origins of each origin's
-    weighted sum (a WRMSSE, whose weights sum to 1 at each origin, averaged over origins)."""
+    weighted sum (a WRMSSE, whose weights sum to 1 at each origin, averaged over origins).
+
+    `margin`: "better" and "worse" mean by more than this fraction of the champion's figure. The nulls
+    are then challenger = (1 -+ margin) x champion, tested on each block's shifted difference."""
     if pooled not in ("sum", "mean"):
         raise ValueError(f"pooled must be 'sum' or 'mean', got {pooled!r}")
     frame = units(frame)
@@ -89,12 +94,16 @@ def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled
     blocks = weighted.groupby("block", sort=True)[["challenger", "champion"]].sum()
     ours, theirs = blocks["challenger"].to_numpy(), blocks["champion"].to_numpy()
     diff = ours - theirs
-    p_greater, p_less = _p_values(ours, theirs, n_resamples, seed)
+    up, down = 1 + margin, 1 - margin
+    # Above the champion by more than the margin, and below it by more than the margin.
+    high_side = _p_value(ours - up * theirs, "greater", n_resamples, seed)
+    low_side = _p_value(ours - down * theirs, "less", n_resamples, seed)
     low, high = _interval(diff, confidence, n_resamples, seed)
     return Comparison(
         metric=metric, greater_is_better=greater_is_better, challenger=float(ours.sum()), champion=float(theirs.sum()),
         difference=float(diff.sum()), low=low, high=high, confidence=confidence,
-        p_better=p_greater if greater_is_better else p_less, p_worse=p_less if greater_is_better else p_greater,
+        p_better=high_side if greater_is_better else low_side, p_worse=low_side if greater_is_better else high_side,
+        margin=margin,
         blocks=len(blocks), units=len(frame),
         per_origin=[{"origin": _label(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
                     for o, r in per_origin.iterrows()])
@@ -104,20 +113,18 @@ def _label(origin) -> str:
     return str(origin.date()) if isinstance(origin, pd.Timestamp) else str(origin)
 
 
-def _total_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.sum(x - y, axis=axis)
+def _total(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sum(d, axis=axis)
 
 
-def _p_values(ours: np.ndarray, theirs: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float]:
-    """One-sided p-values that the summed difference is greater, and that it is less, than chance."""
-    if np.allclose(ours, theirs, rtol=0, atol=1e-12):
-        return 1.0, 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
-    out = []
-    for alternative in ("greater", "less"):
-        res = stats.permutation_test((ours, theirs), _total_difference, permutation_type="samples", vectorized=True,
-                                     n_resamples=n_resamples, alternative=alternative, rng=np.random.default_rng(seed))
-        out.append(float(res.pvalue))
-    return out[0], out[1]
+def _p_value(d: np.ndarray, alternative: str, n_resamples: int, seed: int) -> float:
+    """One-sided p-value that the block differences `d` sum to more ("greater") or less than chance:
+    each block's sign flips under the null (one-sample `permutation_type="samples"`)."""
+    if np.allclose(d, 0, rtol=0, atol=1e-12):
+        return 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
+    res = stats.permutation_test((d,), _total, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
+                                 alternative=alternative, rng=np.random.default_rng(seed))
+    return float(res.pvalue)
 
 
 def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:

@@ -91,8 +91,20 @@ def paired(ours: pd.DataFrame, theirs: pd.DataFrame, metrics: Sequence[Metric], 
         frame = pd.DataFrame({"block": sub[keys[0]], "origin": sub["origin"], "challenger": sub[m.column],
                               "champion": sub[f"{m.column}.champion"], "weight": weight})
         out.append(evidence.compare(m.name, frame, greater_is_better=m.greater_is_better, pooled=m.pooled,
-                                    confidence=cfg.confidence, n_resamples=cfg.resamples, seed=seed))
+                                    margin=cfg.margin, confidence=cfg.confidence, n_resamples=cfg.resamples, seed=seed))
     return out
+
+
+def against_best_peer(result: backtest.Backtest, cfg: Config) -> evidence.Comparison | None:
+    """The champion recipe against the peer with the lowest held-out WRMSSE, paired per series x origin."""
+    peers = [m for m in result.table().index if m != backtest.MODEL]
+    if not peers:
+        return None
+    best = result.table().loc[peers, "wrmsse"].idxmin()
+    theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
+    (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
+    c.metric = f"wrmsse against the best peer, {best}"
+    return c
 
 
 def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:
@@ -144,18 +156,24 @@ def significance(comparisons: Sequence[evidence.Comparison], alpha: float, again
     one-sided level `alpha`, none of the rest (guards) significantly worse. One line per comparison."""
     primary, *guards = comparisons
     if primary.better(alpha):
-        reasons = [f"passed: {primary.metric} significantly better than {against} (p {primary.p_better:.3g} < {alpha:g}): "
+        reasons = [f"passed: {primary.metric} significantly better than {against}{_beyond(primary)} "
+                   f"(p {primary.p_better:.3g} < {alpha:g}): "
                    f"{primary.describe(against)}"]
     elif primary.worse(alpha):
-        reasons = [f"FAILED: {primary.metric} significantly worse than {against}: {primary.describe(against)}"]
+        reasons = [f"FAILED: {primary.metric} significantly worse than {against}{_beyond(primary)}: "
+                   f"{primary.describe(against)}"]
     else:
-        reasons = [f"FAILED: no significant difference in {primary.metric} from {against} at {alpha:g}, so "
+        reasons = [f"FAILED: no significant difference in {primary.metric} from {against}{_beyond(primary)} at {alpha:g}, so "
                    f"{against} stays: {primary.describe(against)}"]
     for g in guards:
         state = "FAILED" if g.worse(alpha) else "passed"
         reasons.append(f"{state}: guard {g.metric} {'significantly' if g.worse(alpha) else 'not significantly'} worse "
                        f"than {against}'s: {g.describe(against)}")
     return primary.better(alpha) and not any(g.worse(alpha) for g in guards), reasons
+
+
+def _beyond(c: evidence.Comparison) -> str:
+    return f" beyond a {c.margin:.1%} margin" if c.margin else ""
 
 
 @dataclass
@@ -186,15 +204,22 @@ class Verdict:
 
 def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig,
            selection: dict | None = None, champion_version: str | None = None,
-           comparisons: Sequence[evidence.Comparison] = (), note: str | None = None) -> Verdict:
+           comparisons: Sequence[evidence.Comparison] = (), note: str | None = None,
+           peer: evidence.Comparison | None = None) -> Verdict:
     """Judge `figures` (from `figures`) by the absolute bars and, with a champion, by `significance` of
-    the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons."""
+    the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons.
+    `peer`, the held-out comparison with the best peer, is shown with the verdict; the bar against the
+    peers is the validation one (`gate.must_match_best_peer`), decided before the cutoff."""
     candidate = {**figures, "validation_gap_to_best_peer": _gap_to_best_peer(selection)}
     promote, reasons = check(rules(cfg, selection), candidate, champion)
     if champion is not None:
         claim, why = significance(comparisons, cfg.alpha)
         promote, reasons = promote and claim, reasons + why + ([f"note: {note}"] if note else [])
-    return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in comparisons])
+    shown = list(comparisons)
+    if peer is not None:
+        reasons.append(f"evidence: {peer.describe('the peer')}")
+        shown.append(peer)
+    return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in shown])
 
 
 def check(rules: list[Rule], candidate: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, list[str]]:

@@ -35,25 +35,27 @@ def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidat
     `starts` of `panel`. `ours`: the candidate's backtest there, when already scored on the whole panel."""
     name = cfg.registry.model_name
     current = registry.champion_version(name)
+    peer = gate.against_best_peer(ours, cfg) if ours is not None else None
     if current is None:
         return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate,
-                           selection)
+                           selection, peer=peer)
     try:
         champion = registry.load_forecaster(name, current.version)
     except Exception as e:  # any failure to restore it means it cannot be judged against
         raise registry.RegistryError(
             f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
             "nothing was promoted. Restore its artifacts, or `supplyml model rollback`") from e
-    return _verdict(cfg, panel, starts, candidate, champion, current, selection, ours)
+    return _verdict(cfg, panel, starts, candidate, champion, current, selection, ours, peer)
 
 
 def _verdict(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, champion: Forecaster,
-             version, selection: dict | None, ours: backtest.Backtest | None = None) -> gate.Verdict:
+             version, selection: dict | None, ours: backtest.Backtest | None = None,
+             peer=None) -> gate.Verdict:
     if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
         ours = None  # scored on every series; the comparison is on the common ones
     mine, theirs, comparisons = gate.compare(panel, starts, candidate, champion, cfg, ours)
     return gate.decide(mine, theirs, cfg.gate, selection, str(version.version), comparisons,
-                       note=_favours(version, starts[0]))
+                       note=_favours(version, starts[0]), peer=peer)
 
 
 def _favours(version, first: pd.Timestamp) -> str | None:

@@ -34,6 +34,15 @@ def test_the_statistic_matches_a_hand_computation():
     assert not c.better(0.05)
 
 
+def test_a_margin_asks_for_more_than_a_fraction_of_the_champions_figure():
+    c = compare("wrmsse", HAND, greater_is_better=False, pooled="mean", margin=0.1)
+    # Better by more than 10%: blocks' challenger - 0.9 x champion: A 0.49 - 0.54 = -0.05, B 0.3 - 0.27 =
+    # +0.03, C 0.15 - 0.1665 = -0.0165; sum -0.0365. Sign flips with a sum <= -0.0365: (-,+,-), (-,-,-),
+    # (-,-,+): 3 of 8.
+    assert c.p_better == pytest.approx(3 / 8) and c.margin == 0.1
+    assert c.difference == pytest.approx(-0.145)  # the interval and difference are of the plain difference
+
+
 def test_a_sum_pools_every_unit_and_blocks_keep_a_series_together():
     frame = HAND.drop(columns="weight")
     c = compare("total_cost", frame, greater_is_better=False, pooled="sum")

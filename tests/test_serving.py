@@ -220,6 +220,21 @@ def test_replenish_is_a_base_stock_decision(url):
     assert decisions[0]["order_up_to"] <= decisions[1]["order_up_to"] <= decisions[2]["order_up_to"]
 
 
+def test_an_item_may_ask_for_the_classical_policy(url, panel):
+    item = {"sku": SKUS[4], "on_hand": 30, "on_order": 5, "lead_time_days": 4, "review_period_days": 7,
+            "service_level": 0.95, "policy": "classical"}
+    r = post(url, "replenish", {"items": [item]})
+    assert r.status_code == 200, r.text
+    (d,) = r.json()["decisions"]
+    # By hand from the panel: the SKU's last 28 days, S = 11 mu + z sigma sqrt(11), z = 1.644854.
+    recent = panel[panel["unique_id"] == SKUS[4]].sort_values("ds")["y"].to_numpy()[-28:]
+    level = 11 * recent.mean() + 1.644854 * recent.std() * np.sqrt(11)
+    assert d["policy"] == "classical" and d["order_up_to"] == pytest.approx(level, abs=1e-3)
+    assert d["order_quantity"] == pytest.approx(max(0.0, level - 35), abs=1e-3)
+    # A Bento whose forecaster version chose no textbook policy (registered by hand) defaults to base stock.
+    assert requests.get(f"{url}/metadata", timeout=30).json()["default_policy"] == "base_stock"
+
+
 def test_metadata_names_model_data_and_metrics(url, bento, panel):
     r = requests.get(f"{url}/metadata", timeout=30)
     assert r.status_code == 200, r.text
