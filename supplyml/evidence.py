@@ -122,6 +122,8 @@ def _p_value(d: np.ndarray, alternative: str, n_resamples: int, seed: int) -> fl
     each block's sign flips under the null (one-sample `permutation_type="samples"`)."""
     if np.allclose(d, 0, rtol=0, atol=1e-12):
         return 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
+    if len(d) == 1:  # two sign flips, d and -d (scipy asks for two observations)
+        return 0.5 if (d[0] > 0 if alternative == "greater" else d[0] < 0) else 1.0
     res = stats.permutation_test((d,), _total, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
                                  alternative=alternative, rng=np.random.default_rng(seed))
     return float(res.pvalue)

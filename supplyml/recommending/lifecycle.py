@@ -89,13 +89,17 @@ def judge(cfg: Config, data: Split, table: pd.DataFrame, challenger: dict, descr
     ours = {"ndcg@10": float(table.loc["model", GATE_METRIC]),
             "ndcg_gap_to_popularity": float(table.loc["model", GATE_METRIC] - table.loc["popularity", GATE_METRIC])}
     promote, reasons = gate.check(rules(), ours, None)
+    k = cfg.recommend.k
+    popularity = PEERS["popularity"](popularity_days=cfg.recommend.popularity_days).fit(data.fit, catalogue(data.fit))
+    (peer,) = gate.paired(customer_units(model, data, k), customer_units(popularity, data, k), CLAIM[:1], cfg.gate,
+                          cfg.seed, keys=("customer_id", "origin"))
+    reasons.append(f"evidence: {peer.describe('popularity')}")
     current = registry.champion_version(cfg.registry.recommender_name)
     champion, comparisons = None, []
     if current is not None:
         theirs = json.loads(current.tags[RECIPE_TAG])
         # The same recipe refitted on the same days is the same lists: no difference, by construction.
         rival = model if theirs == challenger else fit(theirs, data.fit, descriptions)
-        k = cfg.recommend.k
         found = gate.paired(customer_units(model, data, k), customer_units(rival, data, k), CLAIM, cfg.gate,
                             cfg.seed, keys=("customer_id", "origin"))
         comparisons = found
@@ -103,4 +107,4 @@ def judge(cfg: Config, data: Split, table: pd.DataFrame, challenger: dict, descr
         claim, why = gate.significance(found, cfg.gate.alpha)
         promote, reasons = promote and claim, reasons + why
     return Verdict(promote, reasons, ours, champion, str(current.version) if current else None,
-                   [c.to_dict() for c in comparisons])
+                   [c.to_dict() for c in [*comparisons, peer]])
