@@ -79,7 +79,9 @@ def _forecast_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> 
 
 
 def _recommend_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> RecommendSearch:
-    return RecommendSearch(frame, cfg, data_md5)
+    # Tuned on the validation days before the first held-out window, which its own split leaves out.
+    first = None if frame is None else recommend_lifecycle.windows(cfg, frame)[0]
+    return RecommendSearch(None if frame is None else frame[frame["ds"] <= first.end], cfg, data_md5)
 
 
 SEARCHES = {"forecast": _forecast_search, "recommend": _recommend_search}
@@ -243,7 +245,7 @@ def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> di
     (description, median price) the answers show."""
     lines = purchase_lines(pd.read_parquet(raw_in), cfg.data)
     frame = purchases(lines)
-    data = recommend_lifecycle.split(cfg, frame)  # fails here, naming the dates, if the history is too short
+    data = recommend_lifecycle.windows(cfg, frame)[-1]  # fails here, naming the dates, if the history is too short
     frame.to_parquet(frame_out)
     item_table(lines).to_parquet(items_out)
     return {"interactions": len(frame), "customers": int(frame["customer_id"].nunique()),
@@ -281,11 +283,12 @@ def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, p
     from supplyml.recommending.report import render
 
     tracking.setup_tracking(cfg)
-    data = recommend_lifecycle.split(cfg, pd.read_parquet(frame_in))
+    held_out = recommend_lifecycle.windows(cfg, pd.read_parquet(frame_in))
+    data = held_out[-1]
     model = load_recommender(model_in)
     recipe = json.loads(Path(model_in, "recipe.json").read_text())
     table = recommend_lifecycle.peer_table(cfg, data, model)
-    verdict = recommend_lifecycle.judge(cfg, data, table, recipe, _descriptions(items_in), model)
+    verdict = recommend_lifecycle.judge(cfg, held_out, table, recipe, _descriptions(items_in), model)
     log.info("recommendations on %s .. %s\n%s\n%s", data.test_start.date(), data.end.date(),
              table.filter(like="ndcg@10").to_string(float_format="%.4f"), "\n".join(verdict.reasons))
     customers = segments.customer_segments(pd.read_parquet(raw_in), cfg, as_of=data.test_start)

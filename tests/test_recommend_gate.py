@@ -30,7 +30,8 @@ REPEAT = (1 + 0.5) / 2
 def cfg(tmp_path):
     cfg = load_config(overrides=[f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
                                  f"registry.artifact_location={tmp_path}/art", "recommend.test_days=1",
-                                 "recommend.val_days=1", "recommend.report_peers=[popularity]"])
+                                 "recommend.val_days=1", "recommend.report_peers=[popularity]",
+                                 "features.test_origins=1"])
     setup_tracking(cfg)
     return cfg
 
@@ -44,9 +45,9 @@ def champion(cfg, recipe: dict) -> None:
 
 def judged(cfg, challenger: dict):
     data = lifecycle.split(cfg, FRAME)
-    table = lifecycle.peer_table(cfg, data, lifecycle.fit(challenger, data.fit, {}))
     model = lifecycle.fit(challenger, data.fit, {})
-    return table, lifecycle.judge(cfg, data, table, challenger, {}, model)
+    table = lifecycle.peer_table(cfg, data, model)
+    return table, lifecycle.judge(cfg, [data], table, challenger, {}, model)
 
 
 REPEAT_RECIPE = {"model": "repeat", "params": {"popularity_days": 28}}
@@ -85,7 +86,7 @@ def _judged_many(cfg, challenger):
     data = lifecycle.split(cfg, MANY)
     model = lifecycle.fit(challenger, data.fit, {})
     table = lifecycle.peer_table(cfg, data, model)
-    return table, lifecycle.judge(cfg, data, table, challenger, {}, model)
+    return table, lifecycle.judge(cfg, [data], table, challenger, {}, model)
 
 
 def test_a_clearly_better_challenger_is_promoted_and_a_worse_one_keeps_the_champion(cfg):
@@ -139,3 +140,18 @@ def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_pa
     assert str(registry.champion_version(name).version) == "1"
     refused = cli("promote", "2")
     assert refused.returncode == 2 and "judged by the pipeline's gate" in refused.stderr
+
+
+def test_the_held_out_windows_roll_back_from_the_data_end(cfg):
+    # MANY spans days 1..4; two windows of one day: the last on day 4 (fitted on days 1-3), the one
+    # before on day 3 (fitted on days 1-2), each with the day before it for validation.
+    two = cfg.model_copy(update={"features": cfg.features.model_copy(update={"test_origins": 2})})
+    first, last = lifecycle.windows(two, MANY)
+    assert [str(w.test_start.date()) for w in (first, last)] == ["2011-01-03", "2011-01-04"]
+    assert str(first.val_start.date()) == "2011-01-02" and first.fit["ds"].max() == pd.Timestamp("2011-01-02")
+    assert set(first.test["customer_id"]) == {"u00"} and len(last.test) == 30
+    champion(cfg, POPULARITY_RECIPE)
+    model = lifecycle.fit(REPEAT_RECIPE, last.fit, {})
+    verdict = lifecycle.judge(two, [first, last], lifecycle.peer_table(two, last, model), REPEAT_RECIPE, {}, model)
+    ndcg = verdict.evidence[0]
+    assert [o["origin"] for o in ndcg["per_origin"]] == ["2011-01-03", "2011-01-04"] and ndcg["units"] == 31

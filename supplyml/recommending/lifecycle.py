@@ -1,8 +1,9 @@
 """The recommendation family through the lifecycle: fit what is served, judge it against the peers and the
 champion on the same test window, and decide by the gate.
 
-What is judged is the recipe (model name and hyperparameters), fitted on the days before the test window
-and scored on it; the champion's recipe is refitted on the same days, so both see the same evidence. What
+What is judged is the recipe (model name and hyperparameters), fitted on the days before each held-out
+window (`features.test_origins` of `recommend.test_days`) and scored on it; the champion's recipe is
+refitted on the same days, so both see the same evidence. What
 is served is the same recipe refitted on every day, so it knows the latest purchases. The claim is
 paired per customer (`supplyml.evidence`): NDCG@10 significantly better, new-item NDCG@10 not
 significantly worse; a tie keeps the champion.
@@ -44,6 +45,15 @@ def split(cfg: Config, frame: pd.DataFrame) -> Split:
     return temporal_split(frame, cfg.recommend.test_days, cfg.recommend.val_days)
 
 
+def windows(cfg: Config, frame: pd.DataFrame) -> list[Split]:
+    """The gate's held-out windows, oldest first: `features.test_origins` windows of `recommend.test_days`,
+    the last ending with the data, each split from the days up to its own end. Tuning reads the first
+    window's validation days, so no evidence window was chosen on."""
+    end, days = frame["ds"].max(), cfg.recommend.test_days
+    return [split(cfg, frame[frame["ds"] <= end - pd.Timedelta(days=k * days)])
+            for k in reversed(range(cfg.features.test_origins))]
+
+
 def peer_table(cfg: Config, data: Split, model: Recommender) -> pd.DataFrame:
     """Test-window metrics (one row per model: flat `metric/subset` columns) of `model` and of the
     peers in `recommend.report_peers`, each fitted on the same days before the test window."""
@@ -82,29 +92,34 @@ class Verdict(gate.Verdict):
     shown = None
 
 
-def judge(cfg: Config, data: Split, table: pd.DataFrame, challenger: dict, descriptions: dict[str, str],
+def judge(cfg: Config, held_out: list[Split], table: pd.DataFrame, challenger: dict, descriptions: dict[str, str],
           model: Recommender) -> Verdict:
-    """The gate on the test window: above popularity, and significantly better than the champion's recipe
-    refitted on the same days, paired per customer, without significantly worse new-item lists."""
+    """The gate on the held-out windows (`windows`; `model` is the challenger fitted before the last):
+    above popularity on the last, and significantly better than the champion's recipe refitted on the
+    same days at every window, paired per customer x window, without significantly worse new-item lists."""
     ours = {"ndcg@10": float(table.loc["model", GATE_METRIC]),
             "ndcg_gap_to_popularity": float(table.loc["model", GATE_METRIC] - table.loc["popularity", GATE_METRIC])}
     promote, reasons = gate.check(rules(), ours, None)
-    k = cfg.recommend.k
-    popularity = PEERS["popularity"](popularity_days=cfg.recommend.popularity_days).fit(data.fit, catalogue(data.fit))
-    (peer,) = gate.paired(customer_units(model, data, k), customer_units(popularity, data, k), CLAIM[:1], cfg.gate,
-                          cfg.seed, keys=("customer_id", "origin"))
+    k, keys = cfg.recommend.k, ("customer_id", "origin")
+    # The challenger's recipe at each window, fitted on the days before it (the last one is `model`).
+    mine = [model if w is held_out[-1] else fit(challenger, w.fit, descriptions) for w in held_out]
+    units = pd.concat([customer_units(m, w, k) for m, w in zip(mine, held_out)], ignore_index=True)
+    popular = [PEERS["popularity"](popularity_days=cfg.recommend.popularity_days).fit(w.fit, catalogue(w.fit))
+               for w in held_out]
+    popularity = pd.concat([customer_units(p, w, k) for p, w in zip(popular, held_out)], ignore_index=True)
+    (peer,) = gate.paired(units, popularity, CLAIM[:1], cfg.gate, cfg.seed, keys=keys)
     reasons.append(f"evidence: {peer.describe('popularity')}")
     current = registry.champion_version(cfg.registry.recommender_name)
     champion, comparisons = None, []
     if current is not None:
         theirs = json.loads(current.tags[RECIPE_TAG])
         # The same recipe refitted on the same days is the same lists: no difference, by construction.
-        rival = model if theirs == challenger else fit(theirs, data.fit, descriptions)
-        found = gate.paired(customer_units(model, data, k), customer_units(rival, data, k), CLAIM, cfg.gate,
-                            cfg.seed, keys=("customer_id", "origin"))
-        comparisons = found
-        champion = {"ndcg@10": found[0].champion}
-        claim, why = gate.significance(found, cfg.gate.alpha)
+        rivals = mine if theirs == challenger else [fit(theirs, w.fit, descriptions) for w in held_out]
+        rival = pd.concat([customer_units(m, w, k) for m, w in zip(rivals, held_out)], ignore_index=True)
+        comparisons = gate.paired(units, rival, CLAIM, cfg.gate, cfg.seed, keys=keys)
+        champion = {"ndcg@10": comparisons[0].champion}
+        ours["ndcg@10 over the windows"] = comparisons[0].challenger
+        claim, why = gate.significance(comparisons, cfg.gate.alpha)
         promote, reasons = promote and claim, reasons + why
     return Verdict(promote, reasons, ours, champion, str(current.version) if current else None,
                    [c.to_dict() for c in [*comparisons, peer]])

@@ -37,7 +37,8 @@ class RecommendSearch:
     def key(self) -> str:
         rc = self.cfg.recommend
         fixed = {k: v for k, v in served_params(self.cfg).items() if k not in SEARCHED}  # batch size, epochs, seed
-        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{rc.k}|{rc.select_metric}|"
+        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{self.cfg.features.test_origins}|{rc.k}|"
+                f"{rc.select_metric}|"
                 f"{sorted(fixed.items())}|{rc.search_space.model_dump_json()}")
 
     def first_trial(self) -> dict:
