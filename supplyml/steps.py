@@ -20,6 +20,7 @@ from supplyml.data import data_file, data_version, read_table
 from supplyml.features import Split, build_panel, to_daily
 from supplyml.forecasting import load
 from supplyml.forecasting.search import ForecastSearch
+from supplyml.forecasting.selection import candidates
 from supplyml.recommending import lifecycle as recommend_lifecycle
 from supplyml.recommending.interactions import interactions as purchases
 from supplyml.recommending.interactions import item_table, purchase_lines
@@ -147,8 +148,9 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
     panel = pd.read_parquet(panel_in)
     starts = Split.from_panel(panel, cfg.features).origins()
     forecaster = load(model_in)  # fitted on the days before the first origin, re-anchored at each
+    peers = candidates(cfg, panel["unique_id"].nunique(), list(DEFAULT_PEERS))
     result = backtest.Backtest.from_origins(
-        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, DEFAULT_PEERS)
+        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers)
          for s in starts])
     table = result.table()
     log.info("evaluation at %d origins from %s\n%s\n%s", len(starts), starts[0].date(),

@@ -24,20 +24,15 @@ from supplyml.config import load_config
 
 pytestmark = pytest.mark.slow
 NAME = "supplyml-forecaster"
-# Deliberately weaker recipes than the default (networks, LightGBM, peers and their combinations):
-# ADIDA alone, whose forecasts and decisions both trail the default's on this slice, and seasonal naive
-# alone, whose WRMSSE is a third worse.
-WEAK = "selection.candidates=[adida]"
+# A deliberately weaker recipe than the default (networks, LightGBM, peers and their combinations):
+# seasonal naive alone, whose WRMSSE on this slice's three held-out origins is about a tenth worse.
 NAIVE = "selection.candidates=[seasonal_naive]"
-# The 2-epoch slice's replenishment misses the 95% target by ~4 points whichever model drives it; the
-# rule under test here is the comparison, so the service-level tolerance is widened for these runs.
-TOLERANCE = "gate.csl_tolerance=0.1"
 # The forecaster's lifecycle; the recommender's and the learned policy's have their own tests.
 FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=false")
 
 
 def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    sets = [a for o in [*stores(tmp), *SMALL, TOLERANCE] for a in ("--set", o)]
+    sets = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
     return subprocess.run([sys.executable, "-m", "cli", *args, *sets], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env={**os.environ, **(env or {})})
 
@@ -58,14 +53,14 @@ def tmp(tmp_path_factory):
 
 
 def test_1_first_run_a_weak_champion(tmp):
-    run = run_pipeline(tmp, "--set", WEAK, "--set", TOLERANCE, *FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", NAIVE, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
     assert champion(tmp) == "1" and verdict(tmp, "1")["champion"] is None
 
 
 def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
-    run = run_pipeline(tmp, "--set", TOLERANCE, *FORECAST_ONLY)
+    run = run_pipeline(tmp, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "2")
     assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
@@ -93,7 +88,7 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
     from supplyml import backtest
     from supplyml.metrics import evaluate_forecasts
 
-    cfg = load_config(overrides=[*stores(tmp), *SMALL, TOLERANCE]).resolved(REPO)
+    cfg = load_config(overrides=[*stores(tmp), *SMALL]).resolved(REPO)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     panel, starts, _ = lifecycle.evidence(cfg, "2")
     h = cfg.features.horizon
@@ -112,7 +107,7 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
-    run = run_pipeline(tmp, "--set", NAIVE, "--set", TOLERANCE, *FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", NAIVE, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "3")
     assert not v["promote"] and champion(tmp) == "2"

@@ -64,11 +64,14 @@ class Window:
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
 
 
-def candidates(cfg: Config, n_series: int) -> list[str]:
-    names = list(cfg.selection.candidates)
+def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
+    """`names` (default: `selection.candidates`) that a panel of `n_series` can afford: AutoETS refits at
+    every origin and its cost grows with series x days, so it sits out above `selection.auto_ets_max_series`.
+    The evaluate step's peers follow the same rule."""
+    names = list(cfg.selection.candidates if names is None else names)
     if "auto_ets" in names and n_series > cfg.selection.auto_ets_max_series:
-        log.info("auto_ets left out of the candidates: %d series > selection.auto_ets_max_series (%d); its fit "
-                 "time grows with series x days", n_series, cfg.selection.auto_ets_max_series)
+        log.info("auto_ets left out: %d series > selection.auto_ets_max_series (%d); its fit time grows with "
+                 "series x days", n_series, cfg.selection.auto_ets_max_series)
         names.remove("auto_ets")
     return names
 
