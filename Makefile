@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
 
-.PHONY: run test serve compile bench bench-policy install data clean k8s
+.PHONY: run test serve compile bench bench-policy bench-gate install data clean k8s
 
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
@@ -36,6 +36,9 @@ bench-policy: install data              ## learned replenishment policies: Zipki
 	$(BIN)/supplyml bench --family policy --set "policy.known_lead_times=[]" --out benchmarks/results/policy-online_retail $(SET)
 	$(BIN)/supplyml bench --family policy --data data/multistore/multistore.parquet $(PANEL_MAP) \
 	  --set "policy.known_lead_times=[]" --out benchmarks/results/policy-multistore $(SET)
+
+bench-gate: install data                ## the gate measured: A/A false promotions, power, detectable effect
+	$(BIN)/python benchmarks/gate.py $(SET)
 
 compile: install                        ## write pipelines/training.yaml (Kubeflow IR)
 	$(BIN)/supplyml pipeline compile $(SET)

@@ -69,6 +69,7 @@ def new_rule(cfg, ours, theirs, effect: float = 0.0, margin: float | None = None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + trials")
     parser.add_argument("--set", action="append", default=["features.max_series=300"])
     parser.add_argument("--out", default="benchmarks/results/gate.json")
     args = parser.parse_args()
@@ -80,11 +81,11 @@ def main() -> None:
     starts = Split.from_panel(panel, cfg.features).origins()
     t0 = time.perf_counter()
     with mlflow.start_run(run_name="bench-gate"):
-        previous = gate.score(panel, starts, fitted(panel, cfg, 0), cfg)
+        previous = gate.score(panel, starts, fitted(panel, cfg, args.first_seed), cfg)
         naive = gate.score(panel, starts, fitted(panel, cfg, 0, {
             "selection": cfg.selection.model_copy(update={"candidates": ["seasonal_naive"]})}), cfg)
         rows = []
-        for seed in range(1, args.trials + 1):
+        for seed in range(args.first_seed + 1, args.first_seed + args.trials + 1):
             t = time.perf_counter()
             ours = gate.score(panel, starts, fitted(panel, cfg, seed), cfg)
             champion, previous = previous, ours  # each trial a new pair: seed k against seed k - 1
@@ -104,7 +105,7 @@ def main() -> None:
     result = {
         "panel": {"series": int(panel["unique_id"].nunique()), "origins": [str(s.date()) for s in starts],
                   "overrides": args.set},
-        "trials": args.trials, "alpha": cfg.gate.alpha, "test": evidence.TEST,
+        "trials": args.trials, "seeds": [args.first_seed, args.first_seed + args.trials], "alpha": cfg.gate.alpha, "test": evidence.TEST,
         "aa_false_promotions_new_rule": float(trials["new_rule_promotes"].mean()),
         "aa_false_promotions_old_rule": float(trials["old_rule_promotes"].mean()),
         "margin": cfg.gate.margin,

@@ -190,8 +190,8 @@ class GateConfig(Section):
     # One-sided level of the paired tests: "significantly better" and "significantly worse".
     alpha: float = Field(0.05, gt=0, lt=0.5)
     # Better or worse by more than this fraction of the champion's figure: the same recipe refitted with
-    # another seed differs by about a percent (benchmarks/gate.py, A/A), which is not an improvement.
-    margin: float = Field(0.01, ge=0, lt=1)
+    # another seed differs by up to 1.5% in WRMSSE (benchmarks/gate.py, A/A), which is not an improvement.
+    margin: float = Field(0.02, ge=0, lt=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)  # of the difference's bootstrap interval
     resamples: int = Field(9999, ge=99)  # permutations and bootstrap draws per test
     # A policy is served at the target: its cycle service level at most this far below inventory.service_level.
