@@ -105,7 +105,8 @@ def main() -> None:
     result = {
         "panel": {"series": int(panel["unique_id"].nunique()), "origins": [str(s.date()) for s in starts],
                   "overrides": args.set},
-        "trials": args.trials, "seeds": [args.first_seed, args.first_seed + args.trials], "alpha": cfg.gate.alpha, "test": evidence.TEST,
+        "trials": args.trials, "seeds": [args.first_seed, args.first_seed + args.trials], "alpha": cfg.gate.alpha,
+        "test": evidence.TEST,
         "aa_false_promotions_new_rule": float(trials["new_rule_promotes"].mean()),
         "aa_false_promotions_old_rule": float(trials["old_rule_promotes"].mean()),
         "margin": cfg.gate.margin,
