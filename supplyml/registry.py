@@ -135,10 +135,15 @@ def retire_champion(name: str, version: str, *, by: str, why: str, lock: Path, f
 
 
 def rollback(name: str, *, by: str, why: str, lock: Path, client: MlflowClient | None = None) -> dict:
-    """Restore the version the current champion replaced (its last promotion's `from`)."""
+    """Restore the version the current champion replaced (its last promotion's `from`), or the champion
+    the last move retired."""
     client = client or MlflowClient()
     current = champion_version(name, client)
     if current is None:
+        trail = audit_trail(name, client)
+        if trail and trail[-1]["action"] == "retire":  # restore the retired champion
+            return move_champion(name, trail[-1]["from"], expected=None, action="rollback", by=by, why=why,
+                                 figures=None, lock=lock, client=client)
         raise RegistryError(f"{name} has no champion: nothing to roll back")
     promotions = [r for r in audit_trail(name, client) if r["to"] == str(current.version) and r["action"] != "rollback"]
     if not promotions or promotions[-1]["from"] is None:

@@ -141,9 +141,11 @@ def test_a_retired_champion_leaves_no_champion_and_stays_previous(store, tmp_pat
     assert champion_version("m", store) is None
     assert str(store.get_model_version_by_alias("m", PREVIOUS).version) == v1
     assert (record["action"], record["from"], record["to"]) == ("retire", v1, None)
-    # A later promotion starts from no champion.
-    move_champion("m", v2, expected=None, action="promote", by="pipeline", why="gate", figures=None, lock=lock)
-    assert [r["action"] for r in audit_trail("m", store)] == ["promote", "retire", "promote"]
+    # An owner who disagrees rolls the retirement back; a later promotion starts from the champion again.
+    assert rollback("m", by="carol", why="keep it through the holidays", lock=lock)["to"] == v1
+    assert str(champion_version("m", store).version) == v1
+    move_champion("m", v2, expected=v1, action="promote", by="pipeline", why="gate", figures=None, lock=lock)
+    assert [r["action"] for r in audit_trail("m", store)] == ["promote", "retire", "rollback", "promote"]
 
 
 def _race(uri: str, version: str, lock: str, start, out) -> None:
