@@ -24,9 +24,12 @@ from supplyml.config import load_config
 
 pytestmark = pytest.mark.slow
 NAME = "supplyml-forecaster"
-# A deliberately weaker recipe than the default (networks, LightGBM, peers and their combinations):
-# seasonal naive alone, whose WRMSSE on this slice's three held-out origins is about a tenth worse.
+# Two statistical recipes whose order is clear on this slice's three held-out origins: seasonal naive
+# (WRMSSE 1.103, base stock's total cost 18,247) and Croston (0.904, 17,581). The default recipe
+# forecasts better than seasonal naive (0.980) but its 2-epoch network drives costlier orders (25,600):
+# the gate keeps seasonal naive against it (cost guard), so it is not the better candidate here.
 NAIVE = "selection.candidates=[seasonal_naive]"
+CROSTON = "selection.candidates=[croston]"
 # The forecaster's lifecycle; the recommender's and the learned policy's have their own tests.
 FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=false")
 
@@ -60,7 +63,7 @@ def test_1_first_run_a_weak_champion(tmp):
 
 
 def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
-    run = run_pipeline(tmp, *FORECAST_ONLY)
+    run = run_pipeline(tmp, "--set", CROSTON, *FORECAST_ONLY)
     assert run.returncode == 0, run.output[-5000:]
     v = verdict(tmp, "2")
     assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"

@@ -111,7 +111,7 @@ def _policy(cfg, panel, forecaster):
     of the last 28 days (lead time 3, review period 7: inventory.* defaults)."""
     from supplyml.replenishing import lifecycle, real
 
-    reviews = lifecycle.evidence(cfg, panel, panel["ds"].max() - pd.Timedelta(days=27), forecaster)
+    (reviews,) = lifecycle.evidence(cfg, panel, [panel["ds"].max() - pd.Timedelta(days=27)], forecaster)
     model = real.fit(reviews, cfg, seed=0)
     example = pd.DataFrame(real.environment(reviews, cfg, 0).reset()[0][:2]).add_prefix("obs_")
     with mlflow.start_run():
