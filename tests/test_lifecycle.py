@@ -74,7 +74,8 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
     wrmsse = v["evidence"][0]
     assert wrmsse["metric"] == "wrmsse" and len(wrmsse["per_origin"]) == 3 and wrmsse["blocks"] == 50
     assert wrmsse["p_better"] < 0.05 and wrmsse["high"] < 0
-    assert [c["metric"] for c in v["evidence"][1:]] == ["total_cost", "cycle_service_level", "coverage_gap_95"]
+    assert [c["metric"] for c in v["evidence"][1:]] == ["total_cost", "cycle_service_level", "coverage_gap_95",
+                                                         "wrmsse against the best peer, auto_ets"]
     table = run.output[run.output.index("Champion gate (against champion version 1"):]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
