@@ -62,7 +62,7 @@ def new_rule(cfg, ours, theirs, effect: float = 0.0, margin: float | None = None
         cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"margin": margin})})
     mine = gate.units(ours).assign(rmsse=lambda u: u["rmsse"] * (1 - effect))
     comparisons = gate.paired(mine, gate.units(theirs), [gate.PRIMARY, *gate.GUARDS], cfg.gate, cfg.seed)
-    verdict = gate.decide(gate.figures(ours, cfg), gate.figures(theirs, cfg), cfg.gate, None, "0", comparisons)
+    verdict = gate.decide(gate.figures(ours, cfg), gate.figures(theirs, cfg), cfg.gate, "0", comparisons)
     return verdict.promote, comparisons
 
 

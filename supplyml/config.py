@@ -185,7 +185,7 @@ class GateConfig(Section):
     units of the held-out origins, and no guard significantly worse (supplyml.gate, supplyml.evidence)."""
 
     max_wrmsse: float = Field(1.5, gt=0)
-    # The chosen model must be at least as good as the best single peer on the validation origins.
+    # The chosen model may not be significantly worse than the best peer on the held-out origins.
     must_match_best_peer: bool = True
     # One-sided level of the paired tests: "significantly better" and "significantly worse".
     alpha: float = Field(0.05, gt=0, lt=0.5)

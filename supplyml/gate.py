@@ -140,14 +140,10 @@ class Rule:
         return f"{self.name}: {self.threshold}"
 
 
-def rules(cfg: GateConfig, selection: dict | None) -> list[Rule]:
+def rules(cfg: GateConfig) -> list[Rule]:
     """The absolute bars from config; the comparison with a champion is `significance`."""
-    out = [Rule("held-out WRMSSE within gate.max_wrmsse", "wrmsse",
-                MetricThreshold(threshold=cfg.max_wrmsse, greater_is_better=False), False)]
-    if cfg.must_match_best_peer and selection:
-        out.append(Rule("validation WRMSSE no worse than the best single peer's", "validation_gap_to_best_peer",
-                        MetricThreshold(threshold=0.0, greater_is_better=False), False))
-    return out
+    return [Rule("held-out WRMSSE within gate.max_wrmsse", "wrmsse",
+                 MetricThreshold(threshold=cfg.max_wrmsse, greater_is_better=False), False)]
 
 
 def significance(comparisons: Sequence[evidence.Comparison], alpha: float, against: str = "the champion"
@@ -203,22 +199,26 @@ class Verdict:
 
 
 def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig,
-           selection: dict | None = None, champion_version: str | None = None,
+           champion_version: str | None = None,
            comparisons: Sequence[evidence.Comparison] = (), note: str | None = None,
            peer: evidence.Comparison | None = None) -> Verdict:
     """Judge `figures` (from `figures`) by the absolute bars and, with a champion, by `significance` of
     the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons.
-    `peer`, the held-out comparison with the best peer, is shown with the verdict; the bar against the
-    peers is the validation one (`gate.must_match_best_peer`), decided before the cutoff."""
-    candidate = {**figures, "validation_gap_to_best_peer": _gap_to_best_peer(selection)}
-    promote, reasons = check(rules(cfg, selection), candidate, champion)
+    `peer`, the held-out comparison with the best peer: with `gate.must_match_best_peer`, significantly
+    worse than it fails the candidate, champion or not."""
+    promote, reasons = check(rules(cfg), figures, champion)
     if champion is not None:
         claim, why = significance(comparisons, cfg.alpha)
         promote, reasons = promote and claim, reasons + why + ([f"note: {note}"] if note else [])
     shown = list(comparisons)
     if peer is not None:
-        reasons.append(f"evidence: {peer.describe('the peer')}")
         shown.append(peer)
+        if cfg.must_match_best_peer and peer.worse(cfg.alpha):
+            promote = False
+            reasons.append(f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: {peer.describe('the peer')}")
+        else:
+            reasons.append(f"{'passed' if cfg.must_match_best_peer else 'evidence'}: {peer.metric}: not "
+                           f"significantly worse{_beyond(peer)}: {peer.describe('the peer')}")
     return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in shown])
 
 
@@ -238,17 +238,6 @@ def check(rules: list[Rule], candidate: dict[str, float], champion: dict[str, fl
             promote = False
             reasons.append(f"FAILED: {rule.name} ({_figure(rule, candidate, champion)})")
     return promote, reasons
-
-
-def _gap_to_best_peer(selection: dict | None) -> float:
-    """Chosen model's validation WRMSSE minus the best single peer's (<= 0: at least as good)."""
-    if not selection:
-        return 0.0
-    scores = selection["validation"]
-    singles = [n for n in selection["peers"] if n in scores]
-    if not singles:
-        return 0.0
-    return scores[selection["chosen"]]["wrmsse"] - min(scores[n]["wrmsse"] for n in singles)
 
 
 def _figure(rule: Rule, candidate: dict, champion: dict | None) -> str:

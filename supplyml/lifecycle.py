@@ -38,7 +38,7 @@ def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidat
     peer = gate.against_best_peer(ours, cfg) if ours is not None else None
     if current is None:
         return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate,
-                           selection, peer=peer)
+                           peer=peer)
     try:
         champion = registry.load_forecaster(name, current.version)
     except Exception as e:  # any failure to restore it means it cannot be judged against
@@ -54,7 +54,7 @@ def _verdict(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candi
     if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
         ours = None  # scored on every series; the comparison is on the common ones
     mine, theirs, comparisons = gate.compare(panel, starts, candidate, champion, cfg, ours)
-    return gate.decide(mine, theirs, cfg.gate, selection, str(version.version), comparisons,
+    return gate.decide(mine, theirs, cfg.gate, str(version.version), comparisons,
                        note=_favours(version, starts[0]), peer=peer)
 
 

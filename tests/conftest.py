@@ -9,8 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
+# The 2-epoch slice is not judged against the peers (AutoETS beats it there): the tests judge the lifecycle.
 SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
-         "model.num_samples=50", "recommend.params.epochs=2", "policy.timesteps=2000"]
+         "model.num_samples=50", "recommend.params.epochs=2", "policy.timesteps=2000", "gate.must_match_best_peer=false"]
 
 
 def stores(tmp: Path) -> list[str]:
