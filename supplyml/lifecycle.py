@@ -29,7 +29,7 @@ def lock_path(cfg: Config) -> Path:
     return Path(cfg.workdir) / "registry.lock"
 
 
-def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, selection: dict | None,
+def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster,
           ours: backtest.Backtest | None = None) -> gate.Verdict:
     """The gate's verdict on `candidate` against the current champion, both scored at the origins
     `starts` of `panel`. `ours`: the candidate's backtest there, when already scored on the whole panel."""
@@ -45,11 +45,11 @@ def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidat
         raise registry.RegistryError(
             f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
             "nothing was promoted. Restore its artifacts, or `supplyml model rollback`") from e
-    return _verdict(cfg, panel, starts, candidate, champion, current, selection, ours, peer)
+    return _verdict(cfg, panel, starts, candidate, champion, current, ours, peer)
 
 
 def _verdict(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, champion: Forecaster,
-             version, selection: dict | None, ours: backtest.Backtest | None = None,
+             version, ours: backtest.Backtest | None = None,
              peer=None) -> gate.Verdict:
     if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
         ours = None  # scored on every series; the comparison is on the common ones
@@ -101,9 +101,9 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     current = registry.champion_version(name)
     if current is not None and str(current.version) == str(v.version):
         raise registry.RegistryError(f"version {version} is already the champion of {name}")
-    panel, starts, selection = evidence(cfg, v.version)
+    panel, starts, _ = evidence(cfg, v.version)
     candidate = registry.load_forecaster(name, v.version)
-    verdict = judge(cfg, panel, starts, candidate, selection)
+    verdict = judge(cfg, panel, starts, candidate)
     if not verdict.promote and not force:
         return {"promoted": False, "version": v.version, "verdict": verdict}
     action = "promote" if verdict.promote else "force"
@@ -148,9 +148,9 @@ def show(cfg: Config, version: str, name: str | None = None) -> dict:
 def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
     """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence, by the same rule."""
     name = cfg.registry.model_name
-    panel, starts, selection = evidence(cfg, new)
+    panel, starts, _ = evidence(cfg, new)
     return _verdict(cfg, panel, starts, registry.load_forecaster(name, new), registry.load_forecaster(name, old),
-                    registry.get_version(name, old), selection)
+                    registry.get_version(name, old))
 
 
 def _figures(verdict: gate.Verdict) -> dict:

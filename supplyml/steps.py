@@ -157,8 +157,7 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
              backtest.format_table(table), backtest.format_table(result.inventory))
     decision = policy_lifecycle.textbook(cfg, result.units)
     log.info("served policy: %s\n%s", decision["served"], "\n".join(f"  - {r}" for r in decision["reasons"]))
-    selection = json.loads((Path(model_in) / "selection.json").read_text())
-    verdict = lifecycle.judge(cfg, panel, starts, forecaster, selection, ours=result)
+    verdict = lifecycle.judge(cfg, panel, starts, forecaster, ours=result)
     log.info("%s\n%s", verdict.summary(), backtest.format_table(verdict.table()))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
