@@ -109,7 +109,7 @@ class MLPForecaster(_Likelihood):
         level = torch.expm1(demand)
         rolling = torch.stack([level[:, -7:].mean(1), level[:, -28:].mean(1)], 1).log1p()
         future = x[:, c:, FUTURE]
-        if steps < h:  # a shorter window (validation): unknown days look like plain days
+        if steps < h:  # tuning's validation window when val_days < horizon: its days past the data look plain
             future = F.pad(future, (0, 0, 0, h - steps))
         inputs = torch.cat([demand, x[:, :c, PROMO], x[:, :c, EVENT], rolling,
                             x[:, c - 1, [PRICE, SCALE]], future[:, :h].flatten(1)], 1)

@@ -119,3 +119,15 @@ def test_path_correlation_widens_multi_day_totals_but_not_single_days(forecaster
     np.testing.assert_allclose(draws[0.0].std(axis=0), draws[0.8].std(axis=0), rtol=0.15)
     # Equicorrelated days: Var(total) ~ sum of variances x (1 + 13 rho); ratio well above 2 at rho 0.8.
     assert draws[0.8].sum(axis=1).var() > 2 * draws[0.0].sum(axis=1).var()
+
+
+def test_a_shorter_request_forecasts_the_same_first_days(forecaster):
+    """Order-up-to levels read L + R days, daily calibration and metrics the whole horizon: a day's
+    forecast may not depend on how many days were asked for (the MLP once padded the rest with zeros)."""
+    future = pd.DataFrame({"unique_id": "S3", "ds": forecaster.forecast_dates(14), "promo": 1.0, "event": 0.0})
+    cols = ["mean", *(quantile_col(x) for x in QUANTILES)]
+    short = forecaster.predict(None, 5, QUANTILES, future=future).reset_index(drop=True)
+    full = forecaster.predict(None, 14, QUANTILES, future=future)
+    full = full[full["ds"] <= short["ds"].max()].reset_index(drop=True)
+    assert len(short) == len(full) == 4 * 5
+    np.testing.assert_allclose(short[cols], full[cols], rtol=1e-5)

@@ -93,9 +93,15 @@ class MLP(NetworkForecaster):
     network = MLPNet
 
     def _inputs(self, a: PanelArrays, rows: np.ndarray, steps: int, promo=None, event=None):
-        """The window for the `steps` days after `a` ends: context features plus forecast days."""
+        """The window for the `steps` days after `a` ends: context features plus forecast days.
+
+        The network reads every forecast day of its horizon at once, so a shorter request still gets
+        the whole horizon's calendar (known ahead) and only its first `steps` days are read: padded
+        days would change the first ones (an L + R = 10-day forecast read its totals' paths from a
+        different, biased distribution than the 28-day forecast its daily calibration was learnt on)."""
         w = self._context(a, rows)
-        ahead = future_steps(a, rows, len(a.dates), steps, w, promo, event)
+        h = self.horizon
+        ahead = future_steps(a, rows, len(a.dates), h, w, _pad(promo, h), _pad(event, h))
         ahead[:, 0, LAG] = np.log1p(a.y[rows, -1] / w["scale"][:, 0])
         return torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
 
@@ -103,29 +109,30 @@ class MLP(NetworkForecaster):
     def distribution(self, a: PanelArrays, rows: np.ndarray, steps: int, promo=None, event=None):
         """NB mean and dispersion (len(rows), steps), steps up to the trained horizon."""
         mu, alpha = self.module.distribution(*self._inputs(a, rows, steps, promo, event))
-        return mu.numpy().astype(float), alpha.numpy().astype(float)
+        return mu.numpy()[:, :steps].astype(float), alpha.numpy()[:, :steps].astype(float)
 
     def quantiles(self, skus, horizon, levels, future=None):
         if horizon > self.horizon:
             paths = self.sample(skus, horizon, self.num_samples, self.seed, future)
             return paths.mean(1), np.moveaxis(np.quantile(paths, levels, axis=1), 0, -1)
-        flags = future_flags(future, skus, self.forecast_dates(horizon))
+        # Flags of the whole trained horizon where the caller knows them: the network reads every day's.
+        flags = future_flags(future, skus, self.forecast_dates(self.horizon))
         mu, alpha = self.distribution(self.arrays, self.check_skus(skus), horizon, **flags)
         r = (1.0 / alpha)[..., None]
         return finish(mu, nbinom.ppf(np.asarray(levels), r, r / (r + mu[..., None])))
 
     def sample(self, skus, horizon, n_samples, seed=0, future=None):
         rows, rng = self.check_skus(skus), np.random.default_rng(seed)
-        flags = future_flags(future, skus, self.forecast_dates(horizon))
+        flags = future_flags(future, skus, self.forecast_dates(max(horizon, self.horizon)))
         a, n, s = self.arrays, len(rows), n_samples
         first = min(horizon, self.horizon)
-        mu, alpha = self.distribution(a, rows, first, *(_cut(f, 0, first) for f in flags.values()))
+        mu, alpha = self.distribution(a, rows, first, *(_cut(f, 0, self.horizon) for f in flags.values()))
         paths = self._draw(mu, alpha, s, rng).reshape(n * s, first)
         while paths.shape[1] < horizon:
             done, steps = paths.shape[1], min(self.horizon, horizon - paths.shape[1])
             ext = _extend(a, rows, paths, self.module.hparams.context_length, s, flags["promo"], flags["event"])
             mu, alpha = self.distribution(ext, np.arange(n * s), steps,
-                                          *(_rep(_cut(f, done, steps), s) for f in flags.values()))
+                                          *(_rep(_cut(f, done, self.horizon), s) for f in flags.values()))
             paths = np.concatenate([paths, self._draw(mu, alpha, 1, rng)[:, 0]], 1)
         return paths.reshape(n, s, horizon)
 
@@ -179,6 +186,11 @@ assert set(ARCHITECTURES) == set(NETWORKS)
 
 def _cut(flags: np.ndarray | None, start: int, steps: int) -> np.ndarray | None:
     return None if flags is None else flags[:, start:start + steps]
+
+
+def _pad(flags: np.ndarray | None, days: int) -> np.ndarray | None:
+    """The first `days` columns of flags, unknown days (zero: a plain day) added where there are fewer."""
+    return None if flags is None else np.pad(flags[:, :days], ((0, 0), (0, max(0, days - flags.shape[1]))))
 
 
 def _rep(flags: np.ndarray | None, s: int) -> np.ndarray | None:
