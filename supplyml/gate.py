@@ -47,6 +47,8 @@ class Metric:
 # The forecaster's claim: its forecast is better (WRMSSE, the M5 measure it is tuned and chosen on), and
 # neither the decisions it drives nor its intervals are worse.
 PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weight="weight")
+# The held-out comparison with the best peer is stored among a version's verdict evidence under this name.
+PEER = "wrmsse against the best peer"
 GUARDS = (Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
           Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
           Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean"))
@@ -103,8 +105,15 @@ def against_best_peer(result: backtest.Backtest, cfg: Config) -> evidence.Compar
     best = result.table().loc[peers, "wrmsse"].idxmin()
     theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
     (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
-    c.metric = f"wrmsse against the best peer, {best}"
+    c.metric = f"{PEER}, {best}"
     return c
+
+
+def stored_peer(verdict: dict | None) -> evidence.Comparison | None:
+    """The best-peer comparison a version's recorded verdict carries, so a promotion by hand applies the
+    same peer bar as the pipeline's evaluate step (the registry keeps the version, not its peers' forecasts)."""
+    found = [c for c in (verdict or {}).get("evidence", []) if c["metric"].startswith(PEER)]
+    return evidence.Comparison(**found[-1]) if found else None
 
 
 def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from supplyml import backtest, gate, registry
+from supplyml import backtest, evidence, gate, registry
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
 
@@ -30,12 +30,14 @@ def lock_path(cfg: Config) -> Path:
 
 
 def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster,
-          ours: backtest.Backtest | None = None) -> gate.Verdict:
+          ours: backtest.Backtest | None = None, peer: evidence.Comparison | None = None) -> gate.Verdict:
     """The gate's verdict on `candidate` against the current champion, both scored at the origins
-    `starts` of `panel`. `ours`: the candidate's backtest there, when already scored on the whole panel."""
+    `starts` of `panel`. `ours`: the candidate's backtest there with its peers, when already scored on the
+    whole panel; else `peer`, its recorded comparison with the best peer."""
     name = cfg.registry.model_name
     current = registry.champion_version(name)
-    peer = gate.against_best_peer(ours, cfg) if ours is not None else None
+    if ours is not None:
+        peer = gate.against_best_peer(ours, cfg)
     if current is None:
         return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate,
                            peer=peer)
@@ -75,7 +77,7 @@ def log_evidence(panel: pd.DataFrame) -> None:
         mlflow.log_artifact(str(path), Path(PANEL_ARTIFACT).parent.as_posix())
 
 
-def evidence(cfg: Config, version: str) -> tuple[pd.DataFrame, list[pd.Timestamp], dict | None]:
+def held_out(cfg: Config, version: str) -> tuple[pd.DataFrame, list[pd.Timestamp], dict | None]:
     """The panel, held-out origins and selection evidence that `version` was judged on."""
     v = registry.get_version(cfg.registry.model_name, version)
     if "holdout_start" not in v.tags:
@@ -101,9 +103,9 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     current = registry.champion_version(name)
     if current is not None and str(current.version) == str(v.version):
         raise registry.RegistryError(f"version {version} is already the champion of {name}")
-    panel, starts, _ = evidence(cfg, v.version)
+    panel, starts, _ = held_out(cfg, v.version)
     candidate = registry.load_forecaster(name, v.version)
-    verdict = judge(cfg, panel, starts, candidate)
+    verdict = judge(cfg, panel, starts, candidate, peer=gate.stored_peer(json.loads(v.tags.get("verdict", "null"))))
     if not verdict.promote and not force:
         return {"promoted": False, "version": v.version, "verdict": verdict}
     action = "promote" if verdict.promote else "force"
@@ -148,9 +150,10 @@ def show(cfg: Config, version: str, name: str | None = None) -> dict:
 def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
     """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence, by the same rule."""
     name = cfg.registry.model_name
-    panel, starts, _ = evidence(cfg, new)
+    panel, starts, _ = held_out(cfg, new)
+    peer = gate.stored_peer(json.loads(registry.get_version(name, new).tags.get("verdict", "null")))
     return _verdict(cfg, panel, starts, registry.load_forecaster(name, new), registry.load_forecaster(name, old),
-                    registry.get_version(name, old))
+                    registry.get_version(name, old), peer=peer)
 
 
 def _figures(verdict: gate.Verdict) -> dict:

@@ -95,7 +95,7 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
 
     cfg = load_config(overrides=[*stores(tmp), *SMALL]).resolved(REPO)
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    panel, starts, _ = lifecycle.evidence(cfg, "2")
+    panel, starts, _ = lifecycle.held_out(cfg, "2")
     h = cfg.features.horizon
     assert starts[-1] == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=h - 1) and len(starts) == 3
     old = registry.load_forecaster(NAME, "1")
@@ -109,6 +109,9 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
     same = lifecycle.compare(cfg, "2", "2")
     assert not same.promote and same.evidence[0]["difference"] == 0
     assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
+    # By hand the rule is the pipeline's: the version's recorded comparison with the best peer is applied.
+    assert same.evidence[-1] == verdict(tmp, "2")["evidence"][-1]
+    assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
