@@ -29,6 +29,8 @@ bench: install data                     ## rolling-origin benchmark vs peers on 
 	for p in $(PANELS); do \
 	  $(BIN)/supplyml bench --data data/$$p/$$p.parquet $(PANEL_MAP) --out benchmarks/results/$$p $(SET) || exit 1; \
 	done
+	$(BIN)/python benchmarks/make_store_item.py
+	$(BIN)/supplyml bench --data .supplyml/data/store_item.parquet --format panel --out benchmarks/results/store_item $(SET)
 	$(BIN)/python benchmarks/summary.py
 
 bench-policy: install data              ## learned replenishment policies: Zipkin's instances, then Online Retail and multistore

@@ -25,6 +25,7 @@ from supplyml.features import build_panel, to_daily
 from supplyml.forecasting import Forecaster
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import select
+from supplyml.replenishing import lifecycle as policies
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
 
         result = backtest.run(panel, cfg, fit_champion, BENCH_PEERS)
         table = result.table()
+        # What /replenish would serve, by the pipeline's rule on these origins' paired units.
+        served = policies.textbook(cfg, result.units)
+        log.info("served policy: %s\n%s", served["served"], "\n".join(f"  - {r}" for r in served["reasons"]))
         summary = {
             "data": version, "series": int(panel["unique_id"].nunique()), "days": int(panel["ds"].nunique()),
             "origins": [str(s.date()) for s in starts], "horizon": cfg.features.horizon,
@@ -76,6 +80,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
                 origin=result.per_origin["origin"].dt.date.astype(str)), index=False),
             "inventory": {**_records(result.inventory), "settings": cfg.inventory.model_dump()},
             "calibration": result.calibration(cfg.inventory.service_level),
+            "served_policy": {**served, "row": backtest.POLICIES[served["simulation"]]},
             "selection": selections,
             "seconds": time.perf_counter() - started, "mlflow_run_id": run.info.run_id,
         }
