@@ -91,7 +91,7 @@ def _print_summary(cfg, outputs: dict) -> None:
           "should match its level):")
     print(format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")))
     decision = evaluation["policy"]
-    print(f"\nServed textbook policy: {decision['served']} (base stock only where it beats the classical policy)")
+    print(f"\nServed textbook policy: {decision['served']} (by total cost at the service target)")
     for reason in decision["reasons"]:
         print(f"  - {reason}")
     _print_verdict(registration["verdict"])

@@ -88,11 +88,12 @@ def test_a_guard_significantly_worse_blocks_a_significant_win():
     assert not promote and reasons[1].startswith("FAILED: guard cycle_service_level significantly worse")
 
 
-def _policy_units(n: int, effect: list[float], against: str = "forecast", ours: str = "learned") -> pd.DataFrame:
+def _policy_units(n: int, effect: list[float], against: str = "forecast", ours: str = "learned",
+                  csl: tuple[float, float] = (0.95, 0.95)) -> pd.DataFrame:
     units = _series(n, len(effect), np.array(effect))
     return pd.DataFrame({"unique_id": units["block"], "origin": units["origin"],
                          f"{ours}.total_cost": units["challenger"], f"{against}.total_cost": units["champion"],
-                         f"{ours}.cycle_service_level": 0.95, f"{against}.cycle_service_level": 0.95})
+                         f"{ours}.cycle_service_level": csl[0], f"{against}.cycle_service_level": csl[1]})
 
 
 CFG = load_config()
@@ -114,6 +115,29 @@ def test_base_stock_is_served_only_where_it_beats_the_classical_policy():
     assert textbook(CFG, dearer)["served"] == "classical"
     tie = _policy_units(60, [0.0, 0.0, 0.0], against="classical", ours="forecast")
     assert textbook(CFG, tie)["served"] == "classical"  # not significantly cheaper: the textbook stays
+
+
+def _served(effect: float, csl: tuple[float, float]) -> str:
+    """The textbook choice where base stock's cost is the classical policy's x (1 + effect), at constant
+    service levels (base stock's, the classical policy's) on 60 series x 3 origins."""
+    return textbook(CFG, _policy_units(60, [effect] * 3, against="classical", ours="forecast", csl=csl))["served"]
+
+
+def test_the_textbook_choice_is_made_by_cost_at_the_service_target():
+    # The bar is the 0.95 target less gate.csl_tolerance 0.03: 0.92. Every unit above or below it.
+    assert (CFG.inventory.service_level, CFG.gate.csl_tolerance) == (0.95, 0.03)
+    # Both serve at the target: cheaper wins, and the classical policy's over-service is no merit.
+    assert _served(-0.2, (0.94, 0.99)) == "base_stock"
+    assert _served(+0.2, (0.99, 0.94)) == "classical"
+    # Only one serves at the target: it is served, whatever the other saves by serving less.
+    assert _served(+0.2, (0.95, 0.85)) == "base_stock"
+    assert _served(-0.2, (0.85, 0.95)) == "classical"
+    # Both fall short: cheaper with service not worse, as between two models.
+    assert _served(-0.2, (0.85, 0.85)) == "base_stock"
+    assert _served(-0.2, (0.80, 0.85)) == "classical"
+    decision = textbook(CFG, _policy_units(60, [0.2] * 3, against="classical", ours="forecast", csl=(0.95, 0.85)))
+    assert decision["reasons"][1].startswith("classical: FAILED: service significantly short of the target")
+    assert decision["evidence"][3]["champion"] == pytest.approx(0.92)  # the bar, as each origin's mean
 
 
 def test_paired_joins_on_series_and_origin_and_drops_units_without_a_figure():

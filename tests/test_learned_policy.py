@@ -9,10 +9,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_ppo_learns_a_policy_near_the_optimum_and_better_than_standard_base_stock():
-    # Optimum 4.041 and standard base stock 4.390 (Zipkin 2008; tests/test_lost_sales.py). 400k periods on
-    # 16 series take ~25 s on one core; with this seed PPO lands 1.8% above the optimum.
+    # Optimum 4.041 and standard base stock 4.390 (Zipkin 2008; tests/test_lost_sales.py). 800k periods on
+    # 16 series take ~50 s on one core; seeds 0 and 1 land 2.0% and 2.7% above the optimum. At 400k
+    # periods seeds 0-3 spread from 1.2% to 7.0%: too unconverged for a 5% bar.
     system = known.instance(1)
-    model = train("ppo", known.environment(system, 16, seed=0), Config().policy.params["ppo"], 400_000, seed=0)
+    model = train("ppo", known.environment(system, 16, seed=0), Config().policy.params["ppo"], 800_000, seed=0)
     cost = known.exact_cost(system, model)
     assert cost < 4.39
     assert cost / 4.041 - 1 < 0.05

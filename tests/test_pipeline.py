@@ -133,7 +133,15 @@ def test_the_served_textbook_policy_is_chosen_on_the_held_out_origins(stack):
     # Base stock's and the classical policy's pooled costs are the inventory table's.
     assert cheaper["challenger"] == pytest.approx(metrics["inventory.forecast.total_cost"])
     assert cheaper["champion"] == pytest.approx(metrics["inventory.28-day.total_cost"])
-    won = cheaper["p_better"] < 0.05 and decision["evidence"][1]["p_worse"] >= 0.05
+    # The rule, from the recorded p-values: a policy significantly short of the service bar does not qualify
+    # while the other does; at the target, cheaper wins; both short, cheaper and service not worse.
+    service, (ours, theirs) = decision["evidence"][1], decision["evidence"][2:]
+    assert ours["metric"].startswith("forecast cycle_service_level") and theirs["champion"] == pytest.approx(0.92)
+    short, short_classical = ours["p_worse"] < 0.05, theirs["p_worse"] < 0.05
+    if short != short_classical:
+        won = short_classical
+    else:
+        won = cheaper["p_better"] < 0.05 and (not short or service["p_worse"] >= 0.05)
     assert decision["served"] == ("base_stock" if won else "classical") == version.tags["policy"]
     assert f"Served textbook policy: {decision['served']}" in run.output
 

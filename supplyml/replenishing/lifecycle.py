@@ -1,10 +1,10 @@
 """Order policies compete like models: the classical policy, base stock on the forecaster's paths, and the
 learned policy, judged on the held-out origins' actual demand, paired by series x origin.
 
-The textbook order is the baseline: base stock is served only where its total cost is significantly
-below the classical policy's (moving average + normal safety stock) with a service level not
-significantly worse; the learned policy only where it beats the served textbook policy, and the
-champion policy, the same way, and meets the service target within `gate.csl_tolerance`. A serving
+The textbook order is the baseline: base stock is served where it meets the service target and its
+total cost is significantly below the classical policy's (moving average + normal safety stock), or
+where only it meets the target (`textbook`); the learned policy only where it beats the served textbook
+policy, and the champion policy, the same way, and meets the service target within `gate.csl_tolerance`. A serving
 champion policy is re-judged on every run's evidence and stops deciding when it no longer wins.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from mlflow.models import MetricThreshold
 
 from supplyml import backtest, gate, registry
 from supplyml.config import Config
+from supplyml.evidence import Comparison, compare
 from supplyml.forecasting import Forecaster
 
 if TYPE_CHECKING:
@@ -60,12 +61,38 @@ def versus(cfg: Config, units: pd.DataFrame, ours: str, theirs: str) -> tuple[bo
     return won, [f"{ours}: {r}" for r in reasons], [c.to_dict() for c in comparisons]
 
 
+def service(cfg: Config, units: pd.DataFrame, name: str) -> Comparison:
+    """Policy `name`'s cycle service level against the bar `inventory.service_level - gate.csl_tolerance`,
+    per series x origin (a constant "champion"): `worse` means significantly short of the target."""
+    bar = cfg.inventory.service_level - cfg.gate.csl_tolerance
+    csl = units[["unique_id", "origin", f"{name}.cycle_service_level"]].dropna()
+    frame = pd.DataFrame({"block": csl["unique_id"], "origin": csl["origin"], "challenger": csl.iloc[:, 2],
+                          "champion": bar, "weight": 1.0 / csl.groupby("origin")["unique_id"].transform("size")})
+    return compare(f"{name} cycle_service_level against the bar {bar:.2f}", frame, greater_is_better=True,
+                            pooled="mean", confidence=cfg.gate.confidence, n_resamples=cfg.gate.resamples, seed=cfg.seed)
+
+
 def textbook(cfg: Config, units: pd.DataFrame) -> dict:
-    """Which textbook policy /replenish serves: base stock on the forecaster's paths where it beats the
-    classical policy on the held-out origins, else the classical policy. `units`: `Backtest.units`."""
+    """Which textbook policy /replenish serves, by total cost at the service target on the held-out
+    origins (`units`: `Backtest.units`). A policy significantly short of the target (less the tolerance)
+    does not qualify while the other does. Where both qualify, base stock serves if significantly cheaper
+    than the classical policy: a service level above the target is no merit. Where both fall short, it
+    must also serve not significantly worse. Otherwise the classical policy stays."""
+    alpha = cfg.gate.alpha
     won, reasons, comparisons = versus(cfg, units, "forecast", "classical")
-    served = "forecast" if won else "classical"
-    return {"served": SERVED[served], "simulation": served, "reasons": reasons, "evidence": comparisons}
+    bars = {name: service(cfg, units, name) for name in ("forecast", "classical")}
+    short = {name: c.worse(alpha) for name, c in bars.items()}
+    if short["forecast"] != short["classical"]:
+        served = "classical" if short["forecast"] else "forecast"
+        reasons = [f"{n}: {'FAILED' if short[n] else 'passed'}: service {'significantly' if short[n] else 'not'} "
+                   f"short of the target: {c.describe('the bar')}" for n, c in bars.items()]
+    else:
+        cheaper = comparisons[0]["p_better"] < alpha
+        served = "forecast" if (cheaper if not short["forecast"] else won) else "classical"
+        both = "short of" if short["forecast"] else "at"
+        reasons = [f"both policies serve {both} the target", *(reasons if short["forecast"] else reasons[:1])]
+    return {"served": SERVED[served], "simulation": served, "reasons": reasons,
+            "evidence": [*comparisons, *(c.to_dict() for c in bars.values())]}
 
 
 class Verdict(gate.Verdict):
