@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import weekly_panel
+from scipy.stats import norm
 
 from supplyml.config import Config, ModelConfig
 from supplyml.forecasting import calibration as cal
@@ -76,6 +77,20 @@ def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mea
     fc = model.predict(["NEW", "S0"], 2, [0.5])
     assert fc["mean"].tolist()[:2] == [3.0, 3.0]
     assert fc["mean"].iloc[2] == pytest.approx(panel[panel["unique_id"] == "S0"]["y"].iloc[-28:].mean())
+
+
+@pytest.mark.parametrize("fit", [lambda p: LightGBM.fit(p, 28), lambda p: Statistical.fit(p, "window_average", 28)],
+                         ids=["lightgbm", "window_average"])
+def test_a_history_too_short_to_backtest_gets_gaussian_bands_from_its_spread(fit):
+    # 60 days < 2 backtests x 28 days + the model's minimum: no series has errors to calibrate on (a young
+    # shop). Each series' band is its training demand's sd x z(level), as the peers' fallback gives.
+    panel = weekly_panel(60)
+    model = fit(panel)
+    sd = panel.groupby("unique_id")["y"].std(ddof=0)
+    assert sd.min() > 0
+    assert model.residuals.table == pytest.approx(np.outer(sd.to_numpy(), norm.ppf(LEVEL_GRID)))
+    mean, q = model.quantiles(list(sd.index), 28, [0.05, 0.5, 0.95])
+    assert np.isfinite(q).all() and (q >= 0).all() and (q[..., 2] > q[..., 0]).all()
 
 
 def test_a_combination_averages_means_and_quantiles_and_survives_save_and_load(tmp_path):

@@ -215,19 +215,28 @@ def finish(mean: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Residuals:
     """Split-conformal bands: each series' signed backtest errors (actual - forecast) as quantiles on
     LEVEL_GRID, added to a point forecast. Series fitted without errors got the pooled errors'
-    quantiles; series never seen at fit get the median series' band."""
+    quantiles, or, where no series was long enough to backtest, Gaussian quantiles of their training
+    demand's spread (the peers' fallback, `baselines.gaussian_band`); series never seen at fit get the
+    median series' band."""
 
     def __init__(self, ids: list[str], table: np.ndarray):
         self.ids, self.table = list(ids), table  # table: (len(ids), len(LEVEL_GRID))
         self.row = {uid: i for i, uid in enumerate(self.ids)}
 
     @classmethod
-    def from_errors(cls, errors: pd.DataFrame, ids: list[str]) -> Residuals:
-        table = errors.groupby("unique_id")["error"].quantile(list(LEVEL_GRID)).unstack()
-        pooled = np.quantile(errors["error"].to_numpy(), LEVEL_GRID) if len(errors) else np.zeros(len(LEVEL_GRID))
-        out = table.reindex(ids).to_numpy(dtype=float)
-        out[np.isnan(out).any(axis=1)] = pooled
-        return cls(ids, out)
+    def from_errors(cls, errors: pd.DataFrame, history: pd.DataFrame) -> Residuals:
+        """`errors`: [unique_id, error] of the backtests (may be empty); `history`: [unique_id, y] fitted on."""
+        spread = history.groupby("unique_id")["y"].std(ddof=0)
+        error = errors["error"].astype(float)  # an empty frame has no dtype to take a quantile of
+        out = error.groupby(errors["unique_id"]).quantile(list(LEVEL_GRID)).unstack()
+        out = out.reindex(index=spread.index, columns=list(LEVEL_GRID))
+        out = out.to_numpy(dtype=float)
+        missing = np.isnan(out).any(axis=1)
+        if len(error):
+            out[missing] = np.quantile(error.to_numpy(), LEVEL_GRID)
+        else:
+            out[missing] = spread.to_numpy()[missing, None] * norm.ppf(LEVEL_GRID)
+        return cls(list(spread.index), out)
 
     def band(self, mean: np.ndarray, skus: list[str], levels) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, h) and quantiles (n, h, len(levels)): the mean plus each series' error quantiles."""

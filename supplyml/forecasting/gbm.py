@@ -83,7 +83,7 @@ class LightGBM(Forecaster):
                     df[df["unique_id"].isin(long)], n_windows=BACKTESTS, h=horizon, step_size=horizon,
                     refit=True, static_features=[])
                 errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv["lightgbm"]})
-        return cls(mlf, Residuals.from_errors(errors, list(lengths.index)), panel)
+        return cls(mlf, Residuals.from_errors(errors, df), panel)
 
     def quantiles(self, skus, horizon, levels, future=None):
         self.check_skus(skus)

@@ -47,7 +47,7 @@ class Statistical(Forecaster):
             cv = model._sf().cross_validation(df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS,
                                               step_size=horizon)
             errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[model.alias]})
-        model.residuals = Residuals.from_errors(errors, list(lengths.index))
+        model.residuals = Residuals.from_errors(errors, df)
         return model
 
     def quantiles(self, skus, horizon, levels, future=None):
