@@ -31,6 +31,8 @@ bench: install data                     ## rolling-origin benchmark vs peers on 
 	done
 	$(BIN)/python benchmarks/make_store_item.py
 	$(BIN)/supplyml bench --data .supplyml/data/store_item.parquet --format panel --out benchmarks/results/store_item $(SET)
+	$(BIN)/python benchmarks/make_grocery.py
+	$(BIN)/supplyml bench --data .supplyml/data/grocery.parquet --format panel --out benchmarks/results/grocery $(SET)
 	$(BIN)/python benchmarks/summary.py
 
 bench-policy: install data              ## learned replenishment policies: Zipkin's instances, then Online Retail and multistore

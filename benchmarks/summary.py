@@ -22,7 +22,7 @@ def row(name: str, r: dict) -> dict:
     best_s = min(peers, key=lambda k: peers[k]["wspl"])
     champ, cal, inv = avg[CHAMPION], r["calibration"], r["inventory"]
     return {
-        "dataset": name, "series": r["series"], "days": r["days"],
+        "dataset": name, "series": r["series"], "days": r["days"], "horizon": r["horizon"],
         "wrmsse": champ["wrmsse"], "best_peer_wrmsse": peers[best_w]["wrmsse"], "best_peer": best_w,
         "wrmsse_gain": 1 - champ["wrmsse"] / peers[best_w]["wrmsse"],
         "wspl": champ["wspl"], "best_peer_wspl": peers[best_s]["wspl"], "best_wspl_peer": best_s,

@@ -27,7 +27,8 @@ def validate(config_json: str, lineage: str, raw: Input[Dataset], data_docs: Out
     from supplyml.config import Config
 
     report = steps.validate(Config.from_json(config_json), raw.path, data_docs.path)
-    return json.dumps({**json.loads(lineage), "gx_raw": f"passed {report['evaluated']} expectations"})
+    return json.dumps({**json.loads(lineage), "gx_raw": f"passed {report['evaluated']} expectations",
+                       "history_days": report["days"]})
 
 
 def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output[Dataset],
@@ -39,7 +40,7 @@ def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output
 
     summary = steps.featurize(Config.from_json(config_json), raw.path, panel.path, panel_docs.path)
     panel.metadata.update(summary)
-    return json.dumps({**json.loads(lineage), "gx_panel": "passed", "series": summary["series"]})
+    return json.dumps({**json.loads(lineage), "gx_panel": "passed", "series": summary["series"], "history_days": summary["days"]})
 
 
 def tune_study(config_json: str, lineage: str, family: str, study: Output[Artifact]) -> str:

@@ -1,5 +1,6 @@
 """The training pipeline: wiring only. Every step is a component from `components.steps`."""
 
+import logging
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
@@ -7,10 +8,15 @@ from kfp import dsl, kubernetes
 from components import steps
 from supplyml.config import OPTUNA_STORAGE_ENV, Config
 
+log = logging.getLogger(__name__)
+
 
 def build(cfg: Config):
     """The pipeline for this config. Components take their image from config, so the same code runs
     locally on `kfp.local` and on a cluster. Only ops that `kfp.local` also runs are used here."""
+    if cfg.pipeline.recommend and (why := cfg.no_customers()):
+        log.warning("no recommender branch: %s", why)
+        cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"recommend": False})})
 
     def component(func):
         return dsl.component(func, base_image=cfg.pipeline.image, install_kfp_package=False)

@@ -21,7 +21,7 @@ from supplyml import tune as tuning
 from supplyml.baselines import BENCH_PEERS
 from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version, read_table
-from supplyml.features import build_panel, to_daily
+from supplyml.features import build_panel, history_days, plan, to_daily
 from supplyml.forecasting import Forecaster
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import select
@@ -46,6 +46,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     started = time.perf_counter()
     version = data_version(cfg.data.path, root)
     panel = load_panel(cfg, docs_dir=out / "data_docs")
+    cfg = plan(cfg, history_days(panel["ds"]), held_out=cfg.evaluation.origins)
     starts = backtest.origins(panel, cfg.features.horizon, cfg.evaluation.origins)
     tracking.setup_tracking(cfg)
     tags = {**version, "supplyml.kind": "bench"}

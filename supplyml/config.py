@@ -21,16 +21,18 @@ class Section(BaseModel):
 
 
 class Columns(Section):
-    """Names of the input file's columns, so a new shop needs no code."""
+    """Names of the input file's columns, so a new shop needs no code. The optional ones may be null
+    (`--set data.columns.invoice=null`) where the export has no such column: without invoices a
+    customer's purchases on one day count as one order; without customers there is no recommender."""
 
-    invoice: str = "InvoiceNo"
+    invoice: str | None = "InvoiceNo"
     sku: str = "StockCode"
-    description: str = "Description"
+    description: str | None = "Description"
     quantity: str = "Quantity"
     date: str = "InvoiceDate"
     price: str = "UnitPrice"
-    customer: str = "CustomerID"
-    country: str = "Country"
+    customer: str | None = "CustomerID"
+    country: str | None = "Country"
     location: str | None = None  # store or warehouse column: one series per (SKU, location)
 
 
@@ -402,6 +404,14 @@ class Config(Section):
     @classmethod
     def from_json(cls, text: str) -> Config:
         return cls.model_validate_json(text)
+
+    def no_customers(self) -> str | None:
+        """Why the data can have no recommender (a daily panel, or order lines without customers), or None."""
+        if self.data.format != "transactions":
+            return "a daily panel has no customers (recommendations need order lines)"
+        if self.data.columns.customer is None:
+            return "the order lines have no customer column (data.columns.customer is null)"
+        return None
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]

@@ -47,7 +47,7 @@ def text_columns(cfg: DataConfig) -> list[str]:
     if cfg.format == "panel":
         return [cfg.panel_columns.unique_id, cfg.panel_columns.location]
     c = cfg.columns
-    return [c.invoice, c.sku] + ([c.location] if c.location else [])
+    return [col for col in (c.invoice, c.sku, c.location) if col]
 
 
 # ---------------------------------------------------------------- daily panel input

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from supplyml.config import DataConfig, FeatureConfig
+from supplyml.config import Config, DataConfig, FeatureConfig
 from supplyml.data import (
     DataError,
     is_product,
@@ -186,7 +186,7 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
         volume = sold[sold["unique_id"].isin(keep)].groupby("unique_id")["y"].sum()
         keep = volume.nlargest(cfg.max_series).index
     if keep.empty:
-        raise ValueError(f"no series has >= {cfg.min_selling_days} selling days; lower features.min_selling_days")
+        raise DataError(f"no series has >= {cfg.min_selling_days} selling days; lower features.min_selling_days")
     first = sold[sold["unique_id"].isin(keep)].groupby("unique_id")["ds"].min()
     length = ((end - first).dt.days + 1).to_numpy()
     offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
@@ -214,6 +214,43 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     log.info("panel: %d series, %d rows, %s .. %s", panel["unique_id"].nunique(), len(panel),
              panel["ds"].min().date(), end.date())
     return panel
+
+
+def days_needed(held_out: int, horizon: int, origins: int, step_days: int) -> int:
+    """Days of history a run needs: `held_out` origins of a horizon, validation origins `step_days` apart
+    whose last one ends at the cutoff, and one horizon before the first of them to fit on."""
+    return held_out * horizon + (horizon + step_days * (origins - 1)) + horizon
+
+
+def plan(cfg: Config, days: int, held_out: int | None = None) -> Config:
+    """The configuration `days` of history allow (a young shop's few months). The held-out origins
+    (`held_out`, default features.test_origins) stay: they are the gate's evidence. Where the settings
+    need more days, selection.origins is lowered (to 2), then features.horizon in steps of a week, not
+    below the days an order covers (lead time + review period); tuning's val_days follows the horizon.
+    Below that, a DataError in one sentence."""
+    f, sel, inv = cfg.features, cfg.selection, cfg.inventory
+    held_out = f.test_origins if held_out is None else held_out
+    floor = min(f.horizon, inv.lead_time + inv.review_period)
+    for h in [*range(f.horizon, floor, -7), floor]:
+        for k in range(sel.origins, min(2, sel.origins) - 1, -1):
+            if days_needed(held_out, h, k, sel.step_days) > days:
+                continue
+            if (h, k) != (f.horizon, sel.origins):
+                log.warning("the data has %d days of history, fewer than the %d these settings need: using "
+                            "features.horizon=%d and selection.origins=%d", days,
+                            days_needed(held_out, f.horizon, sel.origins, sel.step_days), h, k)
+            return cfg.model_copy(update={
+                "features": f.model_copy(update={"horizon": h, "val_days": min(f.val_days, h)}),
+                "selection": sel.model_copy(update={"origins": k})})
+    least = days_needed(held_out, floor, min(2, sel.origins), sel.step_days)
+    raise DataError(f"the data has {days} days of history and the pipeline needs at least {least} ({held_out} held-out "
+                    f"origins of {floor} days, the lead time + review period an order covers, plus validation and "
+                    f"fitting days): lower features.test_origins or inventory.review_period, or use a longer history")
+
+
+def history_days(ds: pd.Series) -> int:
+    """Calendar days from the first to the last day in `ds`."""
+    return int((ds.max() - ds.min()).days) + 1 if len(ds) else 0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from supplyml import backtest, evidence, gate, registry
 from supplyml.config import Config
+from supplyml.features import history_days, plan
 from supplyml.forecasting import Forecaster
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     if current is not None and str(current.version) == str(v.version):
         raise registry.RegistryError(f"version {version} is already the champion of {name}")
     panel, starts, _ = held_out(cfg, v.version)
+    cfg = plan(cfg, history_days(panel["ds"]))  # the horizon and origins the pipeline used on this history
     candidate = registry.load_forecaster(name, v.version)
     verdict = judge(cfg, panel, starts, candidate, peer=gate.stored_peer(json.loads(v.tags.get("verdict", "null"))))
     if not verdict.promote and not force:
@@ -151,6 +153,7 @@ def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
     """`new` against `old` as if `old` were the champion: both re-anchored on `new`'s evidence, by the same rule."""
     name = cfg.registry.model_name
     panel, starts, _ = held_out(cfg, new)
+    cfg = plan(cfg, history_days(panel["ds"]))
     peer = gate.stored_peer(json.loads(registry.get_version(name, new).tags.get("verdict", "null")))
     return _verdict(cfg, panel, starts, registry.load_forecaster(name, new), registry.load_forecaster(name, old),
                     registry.get_version(name, old), peer=peer)

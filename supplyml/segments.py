@@ -68,14 +68,15 @@ def product_segments(panel: pd.DataFrame, cfg: Config) -> Segmentation:
 
 def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
     """Per customer with a purchase before `as_of`: recency (days from the last purchase day to `as_of`),
-    frequency (distinct invoices) and monetary (total value), counted as the demand side counts units.
+    frequency (distinct invoices; purchase days where data.columns.invoice is null) and monetary (total
+    value), counted as the demand side counts units.
 
     The cleaning rules (non-product codes, zero prices, a cancellation netting only its own customer's
     purchase of that SKU that day) are `features.daily_demand`'s: it is called with the customer as the
     series' location, so each (SKU, customer, day) is netted exactly as demand is. An invoice counts
     when one of its lines left net demand; a cancellation alone is no visit and no value."""
     c = cfg.columns
-    if missing := [col for col in (c.customer, c.invoice, c.date) if col not in raw]:
+    if missing := [col for col in (c.customer, c.invoice, c.date) if col is not None and col not in raw]:
         raise DataError(f"{cfg.path}: column(s) {missing} needed for customer segments not found; the file has "
                         f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>.")
     when = pd.to_datetime(raw[c.date])
@@ -87,8 +88,9 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
     # Integer codes, not the ids themselves, go into "sku@location": an id may hold any character.
     code, customers = pd.factorize(lines[c.customer])
     by_customer = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str))
-    by_invoice = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str) + "|"
-                         + lines[c.invoice].astype(str).str.strip())
+    # Without invoice numbers, a customer's purchases on one day are one order.
+    order = lines[c.invoice].astype(str).str.strip() if c.invoice else when[lines.index].dt.strftime("%Y-%m-%d")
+    by_invoice = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str) + "|" + order)
     if by_customer.empty:
         raise ValueError(f"no purchases by a known customer before {as_of.date()}; check as_of and "
                          f"data.columns.customer ({c.customer})")

@@ -16,8 +16,8 @@ from supplyml import backtest, lifecycle, planning, registry, tracking
 from supplyml import tune as tuning
 from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
-from supplyml.data import data_file, data_version, read_table
-from supplyml.features import Split, build_panel, to_daily
+from supplyml.data import data_file, data_version, parse_days, read_table
+from supplyml.features import Split, build_panel, history_days, plan, to_daily
 from supplyml.forecasting import load
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import candidates
@@ -50,8 +50,12 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     file, each failed expectation, its column and example rows) to stop the run."""
     # GX takes seconds to import; only the gating steps pay for it.
     from supplyml import validation
-    report = validation.validate_raw(pd.read_parquet(raw_in), cfg.data, docs_dir=docs_dir)  # logs its summary
-    return validation.check(report).to_dict()
+    raw = pd.read_parquet(raw_in)
+    report = validation.check(validation.validate_raw(raw, cfg.data, docs_dir=docs_dir)).to_dict()  # logs its summary
+    days = history_days(parse_days(raw[cfg.data.columns.date if cfg.data.format == "transactions" else
+                                       cfg.data.panel_columns.ds]))
+    plan(cfg, days)  # below the days the pipeline can work with, the run stops here in one sentence
+    return {**report, "days": days}
 
 
 def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
@@ -62,8 +66,9 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     panel = build_panel(to_daily(raw, cfg.data), cfg.features)
     validation.check(validation.validate_panel(panel, docs_dir=docs_dir))  # logs its summary
     panel.to_parquet(panel_out)
-    split = Split.from_panel(panel, cfg.features)
-    return {"series": int(panel["unique_id"].nunique()), "rows": len(panel),
+    days = history_days(panel["ds"])
+    split = Split.from_panel(panel, plan(cfg, days).features)
+    return {"series": int(panel["unique_id"].nunique()), "rows": len(panel), "days": days,
             "val_start": str(split.val_start.date()), "test_start": str(split.test_start.date()),
             "end": str(split.end.date())}
 
@@ -91,6 +96,7 @@ SEARCHES = {"forecast": _forecast_search, "recommend": _recommend_search}
 def tune_study(cfg: Config, lineage: dict, family: str = "forecast") -> str:
     """Create (or resume) the family's study before any worker starts, and the MLflow run its trials
     nest under; returns that run's id."""
+    cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     study = tuning.create(cfg, _search(cfg, family, None, lineage["dvc_md5"]))
     with mlflow.start_run(run_name=f"tune-{family}", tags=_tags({**lineage, "optuna_study": study.study_name})) as run:
@@ -101,6 +107,7 @@ def tune_study(cfg: Config, lineage: dict, family: str = "forecast") -> str:
 
 def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: int, family: str = "forecast") -> int:
     """One Optuna worker of the family's study; its trials nest under `run_id`."""
+    cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     search = _search(cfg, family, data_in, lineage["dvc_md5"])
     with mlflow.start_run(run_id=run_id):
@@ -109,6 +116,7 @@ def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: i
 
 def tune_best(cfg: Config, lineage: dict, run_id: str, family: str = "forecast") -> dict:
     """After the workers: the best hyperparameters, logged on the tune run."""
+    cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     search = _search(cfg, family, None, lineage["dvc_md5"])
     study = tuning.finish(cfg, search)
@@ -124,6 +132,7 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     holds it. The selection evidence travels with the model (selection.json) to the gate."""
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))
     fit = Split.from_panel(panel, cfg.features).fit(panel)
     # The known-future flags the model learnt from: the server refuses the others instead of feeding a
     # network an input it never saw.
@@ -146,6 +155,7 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
 
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))
     starts = Split.from_panel(panel, cfg.features).origins()
     forecaster = load(model_in)  # fitted on the days before the first origin, re-anchored at each
     peers = candidates(cfg, panel["unique_id"].nunique(), list(DEFAULT_PEERS))
@@ -187,8 +197,9 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
     version with lineage and its verdict, and move `champion` to it if the gate said so and the
     champion is still the one it was judged against."""
     tracking.setup_tracking(cfg)
-    forecaster = load(model_in)
-    forecaster = forecaster.with_history(pd.read_parquet(panel_in))  # serve forecasts from the day after the data ends
+    panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))  # the pyfunc's default horizon is the one trained
+    forecaster = load(model_in).with_history(panel)  # serve forecasts from the day after the data ends
     name = cfg.registry.model_name
     verdict = evaluation["verdict"]
     with mlflow.start_run(run_id=run_id):
@@ -211,6 +222,7 @@ def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
 
     tracking.setup_tracking(cfg)
     panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))
     starts = Split.from_panel(panel, cfg.features).origins()
     reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
     setting = policy_lifecycle.setting(cfg)

@@ -25,7 +25,7 @@ from great_expectations.data_context.types.base import (
 )
 
 from supplyml.config import DataConfig
-from supplyml.data import PANEL_REQUIRED, explicit_panel_columns, panel_mapping
+from supplyml.data import PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping
 from supplyml.features import panel_rules
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """Raised when a suite fails. str(e) lists each failed expectation with column and example
     unexpected values."""
 
@@ -106,11 +106,14 @@ def validate_order_lines(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path
     data = df.reset_index(drop=True)  # a copy: derived columns never reach the caller
     present = set(data.columns)
 
-    required = (c.invoice, c.sku, c.quantity, c.date, c.price)  # description, customer, country optional
+    required = [col for col in (c.invoice, c.sku, c.quantity, c.date, c.price) if col]  # the rest are optional
+    if c.invoice is None:
+        log.info("data.columns.invoice is null: cancellations are still netted by their negative quantities, and "
+                 "a customer's purchases on one day count as one order")
     exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     exps += [gxe.ExpectColumnToExist(column=col) for col in required]
     # Per-column checks only for columns that exist: a missing column is already one clear failure.
-    for col in (c.invoice, c.sku, c.date):
+    for col in (c.invoice, c.sku, c.date):  # None (no invoice column) is never present
         if col in present:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
     if c.location:  # one series per (SKU, location): every line needs its location
@@ -118,7 +121,7 @@ def validate_order_lines(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path
                                             description=f"{c.location} (data.columns.location) is in the file"))
         if c.location in present:
             data["_location_missing"] = data[c.location].isna()
-            exps.append(_flag_is_false("_location_missing", c.location, [c.invoice, c.sku, c.location],
+            exps.append(_flag_is_false("_location_missing", c.location, [col for col in (c.invoice, c.sku, c.location) if col],
                                        f"{c.location} has a value on every line"))
     if c.quantity in present:
         num = pd.to_numeric(data[c.quantity], errors="coerce")
@@ -152,7 +155,7 @@ def validate_order_lines(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path
         # complete lines: without, say, Quantity, distinct lines would look like duplicates.
         data["_duplicate_line"] = df.duplicated(keep="first").to_numpy()
         exps.append(_flag_is_false(
-            "_duplicate_line", None, [c.invoice, c.sku, c.quantity, c.date],
+            "_duplicate_line", None, [col for col in (c.invoice, c.sku, c.quantity, c.date) if col],
             "lines are not exact duplicates of an earlier line", mostly=1 - cfg.max_duplicate_fraction))
     return _run("raw_order_lines", data, exps, docs_dir, source=cfg.path)
 

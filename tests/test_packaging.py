@@ -33,6 +33,9 @@ def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_an
     assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 13
     assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false", "pipeline.policy=false")[
         "deploymentSpec"]["executors"]) == 11
+    # Data without customers has no recommender branch, whatever pipeline.recommend says.
+    assert len(compile_to(tmp_path / "c.yaml", "data.columns.customer=null")["deploymentSpec"]["executors"]) == 13
+    assert len(compile_to(tmp_path / "c.yaml", "data.format=panel")["deploymentSpec"]["executors"]) == 13
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 

@@ -276,7 +276,10 @@ def test_steps_ingest_validate_featurize_on_a_file_outside_the_repo(tmp_path):
     from supplyml import steps
 
     path = written(shop(), tmp_path / "shop.parquet")
-    cfg = config(*MAPPING, "features.min_selling_days=1", path=str(path))
+    # Three days of history are enough for one held-out day, one validation day and one to fit on.
+    tiny = ["features.horizon=1", "features.val_days=1", "features.test_origins=1", "selection.origins=1",
+            "inventory.lead_time=0", "inventory.review_period=1"]
+    cfg = config(*MAPPING, "features.min_selling_days=1", *tiny, path=str(path))
     version = steps.ingest(cfg, str(REPO), str(tmp_path / "raw.parquet"))
     assert version["data_path"] == str(path) and version["dvc_md5"].startswith("untracked:")
     assert steps.validate(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "docs"))["success"]
@@ -284,6 +287,20 @@ def test_steps_ingest_validate_featurize_on_a_file_outside_the_repo(tmp_path):
                               str(tmp_path / "panel_docs"))
     assert summary["series"] == 3 and summary["rows"] == 6
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "panel.parquet"), EXPECTED)
+
+
+def test_a_history_too_short_for_the_settings_stops_at_validate_in_one_sentence(tmp_path):
+    from supplyml import steps
+
+    path = written(shop(), tmp_path / "shop.parquet")
+    cfg = config(*MAPPING, "features.min_selling_days=1", path=str(path))
+    steps.ingest(cfg, str(REPO), str(tmp_path / "raw.parquet"))
+    # 3 days (03-01 .. 03-03); the defaults at their smallest: 3 held-out origins of L + R = 3 + 7 days,
+    # validation 10 + 7, fitting 10: 57.
+    with pytest.raises(DataError) as e:
+        steps.validate(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "docs"))
+    assert str(e.value).startswith("the data has 3 days of history and the pipeline needs at least 57 ")
+    assert "lower features.test_origins or inventory.review_period" in str(e.value) and str(e.value).count(". ") == 0
 
 
 def test_bad_panel_stops_at_validate(tmp_path):
