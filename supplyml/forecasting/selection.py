@@ -22,6 +22,7 @@ import pandas as pd
 
 from supplyml.baselines import PEERS
 from supplyml.config import Config, ModelConfig
+from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_frame
 from supplyml.forecasting.combination import Combination
@@ -108,6 +109,9 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
             fitted[name] = make[name](train)
         except ValueError as e:  # e.g. series too short for a statistical model
             log.warning("candidate %s left out: %s", name, e)
+    if not fitted:
+        raise DataError(f"no candidate model could be fitted on the {train['ds'].nunique()} days before the first "
+                        f"validation origin {origins[0].date()}: lower selection.origins or features.horizon")
     windows = []
     for origin in origins:
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
@@ -119,22 +123,14 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
             forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
         windows.append(Window(origin, ids, history, test, actual, forecasts))
 
-    scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
-    ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
-    options = {n: {n: 1.0} for n in ranked}
-    for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
-        for members in combinations(ranked, k):
-            options[" + ".join(members)] = {n: 1.0 / k for n in members}
-    for label, weights in options.items():
-        if label not in scores:
-            scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
-    best_w, best_s = min(scores[n]["wrmsse"] for n in ranked), min(scores[n]["wspl"] for n in ranked)
-    chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
-    weights = options[chosen]
-    top = pd.DataFrame(scores).T.assign(objective=lambda t: t["wrmsse"] / best_w + t["wspl"] / best_s)
-    log.info("validation on %d origins from %s (singles and the 5 best combinations):\n%s\nchosen: %s",
-             len(origins), origins[0].date(),
-             pd.concat([top.loc[ranked], top.drop(index=ranked).nsmallest(5, "objective")]).round(4).to_string(), chosen)
+    scored = [w for w in windows if _scorable(w, cfg)]
+    if scored:
+        chosen, scores = _choose(scored, fitted, cfg)
+    else:  # e.g. one constant series: WRMSSE has no scale, so there is nothing to rank on
+        chosen, scores = next(iter(fitted)), {}
+        log.warning("no validation origin has a series with a nonzero naive scale and recent sales: chose %s, the "
+                    "first candidate of selection.candidates that fitted", chosen)
+    weights = {n: 1.0 / len(chosen.split(" + ")) for n in chosen.split(" + ")}
 
     calib = calibrate(windows, weights, fitted, cfg)
     members = {n: make[n](panel) for n in weights}
@@ -145,6 +141,39 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
                 "weights": weights, "validation": scores, "calibration": calib.scores,
                 "seconds": time.perf_counter() - t0}
     return model, evidence
+
+
+def _scorable(window: Window, cfg: Config) -> bool:
+    """Whether WRMSSE is defined at this origin: some series with a nonzero naive scale and sales in its
+    weight window (M5 leaves the others out)."""
+    try:
+        _score(window, window.actual, np.repeat(window.actual[..., None], len(cal.FINE), axis=-1), cfg)
+    except ValueError as e:
+        log.warning("validation origin %s not scored: %s", window.origin.date(), e)
+        return False
+    return True
+
+
+def _choose(windows: list[Window], fitted: dict[str, Forecaster], cfg: Config) -> tuple[str, dict]:
+    """Singles and equal-weight combinations scored on the validation origins; the lowest WRMSSE + WSPL,
+    each relative to the best single's."""
+    scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
+    ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
+    options = {n: {n: 1.0} for n in ranked}
+    for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
+        for members in combinations(ranked, k):
+            options[" + ".join(members)] = {n: 1.0 / k for n in members}
+    for label, weights in options.items():
+        if label not in scores:
+            scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
+    # Relative to the best single's; a perfect forecast (a constant series) scores 0, so floor the divisor.
+    best_w, best_s = (max(min(scores[n][m] for n in ranked), 1e-12) for m in ("wrmsse", "wspl"))
+    chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
+    top = pd.DataFrame(scores).T.assign(objective=lambda t: t["wrmsse"] / best_w + t["wspl"] / best_s)
+    log.info("validation on %d origins from %s (singles and the 5 best combinations):\n%s\nchosen: %s",
+             len(windows), windows[0].origin.date(),
+             pd.concat([top.loc[ranked], top.drop(index=ranked).nsmallest(5, "objective")]).round(4).to_string(), chosen)
+    return chosen, scores
 
 
 def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
