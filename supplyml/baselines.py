@@ -157,17 +157,30 @@ def conformal_or_gaussian(name: str, df: pd.DataFrame, point: pd.DataFrame, erro
     return pd.concat(parts, ignore_index=True)
 
 
+def _at_mean(df: pd.DataFrame, horizon: int, quantiles) -> pd.DataFrame:
+    """Each series' training mean over the `horizon` days after its last day, with a Gaussian band."""
+    by = df.groupby("unique_id")
+    last, mean = by["ds"].max(), by["y"].mean()
+    point = pd.DataFrame({"unique_id": np.repeat(last.index, horizon),
+                          "ds": (np.repeat(last.to_numpy(), horizon)
+                                 + np.tile(pd.to_timedelta(np.arange(1, horizon + 1), unit="D"), len(last))),
+                          "mean": np.repeat(mean.to_numpy(), horizon)})
+    return gaussian_band(point, df, quantiles)
+
+
 def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.DataFrame:
     peer = PEERS[name]
     model, min_days = peer.make(season_length), peer.min_days(season_length)
     sf = StatsForecast(models=[model], freq="D", n_jobs=n_jobs)
     lengths = df.groupby("unique_id").size()
-    if (lengths < min_days).any():
-        short = lengths[lengths < min_days]
-        raise ValueError(
-            f"peer {name} needs >= {min_days} training days per series; {len(short)} series have fewer, "
-            f"e.g. {short.index[0]!r} ({short.iloc[0]} days). Filter them out or leave {name} out of models."
-        )
+    if (lengths < min_days).any():  # a product launched lately: its mean, as the selection's peers forecast it
+        young = df["unique_id"].isin(lengths.index[lengths < min_days])
+        log.info("%s: %d series shorter than %d days are forecast at their mean with Gaussian intervals",
+                 name, int((lengths < min_days).sum()), min_days)
+        parts = [_at_mean(df[young], horizon, quantiles)]
+        if not young.all():
+            parts.append(_forecast_one(df[~young], name, horizon, quantiles, season_length, n_jobs))
+        return finish(pd.concat(parts, ignore_index=True), name, quantiles)
 
     if peer.native_intervals:
         return finish(_native(sf, df, model.alias, horizon, quantiles), name, quantiles)

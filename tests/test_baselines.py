@@ -74,10 +74,19 @@ def test_subset_of_models_and_unknown_name(panel):
         forecast_peers(panel, horizon=7, quantiles=[0.5], models=("seasonal_naive", "arima"))
 
 
-def test_series_shorter_than_window_is_rejected(panel):
-    short = panel[panel["ds"] > END - pd.Timedelta(days=10)]
-    with pytest.raises(ValueError, match="window_average needs >= 28"):
-        forecast_peers(short, horizon=7, quantiles=[0.5], models=("window_average",))
+def test_a_series_shorter_than_the_window_is_forecast_at_its_mean_with_a_gaussian_band(panel):
+    # "a" keeps its 91 days; "b" keeps only its last 10, fewer than window_average's 28 (a product
+    # launched lately): its mean, and mean +- z sd (ddof 0) of those 10 days, by hand.
+    young = panel[(panel["unique_id"] == "b") & (panel["ds"] > END - pd.Timedelta(days=10))]
+    both = pd.concat([panel[panel["unique_id"] == "a"], young], ignore_index=True)
+    fc = forecast_peers(both, horizon=7, quantiles=[0.025, 0.5, 0.975], models=("window_average",))["window_average"]
+    b = fc[fc["unique_id"] == "b"]
+    y = young["y"].to_numpy()
+    assert list(b["ds"]) == list(pd.date_range(END + pd.Timedelta(days=1), periods=7))
+    assert b["mean"].to_numpy() == pytest.approx([y.mean()] * 7)
+    assert b[quantile_col(0.975)].to_numpy() == pytest.approx([y.mean() + 1.959964 * y.std()] * 7, rel=1e-5)
+    a = fc[fc["unique_id"] == "a"]  # the long series is untouched: the mean of its last 28 days
+    assert a["mean"].to_numpy() == pytest.approx([panel[panel["unique_id"] == "a"]["y"].iloc[-28:].mean()] * 7)
 
 
 def test_window_average_conformal_band_by_hand():
@@ -151,6 +160,6 @@ def test_auto_ets_on_zero_heavy_intermittent_series():
     assert (sparse["q0.995"] > sparse["mean"]).all()
 
 
-def test_auto_ets_rejects_series_below_its_minimum(panel):
-    with pytest.raises(ValueError, match="auto_ets needs >= 7 training days"):
-        forecast_peers(_series("tiny", [1, 0, 2, 0, 1, 3]), horizon=7, quantiles=[0.5], models=("auto_ets",))
+def test_auto_ets_forecasts_a_series_below_its_minimum_at_its_mean(panel):
+    fc = forecast_peers(_series("tiny", [1, 0, 2, 0, 1, 3]), horizon=7, quantiles=[0.5], models=("auto_ets",))
+    assert fc["auto_ets"]["mean"].to_numpy() == pytest.approx([7 / 6] * 7)  # 6 days < AutoETS's 7
