@@ -228,9 +228,8 @@ class Residuals:
         """`errors`: [unique_id, error] of the backtests (may be empty); `history`: [unique_id, y] fitted on."""
         spread = history.groupby("unique_id")["y"].std(ddof=0)
         error = errors["error"].astype(float)  # an empty frame has no dtype to take a quantile of
-        out = error.groupby(errors["unique_id"]).quantile(list(LEVEL_GRID)).unstack()
-        out = out.reindex(index=spread.index, columns=list(LEVEL_GRID))
-        out = out.to_numpy(dtype=float)
+        out = (error.groupby(errors["unique_id"]).quantile(list(LEVEL_GRID)).unstack()
+               .reindex(index=spread.index, columns=list(LEVEL_GRID)).to_numpy(dtype=float))
         missing = np.isnan(out).any(axis=1)
         if len(error):
             out[missing] = np.quantile(error.to_numpy(), LEVEL_GRID)

@@ -4,8 +4,8 @@ learned policy, judged on the held-out origins' actual demand, paired by series 
 The textbook order is the baseline: base stock is served where it meets the service target and its
 total cost is significantly below the classical policy's (moving average + normal safety stock), or
 where only it meets the target (`textbook`); the learned policy only where it beats the served textbook
-policy, and the champion policy, the same way, and meets the service target within `gate.csl_tolerance`. A serving
-champion policy is re-judged on every run's evidence and stops deciding when it no longer wins.
+policy, and the champion policy, the same way, and meets the service target within `gate.csl_tolerance`.
+A serving champion policy is re-judged on every run's evidence and stops deciding when it no longer wins.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def service(cfg: Config, units: pd.DataFrame, name: str) -> Comparison:
     frame = pd.DataFrame({"block": csl["unique_id"], "origin": csl["origin"], "challenger": csl.iloc[:, 2],
                           "champion": bar, "weight": 1.0 / csl.groupby("origin")["unique_id"].transform("size")})
     return compare(f"{name} cycle_service_level against the bar {bar:.2f}", frame, greater_is_better=True,
-                            pooled="mean", confidence=cfg.gate.confidence, n_resamples=cfg.gate.resamples, seed=cfg.seed)
+                   pooled="mean", confidence=cfg.gate.confidence, n_resamples=cfg.gate.resamples, seed=cfg.seed)
 
 
 def textbook(cfg: Config, units: pd.DataFrame) -> dict:
@@ -87,10 +87,11 @@ def textbook(cfg: Config, units: pd.DataFrame) -> dict:
         reasons = [f"{n}: {'FAILED' if short[n] else 'passed'}: service {'significantly' if short[n] else 'not'} "
                    f"short of the target: {c.describe('the bar')}" for n, c in bars.items()]
     else:
-        cheaper = comparisons[0]["p_better"] < alpha
-        served = "forecast" if (cheaper if not short["forecast"] else won) else "classical"
-        both = "short of" if short["forecast"] else "at"
-        reasons = [f"both policies serve {both} the target", *(reasons if short["forecast"] else reasons[:1])]
+        if short["forecast"]:  # both short: cheaper with service not worse (`versus`)
+            reasons = ["both policies serve short of the target", *reasons]
+        else:  # both at the target: cheaper is enough
+            won, reasons = comparisons[0]["p_better"] < alpha, ["both policies serve at the target", reasons[0]]
+        served = "forecast" if won else "classical"
     return {"served": SERVED[served], "simulation": served, "reasons": reasons,
             "evidence": [*comparisons, *(c.to_dict() for c in bars.values())]}
 
