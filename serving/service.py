@@ -40,6 +40,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import from_json
 from starlette.responses import JSONResponse, Response
 
 from supplyml import planning
@@ -518,8 +519,13 @@ class Guard:
                 detail = [{"type": "media_type", "loc": ["header", "Content-Type"],
                            "msg": f"send Content-Type: application/json, not {media.decode('latin-1')!r}"}]
                 return await _error(415, "the body must be JSON", detail)(scope, receive, send)
+            try:  # pydantic's parser, as the API's: nesting past its depth limit is an error, not a RecursionError
+                value = from_json(body)
+            except ValueError as e:
+                detail = [{"type": "json_invalid", "loc": ["body"], "msg": f"the body is not valid JSON: {e}"}]
+                return await _error(400, "the body is not valid JSON", detail)(scope, receive, send)
             field, limit, name = COUNTED.get(scope["path"], (None, 0, None))
-            n = _count(body, field) if field else 0
+            n = len(value[field]) if field and isinstance(value, dict) and isinstance(value.get(field), list) else 0
             if field and n > limit:
                 detail = [{"type": "too_many", "loc": [field], "msg": f"{n} {field} exceed {name} = {limit}; split the request"}]
                 return await _error(422, f"too many {field}", detail)(scope, receive, send)
@@ -570,13 +576,6 @@ def _replay(body: bytes, receive):
 
     return again
 
-
-def _count(body: bytes, field: str) -> int:
-    try:
-        value = json.loads(body)
-    except ValueError:  # not JSON: the API's own parsing answers with a 400
-        return 0
-    return len(value[field]) if isinstance(value, dict) and isinstance(value.get(field), list) else 0
 
 
 SupplyForecast.add_asgi_middleware(Guard)

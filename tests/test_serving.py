@@ -303,9 +303,13 @@ def test_unknown_skus_get_a_404_saying_where(url):
     assert [d["loc"] for d in r.json()["detail"]] == [["items", 1, "sku"]]
 
 
-def test_malformed_json_is_a_4xx(url):
-    r = requests.post(f"{url}/replenish", data="not json", headers={"content-type": "application/json"}, timeout=30)
-    assert 400 <= r.status_code < 500, r.text
+@pytest.mark.parametrize("body", ["not json", '{"skus": ' + "[" * 5000 + "]" * 5000 + "}", "[" * 5000])
+@pytest.mark.parametrize("path", ["forecast", "replenish", "recommend", "similar"])
+def test_malformed_json_is_a_400_naming_the_body(url, path, body):
+    # 5,000-deep nesting once reached json.loads and was a RecursionError: a 500.
+    r = requests.post(f"{url}/{path}", data=body, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert [(d["type"], d["loc"]) for d in r.json()["detail"]] == [("json_invalid", ["body"])]
 
 
 def test_a_body_not_sent_as_json_is_a_415_naming_the_header(url):
