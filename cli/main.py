@@ -11,10 +11,12 @@ import shlex
 import subprocess
 import sys
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
+from cli import progress
 from supplyml.config import ConfigError, load_config
 from supplyml.registry import RegistryError
 from supplyml.tracking_server import TrackingServerError
@@ -50,12 +52,14 @@ def pipeline_run(args) -> int:
     # Our cluster image is built from this very environment, so running its tasks here is intended.
     warnings.filterwarnings("ignore", message=".*non-Python base image")
     log.warning("kfp.local ignores GPU requests, caching and retries; the compiled pipeline keeps them")
+    log_path = Path(cfg.pipeline.root) / "logs" / f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.log"
     try:
-        run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))
-    except RuntimeError as e:  # kfp.local has already streamed the failing task's log above
-        step = re.search(r"Inner task failed: \W*(\w+)", re.sub(r"\x1b\[[0-9;]*m", "", str(e)))
+        with progress.steps(log_path):
+            run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))
+    except RuntimeError as e:
+        step = re.search(r"Inner task failed: \W*(\w+)", progress.ANSI.sub("", str(e)))
         step = step.group(1) if step else "unknown"
-        log.error("pipeline stopped at step %r; its log above says why", step)
+        log.error("pipeline stopped at step %r; the end of its log is above, all of it in %s", step, log_path)
         if step == "ingest":  # it read nothing, so it wrote no Data Docs
             log.error("the data could not be read: no model was trained or registered; the ingest log above says why")
         elif step in ("validate", "featurize"):
@@ -306,10 +310,10 @@ def bench_command(args) -> int:
 
     cfg = _config(args)
     if args.family == "recommend":
-        return _bench_recommend(cfg, args.out or ".supplyml/bench-recommend")
+        return _bench_recommend(cfg, args.out or f"{cfg.workdir}/bench-recommend")
     if args.family == "policy":
-        return _bench_policy(cfg, args.out or ".supplyml/bench-policy")
-    args.out = args.out or ".supplyml/bench"
+        return _bench_policy(cfg, args.out or f"{cfg.workdir}/bench-policy")
+    args.out = args.out or f"{cfg.workdir}/bench"
     try:
         result = bench.run(cfg, args.out, root=Path.cwd())
     except (DataError, DataValidationError) as e:
@@ -375,6 +379,7 @@ def monitor_command(args) -> int:
     from supplyml.validation import DataValidationError
 
     cfg = _config(args)
+    args.out = args.out or f"{cfg.workdir}/monitor"
     try:
         result = monitor.run(cfg, args.out, root=Path.cwd())
     except monitor.NoChampionError as e:
@@ -420,10 +425,17 @@ def tracking_server_command(args) -> int:
     os.execve(cmd[0], cmd, env)
 
 
+def config_command(args) -> int:
+    import yaml
+
+    print(yaml.safe_dump(load_config(args.config, args.set).model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    common.add_argument("--config", help="YAML overrides of the defaults (default: configs/default.yaml)")
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set tune.n_trials=8 (repeatable)")
     data_args = argparse.ArgumentParser(add_help=False)
@@ -477,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", parents=[common, data_args],
                            help="rolling-origin benchmark of the model recipe vs peers and replenishment policies")
     bench.add_argument("--out", metavar="DIR", help="where results.json, forecasts.parquet and report.html go "
-                       "(default: .supplyml/bench, or .supplyml/bench-FAMILY)")
+                       "(default: WORKDIR/bench, or WORKDIR/bench-FAMILY)")
     bench.add_argument("--family", choices=["forecast", "recommend", "policy"], default="forecast",
                        help="forecast: demand models vs peers and replenishment policies; recommend: recommenders vs "
                             "peers on a temporal split (recommend.*); policy: learned replenishment policies vs the "
@@ -485,17 +497,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=bench_command)
     mon = sub.add_parser("monitor", parents=[common, data_args],
                          help="score the champion on new actuals and check drift; exit status 3 says retrain")
-    mon.add_argument("--out", default=".supplyml/monitor", metavar="DIR", help="where report.html and monitor.json go")
+    mon.add_argument("--out", metavar="DIR", help="where report.html and monitor.json go (default: WORKDIR/monitor)")
     mon.set_defaults(func=monitor_command)
+    sub.add_parser("config", parents=[common], help="print the effective configuration: defaults, the YAML and --set"
+                   ).set_defaults(func=config_command)
     srv = sub.add_parser("tracking-server", parents=[common],
                          help="MLflow server with basic auth and proxied artifacts (registry.server); needs "
                               "MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in the environment")
     srv.add_argument("--host", help="interface to bind (default: registry.server.host)")
     srv.add_argument("--port", type=int, help="default: registry.server.port")
     srv.add_argument("--backend-store-uri", metavar="URL",
-                     help="runs and registry, e.g. postgresql+psycopg2://USER@HOST/mlflow (default: sqlite under .supplyml/)")
+                     help="runs and registry, e.g. postgresql+psycopg2://USER@HOST/mlflow (default: sqlite under WORKDIR/)")
     srv.add_argument("--artifacts-destination", metavar="DIR_OR_URI",
-                     help="where the server keeps artifacts, e.g. s3://bucket/mlflow (default: under .supplyml/)")
+                     help="where the server keeps artifacts, e.g. s3://bucket/mlflow (default: under WORKDIR/)")
     srv.set_defaults(func=tracking_server_command)
     args = parser.parse_args(argv)
     try:

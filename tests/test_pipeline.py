@@ -28,6 +28,21 @@ def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
     assert "supplyml serve" in run.output
 
 
+def test_run_shows_a_line_per_step_and_writes_kubeflows_output_to_a_file(stack):
+    import re
+    _, run = stack
+    steps = run.output[run.output.index("Pipeline steps (full log: "):run.output.index("Evaluation at the held-out")]
+    log = REPO / re.search(r"full log: (\S+)\)", steps).group(1)
+    lines = re.findall(r"^  ([\w-]+) +success +([\d.]+) s$", steps, flags=re.M)
+    # ingest .. package, each once (kfp.local runs tasks one at a time), and nothing else but the header.
+    assert {"ingest", "validate", "featurize", "train", "register", "package"} <= {name for name, _ in lines}
+    assert len(lines) == len({name for name, _ in lines}) == len(steps.strip().splitlines()) - 1 - steps.count("skipped")
+    assert all(float(seconds) > 0 for _, seconds in lines)
+    text = log.read_text()
+    assert all(f"Executing task '{name}'" in re.sub(r"\x1b\[[0-9;]*m", "", text) for name, _ in lines)
+    assert len(text.splitlines()) > 10 * len(lines)  # each task's own log is there, not on the terminal
+
+
 def test_champion_carries_lineage(stack):
     tmp, _ = stack
     version = client(tmp).get_model_version_by_alias("supplyml-forecaster", "champion")
