@@ -55,8 +55,9 @@ class DataConfig(Section):
     format: Literal["transactions", "panel"] = "transactions"
     columns: Columns = Columns()
     panel_columns: PanelColumns = PanelColumns()
-    non_product_codes: list[str] = []
-    non_product_prefixes: list[str] = []
+    # Online Retail's postage, fees, manual adjustments and vouchers are not demand.
+    non_product_codes: list[str] = ["POST", "DOT", "C2", "M", "D", "S", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS", "B"]
+    non_product_prefixes: list[str] = ["gift_0001"]
     # The raw file has 5,268 exact duplicate lines (~1%); more than this is a broken export.
     max_duplicate_fraction: float = Field(0.02, ge=0, le=1)
     until: date | None = None  # use demand up to and including this day (e.g. hold back weeks for monitor)
@@ -111,7 +112,7 @@ class TuneConfig(Section):
     n_trials: int = Field(6, ge=1)
     timeout_s: float = Field(300, gt=0)
     max_epochs: int = Field(3, ge=1)
-    storage: str = "sqlite:///.supplyml/optuna.db"  # postgresql+psycopg2://... for workers on several machines
+    storage: str = "sqlite:///{workdir}/optuna.db"  # postgresql+psycopg2://... for workers on several machines
     study_name: str = "supplyml"
     workers: int = Field(1, ge=1)  # Optuna workers on one study: parallel pipeline tasks
     heartbeat_s: int = Field(30, ge=1)  # a worker's trial is alive while it beats this often
@@ -163,17 +164,17 @@ class TrackingServerConfig(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=1, le=65535)
-    backend_store_uri: str = "sqlite:///.supplyml/mlflow-server/mlflow.db"  # a team: postgresql+psycopg2://...
-    artifacts_destination: str = ".supplyml/mlflow-server/artifacts"  # a team: s3://...
-    auth_database_uri: str = "sqlite:///.supplyml/mlflow-server/auth.db"  # users and permissions
+    backend_store_uri: str = "sqlite:///{workdir}/mlflow-server/mlflow.db"  # a team: postgresql+psycopg2://...
+    artifacts_destination: str = "{workdir}/mlflow-server/artifacts"  # a team: s3://...
+    auth_database_uri: str = "sqlite:///{workdir}/mlflow-server/auth.db"  # users and permissions
     admin_username: str = "admin"
     default_permission: Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"  # of a user on what others made
     workers: int = Field(2, ge=1)
 
 
 class RegistryConfig(Section):
-    tracking_uri: str = "sqlite:///.supplyml/mlflow.db"  # or http://HOST:PORT of `supplyml tracking-server`
-    artifact_location: str = ".supplyml/mlartifacts"  # a local store's artifacts; a server keeps its own
+    tracking_uri: str = "sqlite:///{workdir}/mlflow.db"  # or http://HOST:PORT of `supplyml tracking-server`
+    artifact_location: str = "{workdir}/mlartifacts"  # a local store's artifacts; a server keeps its own
     experiment: str = "supplyml"
     model_name: str = "supplyml-forecaster"
     recommender_name: str = "supplyml-recommender"  # the recommendation family's registered model
@@ -246,7 +247,7 @@ class SegmentsConfig(Section):
 
 class ServingConfig(Section):
     bento_name: str = "supplyml_forecast"
-    bentoml_home: str = ".supplyml/bentoml"
+    bentoml_home: str = "{workdir}/bentoml"
     max_horizon: int = Field(56, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
@@ -265,7 +266,7 @@ class ServingConfig(Section):
 class PipelineConfig(Section):
     name: str = "supplyml-train"
     image: str = "ghcr.io/supplyml/supplyml:0.1.0"
-    root: str = ".supplyml/kfp"
+    root: str = "{workdir}/kfp"
     accelerator_type: str = "nvidia.com/gpu"
     accelerator_limit: int = Field(1, ge=0)
     kfp_host: str | None = None
@@ -381,7 +382,7 @@ class PolicyConfig(Section):
 
 class Config(Section):
     seed: int = 42
-    workdir: str = ".supplyml"
+    workdir: str = ".supplyml"  # every local store below defaults to `{workdir}/...`, so --set workdir=DIR moves them all
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
@@ -397,6 +398,11 @@ class Config(Section):
     pipeline: PipelineConfig = PipelineConfig()
     recommend: RecommendConfig = RecommendConfig()
     policy: PolicyConfig = PolicyConfig()
+
+    @model_validator(mode="after")
+    def _stores_under_workdir(self) -> Config:
+        _fill_workdir(self, self.workdir)
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -447,6 +453,14 @@ class Config(Section):
             "pipeline": self.pipeline.model_copy(update={"root": path(self.pipeline.root)}),
         }
         return self.model_copy(update=update)
+
+
+def _fill_workdir(section: BaseModel, workdir: str) -> None:
+    for name, value in section:
+        if isinstance(value, BaseModel):
+            _fill_workdir(value, workdir)
+        elif isinstance(value, str) and "{workdir}" in value:
+            setattr(section, name, value.replace("{workdir}", workdir))
 
 
 class ConfigError(ValueError):

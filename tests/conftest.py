@@ -16,9 +16,7 @@ SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "mode
 
 def stores(tmp: Path) -> list[str]:
     """Config overrides that put every local store (MLflow, Optuna, KFP, Bentos) under `tmp`."""
-    return [f"workdir={tmp}", f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db",
-            f"registry.artifact_location={tmp}/mlartifacts", f"tune.storage=sqlite:///{tmp}/optuna.db",
-            f"serving.bentoml_home={tmp}/bentoml", f"pipeline.root={tmp}/kfp"]
+    return [f"workdir={tmp}"]
 
 
 @pytest.fixture(autouse=True)
