@@ -34,10 +34,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     WithJsonSchema,
     create_model,
-    field_validator,
     model_validator,
 )
 from pydantic_core import from_json
@@ -96,7 +94,7 @@ JSON_PATHS = {*COUNTED, "/similar"}
 Sku = Annotated[str, Field(min_length=1)]
 Level = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-FLAGS_DOC = "0/1 per day from the first forecast day ({}); days not given are 0"
+FLAGS_DOC = "0/1 per day from the first forecast day ({}); days not given are 0, days past the horizon are not used"
 
 
 def _flags(name: str):
@@ -122,7 +120,7 @@ class Request(BaseModel):
 
 
 class ForecastRequest(Request):
-    """`promo` and `event` name only requested SKUs, with at most `horizon` days each."""
+    """`promo` and `event` may hold a whole calendar: SKUs not in `skus` and days past `horizon` are not used."""
 
     skus: list[Sku] = Field(min_length=1, max_length=SERVING.max_skus)
     horizon: int = Field(ge=1, le=MAX_HORIZON)
@@ -130,21 +128,30 @@ class ForecastRequest(Request):
     promo: dict[str, Promo] = Field({}, description="known promotions per SKU: " + FLAGS_DOC.format("1: on promotion"))
     event: dict[str, Event] = Field({}, description="known events per SKU: " + FLAGS_DOC.format("1: a holiday or event"))
 
-    @field_validator("promo", "event")
-    @classmethod
-    def _flags_of_requested_days(cls, flags: dict[str, list[int]], info: ValidationInfo) -> dict[str, list[int]]:
-        skus, horizon = info.data.get("skus"), info.data.get("horizon", MAX_HORIZON)
-        for sku, days in flags.items():
-            if skus is not None and sku not in skus:
-                raise ValueError(f"{info.field_name}[{sku!r}]: {sku!r} is not one of the requested skus")
-            if len(days) > horizon:
-                raise ValueError(f"{info.field_name}[{sku!r}] has {len(days)} days, more than horizon = {horizon}")
-        return flags
+
+def _item_rules(schema: dict) -> None:
+    """What holds between an item's fields, in the schema's own terms, so that the document accepts what the
+    server accepts: L + R within the model's horizon (a branch per lead time), and the learned policy only at
+    the lead time and review period it was trained for."""
+    rules = [{"anyOf": [{"properties": {"lead_time_days": {"minimum": lead, "maximum": lead},
+                                        "review_period_days": {"maximum": MAX_HORIZON - lead}}}
+                        for lead in range(MAX_HORIZON)]}]
+    if TRAINED_FOR:
+        rules.append({"anyOf": [{"properties": {"policy": {"not": {"enum": [planning.LEARNED]}}}},
+                                {"properties": {"lead_time_days": {"enum": [TRAINED_FOR[0]]},
+                                                "review_period_days": {"enum": [TRAINED_FOR[1]]}}}]})
+    schema["allOf"] = rules
+
+
+# "learned" only where this Bento has a learned policy.
+Decider = Literal[(planning.BASE_STOCK, planning.CLASSICAL, *([planning.LEARNED] if TRAINED_FOR else []))]  # type: ignore[valid-type]
 
 
 class Item(Request):
-    """lead_time_days + review_period_days is at most the model's maximum horizon, and `promo` and `event`
-    have at most that many days."""
+    """lead_time_days + review_period_days is at most the model's maximum horizon; `promo` and `event` days
+    past it are not used."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra=_item_rules)
 
     sku: Sku
     on_hand: Units
@@ -155,7 +162,7 @@ class Item(Request):
     service_level: Level
     promo: Promo = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
     event: Event = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
-    policy: Literal["base_stock", "classical", "learned"] | None = Field(
+    policy: Decider | None = Field(
         None, description="who decides: base stock on the forecast's paths, the classical policy (moving average + "
                           "normal safety stock), or the learned policy (only for the lead time and review period it "
                           "was trained for). Default: the learned policy where this Bento has one for the item's lead "
@@ -168,18 +175,10 @@ class Item(Request):
         if days > MAX_HORIZON:
             raise ValueError(f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon "
                              f"of {MAX_HORIZON} days")
-        if self.policy == planning.LEARNED:
-            if TRAINED_FOR is None:
-                raise ValueError("this Bento has no learned policy (none has passed its gate); send \"policy\": "
-                                 "\"base_stock\" or none")
-            if (self.lead_time_days, self.review_period_days) != TRAINED_FOR:
-                raise ValueError(f"the learned policy was trained for lead_time_days = {TRAINED_FOR[0]} and "
-                                 f"review_period_days = {TRAINED_FOR[1]}, not {self.lead_time_days} and "
-                                 f"{self.review_period_days}; send \"policy\": \"base_stock\" for other settings")
-        for name in planning.FLAGS:
-            if len(getattr(self, name)) > days:
-                raise ValueError(f"{name} has {len(getattr(self, name))} days, more than lead_time_days + "
-                                 f"review_period_days = {days}")
+        if self.policy == planning.LEARNED and (self.lead_time_days, self.review_period_days) != TRAINED_FOR:
+            raise ValueError(f"the learned policy was trained for lead_time_days = {TRAINED_FOR[0]} and "
+                             f"review_period_days = {TRAINED_FOR[1]}, not {self.lead_time_days} and "
+                             f"{self.review_period_days}; send \"policy\": \"base_stock\" for other settings")
         return self
 
 

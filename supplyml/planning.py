@@ -5,7 +5,8 @@ forms answer several requests with as few model calls as their horizons and prom
 batching server sends); the single-request forms are a batch of one.
 
 Known future flags are per SKU: `promo` and `event` map a SKU to 0/1 per day from the first forecast day
-(days not given are 0, as when no flags are sent at all).
+(days not given are 0, as when no flags are sent at all; days past the horizon and SKUs not asked about
+are not used).
 """
 from __future__ import annotations
 
@@ -135,19 +136,20 @@ def _learned_order(model, paths: np.ndarray, lead_time: int, review_period: int,
 
 
 def _path_key(item: dict) -> tuple:
-    return (item["sku"], *(_days(item.get(f)) for f in FLAGS))
+    return (item["sku"], *(_days(item.get(f), item["lead_time_days"] + item["review_period_days"]) for f in FLAGS))
 
 
-def _days(flags) -> tuple[int, ...]:
-    """Flags as a key: trailing zeros dropped, since days not given are 0."""
-    days = [int(f) for f in flags or ()]
+def _days(flags, horizon: int) -> tuple[int, ...]:
+    """Flags within the horizon as a key: trailing zeros dropped, since days not given are 0; days past
+    the horizon change nothing that is answered."""
+    days = [int(f) for f in list(flags or ())[:horizon]]
     while days and days[-1] == 0:
         days.pop()
     return tuple(days)
 
 
 def _flags(request: Mapping, sku: str) -> tuple[tuple[int, ...], ...]:
-    return tuple(_days((request.get(f) or {}).get(sku)) for f in FLAGS)
+    return tuple(_days((request.get(f) or {}).get(sku), request["horizon"]) for f in FLAGS)
 
 
 def _share(items: list, key, claims) -> list[list[int]]:

@@ -84,28 +84,28 @@ def _known(sku: str) -> str:
 
 @schemathesis.hook
 def map_case(ctx, case):
-    """Schema-valid cases that also keep the rules JSON Schema cannot state (flags only for requested SKUs
-    and days; L + R within the model's horizon; the learned policy only at its lead time and review
-    period), and ask about SKUs the model knows, so they get answers
-    to check rather than 404s. Negative cases stay as generated."""
+    """Positive cases ask about SKUs the model knows, so they get answers to check against their schemas
+    rather than 404s (which positive cases may get). Nothing else is bent: the document itself states the
+    rules between fields. Negative cases stay as generated."""
     if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return case
-    body = case.body
     if case.operation.path == "/forecast":
-        body["skus"] = [_known(s) for s in body["skus"]]
-        for flags in ("promo", "event"):
-            if flags in body:
-                body[flags] = {s: days[:body["horizon"]] for s, days in zip(body["skus"], body[flags].values())}
+        case.body["skus"] = [_known(s) for s in case.body["skus"]]
     elif case.operation.path == "/replenish":
-        for item in body["items"]:
+        for item in case.body["items"]:
             item["sku"] = _known(item["sku"])
-            if item.get("policy") == "learned":  # it decides only the lead time and review period it learnt
-                item["lead_time_days"], item["review_period_days"] = 3, 7
-            item["review_period_days"] = min(item["review_period_days"], MAX_HORIZON - item["lead_time_days"])
-            for flags in ("promo", "event"):
-                if flags in item:
-                    item[flags] = item[flags][:item["lead_time_days"] + item["review_period_days"]]
     return case
+
+
+def test_the_document_states_the_rules_between_an_items_fields(contract):
+    """What schemathesis found the document allowing and the server refusing (ST202): L + R past the model's
+    horizon, the learned policy at another lead time. Both are now the document's own rules."""
+    item = OAS30Validator({"$ref": "#/components/schemas/Item", "components": contract["components"]})
+    ok = {**ITEM, "lead_time_days": MAX_HORIZON - 7, "review_period_days": 7}
+    assert item.is_valid(ok) and item.is_valid({**ITEM, "policy": "learned"})  # 3 and 7: what it was trained for
+    assert not item.is_valid({**ok, "review_period_days": 8})  # L + R = MAX_HORIZON + 1
+    assert not item.is_valid({**ITEM, "lead_time_days": 4, "policy": "learned"})
+    assert item.is_valid({**ITEM, "lead_time_days": 4, "policy": "base_stock"})
 
 
 def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path, monkeypatch):  # noqa: F811
