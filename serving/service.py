@@ -131,9 +131,9 @@ class ForecastRequest(Request):
 
 def _item_rules(schema: dict) -> None:
     """What holds between an item's fields, in the schema's own terms, so that the document accepts what the
-    server accepts: L + R within the model's horizon (a branch per lead time), and the learned policy only at
-    the lead time and review period it was trained for."""
-    rules = [{"anyOf": [{"properties": {"lead_time_days": {"minimum": lead, "maximum": lead},
+    server accepts: L + R within the model's horizon (one exclusive branch per lead time), and the learned
+    policy only at the lead time and review period it was trained for."""
+    rules = [{"oneOf": [{"properties": {"lead_time_days": {"minimum": lead, "maximum": lead},
                                         "review_period_days": {"maximum": MAX_HORIZON - lead}}}
                         for lead in range(MAX_HORIZON)]}]
     if TRAINED_FOR:
