@@ -109,3 +109,17 @@ def test_the_core_library_imports_neither_kubeflow_nor_bentoml():
             "print(sorted({n.split('.')[0] for n in sys.modules} & {'kfp', 'bentoml', 'pipelines', 'serving', 'components'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_private_bentoml_pieces_are_where_the_service_expects_them():
+    """serving/adapters.py and serving/middleware.py lean on two BentoML internals that have no public
+    equivalent: an upgrade that moves either must fail here, loudly, not in a server."""
+    import inspect
+
+    from _bentoml_sdk.io_models import IORootModel
+    from bentoml._internal.server import base_app
+    from bentoml._internal.server.http import traffic
+
+    assert "from .http.traffic import TimeoutMiddleware" in inspect.getsource(base_app)  # read when the app is built
+    assert {"app", "timeout"} <= set(inspect.signature(traffic.TimeoutMiddleware.__init__).parameters)
+    assert "root" in IORootModel.model_fields
