@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shlex
-import subprocess
 import sys
 import warnings
 from datetime import datetime, timezone
@@ -226,7 +225,10 @@ def serve(args) -> int:
     served = shlex.join([s for s in args.set if s.startswith("serving.")])
     env = {**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home,
            "SUPPLYML_SET": " ".join(filter(None, [os.environ.get("SUPPLYML_SET", ""), served]))}
-    return subprocess.call(cmd, env=env)
+    # The server replaces this process, so a process manager's SIGTERM (or Ctrl-C) reaches it, not an orphan.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, env)
 
 
 def predict_command(args) -> int:

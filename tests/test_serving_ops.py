@@ -127,3 +127,20 @@ def test_a_worker_killed_under_load_comes_back_and_answers(guarded):
     after = [requests.post(f"{base}/replenish", json={"items": [ITEM]}, headers=AUTH, timeout=60) for _ in range(5)]
     assert [r.status_code for r in after] == [200] * 5
     assert all(r.json()["decisions"][0]["sku"] == ITEM["sku"] for r in after)
+
+
+def test_stopping_supplyml_serve_leaves_no_server_behind(cfg, bento):  # noqa: F811
+    """`supplyml serve` becomes the server (exec), so a process manager's SIGTERM reaches it; as a parent
+    that only waited, it left `bentoml serve` and its worker running, orphaned."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"port": port})})
+    with serve(other, cli=[]) as (_, proc, _):
+        server = psutil.Process(proc.pid)
+        assert "bentoml" in " ".join(server.cmdline())  # the very process the CLI started as
+        tree = [server, *server.children(recursive=True)]
+    gone, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
