@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,8 +49,14 @@ BACKTESTS = 2  # rolling-origin windows behind the conformal intervals
 ETS_MIN_DAYS = 7
 
 
+class StatsModel(Protocol):
+    """A statsforecast model, as far as this module reads it."""
+
+    alias: str  # the column of its forecast
+
+
 class Peer(NamedTuple):
-    make: Callable[[int], object]  # season length -> statsforecast model
+    make: Callable[[int], StatsModel]  # season length -> statsforecast model
     min_days: Callable[[int], int]  # season length -> minimum training days per series
     native_intervals: bool  # False: pooled split-conformal intervals
 
@@ -89,7 +95,8 @@ def from_intervals(raw: pd.DataFrame, alias: str, quantiles) -> pd.DataFrame:
 
 
 def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
-    raw = sf.forecast(df=df, h=horizon, level=interval_levels(quantiles) or None)
+    # statsforecast annotates `level` as list[int] but takes any number: 33.4 gives the columns `alias-lo-33.4`, ...
+    raw = sf.forecast(df=df, h=horizon, level=interval_levels(quantiles) or None)  # type: ignore[arg-type]
     return from_intervals(raw, alias, quantiles)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Literal, get_args
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
@@ -474,7 +475,7 @@ def _parse_override(item: str) -> tuple[list[str], object]:
     return key.split("."), yaml.safe_load(raw) if raw else ""
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read YAML, apply dotted overrides, validate; errors name the offending field."""
     path = Path(path) if path else DEFAULT_CONFIG
     try:

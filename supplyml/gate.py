@@ -76,7 +76,7 @@ def paired(ours: pd.DataFrame, theirs: pd.DataFrame, metrics: Sequence[Metric], 
     both = ours.merge(theirs, on=list(keys), suffixes=("", ".champion"))
     if both.empty:
         raise ValueError("the challenger and the champion share no units: they cannot be compared")
-    out = []
+    out: list[evidence.Comparison] = []
     for m in metrics:
         # A unit without a figure (a series the zero-scale rule leaves out, a customer without new items)
         # is not evidence either way.

@@ -179,20 +179,21 @@ def export(cfg: Config, path: str | Path, version: str | None = None, horizon: i
         if champion is None:
             raise registry.RegistryError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` "
                                          "(or `make run`) first, or pass --version")
-        version = champion
+        model_version = champion
     else:
-        version = registry.get_version(name, version)
+        model_version = registry.get_version(name, version)
     horizon = horizon or cfg.features.horizon
     if not 1 <= horizon <= cfg.serving.max_horizon:
         raise ValueError(f"horizon must be 1 .. serving.max_horizon = {cfg.serving.max_horizon} days, got {horizon}")
     quantiles = sorted(set(quantiles or planning.QUANTILES))
     if not all(0 < q < 1 for q in quantiles):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
-    forecaster = registry.load_forecaster(name, str(version.version))
+    forecaster = registry.load_forecaster(name, str(model_version.version))
     skus = forecaster.skus
     frame = pd.concat([forecaster.predict(skus[i:i + chunk], horizon, quantiles) for i in range(0, len(skus), chunk)],
                       ignore_index=True).rename(columns={"unique_id": "sku", "ds": "date"})
-    lineage = {"model": name, "model_version": str(version.version), "data_md5": version.tags.get("dvc_md5", "unknown")}
+    lineage = {"model": name, "model_version": str(model_version.version),
+               "data_md5": model_version.tags.get("dvc_md5", "unknown")}
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**table.schema.metadata,
                                            **{f"supplyml.{k}".encode(): v.encode() for k, v in lineage.items()}})

@@ -35,6 +35,10 @@ def nb_params(raw_mu: torch.Tensor, raw_alpha: torch.Tensor, scale: torch.Tensor
 class _Likelihood(pl.LightningModule):
     """Training and validation steps shared by both networks: masked NB negative log-likelihood."""
 
+    def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """NB mean and dispersion of the forecast days of the windows `x`; each network defines it."""
+        raise NotImplementedError
+
     def _nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mu, alpha = self.distribution(batch["x"], batch["scale"])
         steps = mu.shape[1]
@@ -51,7 +55,7 @@ class _Likelihood(pl.LightningModule):
         self.log("val_loss", self._nll(batch), prog_bar=True, batch_size=batch["x"].shape[0])
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])
 
 
 class DeepAR(_Likelihood):
@@ -68,7 +72,8 @@ class DeepAR(_Likelihood):
     def forward(self, x: torch.Tensor, scale: torch.Tensor, state=None):
         """x: (B, T, F) features, scale: (B, 1). Returns NB mean and dispersion (B, T) and the LSTM state."""
         out, state = self.rnn(x, state)
-        mu, alpha = nb_params(*self.head(out).unbind(-1), scale)
+        raw_mu, raw_alpha = self.head(out).unbind(-1)
+        mu, alpha = nb_params(raw_mu, raw_alpha, scale)
         return mu, alpha, state
 
     def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +105,7 @@ class MLPForecaster(_Likelihood):
 
     def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C + h, F) window of context and h <= horizon forecast days. Returns NB mean and dispersion (B, h)."""
-        c, h = self.hparams.context_length, self.hparams.horizon
+        c, h = self.hparams["context_length"], self.hparams["horizon"]
         steps = x.shape[1] - c
         if steps > h:
             raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")

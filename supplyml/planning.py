@@ -83,20 +83,20 @@ def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, 
 def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_samples: int, seed: int = 0,
                    policy=None, default: str = BASE_STOCK, ma_window: int = 28) -> list[list[dict]]:
     """`replenish` of each request (a list of items), all items' paths drawn together."""
-    requests = [[dict(i) for i in items] for items in requests]
-    items = [i for r in requests for i in r]
+    copies = [[dict(i) for i in items] for items in requests]
+    items = [i for r in copies for i in r]
     if not items:
-        return [[] for _ in requests]
+        return [[] for _ in copies]
     horizon = max(i["lead_time_days"] + i["review_period_days"] for i in items)
     keys = list(dict.fromkeys(map(_path_key, items)))
-    paths = {}
+    paths: dict[tuple, np.ndarray] = {}
     # A SKU with two sets of flags needs two draws: a future frame holds one set per SKU.
     for group in _share(keys, lambda k: 0, lambda k: {k[0]: k[1:]}):
         skus = [keys[j][0] for j in group]
         future = _future(forecaster, {keys[j][0]: keys[j][1:] for j in group}, horizon)
         paths.update(zip((keys[j] for j in group), forecaster.sample(skus, horizon, n_samples, seed, future)))
     recent = _recent(forecaster, ma_window)
-    return [[_decide(forecaster, paths[_path_key(i)], i, policy, default, recent) for i in r] for r in requests]
+    return [[_decide(forecaster, paths[_path_key(i)], i, policy, default, recent) for i in r] for r in copies]
 
 
 def _recent(forecaster: Forecaster, days: int):

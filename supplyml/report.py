@@ -318,7 +318,7 @@ def _fmt(value, column: str = "") -> str:
         return str(int(value))
     if isinstance(value, numbers.Real):
         if str(column).startswith("n_") and float(value).is_integer():
-            return str(int(value))
+            return str(int(float(value)))
         return f"{float(value):.3f}"
     return str(value)
 

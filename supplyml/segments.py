@@ -155,7 +155,7 @@ def _segment(features: pd.DataFrame, transformed: pd.DataFrame, words: dict[str,
         silhouette[k] = float(silhouette_score(x, labels, sample_size=sample, random_state=cfg.seed))
     if not silhouette:
         raise ValueError(f"no k in {lo}..{hi} splits these {len(x)} points (too few distinct ones)")
-    k = max(silhouette, key=silhouette.get)
+    k = max(silhouette, key=silhouette.__getitem__)
     centroids = pd.DataFrame(x, columns=list(words)).groupby(fits[k]).mean()
     order = centroids.sort_values(list(words)).index  # segment 0: lowest first feature
     relabel = {old: new for new, old in enumerate(order)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -86,11 +87,14 @@ def _forecast_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> 
 
 def _recommend_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> RecommendSearch:
     # Tuned on the validation days before the first held-out window, which its own split leaves out.
-    first = None if frame is None else recommend_lifecycle.windows(cfg, frame)[0]
-    return RecommendSearch(None if frame is None else frame[frame["ds"] <= first.end], cfg, data_md5)
+    if frame is None:
+        return RecommendSearch(None, cfg, data_md5)
+    first = recommend_lifecycle.windows(cfg, frame)[0]
+    return RecommendSearch(frame[frame["ds"] <= first.end], cfg, data_md5)
 
 
-SEARCHES = {"forecast": _forecast_search, "recommend": _recommend_search}
+SEARCHES: dict[str, Callable[[Config, pd.DataFrame | None, str], tuning.Search]] = {
+    "forecast": _forecast_search, "recommend": _recommend_search}
 
 
 def tune_study(cfg: Config, lineage: dict, family: str = "forecast") -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster, load
@@ -21,17 +22,18 @@ def setup_tracking(cfg: Config) -> str:
     mlflow.set_tracking_uri(cfg.tracking_uri)
     if mlflow.get_experiment_by_name(cfg.registry.experiment) is None:
         location = cfg.registry.artifact_location
+        uri: str | None = location
         if "://" not in location and cfg.tracking_uri.startswith(("http://", "https://")):
-            location = None  # a server keeps artifacts in its own store and proxies them, not on this disk
+            uri = None  # a server keeps artifacts in its own store and proxies them, not on this disk
         elif "://" not in location:  # a local directory: MLflow wants a URI
             Path(location).mkdir(parents=True, exist_ok=True)
-            location = Path(location).resolve().as_uri()
-        mlflow.create_experiment(cfg.registry.experiment, artifact_location=location)
+            uri = Path(location).resolve().as_uri()
+        mlflow.create_experiment(cfg.registry.experiment, artifact_location=uri)
     mlflow.set_experiment(cfg.registry.experiment)
     return cfg.tracking_uri
 
 
-class ForecasterModel(mlflow.pyfunc.PythonModel):
+class ForecasterModel(PythonModel):
     """Pyfunc face of the Forecaster: rows of `unique_id` in, mean and quantiles per day out.
 
     Callers that need sample paths (replenishment) unwrap it: `.unwrap_python_model().forecaster`.
@@ -74,7 +76,7 @@ def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
     return info.model_uri
 
 
-class RecommenderModel(mlflow.pyfunc.PythonModel):
+class RecommenderModel(PythonModel):
     """Pyfunc face of a Recommender: rows of `customer_id` in, their top `k` SKUs out (`customer_id, rank,
     sku, score, fallback`). The service unwraps it: `.unwrap_python_model().recommender`."""
 
@@ -115,7 +117,7 @@ def log_recommender(recommender, cfg: Config) -> str:
     return info.model_uri
 
 
-class PolicyModel(mlflow.pyfunc.PythonModel):
+class PolicyModel(PythonModel):
     """Pyfunc face of a learned replenishment policy: rows of observations in (`ReplenishmentEnv`'s, in
     units of each series' demand per period), the greedy action out. The service unwraps it for the
     network and the setting it was trained for: `.unwrap_python_model().policy` and `.setting`."""

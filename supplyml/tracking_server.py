@@ -95,6 +95,6 @@ def check(uri: str, timeout: float = 10) -> None:
 
 
 def _root(e: BaseException) -> str:
-    while e.__cause__ or e.__context__:
-        e = e.__cause__ or e.__context__
+    while (parent := e.__cause__ or e.__context__) is not None:
+        e = parent
     return str(e)

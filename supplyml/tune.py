@@ -25,8 +25,11 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 class Search(Protocol):
     family: str  # names the study
-    direction: Literal["minimize", "maximize"]
     metric: str  # what the objective returns, logged on each trial's run
+
+    @property
+    def direction(self) -> Literal["minimize", "maximize"]:
+        """Whether Optuna minimizes or maximizes `metric`; read only (a class constant in every family)."""
 
     def key(self) -> str:
         """Data, features and search space: trials are only comparable when these match."""

@@ -17,7 +17,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
-from great_expectations.checkpoint import UpdateDataDocsAction
+from great_expectations.checkpoint import UpdateDataDocsAction, ValidationAction
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -114,7 +114,7 @@ def validate_order_lines(df: pd.DataFrame, cfg: DataConfig, docs_dir: str | Path
     exps += [gxe.ExpectColumnToExist(column=col) for col in required]
     # Per-column checks only for columns that exist: a missing column is already one clear failure.
     for col in (c.invoice, c.sku, c.date):  # None (no invoice column) is never present
-        if col in present:
+        if col is not None and col in present:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
     if c.location:  # one series per (SKU, location): every line needs its location
         exps.append(gxe.ExpectColumnToExist(column=c.location,
@@ -260,7 +260,8 @@ def _day(value: Any) -> Any:
 def _run(suite_name: str, data: pd.DataFrame, exps: list,
          docs_dir: str | Path | None, source: str | None = None) -> ValidationReport:
     # In-memory stores; the only docs site is ours (the default one would go to a temp dir).
-    sites, actions = {}, []
+    sites: dict[str, dict] = {}
+    actions: list[ValidationAction] = []
     if docs_dir is not None:
         docs_dir = Path(docs_dir).resolve()
         sites["supplyml"] = {

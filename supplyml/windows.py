@@ -154,5 +154,5 @@ class WindowDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._loader(self.val, shuffle=False) if self.val is not None else []

@@ -40,8 +40,8 @@ class UnknownSeriesError(KeyError):
         return f"unknown series: {', '.join(self.missing[:10])}"
 
 
-def _interp_map(levels: np.ndarray, nominal: list[float] | None, actual: list[float] | None) -> np.ndarray:
-    return np.asarray(levels, dtype=float) if nominal is None else np.interp(levels, nominal, actual)
+def _interp_map(levels: np.ndarray, level_map: tuple[list[float], list[float]] | None) -> np.ndarray:
+    return np.asarray(levels, dtype=float) if level_map is None else np.interp(levels, *level_map)
 
 
 @dataclass
@@ -59,10 +59,10 @@ class Calibration:
     scores: dict = field(default_factory=dict)  # validation evidence, for the record
 
     def daily_levels(self, levels) -> np.ndarray:
-        return _interp_map(levels, *(self.daily or (None, None)))
+        return _interp_map(levels, self.daily)
 
     def total_level(self, level: float) -> float:
-        return float(_interp_map(np.array([level]), *(self.total or (None, None)))[0])
+        return float(_interp_map(np.array([level]), self.total)[0])
 
 
 class Forecaster(ABC):
@@ -255,7 +255,7 @@ class Residuals:
 
 def future_flags(future: pd.DataFrame | None, skus: list[str], dates: pd.DatetimeIndex) -> dict[str, np.ndarray | None]:
     """Promotion and event flags (n, h) of the forecast days, when the caller knows them (else None)."""
-    out = {}
+    out: dict[str, np.ndarray | None] = {}
     for col in ("promo", "event"):
         if future is None or col not in future:
             out[col] = None

@@ -53,7 +53,7 @@ def choose_rho(totals: np.ndarray, q_days: list[np.ndarray], scale: np.ndarray, 
         diff = totals[None] - pred
         pin = np.maximum(np.array(TOTAL_LEVELS)[:, None] * diff, (np.array(TOTAL_LEVELS)[:, None] - 1) * diff)
         losses[float(rho)] = float(np.mean(pin / scale[None]))
-    return min(losses, key=losses.get), losses
+    return min(losses, key=losses.__getitem__), losses
 
 
 def path_totals(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int) -> np.ndarray:

@@ -19,7 +19,8 @@ class Combination(Forecaster):
             raise ValueError(f"weights {weights} must cover the members {list(members)} and sum to 1")
         self.members, self.weights = members, weights
         days = [m.history_days for m in members.values()]
-        self.history_days = None if None in days else max(days)
+        known = [d for d in days if d is not None]
+        self.history_days = max(known) if len(known) == len(days) else None
         super().__init__(history)
 
     def _anchor(self, history: pd.DataFrame) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ DATE_FEATURES = ("dayofweek", "month", "day")
 # Days of history before a row has every feature: lag 28 and the 28-day mean of lag 1 need 28.
 FEATURE_DAYS = max(*LAGS, *ROLLING_MEAN_WINDOWS) + 1
 BACKTESTS = 2
-PARAMS = {
+PARAMS: dict[str, Any] = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.5,
     "n_estimators": 100,

@@ -207,7 +207,7 @@ def _extend(a: PanelArrays, rows: np.ndarray, paths: np.ndarray, context: int, s
         return np.concatenate([np.repeat(arr[rows, past], s, axis=0), ahead], 1).astype(np.float32)
 
     last_price = np.repeat(a.price[rows, -1:], s, axis=0)
-    flags = {name: cont(getattr(a, name), np.zeros((len(paths), k)) if f is None else _rep(f[:, :k], s))
+    flags = {name: cont(getattr(a, name), np.zeros((len(paths), k)) if f is None else np.repeat(f[:, :k], s, axis=0))
              for name, f in (("promo", promo), ("event", event))}
     return PanelArrays([str(i) for i in range(len(paths))],
                        pd.date_range(a.dates[start], periods=len(a.dates) - start + k),

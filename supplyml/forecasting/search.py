@@ -3,12 +3,13 @@ val_loss on the validation days (pruned per epoch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, cast
 
 import optuna
 import pandas as pd
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
-from supplyml.config import Config, ModelConfig
+from supplyml.config import Architecture, Config, ModelConfig
 from supplyml.forecasting.networks import NetworkForecaster
 
 SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
@@ -23,7 +24,8 @@ def suggest(trial: optuna.Trial, cfg: Config) -> dict:
     """Model fields for one trial. Width is searched per architecture, under its own parameter name,
     because an LSTM's units and an MLP layer's width live on different scales."""
     space = cfg.tune.search_space
-    arch = trial.suggest_categorical("architecture", space.architecture)
+    # One of space.architecture: Optuna's annotation returns a plain str.
+    arch = cast(Architecture, trial.suggest_categorical("architecture", space.architecture))
     width = space.hidden_size[arch]
     return {
         "architecture": arch,
@@ -43,7 +45,7 @@ class ForecastSearch:
     cfg: Config
     data_md5: str
     family = "forecast"
-    direction = "minimize"
+    direction: ClassVar[Literal["minimize", "maximize"]] = "minimize"
     metric = "val_loss"
 
     def key(self) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,12 @@ def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFra
         NETWORK: lambda p: NetworkForecaster.fit(p, params, h, seed=cfg.seed)[0],
         "lightgbm": lambda p: LightGBM.fit(p, h, seed=cfg.seed, n_jobs=ev.n_jobs),
     }
+
+    def statistical(name: str) -> Callable[[pd.DataFrame], Forecaster]:
+        return lambda p: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
+
     for name in PEERS:
-        out[name] = lambda p, name=name: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
+        out[name] = statistical(name)
     return out
 
 
@@ -88,6 +93,7 @@ def _score(window: Window, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict
 def _blend(window: Window, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     mean = sum(w * window.forecasts[n][0] for n, w in weights.items())
     q = sum(w * window.forecasts[n][1] for n, w in weights.items())
+    assert isinstance(mean, np.ndarray) and isinstance(q, np.ndarray), "no weights"
     return mean, q
 
 
@@ -189,21 +195,23 @@ def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str
     y = np.concatenate([w.actual.ravel() for w in windows])
     q = np.concatenate([_blend(w, weights)[1].reshape(-1, len(cal.FINE)) for w in windows])
     daily = cal.level_map(y, q)
-    combo = Combination({n: fitted[n] for n in weights}, weights, windows[0].history)
+    combo: Forecaster = Combination({n: fitted[n] for n in weights}, weights, windows[0].history)
     combo.calibration = Calibration(daily=daily)
-    q_days, totals, scale = [], [], []
+    q_days: list[np.ndarray] = []
+    window_totals: list[np.ndarray] = []
+    window_scales: list[np.ndarray] = []
     for w in windows:
         combo = combo.with_history(w.history)
         q_days.append(combo.quantiles(w.ids, days, combo.calibration.daily_levels(LEVEL_GRID), future=w.test)[1])
-        totals.append(w.actual[:, :days].sum(1))
-        scale.append(np.maximum(w.history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))
-    totals, scale = np.concatenate(totals), np.concatenate(scale)
+        window_totals.append(w.actual[:, :days].sum(1))
+        window_scales.append(np.maximum(w.history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))
+    totals, scale = np.concatenate(window_totals), np.concatenate(window_scales)
     rho, losses = cal.choose_rho(totals, q_days, scale, sel.path_correlations, inv.num_sample_paths, cfg.seed)
     tq = cal.total_quantiles(q_days, rho, inv.num_sample_paths, cfg.seed)
     total = cal.level_map(totals, tq)
     calibrated = Calibration(rho=rho, daily=daily, total=total, days=days)
     # Validation coverage before calibration, for the record.
-    scores = {
+    scores: dict[str, Any] = {
         "daily_coverage_50_raw": _cov(y, q, 0.25, 0.75), "daily_coverage_95_raw": _cov(y, q, 0.025, 0.975),
         "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975), "rho_losses": losses,
         "order_level": calibrated.total_level(inv.service_level),

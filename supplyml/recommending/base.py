@@ -40,7 +40,7 @@ class Recommendations(list):
     """One list of (sku, score) per requested customer, best first; `fallback[i]` is None for a
     personalised list and "popularity" for a customer the model never saw."""
 
-    def __init__(self, lists, fallback):
+    def __init__(self, lists, fallback) -> None:
         super().__init__(lists)
         self.fallback: list[str | None] = list(fallback)
 
@@ -61,7 +61,7 @@ class Recommender(ABC):
                 raise TypeError(f"recommender name {cls.name!r} is taken by {other.__module__}.{other.__qualname__}")
             RECOMMENDERS[cls.name] = cls
 
-    def __init__(self, **params):
+    def __init__(self, **params) -> None:
         self.params = {"popularity_days": RecommendConfig().popularity_days, **self.defaults, **params}
         self.descriptions: dict[str, str] = {}  # SKU -> product description, for answers; saved with the model
 

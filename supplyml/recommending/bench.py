@@ -62,7 +62,8 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     base = {"popularity_days": rc.popularity_days, "num_threads": rc.num_threads}
 
     version = data_version(cfg.data.path, root)
-    chosen, grid_scores, rows, frames, tuned = {}, {}, [], [], None
+    chosen, grid_scores, rows, tuned = {}, {}, [], None
+    frames: list[pd.DataFrame] = []
     for name, cls in models.items():
         shared = {k: v for k, v in base.items() if k in ("popularity_days", *cls.defaults)}
         if name in PEERS:  # a peer: its grid, on validation days
@@ -112,7 +113,8 @@ def _test(name: str, cls: type[Recommender], params: dict, split, seeds: list[in
     """One table row: `cls(**params)` refitted on train + validation days and scored on the test window,
     once per seed for a stochastic model (mean, and std of the metrics); the first run's lists go to `frames`."""
     runs = []
-    for seed in (seeds if cls.stochastic else [None]):
+    run_seeds: list[int | None] = [*seeds] if cls.stochastic else [None]
+    for seed in run_seeds:
         scores, lists, secs = _fit_score(cls, {**params, **({"seed": seed} if seed is not None else {})}, split.fit,
                                          split.test, k)
         runs.append({**scores, "wall_s": secs})
@@ -138,7 +140,7 @@ def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[d
     with mlflow.start_run(run_name="bench-recommend", tags={"supplyml.kind": "bench"}):
         study = tuning.tune(RecommendSearch(frame, cfg, f"{data_md5}|bench"), cfg, {"supplyml.kind": "bench"})
     trials = [{"params": t.user_attrs["model"], cfg.recommend.select_metric: t.value,
-               "seconds": t.duration.total_seconds()} for t in study.trials if t.value is not None]
+               "seconds": t.duration.total_seconds()} for t in study.trials if t.value is not None and t.duration is not None]
     return {"params": {**served_params(cfg), **tuning.best_model(study)}}, trials
 
 

@@ -43,13 +43,13 @@ class BPR(pl.LightningModule):
 
     def training_step(self, batch, _):
         users, pos = batch
-        neg = torch.randint(self.hparams.n_items, pos.shape, device=pos.device)
+        neg = torch.randint(self.hparams["n_items"], pos.shape, device=pos.device)
         loss = -nn.functional.logsigmoid(self._pair(users, pos) - self._pair(users, neg)).mean()
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, sequences: list[np.ndarray] | None = None) -> np.ndarray:
@@ -90,19 +90,19 @@ class Sequence(pl.LightningModule):
         inputs, targets = seq[:, :-1], seq[:, 1:]
         logits = self._logits(self._hidden(inputs))
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                           ignore_index=self.hparams.n_items)
+                                           ignore_index=self.hparams["n_items"])
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, sequences: list[np.ndarray]) -> np.ndarray:
         """Next-item logits after each customer's last purchase (customers without history: all zero)."""
-        seq = _pad([sequences[u] for u in users], self.hparams.max_len, self.hparams.n_items)
-        last = (seq != self.hparams.n_items).sum(1) - 1
-        out = np.zeros((len(users), self.hparams.n_items), dtype=np.float32)
+        seq = _pad([sequences[u] for u in users], self.hparams["max_len"], self.hparams["n_items"])
+        last = (seq != self.hparams["n_items"]).sum(1) - 1
+        out = np.zeros((len(users), self.hparams["n_items"]), dtype=np.float32)
         has = last >= 0
         if has.any():
             h = self._hidden(seq[has])
@@ -111,9 +111,9 @@ class Sequence(pl.LightningModule):
 
     def dataset(self, pairs: np.ndarray, sequences: list[np.ndarray]) -> TensorDataset:
         # Windows of max_len + 1 items (inputs and their next-item targets); long histories give several.
-        n = self.hparams.max_len + 1
+        n = self.hparams["max_len"] + 1
         windows = [s[max(0, end - n):end] for s in sequences if len(s) > 1 for end in range(len(s), 1, -(n - 1))]
-        return TensorDataset(_pad(windows, n, self.hparams.n_items))
+        return TensorDataset(_pad(windows, n, self.hparams["n_items"]))
 
 
 def _pad(seqs: list[np.ndarray], length: int, pad: int) -> torch.Tensor:

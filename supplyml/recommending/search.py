@@ -4,6 +4,7 @@ the blend's repeat places, recency half-life, popularity weight and segment shar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import optuna
 import pandas as pd
@@ -31,7 +32,7 @@ class RecommendSearch:
     cfg: Config
     data_md5: str
     family = "recommend"
-    direction = "maximize"
+    direction: ClassVar[Literal["minimize", "maximize"]] = "maximize"
     metric = "val_ndcg_at_10"
 
     def key(self) -> str:

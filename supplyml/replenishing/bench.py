@@ -20,8 +20,10 @@ import multiprocessing
 import os
 import platform
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from supplyml.config import Config
 from supplyml.replenishing import known
@@ -44,7 +46,7 @@ def tuned_params(cfg: Config, algorithm: str) -> tuple[dict, list[dict]]:
     with mlflow.start_run(run_name=f"bench-policy-{algorithm}", tags={"supplyml.kind": "bench"}):
         study = tuning.tune(PolicySearch(tuned, algorithm), tuned, {"supplyml.kind": "bench"})
     trials = [{"params": t.user_attrs["model"], "average_cost": t.value, "seconds": t.duration.total_seconds()}
-              for t in study.trials if t.value is not None]
+              for t in study.trials if t.value is not None and t.duration is not None]
     return {**cfg.policy.params[algorithm], **tuning.best_model(study)}, trials
 
 
@@ -76,26 +78,27 @@ def known_instances(cfg: Config) -> dict:
     pool = ProcessPoolExecutor(len(os.sched_getaffinity(0)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_one_thread)
     with pool:
-        tuning = {a: pool.submit(tuned_params, cfg, a) for a in ALGORITHMS}
-        refs = {L: pool.submit(known.references, known.instance(L)) for L in p.known_lead_times}
-        tuning = {a: f.result() for a, f in tuning.items()}
-        runs = [pool.submit(_known_run, cfg, a, tuning[a][0], L, s)
-                for L in p.known_lead_times for a in ALGORITHMS for s in p.seeds]
-        runs = [f.result() for f in runs]
-        refs = {L: f.result() for L, f in refs.items()}
+        tune_jobs = {a: pool.submit(tuned_params, cfg, a) for a in ALGORITHMS}
+        ref_jobs = {L: pool.submit(known.references, known.instance(L)) for L in p.known_lead_times}
+        tuned = {a: f.result() for a, f in tune_jobs.items()}
+        run_jobs = [pool.submit(_known_run, cfg, a, tuned[a][0], L, s)
+                    for L in p.known_lead_times for a in ALGORITHMS for s in p.seeds]
+        runs = [f.result() for f in run_jobs]
+        refs = {L: f.result() for L, f in ref_jobs.items()}
     rows = []
     for L in p.known_lead_times:
         system, ref = known.instance(L), refs[L]
-        row = {**ref, "simulated": {name: known.simulated_cost(system, known.heuristic(rule), p.eval_periods)
-                                    for name, rule in known.reference_policies(ref).items()}}
+        row: dict[str, Any] = {**ref, "simulated": {
+            name: known.simulated_cost(system, known.heuristic(rule), p.eval_periods)
+            for name, rule in known.reference_policies(ref).items()}}
         for a in ALGORITHMS:
             mine = [r for r in runs if r["lead_time"] == L and r["algorithm"] == a]
             row[a] = {"exact": known.interval([r["exact"] for r in mine]),
                       "simulated": known.interval([r["simulated"] for r in mine]),
                       "train_seconds": sum(r["train_seconds"] for r in mine) / len(mine), "runs": mine}
         rows.append(row)
-    return {"rows": rows, "params": {a: t[0] for a, t in tuning.items()},
-            "trials": {a: t[1] for a, t in tuning.items()}}
+    return {"rows": rows, "params": {a: t[0] for a, t in tuned.items()},
+            "trials": {a: t[1] for a, t in tuned.items()}}
 
 
 def known_table(result: dict) -> str:
@@ -127,7 +130,8 @@ def real_demand(cfg: Config, root: str | Path = ".") -> dict:
     panel = load_panel(cfg)
     h = cfg.features.horizon
     starts = backtest.origins(panel, h, cfg.evaluation.origins)
-    baselines, learned, seconds = [], {s: [] for s in cfg.policy.seeds}, []
+    baselines, seconds = [], []
+    learned: dict[int, list] = {s: [] for s in cfg.policy.seeds}
     for start in starts:
         fit, test = backtest.window(panel, start, h)
         forecaster, _ = select(panel[panel["ds"] < start], cfg, ModelConfig(**cfg.model.model_dump()))
@@ -138,7 +142,8 @@ def real_demand(cfg: Config, root: str | Path = ".") -> dict:
             learned[seed].append(real.replay(real.fit(reviews, cfg, seed), reviews, cfg))
             seconds.append(time.perf_counter() - t0)
         log.info("origin %s: %d series", start.date(), len(reviews.ids))
-    table = {backtest.POLICIES[k]: backtest.pool([b[k] for b in baselines]) for k in backtest.POLICIES}
+    table: dict[str, Mapping[str, float | tuple[float, float]]] = {
+        backtest.POLICIES[k]: backtest.pool([b[k] for b in baselines]) for k in backtest.POLICIES}
     per_seed = {seed: backtest.pool(runs) for seed, runs in learned.items()}
     table[f"learned ({cfg.policy.algorithm})"] = {
         k: known.interval([per_seed[s][k] for s in cfg.policy.seeds]) for k in next(iter(per_seed.values()))}
@@ -169,12 +174,13 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"setup": {"known_timesteps": cfg.policy.known_timesteps, "tune_timesteps": cfg.policy.tune_timesteps,
-                        "tune_trials": cfg.policy.tune_trials, "tune_lead_time": cfg.policy.tune_lead_time,
-                        "seeds": cfg.policy.seeds, "eval_periods": cfg.policy.eval_periods,
-                        "machine": platform.platform()},
-              "known": known_instances(cfg) if cfg.policy.known_lead_times else None,
-              "real": real_demand(cfg, root) if cfg.policy.real_demand else None}
+    result: dict[str, Any] = {
+        "setup": {"known_timesteps": cfg.policy.known_timesteps, "tune_timesteps": cfg.policy.tune_timesteps,
+                  "tune_trials": cfg.policy.tune_trials, "tune_lead_time": cfg.policy.tune_lead_time,
+                  "seeds": cfg.policy.seeds, "eval_periods": cfg.policy.eval_periods,
+                  "machine": platform.platform()},
+        "known": known_instances(cfg) if cfg.policy.known_lead_times else None,
+        "real": real_demand(cfg, root) if cfg.policy.real_demand else None}
     result["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -159,11 +159,13 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
 
     def state(self) -> np.ndarray:
         """(n, 1 + L - 1) raw stock at the review: on hand after the day's arrival, orders due in 1 .. L - 1 days."""
+        assert self.stock is not None, "reset() first"
         return np.column_stack([self.stock.on_hand, self.stock.pipeline[:, :max(self.L - 1, 0)]])
 
     def _observe(self) -> np.ndarray:
         # After the last review there are no features ahead: the final one's stand in for them.
         review = self.review if self.demand.horizon is None else min(self.review, self.demand.horizon - 1)
+        assert self.stock is not None, "reset() first"
         return observe(self.stock, self.L, self.demand.features(review), self.demand.scale(review))
 
     def step(self, actions):

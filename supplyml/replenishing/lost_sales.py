@@ -126,11 +126,11 @@ def standard_base_stock_level(system: LostSales) -> int:
 
 def best_base_stock(system: LostSales, levels: range) -> tuple[int, float]:
     costs = {s: system.average_cost(base_stock(s)) for s in levels}
-    best = min(costs, key=costs.get)
+    best = min(costs, key=costs.__getitem__)
     return best, costs[best]
 
 
 def best_capped_base_stock(system: LostSales, levels: range, caps: range) -> tuple[int, int, float]:
     costs = {(s, c): system.average_cost(capped_base_stock(s, c)) for s in levels for c in caps}
-    (s, c) = min(costs, key=costs.get)
+    (s, c) = min(costs, key=costs.__getitem__)
     return s, c, costs[(s, c)]

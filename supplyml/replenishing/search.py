@@ -6,6 +6,7 @@ time with the chosen settings."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar, Literal
 
 import optuna
 
@@ -17,7 +18,7 @@ TRIAL_SEED = 100
 
 
 class PolicySearch:
-    direction = "minimize"
+    direction: ClassVar[Literal["minimize", "maximize"]] = "minimize"
     metric = "average_cost"
 
     def __init__(self, cfg: Config, algorithm: str):
