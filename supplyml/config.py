@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal, get_args
 
-import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML)
+import yaml  # no stubs installed (types-PyYAML)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
