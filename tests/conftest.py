@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
 # The 2-epoch slice is not judged against the peers (AutoETS beats it there): the tests judge the lifecycle.
 SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 from schemathesis.cli import schemathesis as schemathesis_cli
-from test_serving import ITEM, MAX_HORIZON, SKUS, bento, cfg, panel, url  # noqa: F401 (fixtures)
+from serving_stack import ITEM, MAX_HORIZON, SKUS
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def contract(url):  # noqa: F811
+def contract(url):
     r = requests.get(f"{url}/docs.json", timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
@@ -60,7 +60,7 @@ def _documented(contract, path, method, status):
     ("/forecast", {"skus": SKUS * 200, "horizon": 5}, 422),
     ("/replenish", {"items": [ITEM] * 1001}, 422),
 ])
-def test_real_answers_match_the_documented_schema_of_their_status(url, contract, path, body, status):  # noqa: F811
+def test_real_answers_match_the_documented_schema_of_their_status(url, contract, path, body, status):
     data = body if isinstance(body, str) else json.dumps(body)
     r = requests.post(f"{url}{path}", data=data, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == status, r.text
@@ -69,7 +69,7 @@ def test_real_answers_match_the_documented_schema_of_their_status(url, contract,
         assert all(h in r.headers for h in contract["paths"][path]["post"]["responses"]["200"]["headers"])
 
 
-def test_metadata_and_a_415_match_their_documented_schemas(url, contract):  # noqa: F811
+def test_metadata_and_a_415_match_their_documented_schemas(url, contract):
     r = requests.get(f"{url}/metadata", timeout=30)
     assert r.status_code == 200
     _documented(contract, "/metadata", "get", 200).validate(r.json())
@@ -108,7 +108,7 @@ def test_the_document_states_the_rules_between_an_items_fields(contract):
     assert item.is_valid({**ITEM, "lead_time_days": 4, "policy": "base_stock"})
 
 
-def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path, monkeypatch):  # noqa: F811
+def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # its crash cache, .schemathesis/, goes to the working directory
     report = tmp_path / "schemathesis.json"
     result = CliRunner().invoke(schemathesis_cli, [

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 import requests
-from test_serving import ITEM, SKUS, bento, cfg, panel, serve  # noqa: F401 (fixtures)
+from serving_stack import ITEM, SKUS, free_port, serve
 
 pytestmark = pytest.mark.slow
 TOKEN = secrets.token_urlsafe(24)  # made per run: never a value in the repo
@@ -20,10 +20,15 @@ MAX_SKUS = 3
 FORECAST = {"skus": SKUS[:2], "horizon": 5, "quantiles": [0.1, 0.9]}
 
 
+def on_own_port(cfg):
+    """The serving stack's config on a port of its own: the shared server holds the stack's."""
+    return cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"port": free_port()})})
+
+
 @pytest.fixture(scope="module")
-def guarded(cfg, bento):  # noqa: F811
+def guarded(cfg, bento):
     # Started as `make serve SET="--set serving..."` would: the overrides reach the server.
-    with serve(cfg, {"SUPPLYML_API_TOKEN": TOKEN},
+    with serve(on_own_port(cfg), {"SUPPLYML_API_TOKEN": TOKEN},
                cli=["--set", "serving.batching=false", "--set", f"serving.max_skus={MAX_SKUS}"]) as server:
         yield server
 
@@ -129,16 +134,10 @@ def test_a_worker_killed_under_load_comes_back_and_answers(guarded):
     assert all(r.json()["decisions"][0]["sku"] == ITEM["sku"] for r in after)
 
 
-def test_stopping_supplyml_serve_leaves_no_server_behind(cfg, bento):  # noqa: F811
+def test_stopping_supplyml_serve_leaves_no_server_behind(cfg, bento):
     """`supplyml serve` becomes the server (exec), so a process manager's SIGTERM reaches it; as a parent
     that only waited, it left `bentoml serve` and its worker running, orphaned."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    other = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"port": port})})
-    with serve(other, cli=[]) as (_, proc, _):
+    with serve(on_own_port(cfg), cli=[]) as (_, proc, _):
         server = psutil.Process(proc.pid)
         assert "bentoml" in " ".join(server.cmdline())  # the very process the CLI started as
         tree = [server, *server.children(recursive=True)]

@@ -2,7 +2,7 @@
 import mlflow
 import pytest
 import requests
-from test_serving import LINEAGE, P_METRICS, SKUS, bento, cfg, panel, post, url  # noqa: F401 (fixtures)
+from serving_stack import LINEAGE, P_METRICS, SKUS, post
 
 from supplyml import planning, registry
 
@@ -15,7 +15,7 @@ def item(sku, **extra):
 
 
 @pytest.fixture(scope="module")
-def local(cfg, bento):  # noqa: F811
+def local(cfg, bento):
     """The packaged versions, loaded here from the registry: what the server answers must equal their answers."""
     mlflow.set_tracking_uri(cfg.tracking_uri)
     models = registry.load_forecaster(cfg.registry.model_name), registry.load_policy(cfg.registry.policy_name)
@@ -23,7 +23,7 @@ def local(cfg, bento):  # noqa: F811
     return models
 
 
-def test_the_learned_policy_decides_by_default_where_it_was_trained_and_says_so(url, local, cfg):  # noqa: F811
+def test_the_learned_policy_decides_by_default_where_it_was_trained_and_says_so(url, local, cfg):
     items = [item(SKUS[2]), item(SKUS[4], on_hand=0.0), item(SKUS[4], on_hand=0.0, on_order=30.0),
              item(SKUS[5], policy="base_stock"), item(SKUS[3], lead_time_days=2)]
     r = post(url, "replenish", {"items": items})
@@ -42,7 +42,7 @@ def test_the_learned_policy_decides_by_default_where_it_was_trained_and_says_so(
         assert d["order_quantity"] == pytest.approx(max(0.0, d["order_up_to"] - it["on_hand"] - it["on_order"]), abs=1e-3)
 
 
-def test_naming_the_policy_switches_the_decider_for_the_same_item(url):  # noqa: F811
+def test_naming_the_policy_switches_the_decider_for_the_same_item(url):
     learned, base = (post(url, "replenish", {"items": [item(SKUS[4], on_hand=0.0, policy=p)]}).json()["decisions"][0]
                      for p in ("learned", "base_stock"))
     assert (learned["policy"], base["policy"]) == ("learned", "base_stock")
@@ -52,7 +52,7 @@ def test_naming_the_policy_switches_the_decider_for_the_same_item(url):  # noqa:
     assert base["order_quantity"] == pytest.approx(base["order_up_to"], abs=1e-3)  # nothing on hand or on order
 
 
-def test_absurd_stock_is_still_an_answer(url):  # noqa: F811
+def test_absurd_stock_is_still_an_answer(url):
     # Positions beyond float range in sum: the policy sees "plenty" and orders nothing, base stock too.
     huge = {"on_hand": 1.7e308, "on_order": 1.7e308}
     for policy in ("learned", "base_stock"):
@@ -67,7 +67,7 @@ def test_absurd_stock_is_still_an_answer(url):  # noqa: F811
     ({"policy": "dqn"}, "'base_stock', 'classical' or 'learned'"),
     ({"policy": 1}, "'base_stock', 'classical' or 'learned'"),
 ])
-def test_bad_policy_requests_are_400s_naming_the_field(url, extra, message):  # noqa: F811
+def test_bad_policy_requests_are_400s_naming_the_field(url, extra, message):
     r = post(url, "replenish", {"items": [item(SKUS[1], **extra)]})
     assert r.status_code == 400, r.text
     body = r.json()
@@ -75,7 +75,7 @@ def test_bad_policy_requests_are_400s_naming_the_field(url, extra, message):  # 
     assert any(loc[:2] == ["items", 0] for loc in (d["loc"] for d in body["detail"])), body
 
 
-def test_replenish_names_the_policy_in_its_lineage_and_metadata(url):  # noqa: F811
+def test_replenish_names_the_policy_in_its_lineage_and_metadata(url):
     r = post(url, "replenish", {"items": [item(SKUS[0])]})
     assert r.headers["X-Supplyml-Model"] == "supplyml-forecaster"
     assert r.headers["X-Supplyml-Policy"] == "supplyml-policy" and r.headers["X-Supplyml-Policy-Version"] == "1"
