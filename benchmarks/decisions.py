@@ -13,6 +13,7 @@ Prints a table and writes DIR/decisions.json.
 
     .venv/bin/python benchmarks/decisions.py --data data/long/long.parquet --format panel --set ... --out DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--origin", type=int, default=-1, help="which bench origin (default: the last)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    sets = [*args.set, *([f"data.path={json.dumps(args.data)}"] if args.data else []),
-            *([f"data.format={args.format}"] if args.format else [])]
+    sets = [
+        *args.set,
+        *([f"data.path={json.dumps(args.data)}"] if args.data else []),
+        *([f"data.format={args.format}"] if args.format else []),
+    ]
     cfg = load_config(None, sets)
     panel = load_panel(cfg)
     start = backtest.origins(panel, cfg.features.horizon, cfg.evaluation.origins)[args.origin]

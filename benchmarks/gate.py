@@ -16,6 +16,7 @@ origins (`features.test_origins` x `features.horizon`), as the pipeline's evalua
 
     .venv/bin/python benchmarks/gate.py [--trials 20] [--set features.max_series=300 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,30 +83,41 @@ def main() -> None:
     t0 = time.perf_counter()
     with mlflow.start_run(run_name="bench-gate"):
         previous = gate.score(panel, starts, fitted(panel, cfg, args.first_seed), cfg)
-        naive = gate.score(panel, starts, fitted(panel, cfg, 0, {
-            "selection": cfg.selection.model_copy(update={"candidates": ["seasonal_naive"]})}), cfg)
+        naive = gate.score(
+            panel,
+            starts,
+            fitted(panel, cfg, 0, {"selection": cfg.selection.model_copy(update={"candidates": ["seasonal_naive"]})}),
+            cfg,
+        )
         rows = []
         for seed in range(args.first_seed + 1, args.first_seed + args.trials + 1):
             t = time.perf_counter()
             ours = gate.score(panel, starts, fitted(panel, cfg, seed), cfg)
             champion, previous = previous, ours  # each trial a new pair: seed k against seed k - 1
             promoted, comparisons = new_rule(cfg, ours, champion)
-            row = {"seed": seed, "new_rule_promotes": promoted, "old_rule_promotes": old_rule(ours, champion),
-                   **{f"aa_promotes_at_margin_{m:g}": new_rule(cfg, ours, champion, margin=m)[0] for m in MARGINS},
-                   "wrmsse": comparisons[0].challenger, "champion_wrmsse": comparisons[0].champion,
-                   "p_better": comparisons[0].p_better, "p_worse": comparisons[0].p_worse,
-                   "beats_naive": new_rule(cfg, ours, naive)[0],
-                   **{f"promoted_at_{d:g}": new_rule(cfg, ours, champion, d)[0] for d in EFFECTS[1:]},
-                   "seconds": time.perf_counter() - t}
+            row = {
+                "seed": seed,
+                "new_rule_promotes": promoted,
+                "old_rule_promotes": old_rule(ours, champion),
+                **{f"aa_promotes_at_margin_{m:g}": new_rule(cfg, ours, champion, margin=m)[0] for m in MARGINS},
+                "wrmsse": comparisons[0].challenger,
+                "champion_wrmsse": comparisons[0].champion,
+                "p_better": comparisons[0].p_better,
+                "p_worse": comparisons[0].p_worse,
+                "beats_naive": new_rule(cfg, ours, naive)[0],
+                **{f"promoted_at_{d:g}": new_rule(cfg, ours, champion, d)[0] for d in EFFECTS[1:]},
+                "seconds": time.perf_counter() - t,
+            }
             rows.append(row)
             log.info("trial %d: %s", seed, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     trials = pd.DataFrame(rows)
     power = {f"{d:g}": float(trials[f"promoted_at_{d:g}"].mean()) for d in EFFECTS[1:]}
     detectable = next((d for d in EFFECTS[1:] if power[f"{d:g}"] >= 0.8), None)
     result = {
-        "panel": {"series": int(panel["unique_id"].nunique()), "origins": [str(s.date()) for s in starts],
-                  "overrides": args.set},
-        "trials": args.trials, "seeds": [args.first_seed, args.first_seed + args.trials], "alpha": cfg.gate.alpha,
+        "panel": {"series": int(panel["unique_id"].nunique()), "origins": [str(s.date()) for s in starts], "overrides": args.set},
+        "trials": args.trials,
+        "seeds": [args.first_seed, args.first_seed + args.trials],
+        "alpha": cfg.gate.alpha,
         "test": evidence.TEST,
         "aa_false_promotions_new_rule": float(trials["new_rule_promotes"].mean()),
         "aa_false_promotions_old_rule": float(trials["old_rule_promotes"].mean()),
@@ -113,20 +125,22 @@ def main() -> None:
         "aa_false_promotions_by_margin": {f"{m:g}": float(trials[f"aa_promotes_at_margin_{m:g}"].mean()) for m in MARGINS},
         "power_vs_seasonal_naive": float(trials["beats_naive"].mean()),
         "naive_wrmsse": float(gate.figures(naive, cfg)["wrmsse"]),
-        "promotion_rate_by_relative_improvement": power, "smallest_improvement_with_80pct_power": detectable,
-        "seconds": time.perf_counter() - t0, "per_trial": rows,
+        "promotion_rate_by_relative_improvement": power,
+        "smallest_improvement_with_80pct_power": detectable,
+        "seconds": time.perf_counter() - t0,
+        "per_trial": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(f"\nGate bench: {args.trials} trials, {result['panel']['series']} series, origins {result['panel']['origins']}")
     print(f"{'measure':<52} {'value':>8}")
-    for label, value in [(f"A/A false promotions, paired rule (margin {cfg.gate.margin:g})",
-                          result["aa_false_promotions_new_rule"]),
-                         *((f"A/A false promotions at margin {m}", r) for m, r in
-                           result["aa_false_promotions_by_margin"].items()),
-                         ("A/A false promotions, previous one-window rule", result["aa_false_promotions_old_rule"]),
-                         ("power against seasonal naive", result["power_vs_seasonal_naive"]),
-                         *((f"promotion rate, challenger {float(d):.1%} better", p) for d, p in power.items())]:
+    for label, value in [
+        (f"A/A false promotions, paired rule (margin {cfg.gate.margin:g})", result["aa_false_promotions_new_rule"]),
+        *((f"A/A false promotions at margin {m}", r) for m, r in result["aa_false_promotions_by_margin"].items()),
+        ("A/A false promotions, previous one-window rule", result["aa_false_promotions_old_rule"]),
+        ("power against seasonal naive", result["power_vs_seasonal_naive"]),
+        *((f"promotion rate, challenger {float(d):.1%} better", p) for d, p in power.items()),
+    ]:
         print(f"{label:<52} {value:>8.2f}")
     print(f"smallest improvement detected with 80% power: {detectable}")
 

@@ -6,6 +6,7 @@ stock and the best capped base stock, per lead time, against the published figur
 Poisson demand with mean 5, h = 1, p = 4 (supplyml.replenishing.known). `supplyml bench --family policy` sets
 the learned policies beside these.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---:|")
     for r in rows:
         z = r["zipkin"]
-        print(f"| {r['lead_time']} | {r['optimal']:.3f} ({z.get('optimal', '-')}) | {r['standard_base_stock']:.3f} "
-              f"S={r['standard_level']} ({z.get('standard_base_stock', '-')}) | {r['best_base_stock']:.3f} S={r['best_level']} "
-              f"| {r['capped_base_stock']:.3f} S={r['capped_level']}, cap {r['cap']} ({z.get('capped_base_stock', '-')}) "
-              f"| {r['seconds']:.0f} |")
+        print(
+            f"| {r['lead_time']} | {r['optimal']:.3f} ({z.get('optimal', '-')}) | {r['standard_base_stock']:.3f} "
+            f"S={r['standard_level']} ({z.get('standard_base_stock', '-')}) | {r['best_base_stock']:.3f} S={r['best_level']} "
+            f"| {r['capped_base_stock']:.3f} S={r['capped_level']}, cap {r['cap']} ({z.get('capped_base_stock', '-')}) "
+            f"| {r['seconds']:.0f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"setup": {"mean": 5.0, "holding": 1.0, "penalty": 4.0, "machine": platform.platform()},
-                                    "results": rows}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {"setup": {"mean": 5.0, "holding": 1.0, "penalty": 4.0, "machine": platform.platform()}, "results": rows}, indent=2
+        )
+    )
     print(f"wrote {args.out}")
     return 0
 

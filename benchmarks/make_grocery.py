@@ -14,6 +14,7 @@ uplift. Seeded; the same seed gives the same file in about a second.
 
     .venv/bin/python benchmarks/make_grocery.py [--out .supplyml/data/grocery.parquet] [--seed 11]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,15 +40,21 @@ def generate(seed: int = 11, products: int = 1700, start: str = "2024-01-01", da
     promo = np.zeros((products, days), dtype=bool)
     for p in np.flatnonzero(rng.uniform(size=products) < 0.3):
         week = rng.integers(first[p], max(first[p] + 1, last[p] - 7))
-        promo[p, week:week + 7] = True
+        promo[p, week : week + 7] = True
     mean = level[:, None] * WEEKLY[ds.dayofweek][None, :] * np.where(promo, 1.8, 1.0)
     y = rng.negative_binomial(DISPERSION, DISPERSION / (DISPERSION + mean)).astype(float)
     t = np.arange(days)[None, :]
     live = (t >= first[:, None]) & (t < last[:, None])
     ids = np.array([f"P{p:05d}" for p in range(products)])
-    frame = pd.DataFrame({"unique_id": np.repeat(ids, days), "ds": np.tile(ds, products), "y": y.ravel(),
-                          "price": (price[:, None] * np.where(promo, 0.8, 1.0)).ravel(),
-                          "promo": promo.ravel().astype(float)})
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(ids, days),
+            "ds": np.tile(ds, products),
+            "y": y.ravel(),
+            "price": (price[:, None] * np.where(promo, 0.8, 1.0)).ravel(),
+            "promo": promo.ravel().astype(float),
+        }
+    )
     return frame[live.ravel()].reset_index(drop=True)  # rows only while a product is listed
 
 
@@ -59,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = generate(args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(args.out, index=False)
-    print(f"{args.out}: {frame['unique_id'].nunique()} products x {frame['ds'].nunique()} days, "
-          f"{(frame['y'] == 0).mean():.0%} zero days, mean demand {frame['y'].mean():.1f} a day")
+    print(
+        f"{args.out}: {frame['unique_id'].nunique()} products x {frame['ds'].nunique()} days, "
+        f"{(frame['y'] == 0).mean():.0%} zero days, mean demand {frame['y'].mean():.1f} a day"
+    )
     return 0
 
 

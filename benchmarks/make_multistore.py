@@ -22,6 +22,7 @@ Train on it with (see data/multistore/README.md):
         --set data.panel_columns.promo=on_promo --set data.panel_columns.event=holiday \\
         --set data.panel_columns.location=store
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,15 @@ SLOW_SHARE = 0.25  # items selling well under one unit a day per store
 LATE_LAUNCHES = 4  # items that start selling during the period (no rows before their launch)
 CLOSED_ON_SUNDAY = "S05"
 MISSING_PRICE_SHARE = 0.002  # rows whose price the export lost: the series' last price is used
-MAPPING = {"unique_id": "item", "ds": "date", "y": "units", "price": "unit_price", "promo": "on_promo",
-           "event": "holiday", "location": "store"}
+MAPPING = {
+    "unique_id": "item",
+    "ds": "date",
+    "y": "units",
+    "price": "unit_price",
+    "promo": "on_promo",
+    "event": "holiday",
+    "location": "store",
+}
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,15 @@ def event_lifts(days: pd.DatetimeIndex) -> np.ndarray:
         nov1 = pd.Timestamp(year, 11, 1)
         thanksgiving = nov1 + pd.Timedelta(days=(3 - nov1.dayofweek) % 7 + 21)  # 4th Thursday
         sunday = pd.Timestamp(easter(year))
-        for day, factor in [(thanksgiving + pd.Timedelta(days=1), 2.2),  # Black Friday
-                            (sunday - pd.Timedelta(days=2), 1.4),  # Good Friday
-                            (sunday - pd.Timedelta(days=1), 1.7),  # Easter Saturday
-                            (sunday, 1.3),
-                            (pd.Timestamp(year, 12, 23), 1.6),
-                            (pd.Timestamp(year, 12, 24), 2.0),
-                            (pd.Timestamp(year, 12, 31), 1.3)]:
+        for day, factor in [
+            (thanksgiving + pd.Timedelta(days=1), 2.2),  # Black Friday
+            (sunday - pd.Timedelta(days=2), 1.4),  # Good Friday
+            (sunday - pd.Timedelta(days=1), 1.7),  # Easter Saturday
+            (sunday, 1.3),
+            (pd.Timestamp(year, 12, 23), 1.6),
+            (pd.Timestamp(year, 12, 24), 2.0),
+            (pd.Timestamp(year, 12, 31), 1.3),
+        ]:
             lift[days == day] = factor
     return lift
 
@@ -90,8 +100,7 @@ def generate(seed: int = SEED, shape: Shape = Shape()) -> pd.DataFrame:
     weekly_amp = rng.uniform(0.5, 1.5, n_i)
     season_kind = rng.choice(3, n_i, p=[0.35, 0.35, 0.3])  # summer, winter/gift, little season
     peak_doy = np.choose(season_kind, [rng.normal(190, 15, n_i), rng.normal(345, 10, n_i), np.zeros(n_i)])
-    season_amp = np.choose(season_kind, [rng.uniform(0.4, 0.8, n_i), rng.uniform(0.4, 0.8, n_i),
-                                         rng.uniform(0.0, 0.1, n_i)])
+    season_amp = np.choose(season_kind, [rng.uniform(0.4, 0.8, n_i), rng.uniform(0.4, 0.8, n_i), rng.uniform(0.0, 0.1, n_i)])
     growth = rng.normal(0.03, 0.08, n_i)  # per year
     event_sensitivity = np.where(season_kind == 1, rng.uniform(0.8, 1.3, n_i), rng.uniform(0.2, 0.8, n_i))
     base_price = np.round(rng.lognormal(np.log(6.0), 0.6, n_i), 2)
@@ -123,23 +132,29 @@ def generate(seed: int = SEED, shape: Shape = Shape()) -> pd.DataFrame:
     trend = np.exp(growth[:, None] * t_years[None])
     lift = event_lifts(days)
     events = 1 + event_sensitivity[:, None] * (lift[None] - 1)
-    mean = (level[None, :, None] * store_effect[:, None, None] * (weekly * yearly * trend * events)[None]
-            * (price / (store_price[:, None, None] * base_price[None, :, None])) ** -elasticity[None, :, None]
-            * np.where(promo, promo_display_lift[None, :, None], 1.0))
+    mean = (
+        level[None, :, None]
+        * store_effect[:, None, None]
+        * (weekly * yearly * trend * events)[None]
+        * (price / (store_price[:, None, None] * base_price[None, :, None])) ** -elasticity[None, :, None]
+        * np.where(promo, promo_display_lift[None, :, None], 1.0)
+    )
     if CLOSED_ON_SUNDAY in stores:
         mean[stores.index(CLOSED_ON_SUNDAY), :, days.dayofweek == 6] = 0.0
     k = np.broadcast_to(dispersion[None, :, None], mean.shape)
     units = rng.negative_binomial(k, k / (k + mean))
 
-    frame = pd.DataFrame({
-        "date": np.tile(days.to_numpy(), n_s * n_i),
-        "store": np.repeat(stores, n_i * n_t),
-        "item": np.tile(np.repeat(items, n_t), n_s),
-        "units": units.ravel().astype(np.int64),
-        "unit_price": price.ravel(),
-        "on_promo": promo.ravel(),
-        "holiday": np.tile((lift > 1).astype(np.int8), n_s * n_i),
-    })
+    frame = pd.DataFrame(
+        {
+            "date": np.tile(days.to_numpy(), n_s * n_i),
+            "store": np.repeat(stores, n_i * n_t),
+            "item": np.tile(np.repeat(items, n_t), n_s),
+            "units": units.ravel().astype(np.int64),
+            "unit_price": price.ravel(),
+            "on_promo": promo.ravel(),
+            "holiday": np.tile((lift > 1).astype(np.int8), n_s * n_i),
+        }
+    )
     # A few items launch during the period: the export has no rows for them before that.
     late = min(LATE_LAUNCHES, n_i // 10) if n_t > 450 else 0  # none in small test shapes
     launch = dict(zip(rng.choice(items, late, replace=False), days[rng.integers(180, n_t - 270, late)]))
@@ -152,11 +167,17 @@ def summary(frame: pd.DataFrame, path: Path) -> dict:
     series = frame.groupby(["item", "store"])["units"]
     zero_share = series.apply(lambda u: (u == 0).mean())
     return {
-        "path": str(path), "bytes": path.stat().st_size, "rows": len(frame),
-        "series": int(series.ngroups), "stores": int(frame["store"].nunique()),
-        "items": int(frame["item"].nunique()), "days": int(frame["date"].nunique()),
-        "first_day": str(frame["date"].min().date()), "last_day": str(frame["date"].max().date()),
-        "units": int(frame["units"].sum()), "mean_units_per_row": round(float(frame["units"].mean()), 3),
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "rows": len(frame),
+        "series": int(series.ngroups),
+        "stores": int(frame["store"].nunique()),
+        "items": int(frame["item"].nunique()),
+        "days": int(frame["date"].nunique()),
+        "first_day": str(frame["date"].min().date()),
+        "last_day": str(frame["date"].max().date()),
+        "units": int(frame["units"].sum()),
+        "mean_units_per_row": round(float(frame["units"].mean()), 3),
         "zero_share": round(float((frame["units"] == 0).mean()), 3),
         "intermittent_series": int((zero_share > 0.5).sum()),  # more than half the days without a sale
         "promo_share": round(float(frame["on_promo"].mean()), 3),

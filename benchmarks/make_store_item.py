@@ -12,6 +12,7 @@ how the forecaster forms its paths. Seeded; the same seed gives the same file in
 
     .venv/bin/python benchmarks/make_store_item.py [--out .supplyml/data/store_item.parquet] [--seed 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ OUT = Path(__file__).resolve().parent.parent / ".supplyml" / "data" / "store_ite
 WEEKLY = np.array([0.80, 0.95, 0.95, 1.00, 1.05, 1.10, 1.15])
 
 
-def generate(seed: int = 7, stores: int = 10, items: int = 50, start: str = "2013-01-01",
-             end: str = "2017-12-31") -> pd.DataFrame:
+def generate(
+    seed: int = 7, stores: int = 10, items: int = 50, start: str = "2013-01-01", end: str = "2017-12-31"
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     days = pd.date_range(start, end)
     item = rng.uniform(10, 60, items)
@@ -38,8 +40,9 @@ def generate(seed: int = 7, stores: int = 10, items: int = 50, start: str = "201
     daily = WEEKLY[days.dayofweek] * season * trend
     mean = store[:, None, None] * item[None, :, None] * daily[None, None, :]
     ids = [f"S{s:02d}_I{i:02d}" for s in range(stores) for i in range(items)]
-    return pd.DataFrame({"unique_id": np.repeat(ids, len(days)), "ds": np.tile(days, len(ids)),
-                         "y": rng.poisson(mean).reshape(-1).astype(float)})
+    return pd.DataFrame(
+        {"unique_id": np.repeat(ids, len(days)), "ds": np.tile(days, len(ids)), "y": rng.poisson(mean).reshape(-1).astype(float)}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = generate(args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(args.out, index=False)
-    print(f"{args.out}: {frame['unique_id'].nunique()} series x {frame['ds'].nunique()} days, "
-          f"mean demand {frame['y'].mean():.1f} a day")
+    print(
+        f"{args.out}: {frame['unique_id'].nunique()} series x {frame['ds'].nunique()} days, "
+        f"mean demand {frame['y'].mean():.1f} a day"
+    )
     return 0
 
 

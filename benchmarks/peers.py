@@ -10,6 +10,7 @@ adds the measurement behind supplyml.lightgbm_peer's choice of intervals: its po
 band against mlforecast's own PredictionIntervals(n_windows=2, h=horizon), both methods, on the
 series long enough for mlforecast's (it refuses a panel with any series under 2 x horizon + 1 days).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,11 @@ def _mlforecast_intervals(fit, horizon, quantiles, method, seed, n_jobs) -> pd.D
     from supplyml.forecasting.gbm import make_mlforecast
 
     intervals = PredictionIntervals(n_windows=BACKTESTS, h=horizon, method=method)
-    raw = make_mlforecast(seed, n_jobs).fit(fit, static_features=[], prediction_intervals=intervals).predict(
-        h=horizon, level=interval_levels(quantiles))
+    raw = (
+        make_mlforecast(seed, n_jobs)
+        .fit(fit, static_features=[], prediction_intervals=intervals)
+        .predict(h=horizon, level=interval_levels(quantiles))
+    )
     return finish(from_intervals(raw, "lightgbm", quantiles), "lightgbm", quantiles)
 
 
@@ -74,11 +78,15 @@ def _compare_lightgbm_intervals(fit, test, horizon, quantiles, seed, n_jobs) -> 
     keep = lengths.index[lengths >= BACKTESTS * horizon + 1]
     fit, test = fit[fit["unique_id"].isin(keep)], test[test["unique_id"].isin(keep)]
     log.info("interval comparison on the %d series with >= %d days", len(keep), BACKTESTS * horizon + 1)
-    runs = {"lightgbm pooled conformal": lambda: forecast_peers(
-        fit, horizon, quantiles, models=("lightgbm",), n_jobs=n_jobs, seed=seed)["lightgbm"]}
+    runs = {
+        "lightgbm pooled conformal": lambda: forecast_peers(
+            fit, horizon, quantiles, models=("lightgbm",), n_jobs=n_jobs, seed=seed
+        )["lightgbm"]
+    }
     for method in ("conformal_distribution", "conformal_error"):
-        runs[f"lightgbm mlforecast {method}"] = (
-            lambda method=method: _mlforecast_intervals(fit, horizon, quantiles, method, seed, n_jobs))
+        runs[f"lightgbm mlforecast {method}"] = lambda method=method: _mlforecast_intervals(
+            fit, horizon, quantiles, method, seed, n_jobs
+        )
     rows = {}
     for name, run in runs.items():
         log.info("forecasting with %s", name)
@@ -105,15 +113,21 @@ def main() -> None:
     split = Split.from_panel(panel, cfg.features)
     fit, test = split.fit(panel), split.test(panel)
     horizon, quantiles = cfg.features.horizon, cfg.evaluation.quantiles
-    log.info("%d series, fit to %s, test %s..%s", fit["unique_id"].nunique(),
-             fit["ds"].max().date(), test["ds"].min().date(), test["ds"].max().date())
+    log.info(
+        "%d series, fit to %s, test %s..%s",
+        fit["unique_id"].nunique(),
+        fit["ds"].max().date(),
+        test["ds"].min().date(),
+        test["ds"].max().date(),
+    )
 
     rows = {}
     for name in args.models:
         log.info("forecasting with %s", name)
         start = time.perf_counter()
-        fc = forecast_peers(fit, horizon, quantiles, season_length=cfg.evaluation.season_length,
-                            models=(name,), n_jobs=n_jobs, seed=cfg.seed)[name]
+        fc = forecast_peers(
+            fit, horizon, quantiles, season_length=cfg.evaluation.season_length, models=(name,), n_jobs=n_jobs, seed=cfg.seed
+        )[name]
         seconds = time.perf_counter() - start
         metrics = evaluate_forecasts(fit, test[["unique_id", "ds", "y"]], fc, quantiles)
         rows[name] = {**metrics, "seconds": seconds, "reference_wrmsse": REFERENCE_WRMSSE.get(name)}
@@ -123,8 +137,7 @@ def main() -> None:
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     comparison = None
     if args.compare_lightgbm_intervals:
-        comparison = _compare_lightgbm_intervals(fit, test[["unique_id", "ds", "y"]], horizon, quantiles,
-                                                 cfg.seed, n_jobs)
+        comparison = _compare_lightgbm_intervals(fit, test[["unique_id", "ds", "y"]], horizon, quantiles, cfg.seed, n_jobs)
         compared = pd.DataFrame.from_dict(comparison, orient="index")[[c for c in COLUMNS if c != "reference_wrmsse"]]
         compared.index.name = f"intervals, {int(comparison[next(iter(comparison))]['n_series'])} series"
         print()

@@ -11,6 +11,7 @@ most active customers in turn) and /similar (k = 10). Prints req/s, p50/p95/p99 
 
 The load generator shares the machine with the server: on a small machine that is part of the figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,17 +71,38 @@ def small_champion(tmp: Path) -> Config:
     from supplyml.registry import register
     from supplyml.tracking import log_forecaster, setup_tracking
 
-    cfg = load_config(overrides=[
-        f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db", f"registry.artifact_location={tmp}/mlartifacts",
-        f"serving.bentoml_home={tmp}/bentoml", "serving.max_horizon=30", "model.max_epochs=1", "model.hidden_size=8",
-        "model.num_layers=1", "model.context_length=28", "model.num_samples=50", "model.accelerator=cpu",
-        "inventory.num_sample_paths=200"])
+    cfg = load_config(
+        overrides=[
+            f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"registry.artifact_location={tmp}/mlartifacts",
+            f"serving.bentoml_home={tmp}/bentoml",
+            "serving.max_horizon=30",
+            "model.max_epochs=1",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "model.context_length=28",
+            "model.num_samples=50",
+            "model.accelerator=cpu",
+            "inventory.num_sample_paths=200",
+        ]
+    )
     rng = np.random.default_rng(0)
     days = pd.date_range("2011-01-01", periods=120)
     weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
-    panel = pd.concat([pd.DataFrame({"unique_id": f"SKU-{i}", "ds": days, "price": 2.0 + i,
-                                     "y": rng.poisson(level * weekly[days.dayofweek]).astype(float)})
-                       for i, level in enumerate([0.5, 2, 5, 10, 20, 40])], ignore_index=True)
+    panel = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": f"SKU-{i}",
+                    "ds": days,
+                    "price": 2.0 + i,
+                    "y": rng.poisson(level * weekly[days.dayofweek]).astype(float),
+                }
+            )
+            for i, level in enumerate([0.5, 2, 5, 10, 20, 40])
+        ],
+        ignore_index=True,
+    )
     network = NetworkForecaster.fit(panel, cfg.model, horizon=HORIZON, seed=cfg.seed)[0]
     average = Statistical.fit(panel, "window_average", HORIZON)
     model = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5}, panel)
@@ -135,8 +157,21 @@ def bodies(endpoint: str, skus: list[str], who: list[str] = ()) -> list[dict]:
         return [{"sku": s, "k": 10} for s in skus]
     if endpoint == "forecast":
         return [{"skus": [s], "horizon": HORIZON, "quantiles": [0.1, 0.5, 0.9]} for s in skus]
-    return [{"items": [{"sku": s, "on_hand": 20, "on_order": 0, "lead_time_days": HORIZON // 2,
-                        "review_period_days": HORIZON // 2, "service_level": 0.95}]} for s in skus]
+    return [
+        {
+            "items": [
+                {
+                    "sku": s,
+                    "on_hand": 20,
+                    "on_order": 0,
+                    "lead_time_days": HORIZON // 2,
+                    "review_period_days": HORIZON // 2,
+                    "service_level": 0.95,
+                }
+            ]
+        }
+        for s in skus
+    ]
 
 
 async def closed_loop(url: str, payloads: list[dict], clients: int, seconds: float, headers: dict) -> dict:
@@ -167,9 +202,15 @@ async def closed_loop(url: str, payloads: list[dict], clients: int, seconds: flo
         elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1000
     q = np.percentile(ms, [50, 95, 99]) if len(ms) else [float("nan")] * 3
-    return {"requests": len(ms), "req_per_s": round(len(ms) / elapsed, 1), "p50_ms": round(float(q[0]), 1),
-            "p95_ms": round(float(q[1]), 1), "p99_ms": round(float(q[2]), 1), "errors": sum(errors.values()),
-            "error_kinds": errors}
+    return {
+        "requests": len(ms),
+        "req_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(float(q[0]), 1),
+        "p95_ms": round(float(q[1]), 1),
+        "p99_ms": round(float(q[2]), 1),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,8 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg is None:
             log.info("no champion in .supplyml: building a small one under %s", tmp)
             cfg, source = small_champion(Path(tmp)), "small model built as tests/test_serving.py does"
-        headers = {"Authorization": f"Bearer {os.environ['SUPPLYML_API_TOKEN']}"} if os.environ.get(
-            "SUPPLYML_API_TOKEN") else {}
+        headers = {"Authorization": f"Bearer {os.environ['SUPPLYML_API_TOKEN']}"} if os.environ.get("SUPPLYML_API_TOKEN") else {}
         results, meta, who = [], {}, []
         for batching in (False, True):
             with server(cfg, batching, Path(tmp) / f"serve-{batching}.log") as base:
@@ -203,17 +243,30 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(closed_loop(f"{base}/{endpoint}", payloads, 8, args.warmup, headers))
                     for clients in args.clients:
                         row = asyncio.run(closed_loop(f"{base}/{endpoint}", payloads, clients, args.seconds, headers))
-                        results.append({"batching": batching, "endpoint": endpoint, "clients": clients, **row,
-                                        "load_average_1m": round(os.getloadavg()[0], 2)})  # others on the machine show here
+                        results.append(
+                            {
+                                "batching": batching,
+                                "endpoint": endpoint,
+                                "clients": clients,
+                                **row,
+                                "load_average_1m": round(os.getloadavg()[0], 2),
+                            }
+                        )  # others on the machine show here
                         log.info("%s", results[-1])
-    report = {"setup": {"source": source, "model": f"{meta.get('model_name')} version {meta.get('model_version')}",
-                        "bento": meta.get("bento"), "cpus": os.cpu_count(), "machine": platform.platform(),
-                        "seconds_per_run": args.seconds,
-                        "request": f"one SKU per request, horizon {HORIZON}; replenish L = R = {HORIZON // 2}; "
-                                   "recommend and similar k = 10",
-                        "recommender": (meta.get("recommender") or {}).get("model_version"),
-                        "load_generator": "aiohttp closed loop, same machine"},
-              "results": results}
+    report = {
+        "setup": {
+            "source": source,
+            "model": f"{meta.get('model_name')} version {meta.get('model_version')}",
+            "bento": meta.get("bento"),
+            "cpus": os.cpu_count(),
+            "machine": platform.platform(),
+            "seconds_per_run": args.seconds,
+            "request": f"one SKU per request, horizon {HORIZON}; replenish L = R = {HORIZON // 2}; recommend and similar k = 10",
+            "recommender": (meta.get("recommender") or {}).get("model_version"),
+            "load_generator": "aiohttp closed loop, same machine",
+        },
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(table(results))
@@ -222,10 +275,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| batching | endpoint | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load 1m |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {'on' if r['batching'] else 'off'} | {r['endpoint']} | {r['clients']} | {r['req_per_s']} | {r['p50_ms']} "
-              f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_average_1m']} |" for r in results]
+    lines = [
+        "| batching | endpoint | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load 1m |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {'on' if r['batching'] else 'off'} | {r['endpoint']} | {r['clients']} | {r['req_per_s']} | {r['p50_ms']} "
+        f"| {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_average_1m']} |"
+        for r in results
+    ]
     return "\n".join(lines)
 
 

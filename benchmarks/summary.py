@@ -4,6 +4,7 @@ Reads benchmarks/results/*/results.json, prints the table and writes benchmarks/
 
     .venv/bin/python benchmarks/summary.py
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,23 @@ def row(name: str, r: dict) -> dict:
     best_s = min(peers, key=lambda k: peers[k]["wspl"])
     champ, cal, inv = avg[CHAMPION], r["calibration"], r["inventory"]
     return {
-        "dataset": name, "series": r["series"], "days": r["days"], "horizon": r["horizon"],
-        "wrmsse": champ["wrmsse"], "best_peer_wrmsse": peers[best_w]["wrmsse"], "best_peer": best_w,
+        "dataset": name,
+        "series": r["series"],
+        "days": r["days"],
+        "horizon": r["horizon"],
+        "wrmsse": champ["wrmsse"],
+        "best_peer_wrmsse": peers[best_w]["wrmsse"],
+        "best_peer": best_w,
         "wrmsse_gain": 1 - champ["wrmsse"] / peers[best_w]["wrmsse"],
-        "wspl": champ["wspl"], "best_peer_wspl": peers[best_s]["wspl"], "best_wspl_peer": best_s,
-        "cov50_daily": cal["daily_coverage_50"], "cov95_daily": cal["daily_coverage_95"],
-        "cov50_total": cal["total_coverage_50"], "cov95_total": cal["total_coverage_95"],
-        "csl": cal["cycle_service_level"], "csl_target": cal["target_service_level"],
+        "wspl": champ["wspl"],
+        "best_peer_wspl": peers[best_s]["wspl"],
+        "best_wspl_peer": best_s,
+        "cov50_daily": cal["daily_coverage_50"],
+        "cov95_daily": cal["daily_coverage_95"],
+        "cov50_total": cal["total_coverage_50"],
+        "cov95_total": cal["total_coverage_95"],
+        "csl": cal["cycle_service_level"],
+        "csl_target": cal["target_service_level"],
         "cost": inv["forecast base stock"]["total_cost"],
         "classical_cost": inv["28-day MA + normal safety stock"]["total_cost"],
         # The textbook policy /replenish serves (base stock only where it wins on the paired units).

@@ -8,6 +8,7 @@ takes cores / N torch threads (supplyml.tune.work does that), as they share this
 
     .venv/bin/python benchmarks/tuning_workers.py [--trials 8] [--series 2000] [--out benchmarks/results/tuning_workers.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,22 @@ def run(cfg, panel_path: Path, workers: int, url: str, tmp: Path) -> dict:
     start = time.perf_counter()
     tune.create(cfg, ForecastSearch(None, cfg, "bench"))
     worker = [sys.executable, "-m", "supplyml.forecasting.search", str(cfg_path), str(panel_path), "bench"]
-    procs = [subprocess.Popen([*worker, str(w)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for w in range(workers)]
+    procs = [
+        subprocess.Popen([*worker, str(w)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for w in range(workers)
+    ]
     per_worker = [int(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     study = tune.finish(cfg, ForecastSearch(None, cfg, "bench"))
     wall = time.perf_counter() - start
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    return {"workers": workers, "wall_s": round(wall, 1),
-            "finished": sum(s in tune.FINISHED for s in states),
-            "pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states), "per_worker": per_worker,
-            "best_val_loss": round(study.best_value, 4)}
+    return {
+        "workers": workers,
+        "wall_s": round(wall, 1),
+        "finished": sum(s in tune.FINISHED for s in states),
+        "pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states),
+        "per_worker": per_worker,
+        "best_val_loss": round(study.best_value, 4),
+    }
 
 
 def main() -> int:
@@ -60,13 +67,15 @@ def main() -> int:
     parser.add_argument("--series", type=int, default=2000, help="features.max_series (default 2000: all of Online Retail)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tuning_workers.json")
     args = parser.parse_args()
-    cfg = load_config(overrides=[f"tune.n_trials={args.trials}", f"features.max_series={args.series}",
-                                 "tune.timeout_s=3600"]).resolved(ROOT)
+    cfg = load_config(
+        overrides=[f"tune.n_trials={args.trials}", f"features.max_series={args.series}", "tune.timeout_s=3600"]
+    ).resolved(ROOT)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         import mlflow
+
         mlflow.MlflowClient().search_experiments()  # the schema once, before the workers
         panel = load_panel(cfg)
         panel_path = tmp / "panel.parquet"
@@ -88,8 +97,9 @@ def main() -> int:
     for r in rows:
         print(" | ".join(str(r[h]) for h in header))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"trials": args.trials, "series": int(panel["unique_id"].nunique()), "cores": cores,
-                                    "runs": rows}, indent=2))
+    args.out.write_text(
+        json.dumps({"trials": args.trials, "series": int(panel["unique_id"].nunique()), "cores": cores, "runs": rows}, indent=2)
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -1,5 +1,6 @@
 """`supplyml` command line. The composition root: the library stays free of Kubeflow and BentoML, and
 this module reaches `pipelines/` and `serving/` only inside the commands that need them."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def _config(args, check_tracking: bool = True):
     os.environ["BENTOML_HOME"] = cfg.serving.bentoml_home
     if check_tracking:  # a wrong password or a dead server says so now, not after a task started
         from supplyml.tracking_server import check
+
         check(cfg.tracking_uri)
     return cfg
 
@@ -62,8 +64,11 @@ def pipeline_run(args) -> int:
         if step == "ingest":  # it read nothing, so it wrote no Data Docs
             log.error("the data could not be read: no model was trained or registered; the ingest log above says why")
         elif step in ("validate", "featurize"):
-            log.error("the data was rejected before training: no model was trained or registered. "
-                      "GX Data Docs: %s/<run>/%s/", cfg.pipeline.root, step)
+            log.error(
+                "the data was rejected before training: no model was trained or registered. GX Data Docs: %s/<run>/%s/",
+                cfg.pipeline.root,
+                step,
+            )
         return 1
     _print_summary(cfg, run.outputs)
     return 0
@@ -90,8 +95,10 @@ def _print_summary(cfg, outputs: dict) -> None:
 
     evaluation = json.loads(outputs["evaluation"])
     registration = json.loads(outputs["registration"])
-    print(f"\nEvaluation at the held-out origins {evaluation['holdout_origins']} (averaged; lower is better, coverage "
-          "should match its level):")
+    print(
+        f"\nEvaluation at the held-out origins {evaluation['holdout_origins']} (averaged; lower is better, coverage "
+        "should match its level):"
+    )
     print(format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")))
     decision = evaluation["policy"]
     print(f"\nServed textbook policy: {decision['served']} (by total cost at the service target)")
@@ -100,7 +107,7 @@ def _print_summary(cfg, outputs: dict) -> None:
     _print_verdict(registration["verdict"])
     state = "promoted to champion" if registration["promoted"] else "not promoted"
     print(f"\nRegistered {registration['name']} version {registration['version']}: {state}.")
-    for reason in registration["reasons"][len(registration["verdict"]["reasons"]):]:
+    for reason in registration["reasons"][len(registration["verdict"]["reasons"]) :]:
         print(f"  {reason}")
     recommendation = json.loads(outputs.get("recommendation", "null"))  # absent with pipeline.recommend=false
     policy = json.loads(outputs.get("policy", "null"))  # absent with pipeline.policy=false
@@ -109,8 +116,11 @@ def _print_summary(cfg, outputs: dict) -> None:
     if policy is not None:
         _print_policy(cfg, policy)
     others = [r for r in (recommendation, policy) if r is not None]
-    champions = ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}"
-                          for r in (registration, *others)) if others else f"version {registration['champion']}"
+    champions = (
+        ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in (registration, *others))
+        if others
+        else f"version {registration['champion']}"
+    )
     print(f"\nChampion: {champions}; its Bento: {_served_bento(cfg) or outputs['bento']}")
     if registration["champion"]:
         print("Serve it with:  supplyml serve   (or: make serve)")
@@ -119,10 +129,15 @@ def _print_summary(cfg, outputs: dict) -> None:
 def _print_recommendation(recommendation: dict) -> None:
     verdict = recommendation["verdict"]
     ours = verdict["challenger"]
-    against = f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}" \
-        if verdict["champion"] else ", no champion yet"
-    print(f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
-          f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days, paired per customer)")
+    against = (
+        f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}"
+        if verdict["champion"]
+        else ", no champion yet"
+    )
+    print(
+        f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
+        f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days, paired per customer)"
+    )
     state = "promoted to champion" if recommendation["promoted"] else "not promoted"
     print(f"Registered {recommendation['name']} version {recommendation['version']}: {state}.")
     for reason in recommendation["reasons"]:
@@ -131,17 +146,24 @@ def _print_recommendation(recommendation: dict) -> None:
 
 def _print_policy(cfg, policy: dict) -> None:
     ours = policy["verdict"]["challenger"]
-    print(f"\nLearned replenishment policy ({cfg.policy.algorithm}) at the held-out origins' reviews, actual demand: "
-          f"total cost {ours['total_cost']:,.2f} ({ours['cost_vs_textbook']:+.1%} against the served textbook "
-          f"policy); cycle service level {ours['cycle_service_level']:.3f}, fill rate {ours['fill_rate']:.3f}")
-    state = "promoted to champion: /replenish decides with it by default" if policy["promoted"] and \
-        policy.get("champion") == policy["version"] else "not promoted"
+    print(
+        f"\nLearned replenishment policy ({cfg.policy.algorithm}) at the held-out origins' reviews, actual demand: "
+        f"total cost {ours['total_cost']:,.2f} ({ours['cost_vs_textbook']:+.1%} against the served textbook "
+        f"policy); cycle service level {ours['cycle_service_level']:.3f}, fill rate {ours['fill_rate']:.3f}"
+    )
+    state = (
+        "promoted to champion: /replenish decides with it by default"
+        if policy["promoted"] and policy.get("champion") == policy["version"]
+        else "not promoted"
+    )
     print(f"Registered {policy['name']} version {policy['version']}: {state}.")
     for reason in policy["reasons"]:
         print(f"  - {reason}")
     if policy.get("retired"):
-        print(f"  Champion policy version {policy['retired']} retired: it no longer beats the textbook policy on "
-              "these origins, so /replenish stops deciding with it.")
+        print(
+            f"  Champion policy version {policy['retired']} retired: it no longer beats the textbook policy on "
+            "these origins, so /replenish stops deciding with it."
+        )
 
 
 def _served_bento(cfg) -> str | None:
@@ -159,8 +181,11 @@ def _print_verdict(verdict: dict) -> None:
     from supplyml.gate import Verdict
 
     v = Verdict(**verdict)
-    where = f"against champion version {v.champion_version}, same held-out origins, paired per series" \
-        if v.champion else "no champion yet"
+    where = (
+        f"against champion version {v.champion_version}, same held-out origins, paired per series"
+        if v.champion
+        else "no champion yet"
+    )
     print(f"\nChampion gate ({where}):")
     print(format_table(v.table()))
     print(v.summary())
@@ -194,16 +219,23 @@ def pipeline_submit(args) -> int:
         raise ConfigError("no Kubeflow host: pass --host URL or set pipeline.kfp_host")
     try:
         result = kfp.Client(host=host).create_run_from_pipeline_func(
-            build(cfg), arguments={"config_json": cfg.to_json()}, experiment_name=cfg.registry.experiment,
-            service_account=cfg.pipeline.service_account)
+            build(cfg),
+            arguments={"config_json": cfg.to_json()},
+            experiment_name=cfg.registry.experiment,
+            service_account=cfg.pipeline.service_account,
+        )
     except HTTPError as e:  # urllib3 gave up: refused, no such host, timed out
-        raise KubeflowHostError(f"Kubeflow Pipelines host {host} is unreachable ({getattr(e, 'reason', e)}); check "
-                                "--host / pipeline.kfp_host (e.g. `kubectl -n kubeflow port-forward svc/ml-pipeline-ui "
-                                "8080:80`)") from None
+        raise KubeflowHostError(
+            f"Kubeflow Pipelines host {host} is unreachable ({getattr(e, 'reason', e)}); check "
+            "--host / pipeline.kfp_host (e.g. `kubectl -n kubeflow port-forward svc/ml-pipeline-ui "
+            "8080:80`)"
+        ) from None
     except kfp_server_api.ApiException as e:
         if e.status in (401, 403):
-            raise KubeflowHostError(f"Kubeflow Pipelines host {host} refused the credentials (HTTP {e.status}): "
-                                    "log in again or set KF_PIPELINES_SA_TOKEN_PATH to a valid token") from None
+            raise KubeflowHostError(
+                f"Kubeflow Pipelines host {host} refused the credentials (HTTP {e.status}): "
+                "log in again or set KF_PIPELINES_SA_TOKEN_PATH to a valid token"
+            ) from None
         raise KubeflowHostError(f"Kubeflow Pipelines host {host} answered HTTP {e.status} {e.reason}") from None
     except TimeoutError as e:  # kfp.Client's own health-check retries, logged above
         raise KubeflowHostError(f"Kubeflow Pipelines host {host} failed its health check: {e}") from None
@@ -223,8 +255,11 @@ def serve(args) -> int:
     log.info("%s", " ".join(cmd))
     # The server reads serving.* (limits, batching) itself when it starts: hand it these --set overrides.
     served = shlex.join([s for s in args.set if s.startswith("serving.")])
-    env = {**os.environ, "BENTOML_HOME": cfg.serving.bentoml_home,
-           "SUPPLYML_SET": " ".join(filter(None, [os.environ.get("SUPPLYML_SET", ""), served]))}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": cfg.serving.bentoml_home,
+        "SUPPLYML_SET": " ".join(filter(None, [os.environ.get("SUPPLYML_SET", ""), served])),
+    }
     # The server replaces this process, so a process manager's SIGTERM (or Ctrl-C) reaches it, not an orphan.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -242,8 +277,10 @@ def predict_command(args) -> int:
     except ValueError as e:
         log.error("%s", e)
         return 2
-    print(f"Wrote {out['path']}: {out['rows']} rows, {out['skus']} SKUs x {out['horizon']} days "
-          f"({out['first_date']} .. {out['last_date']}) from {out['model']} version {out['model_version']}")
+    print(
+        f"Wrote {out['path']}: {out['rows']} rows, {out['skus']} SKUs x {out['horizon']} days "
+        f"({out['first_date']} .. {out['last_date']}) from {out['model']} version {out['model_version']}"
+    )
     return 0
 
 
@@ -259,13 +296,18 @@ def model_command(args) -> int:
     tracking.setup_tracking(cfg)
     by = args.by or registry.user()
     # Per family: its registered model and the figures `list` shows.
-    name, metrics = {"forecast": (cfg.registry.model_name, ("wrmsse", "wspl")),
-                     "recommend": (cfg.registry.recommender_name, ("ndcg@10/all", "ndcg@10/new")),
-                     "policy": (cfg.registry.policy_name, ("total_cost", "cost_vs_textbook", "cycle_service_level"))
-                     }[args.family]
+    name, metrics = {
+        "forecast": (cfg.registry.model_name, ("wrmsse", "wspl")),
+        "recommend": (cfg.registry.recommender_name, ("ndcg@10/all", "ndcg@10/new")),
+        "policy": (cfg.registry.policy_name, ("total_cost", "cost_vs_textbook", "cycle_service_level")),
+    }[args.family]
     if args.family != "forecast" and args.action in ("compare", "promote"):
-        log.error("a %s version is judged by the pipeline's gate on its test window; `supplyml model rollback "
-                  "--family %s` restores the previous champion", name, args.family)
+        log.error(
+            "a %s version is judged by the pipeline's gate on its test window; `supplyml model rollback "
+            "--family %s` restores the previous champion",
+            name,
+            args.family,
+        )
         return 2
     if args.action == "list":
         table = lifecycle.versions(cfg, name, metrics)
@@ -282,15 +324,20 @@ def model_command(args) -> int:
         result = lifecycle.promote(cfg, args.version, by=by, force=args.force, reason=args.reason)
         _print_verdict(result["verdict"].to_dict())
         if not result["promoted"]:
-            log.error("version %s was not promoted: the gate failed (see above); override with --force --reason \"...\"",
-                      args.version)
+            log.error(
+                'version %s was not promoted: the gate failed (see above); override with --force --reason "..."', args.version
+            )
             return 1
-        print(f"version {args.version} is now champion ({result['record']['action']} by {by}); "
-              f"its Bento: {_bento_of_champions(cfg)}")
+        print(
+            f"version {args.version} is now champion ({result['record']['action']} by {by}); "
+            f"its Bento: {_bento_of_champions(cfg)}"
+        )
     elif args.action == "rollback":
         record = lifecycle.rollback(cfg, by=by, reason=args.reason or "rollback", name=name)
-        print(f"rolled back: version {record['to']} of {name} is champion again (was {record['from']}); "
-              f"its Bento: {_bento_of_champions(cfg)}")
+        print(
+            f"rolled back: version {record['to']} of {name} is champion again (was {record['from']}); "
+            f"its Bento: {_bento_of_champions(cfg)}"
+        )
     return 0
 
 
@@ -323,13 +370,17 @@ def bench_command(args) -> int:
         log.error("the data was rejected before anything trained")
         return 1
     summary = result["summary"]
-    print(f"\nRolling-origin backtest: {summary['series']} series, origins {', '.join(summary['origins'])}, "
-          f"{summary['horizon']}-day horizon (metrics averaged over origins, seconds summed):")
+    print(
+        f"\nRolling-origin backtest: {summary['series']} series, origins {', '.join(summary['origins'])}, "
+        f"{summary['horizon']}-day horizon (metrics averaged over origins, seconds summed):"
+    )
     print(format_table(result["table"]))
     print("\nReplenishment simulation (all origins pooled):")
     print(format_table(result["inventory"]))
-    print("\nCalibration of the champion (interval coverage of daily values and of lead-time + review totals; "
-          "realised cycle service level against its target):")
+    print(
+        "\nCalibration of the champion (interval coverage of daily values and of lead-time + review totals; "
+        "realised cycle service level against its target):"
+    )
     print("  ".join(f"{k} {v:.3f}" for k, v in summary["calibration"].items()))
     print(f"\nWrote {args.out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}")
     return 0
@@ -341,15 +392,19 @@ def _bench_policy(cfg, out: str) -> int:
     result = bench.run(cfg, out, root=Path.cwd())
     s = result["setup"]
     if result["known"]:
-        print(f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average "
-              f"cost per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and "
-              f"simulated ({s['eval_periods']:,} periods, one demand stream for all):")
+        print(
+            f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average "
+            f"cost per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and "
+            f"simulated ({s['eval_periods']:,} periods, one demand stream for all):"
+        )
         print(bench.known_table(result["known"]))
     if result["real"]:
         r = result["real"]
-        print(f"\nOn real demand ({cfg.data.path}, {r['series']} series; origins {', '.join(r['origins'])}, pooled): "
-              f"the learned policy trained on the forecaster's sample paths, every policy replayed on actual demand; "
-              f"learned: mean ± 95% t interval over seeds {s['seeds']}:")
+        print(
+            f"\nOn real demand ({cfg.data.path}, {r['series']} series; origins {', '.join(r['origins'])}, pooled): "
+            f"the learned policy trained on the forecaster's sample paths, every policy replayed on actual demand; "
+            f"learned: mean ± 95% t interval over seeds {s['seeds']}:"
+        )
         print(bench.real_table(r))
     print(f"\nWrote {out}/results.json ({result['seconds']:.0f} s)")
     return 0
@@ -365,8 +420,10 @@ def _bench_recommend(cfg, out: str) -> int:
         log.error("%s", e)
         return 1
     s = result["summary"]
-    print(f"\nRecommendations on the test window {s['split']['test_start']} .. {s['split']['end']} "
-          f"(hyperparameters chosen on validation days; stochastic models averaged over seeds {s['seeds']}):")
+    print(
+        f"\nRecommendations on the test window {s['split']['test_start']} .. {s['split']['end']} "
+        f"(hyperparameters chosen on validation days; stochastic models averaged over seeds {s['seeds']}):"
+    )
     print(bench.format_table(result["table"]))
     print(f"\nWrote {out}/results.json and rankings.parquet (model, customer_id, rank, sku, score)")
     return 0
@@ -392,16 +449,22 @@ def monitor_command(args) -> int:
         log.error("the new data was rejected; nothing was scored")
         return 1
     w, drift = result["window"], result["drift"]
-    print(f"\nMonitor of {result['model']} version {result['champion_version']} (history end {result['history_end']}) "
-          f"on {w['start']} .. {w['end']}: {w['days']} days, {result['series']} of {result['champion_series']} series")
+    print(
+        f"\nMonitor of {result['model']} version {result['champion_version']} (history end {result['history_end']}) "
+        f"on {w['start']} .. {w['end']}: {w['days']} days, {result['series']} of {result['champion_series']} series"
+    )
     table = pd.DataFrame({"realised": result["realised"], "backtest": result["backtest"]}).reindex(monitor.HEADLINE)
     print(format_table(table))
     features, series = drift["features"], drift["series"]
-    print(f"Drifted covariates ({drift['features_test']}): "
-          f"{', '.join(m['name'] for m in features['moved']) or 'none'} of {features['tested']} tested")
+    print(
+        f"Drifted covariates ({drift['features_test']}): "
+        f"{', '.join(m['name'] for m in features['moved']) or 'none'} of {features['tested']} tested"
+    )
     names = [m["name"] for m in series["moved"]]
-    print(f"Drifted series ({drift['series_test']}): {len(names)} of {series['tested']} ({series['share']:.0%})"
-          + (f": {', '.join(names[:monitor.SHOWN])}{' ...' if len(names) > monitor.SHOWN else ''}" if names else ""))
+    print(
+        f"Drifted series ({drift['series_test']}): {len(names)} of {series['tested']} ({series['share']:.0%})"
+        + (f": {', '.join(names[: monitor.SHOWN])}{' ...' if len(names) > monitor.SHOWN else ''}" if names else "")
+    )
     print(f"RETRAIN: {'; '.join(result['reasons'])}" if result["retrain"] else f"OK: {monitor.healthy_line(result)}")
     print(f"Wrote {args.out}/report.html, monitor.json; MLflow run {result['mlflow_run_id']}")
     return 3 if result["retrain"] else 0
@@ -411,17 +474,27 @@ def tracking_server_command(args) -> int:
     """Become `mlflow server` (exec: a signal to this process reaches the server itself)."""
     from supplyml import tracking_server
 
-    flags = {"host": args.host, "port": args.port, "backend_store_uri": args.backend_store_uri,
-             "artifacts_destination": args.artifacts_destination}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "backend_store_uri": args.backend_store_uri,
+        "artifacts_destination": args.artifacts_destination,
+    }
     args.set = [*args.set, *(f"registry.server.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
     cfg = _config(args, check_tracking=False)
     cmd, env = tracking_server.command(cfg)
     s = cfg.registry.server
-    log.info("MLflow tracking server on http://%s:%s: backend %s, artifacts %s, users %s", s.host, s.port,
-             tracking_server.redacted(s.backend_store_uri), tracking_server.redacted(s.artifacts_destination),
-             tracking_server.redacted(s.auth_database_uri))
-    log.info("clients: --set registry.tracking_uri=http://%s:%s with MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD",
-             s.host, s.port)
+    log.info(
+        "MLflow tracking server on http://%s:%s: backend %s, artifacts %s, users %s",
+        s.host,
+        s.port,
+        tracking_server.redacted(s.backend_store_uri),
+        tracking_server.redacted(s.artifacts_destination),
+        tracking_server.redacted(s.auth_database_uri),
+    )
+    log.info(
+        "clients: --set registry.tracking_uri=http://%s:%s with MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD", s.host, s.port
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(cmd[0], cmd, env)
@@ -438,21 +511,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML overrides of the defaults (default: configs/default.yaml)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set tune.n_trials=8 (repeatable)")
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set tune.n_trials=8 (repeatable)",
+    )
     data_args = argparse.ArgumentParser(add_help=False)
-    data_args.add_argument("--data", metavar="PATH",
-                     help="CSV (.csv, .csv.gz) or Parquet file to use instead of data.path: order lines, or "
-                          "a daily panel with --format panel (one row per series and day; map its columns "
-                          "with --set data.panel_columns.ds=date etc., or name them unique_id, ds, y)")
-    data_args.add_argument("--format", choices=["transactions", "panel"],
-                     help="what --data holds (default: data.format): order-line transactions, or a daily "
-                          "demand panel with optional price, promo, event and location columns (with a location, each "
-                          "(id, location) is its own series, unique_id = id@location)")
+    data_args.add_argument(
+        "--data",
+        metavar="PATH",
+        help="CSV (.csv, .csv.gz) or Parquet file to use instead of data.path: order lines, or "
+        "a daily panel with --format panel (one row per series and day; map its columns "
+        "with --set data.panel_columns.ds=date etc., or name them unique_id, ds, y)",
+    )
+    data_args.add_argument(
+        "--format",
+        choices=["transactions", "panel"],
+        help="what --data holds (default: data.format): order-line transactions, or a daily "
+        "demand panel with optional price, promo, event and location columns (with a location, each "
+        "(id, location) is its own series, unique_id = id@location)",
+    )
     parser = argparse.ArgumentParser(prog="supplyml", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     pipe = sub.add_parser("pipeline", help="run, compile or submit the training pipeline").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     run = pipe.add_parser("run", parents=[common, data_args], help="run the whole pipeline locally on kfp.local")
     run.set_defaults(func=pipeline_run)
     comp = pipe.add_parser("compile", parents=[common], help="write the pipeline's IR YAML")
@@ -462,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     subm.add_argument("--host", help="KFP API endpoint (default: pipeline.kfp_host)")
     subm.set_defaults(func=pipeline_submit)
     sub.add_parser("serve", parents=[common], help="serve the champion's Bento over HTTP").set_defaults(func=serve)
-    pred = sub.add_parser("predict", parents=[common],
-                          help="every SKU's forecast from the champion (or --version) to one Parquet file")
+    pred = sub.add_parser(
+        "predict", parents=[common], help="every SKU's forecast from the champion (or --version) to one Parquet file"
+    )
     pred.add_argument("--out", required=True, metavar="FILE.parquet")
     pred.add_argument("--version", help="a registered version (default: the champion)")
     pred.add_argument("--horizon", type=int, help="days (default: features.horizon)")
@@ -474,9 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     model = owner_cmd.add_subparsers(dest="action", required=True)
     owner = argparse.ArgumentParser(add_help=False, parents=[common])
     owner.add_argument("--by", help="who acts, for the audit trail (default: the OS user)")
-    owner.add_argument("--family", choices=["forecast", "recommend", "policy"], default="forecast",
-                       help="whose registered model: the forecaster (default), the recommender or the learned policy "
-                            "(list, show, rollback)")
+    owner.add_argument(
+        "--family",
+        choices=["forecast", "recommend", "policy"],
+        default="forecast",
+        help="whose registered model: the forecaster (default), the recommender or the learned policy (list, show, rollback)",
+    )
     model.add_parser("list", parents=[owner], help="versions with aliases, data version, metrics, verdict; champion moves")
     model.add_parser("show", parents=[owner], help="one version's tags and champion moves").add_argument("version")
     cmp_ = model.add_parser("compare", parents=[owner], help="score NEW against OLD on NEW's held-out days")
@@ -488,30 +577,53 @@ def main(argv: list[str] | None = None) -> int:
     prom.add_argument("--reason", help="why, for the audit trail")
     back = model.add_parser("rollback", parents=[owner], help="restore the previous champion")
     back.add_argument("--reason", help="why, for the audit trail")
-    bench = sub.add_parser("bench", parents=[common, data_args],
-                           help="rolling-origin benchmark of the model recipe vs peers and replenishment policies")
-    bench.add_argument("--out", metavar="DIR", help="where results.json, forecasts.parquet and report.html go "
-                       "(default: WORKDIR/bench, or WORKDIR/bench-FAMILY)")
-    bench.add_argument("--family", choices=["forecast", "recommend", "policy"], default="forecast",
-                       help="forecast: demand models vs peers and replenishment policies; recommend: recommenders vs "
-                            "peers on a temporal split (recommend.*); policy: learned replenishment policies vs the "
-                            "optimum and base stock (policy.*)")
+    bench = sub.add_parser(
+        "bench",
+        parents=[common, data_args],
+        help="rolling-origin benchmark of the model recipe vs peers and replenishment policies",
+    )
+    bench.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where results.json, forecasts.parquet and report.html go (default: WORKDIR/bench, or WORKDIR/bench-FAMILY)",
+    )
+    bench.add_argument(
+        "--family",
+        choices=["forecast", "recommend", "policy"],
+        default="forecast",
+        help="forecast: demand models vs peers and replenishment policies; recommend: recommenders vs "
+        "peers on a temporal split (recommend.*); policy: learned replenishment policies vs the "
+        "optimum and base stock (policy.*)",
+    )
     bench.set_defaults(func=bench_command)
-    mon = sub.add_parser("monitor", parents=[common, data_args],
-                         help="score the champion on new actuals and check drift; exit status 3 says retrain")
+    mon = sub.add_parser(
+        "monitor",
+        parents=[common, data_args],
+        help="score the champion on new actuals and check drift; exit status 3 says retrain",
+    )
     mon.add_argument("--out", metavar="DIR", help="where report.html and monitor.json go (default: WORKDIR/monitor)")
     mon.set_defaults(func=monitor_command)
-    sub.add_parser("config", parents=[common], help="print the effective configuration: defaults, the YAML and --set"
-                   ).set_defaults(func=config_command)
-    srv = sub.add_parser("tracking-server", parents=[common],
-                         help="MLflow server with basic auth and proxied artifacts (registry.server); needs "
-                              "MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in the environment")
+    sub.add_parser(
+        "config", parents=[common], help="print the effective configuration: defaults, the YAML and --set"
+    ).set_defaults(func=config_command)
+    srv = sub.add_parser(
+        "tracking-server",
+        parents=[common],
+        help="MLflow server with basic auth and proxied artifacts (registry.server); needs "
+        "MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in the environment",
+    )
     srv.add_argument("--host", help="interface to bind (default: registry.server.host)")
     srv.add_argument("--port", type=int, help="default: registry.server.port")
-    srv.add_argument("--backend-store-uri", metavar="URL",
-                     help="runs and registry, e.g. postgresql+psycopg2://USER@HOST/mlflow (default: sqlite under WORKDIR/)")
-    srv.add_argument("--artifacts-destination", metavar="DIR_OR_URI",
-                     help="where the server keeps artifacts, e.g. s3://bucket/mlflow (default: under WORKDIR/)")
+    srv.add_argument(
+        "--backend-store-uri",
+        metavar="URL",
+        help="runs and registry, e.g. postgresql+psycopg2://USER@HOST/mlflow (default: sqlite under WORKDIR/)",
+    )
+    srv.add_argument(
+        "--artifacts-destination",
+        metavar="DIR_OR_URI",
+        help="where the server keeps artifacts, e.g. s3://bucket/mlflow (default: under WORKDIR/)",
+    )
     srv.set_defaults(func=tracking_server_command)
     args = parser.parse_args(argv)
     try:
@@ -524,8 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MlflowException as e:  # MLflow unreachable or refusing: nothing was moved
         import mlflow
-        log.error("MLflow at %s failed: %s; the champion alias was not moved", mlflow.get_tracking_uri(),
-                  str(e).splitlines()[0])
+
+        log.error("MLflow at %s failed: %s; the champion alias was not moved", mlflow.get_tracking_uri(), str(e).splitlines()[0])
         return 1
 
 

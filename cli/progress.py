@@ -1,5 +1,6 @@
 """`pipeline run`'s terminal: one line per step with its wall time, while kfp.local's own output (every
 task's log and executor JSON, thousands of lines) goes to a log file whose path is printed."""
+
 from __future__ import annotations
 
 import contextlib

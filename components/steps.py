@@ -3,6 +3,7 @@
 KFP ships each function's source on its own, so imports live inside the bodies. Data moves between
 steps only as artifacts; small facts (lineage, params, metrics) move as JSON strings.
 """
+
 from typing import NamedTuple
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
@@ -27,12 +28,12 @@ def validate(config_json: str, lineage: str, raw: Input[Dataset], data_docs: Out
     from supplyml.config import Config
 
     report = steps.validate(Config.from_json(config_json), raw.path, data_docs.path)
-    return json.dumps({**json.loads(lineage), "gx_raw": f"passed {report['evaluated']} expectations",
-                       "history_days": report["days"]})
+    return json.dumps(
+        {**json.loads(lineage), "gx_raw": f"passed {report['evaluated']} expectations", "history_days": report["days"]}
+    )
 
 
-def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output[Dataset],
-              panel_docs: Output[HTML]) -> str:
+def featurize(config_json: str, lineage: str, raw: Input[Dataset], panel: Output[Dataset], panel_docs: Output[HTML]) -> str:
     import json
 
     from supplyml import steps
@@ -64,8 +65,9 @@ def tune_worker(config_json: str, family: str, worker: int, study: Input[Artifac
     from supplyml import steps
     from supplyml.config import Config
 
-    return steps.tune_worker(Config.from_json(config_json), data.path, json.loads(study.metadata["lineage"]),
-                             study.metadata["run_id"], worker, family)
+    return steps.tune_worker(
+        Config.from_json(config_json), data.path, json.loads(study.metadata["lineage"]), study.metadata["run_id"], worker, family
+    )
 
 
 def tune_best(config_json: str, lineage: str, family: str, run_id: str) -> str:
@@ -86,8 +88,9 @@ def train(config_json: str, lineage: str, best: str, panel: Input[Dataset], mode
     return steps.train(Config.from_json(config_json), panel.path, json.loads(best), json.loads(lineage), model.path)
 
 
-def evaluate(config_json: str, run_id: str, panel: Input[Dataset], model: Input[Model], report: Output[HTML],
-             metrics: Output[Metrics]) -> str:
+def evaluate(
+    config_json: str, run_id: str, panel: Input[Dataset], model: Input[Model], report: Output[HTML], metrics: Output[Metrics]
+) -> str:
     import json
 
     from supplyml import steps
@@ -100,22 +103,23 @@ def evaluate(config_json: str, run_id: str, panel: Input[Dataset], model: Input[
     return json.dumps(result)
 
 
-def register(config_json: str, lineage: str, run_id: str, evaluation: str, panel: Input[Dataset],
-             model: Input[Model]) -> NamedTuple("Registered", registration=str, promoted=str):
+def register(
+    config_json: str, lineage: str, run_id: str, evaluation: str, panel: Input[Dataset], model: Input[Model]
+) -> NamedTuple("Registered", registration=str, promoted=str):
     import json
     from typing import NamedTuple
 
     from supplyml import steps
     from supplyml.config import Config
 
-    result = steps.register(Config.from_json(config_json), panel.path, model.path, run_id,
-                            json.loads(evaluation), json.loads(lineage))
+    result = steps.register(
+        Config.from_json(config_json), panel.path, model.path, run_id, json.loads(evaluation), json.loads(lineage)
+    )
     # A string, so `dsl.If` compares it the same way locally and on Kubeflow.
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases: Output[Dataset],
-                 items: Output[Dataset]) -> str:
+def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases: Output[Dataset], items: Output[Dataset]) -> str:
     import json
 
     from supplyml import steps
@@ -126,48 +130,60 @@ def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases:
     return json.dumps({**json.loads(lineage), "customers": summary["customers"]})
 
 
-def recommend_train(config_json: str, lineage: str, best: str, purchases: Input[Dataset], items: Input[Dataset],
-                    model: Output[Model]) -> str:
+def recommend_train(
+    config_json: str, lineage: str, best: str, purchases: Input[Dataset], items: Input[Dataset], model: Output[Model]
+) -> str:
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    return steps.recommend_train(Config.from_json(config_json), purchases.path, items.path, json.loads(best),
-                                 json.loads(lineage), model.path)
+    return steps.recommend_train(
+        Config.from_json(config_json), purchases.path, items.path, json.loads(best), json.loads(lineage), model.path
+    )
 
 
-def recommend_evaluate(config_json: str, run_id: str, purchases: Input[Dataset], items: Input[Dataset],
-                       raw: Input[Dataset], panel: Input[Dataset], model: Input[Model], report: Output[HTML],
-                       metrics: Output[Metrics]) -> str:
+def recommend_evaluate(
+    config_json: str,
+    run_id: str,
+    purchases: Input[Dataset],
+    items: Input[Dataset],
+    raw: Input[Dataset],
+    panel: Input[Dataset],
+    model: Input[Model],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+) -> str:
     import json
 
     from supplyml import steps
     from supplyml.config import Config
 
-    result = steps.recommend_evaluate(Config.from_json(config_json), purchases.path, items.path, raw.path, panel.path,
-                                      model.path, run_id, report.path)
+    result = steps.recommend_evaluate(
+        Config.from_json(config_json), purchases.path, items.path, raw.path, panel.path, model.path, run_id, report.path
+    )
     for name, row in result["metrics"].items():
         for metric, value in row.items():
             metrics.log_metric(f"{name}.{metric}", value)
     return json.dumps(result)
 
 
-def recommend_register(config_json: str, run_id: str, evaluation: str, purchases: Input[Dataset],
-                       items: Input[Dataset]) -> NamedTuple("Registered", registration=str, promoted=str):
+def recommend_register(
+    config_json: str, run_id: str, evaluation: str, purchases: Input[Dataset], items: Input[Dataset]
+) -> NamedTuple("Registered", registration=str, promoted=str):
     import json
     from typing import NamedTuple
 
     from supplyml import steps
     from supplyml.config import Config
 
-    result = steps.recommend_register(Config.from_json(config_json), purchases.path, items.path, run_id,
-                                      json.loads(evaluation))
+    result = steps.recommend_register(Config.from_json(config_json), purchases.path, items.path, run_id, json.loads(evaluation))
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]
-           ) -> NamedTuple("Registered", registration=str, promoted=str):
+def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]) -> NamedTuple(
+    "Registered", registration=str, promoted=str
+):
     import json
     from typing import NamedTuple
 

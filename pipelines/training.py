@@ -22,18 +22,30 @@ def build(cfg: Config):
         return dsl.component(func, base_image=cfg.pipeline.image, install_kfp_package=False)
 
     ingest, validate, featurize, tune_study, tune_worker, tune_best, train, evaluate, register, package, keep = map(
-        component, [steps.ingest, steps.validate, steps.featurize, steps.tune_study, steps.tune_worker, steps.tune_best,
-                    steps.train, steps.evaluate, steps.register, steps.package, steps.keep])
+        component,
+        [
+            steps.ingest,
+            steps.validate,
+            steps.featurize,
+            steps.tune_study,
+            steps.tune_worker,
+            steps.tune_best,
+            steps.train,
+            steps.evaluate,
+            steps.register,
+            steps.package,
+            steps.keep,
+        ],
+    )
     interactions, recommend_train, recommend_evaluate, recommend_register, policy = map(
-        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register,
-                    steps.policy])
+        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register, steps.policy]
+    )
 
     def gpu(task):
         # Honoured by Kubeflow; kfp.local ignores resource requests and Lightning falls back to CPU. GPU
         # node pools are usually tainted for the accelerator: tolerate that taint.
         if cfg.pipeline.accelerator_limit:
-            task.set_accelerator_type(cfg.pipeline.accelerator_type).set_accelerator_limit(
-                cfg.pipeline.accelerator_limit)
+            task.set_accelerator_type(cfg.pipeline.accelerator_type).set_accelerator_limit(cfg.pipeline.accelerator_limit)
             kubernetes.add_toleration(task, key=cfg.pipeline.accelerator_type, operator="Exists", effect="NoSchedule")
         return task
 
@@ -41,8 +53,11 @@ def build(cfg: Config):
         # On Kubeflow the tasks that talk to the tracking server log in with a Secret's credentials.
         for task in tasks:
             if cfg.pipeline.mlflow_secret:
-                kubernetes.use_secret_as_env(task, cfg.pipeline.mlflow_secret, {
-                    "username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"})
+                kubernetes.use_secret_as_env(
+                    task,
+                    cfg.pipeline.mlflow_secret,
+                    {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
+                )
 
     def optuna_storage(task):
         # On Kubeflow every tuning task reads the shared study's URL from a Secret (credentials stay out
@@ -55,10 +70,12 @@ def build(cfg: Config):
         """The family's study, tune.workers Optuna workers sharing it as parallel tasks, then the best trial."""
         study = optuna_storage(tune_study(config_json=config_json, lineage=lineage, family=family))
         with dsl.ParallelFor(list(range(cfg.tune.workers)), parallelism=cfg.tune.workers) as worker:
-            workers = optuna_storage(gpu(tune_worker(config_json=config_json, family=family, worker=worker,
-                                                     study=study.outputs["study"], data=data)))
-        best = optuna_storage(tune_best(config_json=config_json, lineage=lineage, family=family,
-                                        run_id=study.outputs["Output"]).after(workers))
+            workers = optuna_storage(
+                gpu(tune_worker(config_json=config_json, family=family, worker=worker, study=study.outputs["study"], data=data))
+            )
+        best = optuna_storage(
+            tune_best(config_json=config_json, lineage=lineage, family=family, run_id=study.outputs["Output"]).after(workers)
+        )
         return [study, workers, best]
 
     def recommendations(config_json, checked, raw, panel):
@@ -66,23 +83,40 @@ def build(cfg: Config):
         bought = interactions(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
         lineage, purchases, items = bought.outputs["Output"], bought.outputs["purchases"], bought.outputs["items"]
         tuning = tuned(config_json, lineage, "recommend", purchases)
-        fitted = gpu(recommend_train(config_json=config_json, lineage=lineage, best=tuning[-1].output,
-                                     purchases=purchases, items=items))
-        scored = recommend_evaluate(config_json=config_json, run_id=fitted.outputs["Output"], purchases=purchases,
-                                    items=items, raw=raw.outputs["raw"], panel=panel.outputs["panel"],
-                                    model=fitted.outputs["model"])
-        registered = recommend_register(config_json=config_json, run_id=fitted.outputs["Output"],
-                                        evaluation=scored.outputs["Output"], purchases=purchases, items=items)
+        fitted = gpu(
+            recommend_train(config_json=config_json, lineage=lineage, best=tuning[-1].output, purchases=purchases, items=items)
+        )
+        scored = recommend_evaluate(
+            config_json=config_json,
+            run_id=fitted.outputs["Output"],
+            purchases=purchases,
+            items=items,
+            raw=raw.outputs["raw"],
+            panel=panel.outputs["panel"],
+            model=fitted.outputs["model"],
+        )
+        registered = recommend_register(
+            config_json=config_json,
+            run_id=fitted.outputs["Output"],
+            evaluation=scored.outputs["Output"],
+            purchases=purchases,
+            items=items,
+        )
         mlflow_login(*tuning, fitted, scored, registered)
         return registered
 
-    fields = {"evaluation": str, "registration": str, "bento": str,
-              **({"recommendation": str} if cfg.pipeline.recommend else {}),
-              **({"policy": str} if cfg.pipeline.policy else {})}
+    fields = {
+        "evaluation": str,
+        "registration": str,
+        "bento": str,
+        **({"recommendation": str} if cfg.pipeline.recommend else {}),
+        **({"policy": str} if cfg.pipeline.policy else {}),
+    }
     Outputs = NamedTuple("Outputs", **fields)
 
-    @dsl.pipeline(name=cfg.pipeline.name,
-                  description="Order lines to champions (forecaster, recommender, learned policy) in a Bento")
+    @dsl.pipeline(
+        name=cfg.pipeline.name, description="Order lines to champions (forecaster, recommender, learned policy) in a Bento"
+    )
     def training(config_json: str = cfg.to_json(), root: str = "/app") -> Outputs:
         raw = ingest(config_json=config_json, root=root, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         checked = validate(config_json=config_json, lineage=raw.outputs["Output"], raw=raw.outputs["raw"])
@@ -90,15 +124,24 @@ def build(cfg: Config):
         lineage = panel.outputs["Output"]
         study, workers, best = tuned(config_json, lineage, "forecast", panel.outputs["panel"])
         fitted = gpu(train(config_json=config_json, lineage=lineage, best=best.output, panel=panel.outputs["panel"]))
-        scored = evaluate(config_json=config_json, run_id=fitted.outputs["Output"], panel=panel.outputs["panel"],
-                          model=fitted.outputs["model"])
-        registered = register(config_json=config_json, lineage=lineage, run_id=fitted.outputs["Output"],
-                              evaluation=scored.outputs["Output"], panel=panel.outputs["panel"],
-                              model=fitted.outputs["model"])
+        scored = evaluate(
+            config_json=config_json, run_id=fitted.outputs["Output"], panel=panel.outputs["panel"], model=fitted.outputs["model"]
+        )
+        registered = register(
+            config_json=config_json,
+            lineage=lineage,
+            run_id=fitted.outputs["Output"],
+            evaluation=scored.outputs["Output"],
+            panel=panel.outputs["panel"],
+            model=fitted.outputs["model"],
+        )
         recommended = recommendations(config_json, checked, raw, panel) if cfg.pipeline.recommend else None
         # The policy learns on this forecaster's paths over the test window: the evaluation's evidence.
-        learned = (gpu(policy(config_json=config_json, lineage=lineage, panel=panel.outputs["panel"],
-                              model=fitted.outputs["model"])) if cfg.pipeline.policy else None)
+        learned = (
+            gpu(policy(config_json=config_json, lineage=lineage, panel=panel.outputs["panel"], model=fitted.outputs["model"]))
+            if cfg.pipeline.policy
+            else None
+        )
         later = [t for t in (recommended, learned) if t is not None]
         # A new Bento only when a gate promoted; otherwise the champions' stays the one served. One Bento
         # holds every champion, so at most one package task runs, once every family has registered.

@@ -1,5 +1,6 @@
 """BentoML input and output specs for the service's bodies: a request body in, its list for adaptive
 batching; an answer or the error response already made out. The one private BentoML import lives here."""
+
 from __future__ import annotations
 
 import bentoml

@@ -1,6 +1,7 @@
 """What this Bento serves, read once when the server starts: the packaged models' tags and metadata (from
 the Bento's arguments), the limits (the config in the Bento, then `SUPPLYML_SET` overrides) and the
 lineage headers every answer carries."""
+
 from __future__ import annotations
 
 import os
@@ -44,20 +45,26 @@ OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/metrics"}  # probes and scraper
 
 
 def _lineage(meta: dict) -> dict[str, str]:
-    return {"X-Supplyml-Model": str(meta["model_name"]), "X-Supplyml-Model-Version": str(meta["model_version"]),
-            "X-Supplyml-Data-Md5": str(meta.get("dvc_md5", "unknown"))}
+    return {
+        "X-Supplyml-Model": str(meta["model_name"]),
+        "X-Supplyml-Model-Version": str(meta["model_version"]),
+        "X-Supplyml-Data-Md5": str(meta.get("dvc_md5", "unknown")),
+    }
 
 
 LINEAGE = _lineage(META)
 RECOMMEND_PATHS = {"/recommend", "/similar"}  # answered by the recommender: its lineage on every answer
 R_LINEAGE = _lineage(R_META) if R_META else {}
 # /replenish answers name the learned policy too when one is packaged (whether or not it decided).
-P_LINEAGE = {"X-Supplyml-Policy": str(P_META["model_name"]), "X-Supplyml-Policy-Version": str(P_META["model_version"])
-             } if P_META else {}
+P_LINEAGE = (
+    {"X-Supplyml-Policy": str(P_META["model_name"]), "X-Supplyml-Policy-Version": str(P_META["model_version"])} if P_META else {}
+)
 # Flags the model learnt from (all, for a Bento packaged before this was recorded).
 TRAINED_FLAGS = set(META.get("trained_flags", ",".join(planning.FLAGS)).split(",")) - {""}
-COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
-           "/replenish": ("items", SERVING.max_items, "serving.max_items"),
-           "/recommend": ("exclude", SERVING.max_skus, "serving.max_skus")}
+COUNTED = {
+    "/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
+    "/replenish": ("items", SERVING.max_items, "serving.max_items"),
+    "/recommend": ("exclude", SERVING.max_skus, "serving.max_skus"),
+}
 JSON_PATHS = {*COUNTED, "/similar"}
 TIMEOUT_S = 120  # to the first byte of an answer: 1000 SKUs at 56 days on a full-size network take ~20 s

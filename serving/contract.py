@@ -1,5 +1,6 @@
 """/docs.json: BentoML's generated OpenAPI document, in OpenAPI 3.0 terms, with the bodies this service
 really writes."""
+
 from __future__ import annotations
 
 import json
@@ -18,29 +19,44 @@ def _body_doc(description: str, model: str, headers: dict | None = None) -> dict
 
 ERRORS = {
     "400": _body_doc("A field is invalid: `detail` names each, by `loc` (its path in the body) and `msg`", "Error"),
-    "401": _body_doc("The server was started with SUPPLYML_API_TOKEN and the request lacks `Authorization: Bearer "
-                     "<token>` or has another token", "Error", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    "404": _body_doc("A SKU the model does not know: `detail` names each (GET /metadata lists the forecaster's)",
-                     "Error"),
+    "401": _body_doc(
+        "The server was started with SUPPLYML_API_TOKEN and the request lacks `Authorization: Bearer "
+        "<token>` or has another token",
+        "Error",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    "404": _body_doc("A SKU the model does not know: `detail` names each (GET /metadata lists the forecaster's)", "Error"),
     "413": _body_doc("The body is larger than serving.max_body_bytes", "Error"),
     "415": _body_doc("The body is not sent as application/json", "Error"),
-    "422": _body_doc("More SKUs (/forecast), items (/replenish) or excluded SKUs (/recommend) than serving.max_skus or "
-                     "serving.max_items", "Error"),
+    "422": _body_doc(
+        "More SKUs (/forecast), items (/replenish) or excluded SKUs (/recommend) than serving.max_skus or serving.max_items",
+        "Error",
+    ),
     "500": _body_doc("A fault of the server; its log has the traceback", "ServerError"),
-    "503": _body_doc("Overloaded: a request waited longer than serving.max_latency_ms for a batch; on /recommend and "
-                     "/similar also: this Bento was packaged without a recommender", "ServerError"),
+    "503": _body_doc(
+        "Overloaded: a request waited longer than serving.max_latency_ms for a batch; on /recommend and "
+        "/similar also: this Bento was packaged without a recommender",
+        "ServerError",
+    ),
     "504": _body_doc(f"No answer started within {TIMEOUT_S} s", "ServerError"),
 }
-LINEAGE_DOC = {name: {"description": what, "required": True, "schema": {"type": "string"}} for name, what in (
-    ("X-Supplyml-Model", "registered model name"), ("X-Supplyml-Model-Version", "registered model version"),
-    ("X-Supplyml-Data-Md5", "DVC md5 of the training data"))}
+LINEAGE_DOC = {
+    name: {"description": what, "required": True, "schema": {"type": "string"}}
+    for name, what in (
+        ("X-Supplyml-Model", "registered model name"),
+        ("X-Supplyml-Model-Version", "registered model version"),
+        ("X-Supplyml-Data-Md5", "DVC md5 of the training data"),
+    )
+}
 RECOMMEND_BODIES_BY_PATH = {"/recommend": (RecommendRequest, Recommendation), "/similar": (SimilarRequest, Similar)}
 RECOMMEND_BODIES = {m.__name__: m for pair in RECOMMEND_BODIES_BY_PATH.values() for m in pair}
-OPERATIONS = {("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
-              ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
-              ("/recommend", "post"): ("400", "401", "413", "415", "422", "500", "503", "504"),
-              ("/similar", "post"): ("400", "401", "404", "413", "415", "500", "503", "504"),
-              ("/metadata", "get"): ("401",)}
+OPERATIONS = {
+    ("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+    ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+    ("/recommend", "post"): ("400", "401", "413", "415", "422", "500", "503", "504"),
+    ("/similar", "post"): ("400", "401", "404", "413", "415", "500", "503", "504"),
+    ("/metadata", "get"): ("401",),
+}
 
 
 def contract(generated: dict, skus: tuple[str, ...], customer: str, item: str) -> dict:
@@ -49,9 +65,12 @@ def contract(generated: dict, skus: tuple[str, ...], customer: str, item: str) -
     spec = json.loads(json.dumps(generated))
     spec["openapi"] = "3.0.3"
     recommender = f"; recommendations from {R_META['model_name']} version {R_META['model_version']}" if R_META else ""
-    spec["info"] = {"title": "supplyml", "version": str(META["model_version"]),
-                    "description": f"Demand forecasts and replenishment decisions from {META['model_name']} "
-                                   f"version {META['model_version']}{recommender}"}
+    spec["info"] = {
+        "title": "supplyml",
+        "version": str(META["model_version"]),
+        "description": f"Demand forecasts and replenishment decisions from {META['model_name']} "
+        f"version {META['model_version']}{recommender}",
+    }
     schemas = spec["components"]["schemas"]
     for stale in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, not these bodies
         schemas.pop(stale)
@@ -62,15 +81,18 @@ def contract(generated: dict, skus: tuple[str, ...], customer: str, item: str) -
     spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for (path, method), statuses in OPERATIONS.items():
         operation = spec["paths"][path][method]
-        operation["responses"] = {"200": {**operation["responses"]["200"], "headers": LINEAGE_DOC},
-                                  **{s: ERRORS[s] for s in statuses}}
+        operation["responses"] = {
+            "200": {**operation["responses"]["200"], "headers": LINEAGE_DOC},
+            **{s: ERRORS[s] for s in statuses},
+        }
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True
             operation["requestBody"]["content"]["application/json"]["example"] = _example(path, skus, customer, item)
         if TOKEN:
             operation["security"] = [{"bearer": []}]
     spec["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
-        "$ref": REF.format(model="Metadata")}
+        "$ref": REF.format(model="Metadata")
+    }
     # BentoML writes a union field (`str | None`, `str | int`) as its first type; pydantic's own schemas
     # say what these bodies really take and return.
     for path, (request, answer) in RECOMMEND_BODIES_BY_PATH.items():
@@ -89,8 +111,18 @@ def _example(path: str, skus: tuple[str, ...], customer: str, item: str) -> dict
         promo = {"promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}} if "promo" in TRAINED_FLAGS else {}
         return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9], **promo}
     lead = min(7, MAX_HORIZON // 2)
-    return {"items": [{"sku": skus[0], "on_hand": 120, "on_order": 0, "lead_time_days": lead,
-                       "review_period_days": min(7, MAX_HORIZON - lead), "service_level": 0.95}]}
+    return {
+        "items": [
+            {
+                "sku": skus[0],
+                "on_hand": 120,
+                "on_order": 0,
+                "lead_time_days": lead,
+                "review_period_days": min(7, MAX_HORIZON - lead),
+                "service_level": 0.95,
+            }
+        ]
+    }
 
 
 def _openapi30(node: Any) -> Any:
@@ -109,4 +141,3 @@ def _openapi30(node: Any) -> Any:
         node.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
         node["nullable"] = True
     return node
-

@@ -1,5 +1,6 @@
 """ASGI middleware: `Guard` (token, limits, lineage headers, the JSON body parsed once) on every route but
 the probes, and BentoML's request timeout with its timer cancelled."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,9 @@ class _Timeout(traffic.TimeoutMiddleware):
         except TimeoutError:
             if started:
                 raise
-        await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
-                           status_code=504)(scope, receive, send)
+        await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504)(
+            scope, receive, send
+        )
 
 
 def install_timeout() -> None:
@@ -61,22 +63,44 @@ class Guard:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         if TOKEN and not _authorized(scope):
-            detail = [{"type": "unauthorized", "loc": ["header", "Authorization"],
-                       "msg": "send Authorization: Bearer <token>, the token this server was started with"}]
+            detail = [
+                {
+                    "type": "unauthorized",
+                    "loc": ["header", "Authorization"],
+                    "msg": "send Authorization: Bearer <token>, the token this server was started with",
+                }
+            ]
             return await error_response(401, "missing or wrong API token", detail, {"WWW-Authenticate": "Bearer"})(
-                scope, receive, send)
-        send = _with_lineage(send, R_LINEAGE if scope["path"] in RECOMMEND_PATHS else
-                             {**LINEAGE, **P_LINEAGE} if scope["path"] == "/replenish" else LINEAGE)
+                scope, receive, send
+            )
+        send = _with_lineage(
+            send,
+            R_LINEAGE
+            if scope["path"] in RECOMMEND_PATHS
+            else {**LINEAGE, **P_LINEAGE}
+            if scope["path"] == "/replenish"
+            else LINEAGE,
+        )
         body = await _body(receive, SERVING.max_body_bytes)
         if body is None:
-            detail = [{"type": "too_large", "loc": ["body"],
-                       "msg": f"the body exceeds serving.max_body_bytes = {SERVING.max_body_bytes} bytes"}]
+            detail = [
+                {
+                    "type": "too_large",
+                    "loc": ["body"],
+                    "msg": f"the body exceeds serving.max_body_bytes = {SERVING.max_body_bytes} bytes",
+                }
+            ]
             return await error_response(413, "request body too large", detail)(scope, receive, send)
         if scope["path"] in JSON_PATHS:
             media = dict(scope["headers"]).get(b"content-type", b"application/json").split(b";")[0].strip().lower()
             if media != b"application/json":  # BentoML would try its form and multipart parsers
-                detail = [{"type": "media_type", "loc": ["header", "Content-Type"],
-                           "msg": f"send Content-Type: application/json, not {media.decode('latin-1')!r}"}]
+                detail = [
+                    {
+                        "type": "media_type",
+                        "loc": ["header", "Content-Type"],
+                        "msg": f"send Content-Type: application/json, not {media.decode('latin-1')!r}",
+                    }
+                ]
                 return await error_response(415, "the body must be JSON", detail)(scope, receive, send)
             try:  # pydantic's parser, as the API's: nesting past its depth limit is an error, not a RecursionError
                 value = from_json(body)
@@ -134,4 +158,3 @@ def _replay(body: bytes, receive):
         return {"type": "http.request", "body": body, "more_body": False}
 
     return again
-

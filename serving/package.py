@@ -8,6 +8,7 @@ set it from `serving.bentoml_home` before that (`os.environ.update(bentoml_env(c
 bentofile.yaml is the one description of the build: `bentoml build -f serving/bentofile.yaml .` and
 `package` build the same Bento; `package` only adds the name, the lineage labels and the pinned model.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BENTOFILE = Path(__file__).with_name("bentofile.yaml")
 # Model-version tags that say where a model came from and what it learnt from; the rest (gate reasons,
 # metrics) are not lineage.
-LINEAGE = ("git_commit", "dvc_md5", "data_path", "pipeline_run_id", "config_hash", "optuna_study", "optuna_trial",
-           "gx_raw", "gx_panel", "trained_flags")
+LINEAGE = (
+    "git_commit",
+    "dvc_md5",
+    "data_path",
+    "pipeline_run_id",
+    "config_hash",
+    "optuna_study",
+    "optuna_trial",
+    "gx_raw",
+    "gx_panel",
+    "trained_flags",
+)
 
 
 class NoChampionError(RuntimeError):
@@ -48,12 +59,20 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender
     labels = {k: str(v) for k, v in lineage.items()}
     # The textbook policy this version's held-out origins chose (versions from before the choice: base stock).
     default_policy = mlflow.MlflowClient().get_model_version(name, version).tags.get("policy", "base_stock")
-    metadata = {**labels, "model_name": name, "model_version": version, "metrics": metrics,
-                "max_horizon": cfg.serving.max_horizon, "default_policy": default_policy,
-                "ma_window": cfg.inventory.ma_window,
-                "replenish_samples": cfg.inventory.num_sample_paths, "seed": cfg.seed}
-    model = bentoml.mlflow.import_model(name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version},
-                                        metadata=metadata)
+    metadata = {
+        **labels,
+        "model_name": name,
+        "model_version": version,
+        "metrics": metrics,
+        "max_horizon": cfg.serving.max_horizon,
+        "default_policy": default_policy,
+        "ma_window": cfg.inventory.ma_window,
+        "replenish_samples": cfg.inventory.num_sample_paths,
+        "seed": cfg.seed,
+    }
+    model = bentoml.mlflow.import_model(
+        name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version}, metadata=metadata
+    )
     args, bento_labels = {"model_tag": str(model.tag)}, {}
     for family, registered, extra in (("recommender", recommender, ()), ("policy", policy, ("policy",))):
         bento_labels[f"mlflow_{family}"] = "none"
@@ -62,19 +81,38 @@ def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender
         r_name, r_version, tags = registered.name, str(registered.version), registered.tags
         r_labels = {k: str(tags[k]) for k in LINEAGE if k in tags}
         imported = bentoml.mlflow.import_model(
-            r_name, f"models:/{r_name}/{r_version}", labels={**r_labels, "mlflow_version": r_version},
-            metadata={**r_labels, "model_name": r_name, "model_version": r_version,
-                      "metrics": json.loads(tags.get("metrics", "{}")), **{k: json.loads(tags[k]) for k in extra}})
+            r_name,
+            f"models:/{r_name}/{r_version}",
+            labels={**r_labels, "mlflow_version": r_version},
+            metadata={
+                **r_labels,
+                "model_name": r_name,
+                "model_version": r_version,
+                "metrics": json.loads(tags.get("metrics", "{}")),
+                **{k: json.loads(tags[k]) for k in extra},
+            },
+        )
         args[f"{family}_tag"] = str(imported.tag)
         bento_labels |= {family: str(imported.tag), f"mlflow_{family}": f"{r_name}/{r_version}"}
     start = time.monotonic()
     bento = bentoml.bentos.build_bentofile(
-        str(BENTOFILE), build_ctx=str(ROOT), name=cfg.serving.bento_name, reload=True,
+        str(BENTOFILE),
+        build_ctx=str(ROOT),
+        name=cfg.serving.bento_name,
+        reload=True,
         labels={**labels, "model": str(model.tag), "mlflow_model": f"{name}/{version}", **bento_labels},
-        args=args)  # serving/service.py reads them: the Bento serves exactly these models
-    log.info("built Bento %s around %s (MLflow %s version %s; recommender %s; policy %s) in %.1f s", bento.tag,
-             model.tag, name, version, bento_labels["mlflow_recommender"], bento_labels["mlflow_policy"],
-             time.monotonic() - start)
+        args=args,
+    )  # serving/service.py reads them: the Bento serves exactly these models
+    log.info(
+        "built Bento %s around %s (MLflow %s version %s; recommender %s; policy %s) in %.1f s",
+        bento.tag,
+        model.tag,
+        name,
+        version,
+        bento_labels["mlflow_recommender"],
+        bento_labels["mlflow_policy"],
+        time.monotonic() - start,
+    )
     return str(bento.tag)
 
 
@@ -90,17 +128,26 @@ def champion_bento(cfg: Config, build: bool = True) -> str | None:
     name = cfg.registry.model_name
     champion = registry.champion_version(name)
     if champion is None:
-        raise NoChampionError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` (or "
-                              "`make run`) first, or `supplyml model promote VERSION`")
+        raise NoChampionError(
+            f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` (or "
+            "`make run`) first, or `supplyml model promote VERSION`"
+        )
     recommender = registry.champion_version(cfg.registry.recommender_name)
     policy = registry.champion_version(cfg.registry.policy_name)
-    wanted = {"mlflow_model": f"{name}/{champion.version}",
-              **{f"mlflow_{family}": f"{v.name}/{v.version}" if v else "none"
-                 for family, v in (("recommender", recommender), ("policy", policy))}}
+    wanted = {
+        "mlflow_model": f"{name}/{champion.version}",
+        **{
+            f"mlflow_{family}": f"{v.name}/{v.version}" if v else "none"
+            for family, v in (("recommender", recommender), ("policy", policy))
+        },
+    }
     bentoml = _bentoml(cfg)
     try:
-        built = [b for b in bentoml.bentos.list(cfg.serving.bento_name)
-                 if all(b.info.labels.get(k, "none") == v for k, v in wanted.items())]
+        built = [
+            b
+            for b in bentoml.bentos.list(cfg.serving.bento_name)
+            if all(b.info.labels.get(k, "none") == v for k, v in wanted.items())
+        ]
     except bentoml.exceptions.NotFound:  # no Bento of this name yet
         built = []
     if built:
@@ -108,15 +155,28 @@ def champion_bento(cfg: Config, build: bool = True) -> str | None:
     if not build:
         return None
     tags = champion.tags
-    return package(cfg, champion.version, {k: tags[k] for k in LINEAGE if k in tags},
-                   json.loads(tags.get("metrics", "{}")), recommender, policy)
+    return package(
+        cfg,
+        champion.version,
+        {k: tags[k] for k in LINEAGE if k in tags},
+        json.loads(tags.get("metrics", "{}")),
+        recommender,
+        policy,
+    )
 
 
 def serve_command(cfg: Config) -> list[str]:
     """`bentoml serve` of the champion's Bento (built first if a promotion or rollback left it without one)."""
     # The bentoml beside this interpreter: make calls .venv/bin/supplyml without the venv on PATH.
-    return [str(Path(sys.executable).with_name("bentoml")), "serve", champion_bento(cfg),
-            "--host", cfg.serving.host, "--port", str(cfg.serving.port)]
+    return [
+        str(Path(sys.executable).with_name("bentoml")),
+        "serve",
+        champion_bento(cfg),
+        "--host",
+        cfg.serving.host,
+        "--port",
+        str(cfg.serving.port),
+    ]
 
 
 def _bentoml(cfg: Config):
@@ -127,6 +187,8 @@ def _bentoml(cfg: Config):
 
     in_use = os.path.realpath(BentoMLContainer.bentoml_home.get())
     if in_use != os.path.realpath(home):
-        raise RuntimeError(f"this process already uses BentoML home {in_use}, not serving.bentoml_home={home}; "
-                           "set BENTOML_HOME before anything uses bentoml")
+        raise RuntimeError(
+            f"this process already uses BentoML home {in_use}, not serving.bentoml_home={home}; "
+            "set BENTOML_HOME before anything uses bentoml"
+        )
     return bentoml

@@ -1,5 +1,6 @@
 """The request and answer bodies. pydantic checks every field, so a bad one is a 400 naming it; the limits
 come from the Bento (`serving.bento`), so the schemas and the OpenAPI document state them."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -28,11 +29,15 @@ def _flags(name: str):
     if name in TRAINED_FLAGS:
         day = Annotated[int, Field(ge=0, le=1)]
     else:
+
         def untrained(value: int) -> int:
             if value != 0:
-                raise ValueError(f"this model was trained without {name} flags (its data had none), so it cannot "
-                                 f"use them; send no {name} days set to 1")
+                raise ValueError(
+                    f"this model was trained without {name} flags (its data had none), so it cannot "
+                    f"use them; send no {name} days set to 1"
+                )
             return value
+
         day = Annotated[int, AfterValidator(untrained), WithJsonSchema({"type": "integer", "enum": [0]})]
     return Annotated[list[day], Field(max_length=MAX_HORIZON)]
 
@@ -59,13 +64,33 @@ def _item_rules(schema: dict) -> None:
     """What holds between an item's fields, in the schema's own terms, so that the document accepts what the
     server accepts: L + R within the model's horizon (one exclusive branch per lead time), and the learned
     policy only at the lead time and review period it was trained for."""
-    rules = [{"oneOf": [{"properties": {"lead_time_days": {"minimum": lead, "maximum": lead},
-                                        "review_period_days": {"maximum": MAX_HORIZON - lead}}}
-                        for lead in range(MAX_HORIZON)]}]
+    rules = [
+        {
+            "oneOf": [
+                {
+                    "properties": {
+                        "lead_time_days": {"minimum": lead, "maximum": lead},
+                        "review_period_days": {"maximum": MAX_HORIZON - lead},
+                    }
+                }
+                for lead in range(MAX_HORIZON)
+            ]
+        }
+    ]
     if TRAINED_FOR:
-        rules.append({"anyOf": [{"properties": {"policy": {"not": {"enum": [planning.LEARNED]}}}},
-                                {"properties": {"lead_time_days": {"enum": [TRAINED_FOR[0]]},
-                                                "review_period_days": {"enum": [TRAINED_FOR[1]]}}}]})
+        rules.append(
+            {
+                "anyOf": [
+                    {"properties": {"policy": {"not": {"enum": [planning.LEARNED]}}}},
+                    {
+                        "properties": {
+                            "lead_time_days": {"enum": [TRAINED_FOR[0]]},
+                            "review_period_days": {"enum": [TRAINED_FOR[1]]},
+                        }
+                    },
+                ]
+            }
+        )
     schema["allOf"] = rules
 
 
@@ -81,30 +106,34 @@ class Item(Request):
 
     sku: Sku
     on_hand: Units
-    on_order: Units = Field(0.0, description="units ordered, not yet received; the learned policy counts them as "
-                                              "due tomorrow")
+    on_order: Units = Field(0.0, description="units ordered, not yet received; the learned policy counts them as due tomorrow")
     lead_time_days: int = Field(ge=0, le=MAX_HORIZON - 1)
     review_period_days: int = Field(ge=1, le=MAX_HORIZON)
     service_level: Level
     promo: Promo = Field([], description="known promotion days: " + FLAGS_DOC.format("1: on promotion"))
     event: Event = Field([], description="known event days: " + FLAGS_DOC.format("1: a holiday or event"))
     policy: Decider | None = Field(
-        None, description="who decides: base stock on the forecast's paths, the classical policy (moving average + "
-                          "normal safety stock), or the learned policy (only for the lead time and review period it "
-                          "was trained for). Default: the learned policy where this Bento has one for the item's lead "
-                          "time and review period, else the textbook policy that won on the model's held-out origins "
-                          "(`default_policy` in /metadata)")
+        None,
+        description="who decides: base stock on the forecast's paths, the classical policy (moving average + "
+        "normal safety stock), or the learned policy (only for the lead time and review period it "
+        "was trained for). Default: the learned policy where this Bento has one for the item's lead "
+        "time and review period, else the textbook policy that won on the model's held-out origins "
+        "(`default_policy` in /metadata)",
+    )
 
     @model_validator(mode="after")
     def _within_horizon(self) -> Item:
         days = self.lead_time_days + self.review_period_days
         if days > MAX_HORIZON:
-            raise ValueError(f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon "
-                             f"of {MAX_HORIZON} days")
+            raise ValueError(
+                f"lead_time_days + review_period_days = {days} exceeds this model's maximum horizon of {MAX_HORIZON} days"
+            )
         if self.policy == planning.LEARNED and (self.lead_time_days, self.review_period_days) != TRAINED_FOR:
-            raise ValueError(f"the learned policy was trained for lead_time_days = {TRAINED_FOR[0]} and "
-                             f"review_period_days = {TRAINED_FOR[1]}, not {self.lead_time_days} and "
-                             f"{self.review_period_days}; send \"policy\": \"base_stock\" for other settings")
+            raise ValueError(
+                f"the learned policy was trained for lead_time_days = {TRAINED_FOR[0]} and "
+                f"review_period_days = {TRAINED_FOR[1]}, not {self.lead_time_days} and "
+                f'{self.review_period_days}; send "policy": "base_stock" for other settings'
+            )
         return self
 
 
@@ -113,8 +142,10 @@ class ReplenishRequest(Request):
 
 
 class RecommendRequest(Request):
-    customer_id: str | int = Field(description="the order lines' CustomerID (17850 and \"17850\" are the same "
-                                               "customer); one the model never saw gets popular items")
+    customer_id: str | int = Field(
+        description='the order lines\' CustomerID (17850 and "17850" are the same '
+        "customer); one the model never saw gets popular items"
+    )
     k: int = Field(10, ge=1, le=SERVING.max_k)
     exclude_purchased: bool = Field(False, description="leave out what the customer bought in the model's data")
     exclude: list[Sku] = Field([], max_length=SERVING.max_skus, description="SKUs never to recommend")
@@ -133,8 +164,10 @@ class Ranked(BaseModel):
 
 class Recommendation(BaseModel):
     customer_id: str
-    fallback: str | None = Field(description='null for a personal list; "popularity" for a customer the model '
-                                             "never saw, who gets the recently most popular items")
+    fallback: str | None = Field(
+        description='null for a personal list; "popularity" for a customer the model '
+        "never saw, who gets the recently most popular items"
+    )
     recommendations: list[Ranked]
 
 
@@ -154,7 +187,8 @@ class Decision(BaseModel):
     sku: str
     policy: Literal["base_stock", "classical", "learned"] = Field(
         description="who decided order_quantity; for the learned policy the other figures (base stock's S among them) "
-                    "describe the forecast, for the classical policy its own level")
+        "describe the forecast, for the classical policy its own level"
+    )
     order_quantity: float
     order_up_to: float
     reorder_point: float
@@ -210,11 +244,11 @@ class Metadata(BaseModel):
     replenish_samples: int
     seed: int
     default_policy: Literal["base_stock", "classical"] = Field(
-        planning.BASE_STOCK, description="who decides an item that names no policy, where no learned policy does")
+        planning.BASE_STOCK, description="who decides an item that names no policy, where no learned policy does"
+    )
     bento: str | None
     bento_model: str
     skus: list[str]
     history_end: date
     recommender: RecommenderMetadata | None = Field(None, description="null: this Bento has no recommender")
     policy: PolicyMetadata | None = Field(None, description="null: this Bento has no learned policy")
-

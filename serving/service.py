@@ -12,6 +12,7 @@ route but the probes: the optional bearer token (401), the body-size, media-type
 really writes. With `serving.batching` on, BentoML's adaptive batching (`batchable=True`) collects
 concurrent requests and planning answers them with shared model calls.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,11 @@ from serving.schemas import (
 )
 from supplyml import planning
 
-BATCHING = ({"batchable": True, "max_batch_size": SERVING.max_batch_size, "max_latency_ms": SERVING.max_latency_ms}
-            if SERVING.batching else {})
+BATCHING = (
+    {"batchable": True, "max_batch_size": SERVING.max_batch_size, "max_latency_ms": SERVING.max_latency_ms}
+    if SERVING.batching
+    else {}
+)
 info = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # GET routes; the one contract is /docs.json
 
 
@@ -83,28 +87,48 @@ class SupplyForecast:
         # collection walked, stalling all requests for ~0.5 s.
         sku = self.forecaster.skus[0]
         planning.forecast(self.forecaster, [sku], MAX_HORIZON, [0.5])
-        planning.replenish(self.forecaster, [{"sku": sku, "on_hand": 0, "lead_time_days": 0, "review_period_days": 1,
-                                              "service_level": 0.5}], META["replenish_samples"], META["seed"])
+        planning.replenish(
+            self.forecaster,
+            [{"sku": sku, "on_hand": 0, "lead_time_days": 0, "review_period_days": 1, "service_level": 0.5}],
+            META["replenish_samples"],
+            META["seed"],
+        )
         if self.policy is not None:
             L, R = TRAINED_FOR
-            planning.replenish(self.forecaster, [{"sku": sku, "on_hand": 0, "lead_time_days": L, "review_period_days": R,
-                                                  "service_level": 0.5}], META["replenish_samples"], META["seed"],
-                               self.policy)
+            planning.replenish(
+                self.forecaster,
+                [{"sku": sku, "on_hand": 0, "lead_time_days": L, "review_period_days": R, "service_level": 0.5}],
+                META["replenish_samples"],
+                META["seed"],
+                self.policy,
+            )
         gc.freeze()
 
     @bentoml.api(input_spec=batch_of_one(ForecastRequest), output_spec=answers("forecasts", SkuForecast), **BATCHING)
     def forecast(self, requests: list[ForecastRequest]) -> list:
         """Mean and quantiles per SKU and day, from the day after the model's history ends."""
-        return self._answer(requests, [[(["skus", i], s) for i, s in enumerate(r.skus)] for r in requests],
-                            lambda ok: planning.forecast_many(self.forecaster, [r.model_dump() for r in ok]))
+        return self._answer(
+            requests,
+            [[(["skus", i], s) for i, s in enumerate(r.skus)] for r in requests],
+            lambda ok: planning.forecast_many(self.forecaster, [r.model_dump() for r in ok]),
+        )
 
     @bentoml.api(input_spec=batch_of_one(ReplenishRequest), output_spec=answers("decisions", Decision), **BATCHING)
     def replenish(self, requests: list[ReplenishRequest]) -> list:
         """A periodic-review decision per item: base stock, the classical policy, or the learned policy."""
-        return self._answer(requests, [[(["items", i, "sku"], it.sku) for i, it in enumerate(r.items)] for r in requests],
-                            lambda ok: planning.replenish_many(self.forecaster, [r.items for r in ok],
-                                                               META["replenish_samples"], META["seed"], self.policy,
-                                                               DEFAULT_POLICY, MA_WINDOW))
+        return self._answer(
+            requests,
+            [[(["items", i, "sku"], it.sku) for i, it in enumerate(r.items)] for r in requests],
+            lambda ok: planning.replenish_many(
+                self.forecaster,
+                [r.items for r in ok],
+                META["replenish_samples"],
+                META["seed"],
+                self.policy,
+                DEFAULT_POLICY,
+                MA_WINDOW,
+            ),
+        )
 
     @bentoml.api(input_spec=batch_of_one(RecommendRequest), output_spec=single(Recommendation))
     def recommend(self, requests: list[RecommendRequest]) -> list:
@@ -125,8 +149,21 @@ class SupplyForecast:
         try:
             ranked = self.recommender.similar(r.sku, r.k)
         except KeyError:
-            return [error_response(404, "unknown SKU", [{"type": "unknown_sku", "loc": ["sku"], "msg": (
-                f"unknown SKU {r.sku!r}: the recommender never saw it sold; GET /metadata counts what it knows")}])]
+            return [
+                error_response(
+                    404,
+                    "unknown SKU",
+                    [
+                        {
+                            "type": "unknown_sku",
+                            "loc": ["sku"],
+                            "msg": (
+                                f"unknown SKU {r.sku!r}: the recommender never saw it sold; GET /metadata counts what it knows"
+                            ),
+                        }
+                    ],
+                )
+            ]
         return [{"sku": r.sku, "similar": self._ranked(ranked)}]
 
     def _ranked(self, ranked: list[tuple[str, float]]) -> list[dict]:
@@ -143,12 +180,22 @@ class SupplyForecast:
         bento = bentoml.server_context
         recommender = None
         if self.recommender is not None:
-            recommender = {**R_META, "customers": len(self.recommender.customers), "skus": len(self.recommender.items),
-                           "history_end": self.recommender.cutoff.date().isoformat()}
-        return {**META, "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
-                "bento_model": str(self.model.tag), "skus": self.forecaster.skus,
-                "history_end": self.forecaster.last_date.date().isoformat(), "recommender": recommender,
-                "policy": P_META, "default_policy": DEFAULT_POLICY}
+            recommender = {
+                **R_META,
+                "customers": len(self.recommender.customers),
+                "skus": len(self.recommender.items),
+                "history_end": self.recommender.cutoff.date().isoformat(),
+            }
+        return {
+            **META,
+            "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
+            "bento_model": str(self.model.tag),
+            "skus": self.forecaster.skus,
+            "history_end": self.forecaster.last_date.date().isoformat(),
+            "recommender": recommender,
+            "policy": P_META,
+            "default_policy": DEFAULT_POLICY,
+        }
 
     # The mounted app's routes come before BentoML's own /docs.json, so this one answers it.
     @info.get("/docs.json", include_in_schema=False)
@@ -164,13 +211,21 @@ def _document(skus: tuple[str, ...], customer: str, item: str) -> dict:
 
 
 def _no_recommender() -> JSONResponse:
-    return JSONResponse({"error": "this Bento was packaged without a recommender: run the pipeline with the "
-                                  "recommendation family, then serve the new Bento"}, status_code=503)
+    return JSONResponse(
+        {
+            "error": "this Bento was packaged without a recommender: run the pipeline with the "
+            "recommendation family, then serve the new Bento"
+        },
+        status_code=503,
+    )
 
 
 def _unknown_skus(requested: list[tuple[list, str]], known: set[str]) -> JSONResponse | None:
-    detail = [{"type": "unknown_sku", "loc": loc, "msg": f"unknown SKU {sku!r}; GET /metadata lists the SKUs this model knows"}
-              for loc, sku in requested if sku not in known]
+    detail = [
+        {"type": "unknown_sku", "loc": loc, "msg": f"unknown SKU {sku!r}; GET /metadata lists the SKUs this model knows"}
+        for loc, sku in requested
+        if sku not in known
+    ]
     return error_response(404, f"{len(detail)} unknown SKU(s)", detail) if detail else None
 
 

@@ -4,6 +4,7 @@ Origins sit one horizon apart and end with the data: with 3 origins and a 28-day
 refitted on everything before day -84, -56 and -28 and scored on the 28 days that follow. A series
 is scored at an origin once it has a horizon of history before it; younger series join later origins.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,7 @@ from supplyml.metrics import coverage, evaluate_forecasts, quantile_col, series_
 log = logging.getLogger(__name__)
 MODEL = "supplyml"
 METRICS = ["wrmsse", "mase", "wspl", "coverage_50", "coverage_95", "bias"]
-POLICIES = {"forecast": "forecast base stock", "classical": "28-day MA + normal safety stock",
-            "perfect": "perfect foresight"}
+POLICIES = {"forecast": "forecast base stock", "classical": "28-day MA + normal safety stock", "perfect": "perfect foresight"}
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -37,8 +37,10 @@ def origins(panel: pd.DataFrame, horizon: int, n: int) -> list[pd.Timestamp]:
     end = panel["ds"].max()
     starts = [end - pd.Timedelta(days=horizon * k - 1) for k in range(n, 0, -1)]
     if starts[0] <= panel["ds"].min() + pd.Timedelta(days=horizon):
-        raise ValueError(f"{n} origins of {horizon} days need more than {(n + 1) * horizon} days of data; "
-                         f"the panel has {(end - panel['ds'].min()).days + 1}")
+        raise ValueError(
+            f"{n} origins of {horizon} days need more than {(n + 1) * horizon} days of data; "
+            f"the panel has {(end - panel['ds'].min()).days + 1}"
+        )
     return starts
 
 
@@ -68,13 +70,14 @@ class Backtest:
     @classmethod
     def from_origins(cls, results: list[Origin]) -> Backtest:
         per_origin = pd.DataFrame([row for r in results for row in r.scores])
-        forecasts = {m: pd.concat([r.forecasts[m].assign(origin=r.start) for r in results], ignore_index=True)
-                     for m in results[0].forecasts}
+        forecasts = {
+            m: pd.concat([r.forecasts[m].assign(origin=r.start) for r in results], ignore_index=True)
+            for m in results[0].forecasts
+        }
         actuals = pd.concat([r.test for r in results], ignore_index=True)
         totals = pd.concat([r.totals.assign(origin=r.start) for r in results], ignore_index=True)
         units = pd.concat([r.units.assign(origin=r.start) for r in results]).reset_index()
-        return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]),
-                   totals, units)
+        return cls(per_origin, forecasts, actuals, *_pool([r.sims for r in results], [r.start for r in results]), totals, units)
 
     def calibration(self, target: float) -> dict[str, float]:
         """Coverage of the champion's 50% and 95% intervals for daily values and for lead-time + review
@@ -101,34 +104,48 @@ class Backtest:
 
     def inventory_metrics(self) -> dict[str, float]:
         """The inventory table as flat MLflow metrics, `inventory.<policy's first word>.<measure>`."""
-        return {f"inventory.{policy.split()[0]}.{k}": float(v)
-                for policy, row in self.inventory.iterrows() for k, v in row.items()}
+        return {
+            f"inventory.{policy.split()[0]}.{k}": float(v) for policy, row in self.inventory.iterrows() for k, v in row.items()
+        }
 
-    def report(self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict,
-               gate: tuple[pd.DataFrame, list[str]] | None = None) -> str:
+    def report(
+        self, panel: pd.DataFrame, cfg: Config, title: str, lineage: dict, gate: tuple[pd.DataFrame, list[str]] | None = None
+    ) -> str:
         """The HTML evaluation report: metrics against peers, forecast plots, segments, inventory."""
         first = self.per_origin["origin"].min()
         history = panel[panel["ds"] < first]
         quantiles = cfg.evaluation.quantiles
-        by_segment = report.error_by_segment(history, self.actuals, self.forecasts, quantiles,
-                                             report.segments(history))
-        notes = [f"{self.per_origin['origin'].nunique()} forecast origin(s) of {cfg.features.horizon} days; "
-                 "metrics are averaged over origins, seconds summed (champion: fit + forecast).",
-                 "WRMSSE and WSPL weight each series by its units in the 28 days before the origin; "
-                 "WSPL covers M5's nine quantiles. Lower is better; coverage should match its level.",
-                 f"Inventory: lead time {cfg.inventory.lead_time} d, review every {cfg.inventory.review_period} d, "
-                 f"target cycle service level {cfg.inventory.service_level:.0%}, holding "
-                 f"{cfg.inventory.holding_cost:g} x price per unit-day, lost sale {cfg.inventory.lost_sales_cost:g} x price."]
-        return report.render(title=title, metrics=self.table(), forecasts=self.forecasts[MODEL], history=history,
-                             actuals=self.actuals, quantiles=quantiles, n_series=cfg.evaluation.report_series,
-                             seed=cfg.seed, per_origin=self.per_origin if self.per_origin["origin"].nunique() > 1 else None,
-                             by_segment=by_segment, inventory=self.inventory, on_hand=self.on_hand,
-                             calibration=self.calibration(cfg.inventory.service_level), lineage=lineage,
-                             gate=gate, notes=notes)
+        by_segment = report.error_by_segment(history, self.actuals, self.forecasts, quantiles, report.segments(history))
+        notes = [
+            f"{self.per_origin['origin'].nunique()} forecast origin(s) of {cfg.features.horizon} days; "
+            "metrics are averaged over origins, seconds summed (champion: fit + forecast).",
+            "WRMSSE and WSPL weight each series by its units in the 28 days before the origin; "
+            "WSPL covers M5's nine quantiles. Lower is better; coverage should match its level.",
+            f"Inventory: lead time {cfg.inventory.lead_time} d, review every {cfg.inventory.review_period} d, "
+            f"target cycle service level {cfg.inventory.service_level:.0%}, holding "
+            f"{cfg.inventory.holding_cost:g} x price per unit-day, lost sale {cfg.inventory.lost_sales_cost:g} x price.",
+        ]
+        return report.render(
+            title=title,
+            metrics=self.table(),
+            forecasts=self.forecasts[MODEL],
+            history=history,
+            actuals=self.actuals,
+            quantiles=quantiles,
+            n_series=cfg.evaluation.report_series,
+            seed=cfg.seed,
+            per_origin=self.per_origin if self.per_origin["origin"].nunique() > 1 else None,
+            by_segment=by_segment,
+            inventory=self.inventory,
+            on_hand=self.on_hand,
+            calibration=self.calibration(cfg.inventory.service_level),
+            lineage=lineage,
+            gate=gate,
+            notes=notes,
+        )
 
 
-def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame], Forecaster],
-        peers: Sequence[str]) -> Backtest:
+def run(panel: pd.DataFrame, cfg: Config, fit_champion: Callable[[pd.DataFrame], Forecaster], peers: Sequence[str]) -> Backtest:
     """Refit the champion at every origin with `fit_champion` and score it, its peers and the policies."""
     results = []
     for start in origins(panel, cfg.features.horizon, cfg.evaluation.origins):
@@ -148,8 +165,9 @@ def window(panel: pd.DataFrame, start: pd.Timestamp, horizon: int) -> tuple[pd.D
     return fit, test
 
 
-def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster, cfg: Config,
-                    peers: Sequence[str], fit_seconds: float = 0.0) -> Origin:
+def evaluate_origin(
+    panel: pd.DataFrame, start: pd.Timestamp, forecaster: Forecaster, cfg: Config, peers: Sequence[str], fit_seconds: float = 0.0
+) -> Origin:
     """Score a forecaster whose history ends the day before `start`, each peer, and the policies."""
     h, quantiles = cfg.features.horizon, cfg.evaluation.quantiles
     fit, test = window(panel, start, h)
@@ -160,8 +178,15 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     results = {MODEL: (fc, fit_seconds + time.perf_counter() - t0)}
     for name in peers:
         t0 = time.perf_counter()
-        peer = forecast_peers(fit, h, quantiles, season_length=cfg.evaluation.season_length, models=[name],
-                              n_jobs=cfg.evaluation.n_jobs, seed=cfg.seed)[name]
+        peer = forecast_peers(
+            fit,
+            h,
+            quantiles,
+            season_length=cfg.evaluation.season_length,
+            models=[name],
+            n_jobs=cfg.evaluation.n_jobs,
+            seed=cfg.seed,
+        )[name]
         results[name] = (peer, time.perf_counter() - t0)
     scores = []
     for name, (frame, seconds) in results.items():
@@ -173,8 +198,9 @@ def evaluate_origin(panel: pd.DataFrame, start: pd.Timestamp, forecaster: Foreca
     return Origin(start, scores, forecasts, test, sims, totals, series_units(fit, test, forecasts, sims))
 
 
-def series_units(fit: pd.DataFrame, test: pd.DataFrame, forecasts: dict[str, pd.DataFrame],
-                 sims: dict[str, sim.Simulation]) -> pd.DataFrame:
+def series_units(
+    fit: pd.DataFrame, test: pd.DataFrame, forecasts: dict[str, pd.DataFrame], sims: dict[str, sim.Simulation]
+) -> pd.DataFrame:
     """Per series at one origin: the champion recipe's weight, RMSSE and 95% coverage, each peer's
     `<peer>.rmsse`, and each policy's `<policy>.total_cost` and `<policy>.cycle_service_level`
     (simulations run over the sorted series)."""
@@ -220,8 +246,9 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
 
     ahead = wide(panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)], days)  # truncated at the data's end
     window = inv.ma_window
-    history = wide(fit[fit["ds"] >= start - pd.Timedelta(days=window)],
-                   pd.date_range(start - pd.Timedelta(days=window), periods=window))
+    history = wide(
+        fit[fit["ds"] >= start - pd.Timedelta(days=window)], pd.date_range(start - pd.Timedelta(days=window), periods=window)
+    )
     price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
     paths, levels, totals = [], [], []
     level = forecaster.order_level(inv.service_level)
@@ -233,16 +260,25 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
         levels.append(sim.sample_path_levels(paths[-1], level))
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
             window = paths[-1].sum(axis=2)
-            q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1)
-                 for lv in (0.025, 0.25, 0.75, 0.975)}
-            totals.append(pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d:d + cover].sum(1),
-                                        "S": levels[-1], **q}))
-    return Reviews(ids, ahead[:, :horizon], ahead, history, price, np.stack(paths, 1), np.stack(levels, 1),
-                   pd.concat(totals, ignore_index=True))
+            q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
+            totals.append(
+                pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d : d + cover].sum(1), "S": levels[-1], **q})
+            )
+    return Reviews(
+        ids,
+        ahead[:, :horizon],
+        ahead,
+        history,
+        price,
+        np.stack(paths, 1),
+        np.stack(levels, 1),
+        pd.concat(totals, ignore_index=True),
+    )
 
 
-def simulate_policies(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster,
-                      cfg: Config) -> tuple[dict[str, sim.Simulation], pd.DataFrame]:
+def simulate_policies(
+    panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecaster: Forecaster, cfg: Config
+) -> tuple[dict[str, sim.Simulation], pd.DataFrame]:
     """Replay the test days under each policy (`reviews`). Also returns, per series and review, the actual
     total over that window beside the paths' quantiles of it and S: whether decisions fail in the
     forecast of totals or in the replay is read off these."""
@@ -256,20 +292,22 @@ def policy_simulations(r: Reviews, cfg: Config) -> dict[str, sim.Simulation]:
     L, R, horizon = inv.lead_time, inv.review_period, r.demand.shape[1]
     policy_levels = {
         "forecast": sim.expand_levels(r.levels, horizon, R),
-        "classical": sim.moving_average_levels(r.history, r.demand, L, R, inv.service_level,
-                                               window=inv.ma_window),
+        "classical": sim.moving_average_levels(r.history, r.demand, L, R, inv.service_level, window=inv.ma_window),
         "perfect": sim.perfect_foresight_levels(r.ahead, L, R)[:, :horizon],
     }
-    return {name: sim.simulate(r.demand, lv, L, R, r.price, inv.holding_cost, inv.lost_sales_cost)
-            for name, lv in policy_levels.items()}
+    return {
+        name: sim.simulate(r.demand, lv, L, R, r.price, inv.holding_cost, inv.lost_sales_cost)
+        for name, lv in policy_levels.items()
+    }
 
 
 def pool(runs: list[sim.Simulation]) -> dict[str, float]:
     """One policy's summary over several windows: every series-cycle and unit counts once."""
     stats = [r.summary() for r in runs]
     out = {
-        "cycle_service_level": float(np.average([s["cycle_service_level"] for s in stats],
-                                                weights=[r.cycle_stockouts().size for r in runs])),
+        "cycle_service_level": float(
+            np.average([s["cycle_service_level"] for s in stats], weights=[r.cycle_stockouts().size for r in runs])
+        ),
         "fill_rate": float(sum(r.sales.sum() for r in runs) / max(sum(r.demand.sum() for r in runs), 1e-9)),
         "avg_on_hand": float(np.average([s["avg_on_hand"] for s in stats], weights=[r.on_hand.size for r in runs])),
         "holding_cost": sum(s["holding_cost"] for s in stats),
@@ -285,8 +323,9 @@ def _pool(sims: list[dict[str, sim.Simulation]], starts: list[pd.Timestamp]) -> 
         runs = [s[key] for s in sims]
         summary[label] = pool(runs)
         on_hand[label] = np.concatenate([r.daily_on_hand() for r in runs])
-    days = pd.DatetimeIndex(np.concatenate([pd.date_range(start, periods=r["forecast"].demand.shape[1])
-                                            for start, r in zip(starts, sims)]), name="ds")
+    days = pd.DatetimeIndex(
+        np.concatenate([pd.date_range(start, periods=r["forecast"].demand.shape[1]) for start, r in zip(starts, sims)]), name="ds"
+    )
     table = pd.DataFrame.from_dict(summary, orient="index")
     table.index.name = "policy"
     return table, pd.DataFrame(on_hand, index=days)

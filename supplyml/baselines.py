@@ -20,6 +20,7 @@ Intervals:
 Means and quantiles are then clipped at zero demand (AutoETS's additive models can forecast below
 zero on intermittent series) and quantiles sorted so they cannot cross.
 """
+
 from __future__ import annotations
 
 import logging
@@ -149,8 +150,9 @@ def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
     return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
 
 
-def conformal_or_gaussian(name: str, df: pd.DataFrame, point: pd.DataFrame, errors_for, min_days: int,
-                          horizon: int, quantiles) -> pd.DataFrame:
+def conformal_or_gaussian(
+    name: str, df: pd.DataFrame, point: pd.DataFrame, errors_for, min_days: int, horizon: int, quantiles
+) -> pd.DataFrame:
     """Conformal bands for the series long enough for BACKTESTS backtest windows (`errors_for(their
     rows)` gives [unique_id, error]), Gaussian bands for the rest."""
     lengths = df.groupby("unique_id").size()
@@ -158,8 +160,12 @@ def conformal_or_gaussian(name: str, df: pd.DataFrame, point: pd.DataFrame, erro
     long_rows, long_fc = df["unique_id"].isin(backtest_ok), point["unique_id"].isin(backtest_ok)
     parts = [conformal_band(point[long_fc], errors_for(df[long_rows]), quantiles)] if long_fc.any() else []
     if not long_fc.all():
-        log.info("%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
-                 name, len(lengths) - len(backtest_ok), BACKTESTS * horizon + min_days)
+        log.info(
+            "%s: %d series shorter than %d days get Gaussian instead of conformal intervals",
+            name,
+            len(lengths) - len(backtest_ok),
+            BACKTESTS * horizon + min_days,
+        )
         parts.append(gaussian_band(point[~long_fc], df[~long_rows], quantiles))
     return pd.concat(parts, ignore_index=True)
 
@@ -168,10 +174,15 @@ def _at_mean(df: pd.DataFrame, horizon: int, quantiles) -> pd.DataFrame:
     """Each series' training mean over the `horizon` days after its last day, with a Gaussian band."""
     by = df.groupby("unique_id")
     last, mean = by["ds"].max(), by["y"].mean()
-    point = pd.DataFrame({"unique_id": np.repeat(last.index, horizon),
-                          "ds": (np.repeat(last.to_numpy(), horizon)
-                                 + np.tile(pd.to_timedelta(np.arange(1, horizon + 1), unit="D"), len(last))),
-                          "mean": np.repeat(mean.to_numpy(), horizon)})
+    point = pd.DataFrame(
+        {
+            "unique_id": np.repeat(last.index, horizon),
+            "ds": (
+                np.repeat(last.to_numpy(), horizon) + np.tile(pd.to_timedelta(np.arange(1, horizon + 1), unit="D"), len(last))
+            ),
+            "mean": np.repeat(mean.to_numpy(), horizon),
+        }
+    )
     return gaussian_band(point, df, quantiles)
 
 
@@ -182,8 +193,12 @@ def _forecast_one(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Dat
     lengths = df.groupby("unique_id").size()
     if (lengths < min_days).any():  # a product launched lately: its mean, as the selection's peers forecast it
         young = df["unique_id"].isin(lengths.index[lengths < min_days])
-        log.info("%s: %d series shorter than %d days are forecast at their mean with Gaussian intervals",
-                 name, int((lengths < min_days).sum()), min_days)
+        log.info(
+            "%s: %d series shorter than %d days are forecast at their mean with Gaussian intervals",
+            name,
+            int((lengths < min_days).sum()),
+            min_days,
+        )
         parts = [_at_mean(df[young], horizon, quantiles)]
         if not young.all():
             parts.append(_forecast_one(df[~young], name, horizon, quantiles, season_length, n_jobs))

@@ -6,6 +6,7 @@ candidates are scored on validation origins before it, the combination is chosen
 there, and its members are refitted on every day before the origin. Everything lands in DIR
 (results.json, forecasts.parquet, report.html) and in one MLflow run.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 def load_panel(cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
     """Read, gate (GX) and featurize the configured data, as the pipeline's first three steps do."""
     from supplyml import validation
+
     raw = read_table(cfg.data.path, cfg.data)
     validation.check(validation.validate_raw(raw, cfg.data, docs_dir=docs_dir))
     panel = build_panel(to_daily(raw, cfg.data), cfg.features)
@@ -74,23 +76,28 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         served = policies.textbook(cfg, result.units)
         log.info("served policy: %s\n%s", served["served"], "\n".join(f"  - {r}" for r in served["reasons"]))
         summary = {
-            "data": version, "series": int(panel["unique_id"].nunique()), "days": int(panel["ds"].nunique()),
-            "origins": [str(s.date()) for s in starts], "horizon": cfg.features.horizon,
+            "data": version,
+            "series": int(panel["unique_id"].nunique()),
+            "days": int(panel["ds"].nunique()),
+            "origins": [str(s.date()) for s in starts],
+            "horizon": cfg.features.horizon,
             "champion": {"params": best, "tune_seconds": tune_seconds, "optuna_study": study.study_name},
-            "average": _records(table), "per_origin": _records(result.per_origin.assign(
-                origin=result.per_origin["origin"].dt.date.astype(str)), index=False),
+            "average": _records(table),
+            "per_origin": _records(result.per_origin.assign(origin=result.per_origin["origin"].dt.date.astype(str)), index=False),
             "inventory": {**_records(result.inventory), "settings": cfg.inventory.model_dump()},
             "calibration": result.calibration(cfg.inventory.service_level),
             "served_policy": {**served, "row": backtest.POLICIES[served["simulation"]]},
             "selection": selections,
-            "seconds": time.perf_counter() - started, "mlflow_run_id": run.info.run_id,
+            "seconds": time.perf_counter() - started,
+            "mlflow_run_id": run.info.run_id,
         }
         (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
         champion = result.forecasts[backtest.MODEL]
         cols = ["unique_id", "ds", "origin", "mean", *[c for c in champion if c.startswith("q")]]
         champion[cols].to_parquet(out / "forecasts.parquet", index=False)
-        html = result.report(panel, cfg, title=f"supplyml bench: {Path(cfg.data.path).name}",
-                             lineage={**version, "mlflow_run_id": run.info.run_id})
+        html = result.report(
+            panel, cfg, title=f"supplyml bench: {Path(cfg.data.path).name}", lineage={**version, "mlflow_run_id": run.info.run_id}
+        )
         (out / "report.html").write_text(html)
         for model, row in table.iterrows():
             mlflow.log_metrics({f"{model}.{k}": float(v) for k, v in row.items()})

@@ -1,4 +1,5 @@
 """One typed config for the whole stack: YAML defaults plus `--set key=value` overrides."""
+
 from __future__ import annotations
 
 import hashlib
@@ -103,6 +104,7 @@ class SearchSpace(Section):
         if missing := set(self.architecture) - set(self.hidden_size):
             raise ValueError(f"hidden_size has no range for {sorted(missing)}")
         return self
+
     num_layers: tuple[int, int] = (1, 2)
     learning_rate: tuple[float, float] = (1e-3, 1e-2)
     dropout: tuple[float, float] = (0.0, 0.3)
@@ -126,8 +128,7 @@ class SelectionConfig(Section):
     """What the pipeline chooses among on validation origins before its cutoff (forecasting.selection)."""
 
     # "network" is the Optuna-tuned network; the rest are supplyml.baselines.PEERS and LightGBM.
-    candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "croston", "adida",
-                             "window_average"]
+    candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "croston", "adida", "window_average"]
     # AutoETS refits at every origin and its fit time grows with series x days (716 s of a 939 s bench
     # on 500 long series): above this many series it sits out.
     auto_ets_max_series: int = Field(50, ge=0)
@@ -298,9 +299,17 @@ class RecommendConfig(Section):
     model: str = "blend"  # the served recommender (a registered Recommender name)
     # Its hyperparameters over the model's own defaults (supplyml.recommending.networks); tuning updates them.
     # The defaults were chosen on the validation days of Online Retail (never its test window).
-    params: dict[str, int | float | str] = {"architecture": "bpr", "dim": 64, "lr": 0.01, "epochs": 10,
-                                            "batch_size": 1024, "repeat_slots": 10, "half_life_days": 120,
-                                            "popularity_weight": 1.0, "segment_weight": 0.0}
+    params: dict[str, int | float | str] = {
+        "architecture": "bpr",
+        "dim": 64,
+        "lr": 0.01,
+        "epochs": 10,
+        "batch_size": 1024,
+        "repeat_slots": 10,
+        "half_life_days": 120,
+        "popularity_weight": 1.0,
+        "segment_weight": 0.0,
+    }
     search_space: RecommendSearchSpace = RecommendSearchSpace()
     report_peers: list[Literal["popularity", "repeat", "item_knn", "ease"]] = ["popularity", "repeat", "item_knn", "ease"]
 
@@ -335,8 +344,10 @@ class RecommendConfig(Section):
         "bpr": {"factors": [32, 64], "learning_rate": [0.01, 0.05]},
     }
     # The served recipe again with some hyperparameters overridden, as extra bench rows (what each part adds).
-    ablations: dict[str, dict[str, int | float | str]] = {"blend with segments": {"segment_weight": 0.5},
-                                                          "blend without recency": {"half_life_days": 0}}
+    ablations: dict[str, dict[str, int | float | str]] = {
+        "blend with segments": {"segment_weight": 0.5},
+        "blend without recency": {"half_life_days": 0},
+    }
     seeds: list[int] = [0, 1, 2]  # stochastic models (ALS, BPR, the networks) run once per seed: mean and std
     num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR
 
@@ -360,11 +371,19 @@ class PolicyConfig(Section):
     algorithm: Literal["ppo", "dqn"] = "ppo"  # the one the pipeline trains and registers
     # Each algorithm's stable-baselines3 arguments (and `width`); tuning on a known instance updates them.
     params: dict[str, dict[str, int | float]] = {
-        "ppo": {"learning_rate": 3e-4, "n_steps": 128, "batch_size": 1024, "gamma": 0.99, "ent_coef": 0.0,
-                "width": 64},
-        "dqn": {"learning_rate": 5e-4, "buffer_size": 200_000, "learning_starts": 10_000, "batch_size": 256,
-                "gamma": 0.99, "train_freq": 2, "target_update_interval": 1000, "exploration_fraction": 0.2,
-                "exploration_final_eps": 0.01, "width": 64},
+        "ppo": {"learning_rate": 3e-4, "n_steps": 128, "batch_size": 1024, "gamma": 0.99, "ent_coef": 0.0, "width": 64},
+        "dqn": {
+            "learning_rate": 5e-4,
+            "buffer_size": 200_000,
+            "learning_starts": 10_000,
+            "batch_size": 256,
+            "gamma": 0.99,
+            "train_freq": 2,
+            "target_update_interval": 1000,
+            "exploration_fraction": 0.2,
+            "exploration_final_eps": 0.01,
+            "width": 64,
+        },
     }
     search_space: PolicySearchSpace = PolicySearchSpace()
     timesteps: int = Field(300_000, ge=1000)  # series-reviews of training on the forecaster's sample paths
@@ -437,19 +456,25 @@ class Config(Section):
 
         def sqlite(uri: str) -> str:
             prefix = "sqlite:///"
-            return prefix + path(uri[len(prefix):]) if uri.startswith(prefix) else uri
+            return prefix + path(uri[len(prefix) :]) if uri.startswith(prefix) else uri
 
         update = {
             "workdir": path(self.workdir),
             "data": self.data.model_copy(update={"path": path(self.data.path)}),
             "tune": self.tune.model_copy(update={"storage": sqlite(self.tune.storage)}),
-            "registry": self.registry.model_copy(update={
-                "tracking_uri": sqlite(self.registry.tracking_uri),
-                "artifact_location": path(self.registry.artifact_location),
-                "server": self.registry.server.model_copy(update={
-                    "backend_store_uri": sqlite(self.registry.server.backend_store_uri),
-                    "artifacts_destination": path(self.registry.server.artifacts_destination),
-                    "auth_database_uri": sqlite(self.registry.server.auth_database_uri)})}),
+            "registry": self.registry.model_copy(
+                update={
+                    "tracking_uri": sqlite(self.registry.tracking_uri),
+                    "artifact_location": path(self.registry.artifact_location),
+                    "server": self.registry.server.model_copy(
+                        update={
+                            "backend_store_uri": sqlite(self.registry.server.backend_store_uri),
+                            "artifacts_destination": path(self.registry.server.artifacts_destination),
+                            "auth_database_uri": sqlite(self.registry.server.auth_database_uri),
+                        }
+                    ),
+                }
+            ),
             "serving": self.serving.model_copy(update={"bentoml_home": path(self.serving.bentoml_home)}),
             "pipeline": self.pipeline.model_copy(update={"root": path(self.pipeline.root)}),
         }

@@ -1,6 +1,7 @@
 """Ingest: read order lines or a daily panel as they are on disk (pulled from DVC when absent), say which
 version they are (checked against the DVC pointer), and parse the user's columns (through the mapping in
 config) the same way for validation and features."""
+
 from __future__ import annotations
 
 import hashlib
@@ -57,8 +58,11 @@ PANEL_REQUIRED = ("unique_id", "ds", "y")
 
 def explicit_panel_columns(pc: PanelColumns) -> set[str]:
     """Optional panel roles the user mapped to a name of their own: those must exist in the file."""
-    return {role for role in pc.model_fields_set
-            if role not in PANEL_REQUIRED and getattr(pc, role) != PanelColumns.model_fields[role].default}
+    return {
+        role
+        for role in pc.model_fields_set
+        if role not in PANEL_REQUIRED and getattr(pc, role) != PanelColumns.model_fields[role].default
+    }
 
 
 def panel_mapping(pc: PanelColumns, present: Iterable[str]) -> tuple[dict[str, str], list[str]]:
@@ -151,6 +155,7 @@ def _text(values: pd.Series) -> pd.Series:
 
 # ---------------------------------------------------------------- which version: DVC
 
+
 @dataclass(frozen=True)
 class Tracked:
     """How DVC tracks a file: the .dvc file, the output holding it (a directory's md5 ends in .dir) and
@@ -197,8 +202,10 @@ def pull(path: Path, root: Path) -> None:
             repo.pull(targets=[str(path)])  # DVC resolves targets against the cwd: pass it absolute
         except DvcException as e:  # CheckoutError: the objects were in neither the cache nor the remote
             reason = "the remote does not have it" if isinstance(e, CheckoutError) else _one_line(e)
-            raise DataError(f"{rel} is not on disk and DVC could not pull it from {where} ({reason}); "
-                            f"make the remote reachable and run `dvc pull {rel}`") from None
+            raise DataError(
+                f"{rel} is not on disk and DVC could not pull it from {where} ({reason}); "
+                f"make the remote reachable and run `dvc pull {rel}`"
+            ) from None
     if not path.exists():
         raise DataError(f"{rel} is not among the files DVC tracks (pulled from {where}); check data.path")
     log.info("pulled %s from DVC %s", rel, where)
@@ -217,8 +224,10 @@ def _get_at_rev(path: Path, root: Path, rev: str, local: Path) -> None:
     except FileNotFoundError:
         raise DataError(f"{rel} does not exist at git revision {rev}; check data.path and data.rev") from None
     except (DvcException, DataIndexError) as e:
-        raise DataError(f"DVC could not get {rel} at git revision {rev} ({_one_line(e)}); check data.rev, make "
-                        f"the remote reachable and run `dvc get . {rel} --rev {rev}`") from None
+        raise DataError(
+            f"DVC could not get {rel} at git revision {rev} ({_one_line(e)}); check data.rev, make "
+            f"the remote reachable and run `dvc get . {rel} --rev {rev}`"
+        ) from None
     finally:
         fs.close()
     log.info("pulled %s at git revision %s from DVC %s", rel, rev, where)
@@ -243,25 +252,35 @@ def tracked(path: str | Path, root: str | Path = ".", rev: str | None = None) ->
                     info = fs.info(rel).get("dvc_info") or {}
                 except FileNotFoundError:
                     info = {}
-                return Tracked(_repo_path(repo, out.stage.path), out_rel, out.hash_info.value, info.get("md5"),
-                               repo.get_rev() if rev else None)
+                return Tracked(
+                    _repo_path(repo, out.stage.path),
+                    out_rel,
+                    out.hash_info.value,
+                    info.get("md5"),
+                    repo.get_rev() if rev else None,
+                )
         return None
     except (DvcException, DataIndexError) as e:
-        raise DataError(f"cannot check {rel} against its DVC pointer ({_one_line(e)}): its manifest is in "
-                        f"neither the DVC cache nor the remote; make the remote reachable and run `dvc fetch`") from None
+        raise DataError(
+            f"cannot check {rel} against its DVC pointer ({_one_line(e)}): its manifest is in "
+            f"neither the DVC cache nor the remote; make the remote reachable and run `dvc fetch`"
+        ) from None
     finally:
         fs.close()
 
 
-def data_version(path: str | Path, root: str | Path = ".", rev: str | None = None,
-                 local: str | Path | None = None) -> dict[str, str]:
+def data_version(
+    path: str | Path, root: str | Path = ".", rev: str | None = None, local: str | Path | None = None
+) -> dict[str, str]:
     """Which data this is: for a DVC-tracked file, the md5 of the DVC output holding it (data/ as a whole,
     the md5 lineage and the registry use) once the file's own md5 matches the one DVC records for it;
     else the file's own md5. `local` is where the bytes are when not at `path` (a copy at `rev`)."""
     path, root = Path(path).resolve(), Path(root).resolve()
     md5 = _file_md5(_existing(local or path))
-    version = {"data_path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
-               "git_commit": _git_commit(root)}
+    version = {
+        "data_path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+        "git_commit": _git_commit(root),
+    }
     how = tracked(path, root, rev) if _in_dvc_repo(path, root) else None
     if how is None:
         version["dvc_md5"] = "untracked:" + md5
@@ -269,16 +288,21 @@ def data_version(path: str | Path, root: str | Path = ".", rev: str | None = Non
     # An edit without `dvc add` stops the run rather than being recorded as untracked: lineage would
     # name a DVC version the model never saw, or one nobody can pull again; either fix is one command.
     if how.md5 is None:
-        raise DataError(f"{version['data_path']} is inside {how.out} but {how.dvcfile} does not track it: "
-                        f"run `dvc add {how.out}`")
+        raise DataError(
+            f"{version['data_path']} is inside {how.out} but {how.dvcfile} does not track it: run `dvc add {how.out}`"
+        )
     if md5 != how.md5:
         if rev:
-            raise DataError(f"{version['data_path']} at git revision {rev} has md5 {md5}, not the {how.md5} that "
-                            f"{how.dvcfile} records: the copy in the DVC cache or remote is corrupt; `dvc push` "
-                            "a good one")
-        raise DataError(f"{version['data_path']} differs from its DVC pointer {how.dvcfile} (md5 {md5}, DVC "
-                        f"records {how.md5}): run `dvc add {how.out}` to record the edit, or `dvc checkout "
-                        f"{how.out}` to restore the tracked file")
+            raise DataError(
+                f"{version['data_path']} at git revision {rev} has md5 {md5}, not the {how.md5} that "
+                f"{how.dvcfile} records: the copy in the DVC cache or remote is corrupt; `dvc push` "
+                "a good one"
+            )
+        raise DataError(
+            f"{version['data_path']} differs from its DVC pointer {how.dvcfile} (md5 {md5}, DVC "
+            f"records {how.md5}): run `dvc add {how.out}` to record the edit, or `dvc checkout "
+            f"{how.out}` to restore the tracked file"
+        )
     version.update(dvc_md5=how.out_md5, file_md5=md5)
     if how.commit:
         version["data_rev"] = how.commit
@@ -312,6 +336,7 @@ def _contains(out: str, rel: str) -> bool:
 
 def _remote(repo) -> str:
     from dvc.exceptions import DvcException
+
     try:
         remote = repo.cloud.get_remote()
     except DvcException:

@@ -13,6 +13,7 @@ exact while 2^blocks <= `n_resamples`, on the sum of the block differences. The 
 bootstrap (BCa) of the same sum over blocks. A margin asks for a difference beyond a fraction of the
 champion's figure: two fits of one recipe with other seeds differ by more than their series' noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -55,10 +56,12 @@ class Comparison:
     def describe(self, against: str = "champion") -> str:
         rel = f" ({self.difference / abs(self.champion):+.1%})" if self.champion else ""
         origins = ", ".join(f"{o['origin']}: {o['challenger']:.4g} vs {o['champion']:.4g}" for o in self.per_origin)
-        return (f"{self.metric} {self.challenger:.4g} vs {against} {self.champion:.4g}, difference "
-                f"{self.difference:+.4g}{rel}, {self.confidence:.0%} interval [{self.low:+.4g}, {self.high:+.4g}], "
-                f"p(better) {self.p_better:.3g}, p(worse) {self.p_worse:.3g} over {self.blocks} blocks"
-                f"{'; per origin ' + origins if len(self.per_origin) > 1 else ''}")
+        return (
+            f"{self.metric} {self.challenger:.4g} vs {against} {self.champion:.4g}, difference "
+            f"{self.difference:+.4g}{rel}, {self.confidence:.0%} interval [{self.low:+.4g}, {self.high:+.4g}], "
+            f"p(better) {self.p_better:.3g}, p(worse) {self.p_worse:.3g} over {self.blocks} blocks"
+            f"{'; per origin ' + origins if len(self.per_origin) > 1 else ''}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,8 +79,17 @@ def units(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[finite, list(COLUMNS)]
 
 
-def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled: str = "sum", margin: float = 0.0,
-            confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> Comparison:
+def compare(
+    metric: str,
+    frame: pd.DataFrame,
+    *,
+    greater_is_better: bool,
+    pooled: str = "sum",
+    margin: float = 0.0,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> Comparison:
     """The paired comparison of the units in `frame` (columns `COLUMNS`). `pooled="sum"`: the figure is
     the weighted sum over every unit (a total cost); `"mean"`: the mean over origins of each origin's
     weighted sum (a WRMSSE, whose weights sum to 1 at each origin, averaged over origins).
@@ -100,13 +112,24 @@ def compare(metric: str, frame: pd.DataFrame, *, greater_is_better: bool, pooled
     low_side = _p_value(ours - down * theirs, "less", n_resamples, seed)
     low, high = _interval(diff, confidence, n_resamples, seed)
     return Comparison(
-        metric=metric, greater_is_better=greater_is_better, challenger=float(ours.sum()), champion=float(theirs.sum()),
-        difference=float(diff.sum()), low=low, high=high, confidence=confidence,
-        p_better=high_side if greater_is_better else low_side, p_worse=low_side if greater_is_better else high_side,
+        metric=metric,
+        greater_is_better=greater_is_better,
+        challenger=float(ours.sum()),
+        champion=float(theirs.sum()),
+        difference=float(diff.sum()),
+        low=low,
+        high=high,
+        confidence=confidence,
+        p_better=high_side if greater_is_better else low_side,
+        p_worse=low_side if greater_is_better else high_side,
         margin=margin,
-        blocks=len(blocks), units=len(frame),
-        per_origin=[{"origin": _label(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
-                    for o, r in per_origin.iterrows()])
+        blocks=len(blocks),
+        units=len(frame),
+        per_origin=[
+            {"origin": _label(o), "challenger": float(r["challenger"]), "champion": float(r["champion"])}
+            for o, r in per_origin.iterrows()
+        ],
+    )
 
 
 def _label(origin) -> str:
@@ -124,19 +147,33 @@ def _p_value(d: np.ndarray, alternative: str, n_resamples: int, seed: int) -> fl
         return 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
     if len(d) == 1:  # two sign flips, d and -d (scipy asks for two observations)
         return 0.5 if (d[0] > 0 if alternative == "greater" else d[0] < 0) else 1.0
-    res = stats.permutation_test((d,), _total, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
-                                 alternative=alternative, rng=np.random.default_rng(seed))
+    res = stats.permutation_test(
+        (d,),
+        _total,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative=alternative,
+        rng=np.random.default_rng(seed),
+    )
     return float(res.pvalue)
 
 
 def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
     if len(diff) < 2 or np.ptp(diff) == 0:
         return float(diff.sum()), float(diff.sum())  # no spread to resample
-    res = stats.bootstrap((diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples, method="BCa",
-                          rng=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples, method="BCa", rng=np.random.default_rng(seed)
+    )
     low, high = res.confidence_interval
     if not (np.isfinite(low) and np.isfinite(high)):  # BCa undefined (e.g. one block carries everything)
-        res = stats.bootstrap((diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples,
-                              method="percentile", rng=np.random.default_rng(seed))
+        res = stats.bootstrap(
+            (diff,),
+            np.sum,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
         low, high = res.confidence_interval
     return float(low), float(high)

@@ -1,5 +1,6 @@
 """Featurize: order lines or a daily panel -> zero-filled daily demand panel
 (`unique_id, ds, y, price, promo, event`) and its splits."""
+
 from __future__ import annotations
 
 import logging
@@ -45,22 +46,25 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     c = cfg.columns
     needed = [c.sku, c.date, c.quantity, c.price] + ([c.location] if c.location else [])
     if missing := [col for col in needed if col not in raw]:
-        raise DataError(f"{cfg.path}: order-line column(s) {missing} not found; the file has "
-                        f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>.")
-    df = pd.DataFrame({
-        "sku": raw[c.sku].astype(str).str.strip().str.upper(),
-        "ds": pd.to_datetime(raw[c.date]).dt.normalize(),
-        "qty": raw[c.quantity].astype(float),
-        "price": raw[c.price].astype(float),
-        "customer": raw[c.customer].fillna(-1) if c.customer in raw else -1,
-    })
+        raise DataError(
+            f"{cfg.path}: order-line column(s) {missing} not found; the file has "
+            f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>."
+        )
+    df = pd.DataFrame(
+        {
+            "sku": raw[c.sku].astype(str).str.strip().str.upper(),
+            "ds": pd.to_datetime(raw[c.date]).dt.normalize(),
+            "qty": raw[c.quantity].astype(float),
+            "price": raw[c.price].astype(float),
+            "customer": raw[c.customer].fillna(-1) if c.customer in raw else -1,
+        }
+    )
     product = is_product(df["sku"], cfg)
     if c.location:
         df["sku"] = df["sku"] + "@" + raw[c.location].astype(str).str.strip()
     df = df[product & (df["price"] > 0)]
     df = df.assign(sold=df["qty"].clip(lower=0), revenue=df["qty"].clip(lower=0) * df["price"])
-    per_customer = df.groupby(["sku", "ds", "customer"]).agg(
-        qty=("qty", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
+    per_customer = df.groupby(["sku", "ds", "customer"]).agg(qty=("qty", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
     per_customer["qty"] = per_customer["qty"].clip(lower=0)
     daily = per_customer.groupby(level=["sku", "ds"]).sum()
     daily["price"] = (daily["revenue"] / daily["sold"]).where(daily["sold"] > 0)
@@ -82,7 +86,8 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
         raise DataError(
             f"{cfg.path}: panel column(s) {missing} not found; the file has {list(raw.columns)}. Map "
             "them with --set data.panel_columns.<role>=<column> (roles: unique_id, ds, y, price, "
-            "promo, event, location).")
+            "promo, event, location)."
+        )
     raw = raw.reset_index(drop=True)
     key = [used[r] for r in ("unique_id", "location") if r in used]
     values, rules = panel_rules(raw, used)
@@ -94,13 +99,20 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     for (column, problem, fix), rows in broken.items():
         if rows.any():
             examples = row_examples(raw, rows, [*key, used["ds"], column])
-            raise DataError(f"{cfg.path}: column {column!r}: {int(rows.sum())} of {len(raw)} rows {problem}, "
-                            f"e.g. {examples} (row 0 is the first data row). {fix}")
+            raise DataError(
+                f"{cfg.path}: column {column!r}: {int(rows.sum())} of {len(raw)} rows {problem}, "
+                f"e.g. {examples} (row 0 is the first data row). {fix}"
+            )
     daily = values[["unique_id", "ds", "y"]].assign(
         price=values["price"] if "price" in values else np.nan,
-        **{role: values[role].fillna(0.0) if role in values else 0.0 for role in ("promo", "event")})
-    log.info("panel input: %d rows, %d series%s", len(daily), daily["unique_id"].nunique(),
-             f" over {raw[used['location']].nunique()} locations" if "location" in used else "")
+        **{role: values[role].fillna(0.0) if role in values else 0.0 for role in ("promo", "event")},
+    )
+    log.info(
+        "panel input: %d rows, %d series%s",
+        len(daily),
+        daily["unique_id"].nunique(),
+        f" over {raw[used['location']].nunique()} locations" if "location" in used else "",
+    )
     return daily.sort_values(["unique_id", "ds"], ignore_index=True)
 
 
@@ -128,44 +140,94 @@ def panel_rules(raw: pd.DataFrame, used: dict[str, str]) -> tuple[pd.DataFrame, 
         rules.append(PanelRule(flag, column, rows, expects, problem, fix, tuple(show)))
 
     for col in [used[r] for r in ("unique_id", "location") if r in used]:
-        rule(f"_{col}_missing", col, raw[col].isna(), f"{col} has a value on every row", "have no value",
-             "Every row needs its series id (and location).")
+        rule(
+            f"_{col}_missing",
+            col,
+            raw[col].isna(),
+            f"{col} has a value on every row",
+            "have no value",
+            "Every row needs its series id (and location).",
+        )
     if "unique_id" in used:
         values["unique_id"] = series_ids(raw, used)
     if "ds" in used:
         col, fix = used["ds"], "Write dates in one format, e.g. YYYY-MM-DD."
         values["ds"] = days = parse_days(raw[col])
         rule("_ds_missing", col, raw[col].isna(), f"{col} has a value on every row", "are missing or not a date", fix)
-        rule("_ds_unparseable", col, raw[col].notna() & days.isna(),
-             f"{col} values parse as dates (one format, e.g. YYYY-MM-DD)", "are missing or not a date", fix)
+        rule(
+            "_ds_unparseable",
+            col,
+            raw[col].notna() & days.isna(),
+            f"{col} values parse as dates (one format, e.g. YYYY-MM-DD)",
+            "are missing or not a date",
+            fix,
+        )
     if "y" in used:
         col, fix = used["y"], "Give every row its units demanded; write 0 for days without sales."
         values["y"] = y = parse_number(raw[col])
-        rule("_y_missing", col, raw[col].isna(), f"{col} (demand) has a value on every row; 0 for no sales",
-             "are missing or not a number", fix)
-        rule("_y_not_number", col, raw[col].notna() & y.isna(), f"{col} (demand) values are numbers",
-             "are missing or not a number", fix, [col])
-        rule("_y_negative", col, y < 0, f"{col} (demand) is not negative", "are negative",
-             "Demand cannot be negative: net returns out first.", [col])
+        rule(
+            "_y_missing",
+            col,
+            raw[col].isna(),
+            f"{col} (demand) has a value on every row; 0 for no sales",
+            "are missing or not a number",
+            fix,
+        )
+        rule(
+            "_y_not_number",
+            col,
+            raw[col].notna() & y.isna(),
+            f"{col} (demand) values are numbers",
+            "are missing or not a number",
+            fix,
+            [col],
+        )
+        rule(
+            "_y_negative",
+            col,
+            y < 0,
+            f"{col} (demand) is not negative",
+            "are negative",
+            "Demand cannot be negative: net returns out first.",
+            [col],
+        )
     if "unique_id" in used and "ds" in used:
         ids = values["unique_id"]
         repeated = ids.notna() & days.notna() & pd.DataFrame({"id": ids, "ds": days}).duplicated(keep=False)
-        rule("_duplicate_series_day", used["ds"], repeated,
-             "one row per series and day (sum sub-daily rows; map data.panel_columns.location when ids "
-             "repeat across stores)", "repeat a (series, day) pair",
-             "Give each series one row per day: sum sub-daily rows, or map the location column.",
-             [used["y"]] if "y" in used else [])
+        rule(
+            "_duplicate_series_day",
+            used["ds"],
+            repeated,
+            "one row per series and day (sum sub-daily rows; map data.panel_columns.location when ids repeat across stores)",
+            "repeat a (series, day) pair",
+            "Give each series one row per day: sum sub-daily rows, or map the location column.",
+            [used["y"]] if "y" in used else [],
+        )
     if "price" in used:
         col = used["price"]
         values["price"] = price = parse_number(raw[col])
-        rule("_price_invalid", col, raw[col].notna() & ~(price > 0), f"{col} is a number > 0 where given",
-             "are not a positive number", "Leave a price empty where it is unknown.", [col])
+        rule(
+            "_price_invalid",
+            col,
+            raw[col].notna() & ~(price > 0),
+            f"{col} is a number > 0 where given",
+            "are not a positive number",
+            "Leave a price empty where it is unknown.",
+            [col],
+        )
     for role in ("promo", "event"):
         if role in used:
             col = used[role]
             values[role] = flag = parse_flag(raw[col])
-            rule(f"_{role}_invalid", col, raw[col].notna() & flag.isna(), f"{col} is 0/1 or true/false",
-                 "are not 0/1 or true/false", f"Mark {role} days with 1 (or true), other days with 0.", [col])
+            rule(
+                f"_{role}_invalid",
+                col,
+                raw[col].notna() & flag.isna(),
+                f"{col} is 0/1 or true/false",
+                "are not 0/1 or true/false",
+                f"Mark {role} days with 1 (or true), other days with 0.",
+                [col],
+            )
     return values, rules
 
 
@@ -191,8 +253,9 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
     length = ((end - first).dt.days + 1).to_numpy()
     offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
     index = pd.MultiIndex.from_arrays(
-        [np.repeat(first.index.to_numpy(), length),
-         np.repeat(first.to_numpy(), length) + pd.to_timedelta(offset, unit="D")], names=["unique_id", "ds"])
+        [np.repeat(first.index.to_numpy(), length), np.repeat(first.to_numpy(), length) + pd.to_timedelta(offset, unit="D")],
+        names=["unique_id", "ds"],
+    )
     rows = daily[daily["unique_id"].isin(keep)].set_index(["unique_id", "ds"])
     panel = rows.reindex(index, columns=[c for c in DAILY_COLUMNS[2:] if c in rows])
     panel["y"] = panel["y"].fillna(0.0)
@@ -206,13 +269,13 @@ def build_panel(daily: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
         day = daily.groupby("ds")["event"].agg(["min", "max"])
         calendar = day["max"].where(day["min"] == day["max"], 0.0)
         days = panel.index.get_level_values("ds")
-        panel["event"] = panel["event"].fillna(pd.Series(calendar.reindex(days).fillna(0.0).to_numpy(),
-                                                         index=panel.index))
+        panel["event"] = panel["event"].fillna(pd.Series(calendar.reindex(days).fillna(0.0).to_numpy(), index=panel.index))
     else:
         panel["event"] = 0.0
     panel = panel.reset_index()[DAILY_COLUMNS].astype({c: float for c in DAILY_COLUMNS[2:]})
-    log.info("panel: %d series, %d rows, %s .. %s", panel["unique_id"].nunique(), len(panel),
-             panel["ds"].min().date(), end.date())
+    log.info(
+        "panel: %d series, %d rows, %s .. %s", panel["unique_id"].nunique(), len(panel), panel["ds"].min().date(), end.date()
+    )
     return panel
 
 
@@ -236,16 +299,26 @@ def plan(cfg: Config, days: int, held_out: int | None = None) -> Config:
             if days_needed(held_out, h, k, sel.step_days) > days:
                 continue
             if (h, k) != (f.horizon, sel.origins):
-                log.warning("the data has %d days of history, fewer than the %d these settings need: using "
-                            "features.horizon=%d and selection.origins=%d", days,
-                            days_needed(held_out, f.horizon, sel.origins, sel.step_days), h, k)
-            return cfg.model_copy(update={
-                "features": f.model_copy(update={"horizon": h, "val_days": min(f.val_days, h)}),
-                "selection": sel.model_copy(update={"origins": k})})
+                log.warning(
+                    "the data has %d days of history, fewer than the %d these settings need: using "
+                    "features.horizon=%d and selection.origins=%d",
+                    days,
+                    days_needed(held_out, f.horizon, sel.origins, sel.step_days),
+                    h,
+                    k,
+                )
+            return cfg.model_copy(
+                update={
+                    "features": f.model_copy(update={"horizon": h, "val_days": min(f.val_days, h)}),
+                    "selection": sel.model_copy(update={"origins": k}),
+                }
+            )
     least = days_needed(held_out, floor, min(2, sel.origins), sel.step_days)
-    raise DataError(f"the data has {days} days of history and the pipeline needs at least {least} ({held_out} held-out "
-                    f"origins of {floor} days, the lead time + review period an order covers, plus validation and "
-                    f"fitting days): lower features.test_origins or inventory.review_period, or use a longer history")
+    raise DataError(
+        f"the data has {days} days of history and the pipeline needs at least {least} ({held_out} held-out "
+        f"origins of {floor} days, the lead time + review period an order covers, plus validation and "
+        f"fitting days): lower features.test_origins or inventory.review_period, or use a longer history"
+    )
 
 
 def history_days(ds: pd.Series) -> int:
@@ -271,8 +344,7 @@ class Split:
 
     def origins(self) -> list[pd.Timestamp]:
         """First day of each held-out origin, oldest first."""
-        return list(pd.date_range(self.test_start, self.end - pd.Timedelta(days=self.horizon - 1),
-                                  freq=f"{self.horizon}D"))
+        return list(pd.date_range(self.test_start, self.end - pd.Timedelta(days=self.horizon - 1), freq=f"{self.horizon}D"))
 
     def train(self, panel: pd.DataFrame) -> pd.DataFrame:
         return panel[panel["ds"] < self.val_start]

@@ -10,6 +10,7 @@ one rule at a time so the verdict says which rule decided. Against the champion,
 test over series (`supplyml.evidence`): the primary metric significantly better at `gate.alpha`, no
 guard significantly worse. "No significant difference" keeps the champion.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,16 @@ from supplyml.config import Config, GateConfig
 from supplyml.forecasting import Forecaster
 
 log = logging.getLogger(__name__)
-FIGURES = ["wrmsse", "wspl", "coverage_50", "coverage_95", "total_coverage_95", "cycle_service_level",
-           "avg_on_hand", "total_cost"]
+FIGURES = [
+    "wrmsse",
+    "wspl",
+    "coverage_50",
+    "coverage_95",
+    "total_coverage_95",
+    "cycle_service_level",
+    "avg_on_hand",
+    "total_cost",
+]
 
 
 @dataclass(frozen=True)
@@ -49,29 +58,39 @@ class Metric:
 PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weight="weight")
 # The held-out comparison with the best peer is stored among a version's verdict evidence under this name.
 PEER = "wrmsse against the best peer"
-GUARDS = (Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
-          Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
-          Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean"))
+GUARDS = (
+    Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
+    Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
+    Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean"),
+)
 
 
 def score(panel: pd.DataFrame, starts: Sequence[pd.Timestamp], forecaster: Forecaster, cfg: Config) -> backtest.Backtest:
     """`forecaster` re-anchored at each origin in `starts` on `panel` and scored on the horizon after it."""
-    return backtest.Backtest.from_origins([
-        backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers=[])
-        for s in starts])
+    return backtest.Backtest.from_origins(
+        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers=[]) for s in starts]
+    )
 
 
 def figures(result: backtest.Backtest, cfg: Config) -> dict[str, float]:
     """The gate's figures of the champion recipe (`backtest.MODEL`) in a backtest."""
-    out = {**result.table().loc[backtest.MODEL].to_dict(),
-           **result.inventory.loc[backtest.POLICIES["forecast"]].to_dict(),
-           **result.calibration(cfg.inventory.service_level)}
+    out = {
+        **result.table().loc[backtest.MODEL].to_dict(),
+        **result.inventory.loc[backtest.POLICIES["forecast"]].to_dict(),
+        **result.calibration(cfg.inventory.service_level),
+    }
     out["csl_gap"] = abs(out["cycle_service_level"] - cfg.inventory.service_level)
     return {k: float(out[k]) for k in [*FIGURES, "csl_gap"]}
 
 
-def paired(ours: pd.DataFrame, theirs: pd.DataFrame, metrics: Sequence[Metric], cfg: GateConfig, seed: int,
-           keys: Sequence[str] = ("unique_id", "origin")) -> list[evidence.Comparison]:
+def paired(
+    ours: pd.DataFrame,
+    theirs: pd.DataFrame,
+    metrics: Sequence[Metric],
+    cfg: GateConfig,
+    seed: int,
+    keys: Sequence[str] = ("unique_id", "origin"),
+) -> list[evidence.Comparison]:
     """Each metric compared on the units both frames hold (joined on `keys`; the first key is the block)."""
     both = ours.merge(theirs, on=list(keys), suffixes=("", ".champion"))
     if both.empty:
@@ -90,10 +109,27 @@ def paired(ours: pd.DataFrame, theirs: pd.DataFrame, metrics: Sequence[Metric], 
             weight = 1.0 / sub.groupby("origin")[keys[0]].transform("size")
         else:
             weight = pd.Series(1.0, index=sub.index)
-        frame = pd.DataFrame({"block": sub[keys[0]], "origin": sub["origin"], "challenger": sub[m.column],
-                              "champion": sub[f"{m.column}.champion"], "weight": weight})
-        out.append(evidence.compare(m.name, frame, greater_is_better=m.greater_is_better, pooled=m.pooled,
-                                    margin=cfg.margin, confidence=cfg.confidence, n_resamples=cfg.resamples, seed=seed))
+        frame = pd.DataFrame(
+            {
+                "block": sub[keys[0]],
+                "origin": sub["origin"],
+                "challenger": sub[m.column],
+                "champion": sub[f"{m.column}.champion"],
+                "weight": weight,
+            }
+        )
+        out.append(
+            evidence.compare(
+                m.name,
+                frame,
+                greater_is_better=m.greater_is_better,
+                pooled=m.pooled,
+                margin=cfg.margin,
+                confidence=cfg.confidence,
+                n_resamples=cfg.resamples,
+                seed=seed,
+            )
+        )
     return out
 
 
@@ -121,8 +157,14 @@ def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:
     return result.units.assign(coverage_gap_95=lambda u: (u["coverage_95"] - target).abs())
 
 
-def compare(panel: pd.DataFrame, starts: Sequence[pd.Timestamp], challenger: Forecaster, champion: Forecaster,
-            cfg: Config, ours: backtest.Backtest | None = None) -> tuple[dict, dict, list[evidence.Comparison]]:
+def compare(
+    panel: pd.DataFrame,
+    starts: Sequence[pd.Timestamp],
+    challenger: Forecaster,
+    champion: Forecaster,
+    cfg: Config,
+    ours: backtest.Backtest | None = None,
+) -> tuple[dict, dict, list[evidence.Comparison]]:
     """Both models' figures and the paired comparisons on the same origins and the series both know;
     the champion is re-anchored on the challenger's history, so only the fitted parameters differ.
     `ours`: the challenger's backtest on these origins, when it is already scored."""
@@ -133,8 +175,9 @@ def compare(panel: pd.DataFrame, starts: Sequence[pd.Timestamp], challenger: For
     panel = panel[panel["unique_id"].isin(common)]
     theirs = score(panel, starts, champion, cfg)
     ours = ours or score(panel, starts, challenger, cfg)
-    comparisons = paired(units(ours)[lambda u: u["unique_id"].isin(common)], units(theirs), [PRIMARY, *GUARDS],
-                         cfg.gate, cfg.seed)
+    comparisons = paired(
+        units(ours)[lambda u: u["unique_id"].isin(common)], units(theirs), [PRIMARY, *GUARDS], cfg.gate, cfg.seed
+    )
     return figures(ours, cfg), figures(theirs, cfg), comparisons
 
 
@@ -151,29 +194,41 @@ class Rule:
 
 def rules(cfg: GateConfig) -> list[Rule]:
     """The absolute bars from config; the comparison with a champion is `significance`."""
-    return [Rule("held-out WRMSSE within gate.max_wrmsse", "wrmsse",
-                 MetricThreshold(threshold=cfg.max_wrmsse, greater_is_better=False), False)]
+    return [
+        Rule(
+            "held-out WRMSSE within gate.max_wrmsse",
+            "wrmsse",
+            MetricThreshold(threshold=cfg.max_wrmsse, greater_is_better=False),
+            False,
+        )
+    ]
 
 
-def significance(comparisons: Sequence[evidence.Comparison], alpha: float, against: str = "the champion"
-                 ) -> tuple[bool, list[str]]:
+def significance(
+    comparisons: Sequence[evidence.Comparison], alpha: float, against: str = "the champion"
+) -> tuple[bool, list[str]]:
     """The claim on paired evidence: the first comparison (the primary metric) significantly better at
     one-sided level `alpha`, none of the rest (guards) significantly worse. One line per comparison."""
     primary, *guards = comparisons
     if primary.better(alpha):
-        reasons = [f"passed: {primary.metric} significantly better than {against}{_beyond(primary)} "
-                   f"(p {primary.p_better:.3g} < {alpha:g}): "
-                   f"{primary.describe(against)}"]
+        reasons = [
+            f"passed: {primary.metric} significantly better than {against}{_beyond(primary)} "
+            f"(p {primary.p_better:.3g} < {alpha:g}): "
+            f"{primary.describe(against)}"
+        ]
     elif primary.worse(alpha):
-        reasons = [f"FAILED: {primary.metric} significantly worse than {against}{_beyond(primary)}: "
-                   f"{primary.describe(against)}"]
+        reasons = [f"FAILED: {primary.metric} significantly worse than {against}{_beyond(primary)}: {primary.describe(against)}"]
     else:
-        reasons = [f"FAILED: no significant difference in {primary.metric} from {against}{_beyond(primary)} at {alpha:g}, so "
-                   f"{against} stays: {primary.describe(against)}"]
+        reasons = [
+            f"FAILED: no significant difference in {primary.metric} from {against}{_beyond(primary)} at {alpha:g}, so "
+            f"{against} stays: {primary.describe(against)}"
+        ]
     for g in guards:
         state = "FAILED" if g.worse(alpha) else "passed"
-        reasons.append(f"{state}: guard {g.metric} {'significantly' if g.worse(alpha) else 'not significantly'} worse "
-                       f"than {against}'s: {g.describe(against)}")
+        reasons.append(
+            f"{state}: guard {g.metric} {'significantly' if g.worse(alpha) else 'not significantly'} worse "
+            f"than {against}'s: {g.describe(against)}"
+        )
     return primary.better(alpha) and not any(g.worse(alpha) for g in guards), reasons
 
 
@@ -207,10 +262,15 @@ class Verdict:
         return f"gate: {head}\n" + "\n".join(f"  - {r}" for r in self.reasons)
 
 
-def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig,
-           champion_version: str | None = None,
-           comparisons: Sequence[evidence.Comparison] = (), note: str | None = None,
-           peer: evidence.Comparison | None = None) -> Verdict:
+def decide(
+    figures: dict[str, float],
+    champion: dict[str, float] | None,
+    cfg: GateConfig,
+    champion_version: str | None = None,
+    comparisons: Sequence[evidence.Comparison] = (),
+    note: str | None = None,
+    peer: evidence.Comparison | None = None,
+) -> Verdict:
     """Judge `figures` (from `figures`) by the absolute bars and, with a champion, by `significance` of
     the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons.
     `peer`, the held-out comparison with the best peer: with `gate.must_match_best_peer`, significantly
@@ -226,8 +286,10 @@ def decide(figures: dict[str, float], champion: dict[str, float] | None, cfg: Ga
             promote = False
             reasons.append(f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: {peer.describe('the peer')}")
         else:
-            reasons.append(f"{'passed' if cfg.must_match_best_peer else 'evidence'}: {peer.metric}: not "
-                           f"significantly worse{_beyond(peer)}: {peer.describe('the peer')}")
+            reasons.append(
+                f"{'passed' if cfg.must_match_best_peer else 'evidence'}: {peer.metric}: not "
+                f"significantly worse{_beyond(peer)}: {peer.describe('the peer')}"
+            )
     return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in shown])
 
 
@@ -240,8 +302,11 @@ def check(rules: list[Rule], candidate: dict[str, float], champion: dict[str, fl
             continue
         try:
             relative = rule.threshold.min_relative_change is not None or rule.threshold.min_absolute_change is not None
-            mlflow.validate_evaluation_results({rule.metric: rule.threshold}, EvaluationResult(candidate, {}),
-                                               EvaluationResult(champion, {}) if relative else None)
+            mlflow.validate_evaluation_results(
+                {rule.metric: rule.threshold},
+                EvaluationResult(candidate, {}),
+                EvaluationResult(champion, {}) if relative else None,
+            )
             reasons.append(f"passed: {rule.name} ({_figure(rule, candidate, champion)})")
         except ModelValidationFailedException:
             promote = False

@@ -6,6 +6,7 @@ demand over L + R days. The policy therefore works on the distribution of TOTAL 
 window, taken from whole sample paths. Summing per-day quantiles instead would assume every day
 is simultaneously at its own high quantile and grossly overstate S.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,9 +47,7 @@ def normal_order_up_to(mean_daily, sd_daily, days, service_level: float):
     return days * mean_daily + normal_safety_stock(sd_daily, days, service_level)
 
 
-def _validate(
-    lead_time: int, review_period: int, service_level: float, on_hand: float, on_order: float
-) -> None:
+def _validate(lead_time: int, review_period: int, service_level: float, on_hand: float, on_order: float) -> None:
     if lead_time < 0:
         raise ValueError(f"lead_time must be >= 0 days, got {lead_time}")
     if review_period < 1:
@@ -121,8 +120,9 @@ def normal_base_stock(
     )
 
 
-def classical(recent: np.ndarray, lead_time: int, review_period: int, service_level: float, on_hand: float,
-              on_order: float) -> BaseStockDecision:
+def classical(
+    recent: np.ndarray, lead_time: int, review_period: int, service_level: float, on_hand: float, on_order: float
+) -> BaseStockDecision:
     """The textbook decision from the last days of demand `recent` (oldest first): S = (L+R) mu + z sigma
     sqrt(L+R), the reorder point L mu + z sigma sqrt(L), mu and sigma (ddof=0) of `recent`, as the
     simulation's classical policy reads them."""

@@ -6,6 +6,7 @@ Each version carries its evidence: the panel it was evaluated on (`evaluation/pa
 run), the first day of its held-out horizon (tag `holdout_start`), its selection evidence
 (`selection.json`) and the verdict it got (tag `verdict`).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ def lock_path(cfg: Config) -> Path:
     return Path(cfg.workdir) / "registry.lock"
 
 
-def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster,
-          ours: backtest.Backtest | None = None, peer: evidence.Comparison | None = None) -> gate.Verdict:
+def judge(
+    cfg: Config,
+    panel: pd.DataFrame,
+    starts: list[pd.Timestamp],
+    candidate: Forecaster,
+    ours: backtest.Backtest | None = None,
+    peer: evidence.Comparison | None = None,
+) -> gate.Verdict:
     """The gate's verdict on `candidate` against the current champion, both scored at the origins
     `starts` of `panel`. `ours`: the candidate's backtest there with its peers, when already scored on the
     whole panel; else `peer`, its recorded comparison with the best peer."""
@@ -40,33 +47,41 @@ def judge(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidat
     if ours is not None:
         peer = gate.against_best_peer(ours, cfg)
     if current is None:
-        return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate,
-                           peer=peer)
+        return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate, peer=peer)
     try:
         champion = registry.load_forecaster(name, current.version)
     except Exception as e:  # any failure to restore it means it cannot be judged against
         raise registry.RegistryError(
             f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
-            "nothing was promoted. Restore its artifacts, or `supplyml model rollback`") from e
+            "nothing was promoted. Restore its artifacts, or `supplyml model rollback`"
+        ) from e
     return _verdict(cfg, panel, starts, candidate, champion, current, ours, peer)
 
 
-def _verdict(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], candidate: Forecaster, champion: Forecaster,
-             version, ours: backtest.Backtest | None = None,
-             peer=None) -> gate.Verdict:
+def _verdict(
+    cfg: Config,
+    panel: pd.DataFrame,
+    starts: list[pd.Timestamp],
+    candidate: Forecaster,
+    champion: Forecaster,
+    version,
+    ours: backtest.Backtest | None = None,
+    peer=None,
+) -> gate.Verdict:
     if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
         ours = None  # scored on every series; the comparison is on the common ones
     mine, theirs, comparisons = gate.compare(panel, starts, candidate, champion, cfg, ours)
-    return gate.decide(mine, theirs, cfg.gate, str(version.version), comparisons,
-                       note=_favours(version, starts[0]), peer=peer)
+    return gate.decide(mine, theirs, cfg.gate, str(version.version), comparisons, note=_favours(version, starts[0]), peer=peer)
 
 
 def _favours(version, first: pd.Timestamp) -> str | None:
     """Whether the champion was fitted on days the evidence covers (its training cutoff is after `first`)."""
     cutoff = version.tags.get("holdout_start")
     if cutoff and pd.Timestamp(cutoff) > first:
-        return (f"the champion was fitted on days up to {(pd.Timestamp(cutoff) - pd.Timedelta(days=1)).date()}, which "
-                f"the evidence covers from {first.date()}: the comparison favours the champion")
+        return (
+            f"the champion was fitted on days up to {(pd.Timestamp(cutoff) - pd.Timedelta(days=1)).date()}, which "
+            f"the evidence covers from {first.date()}: the comparison favours the champion"
+        )
     return None
 
 
@@ -82,8 +97,10 @@ def held_out(cfg: Config, version: str) -> tuple[pd.DataFrame, list[pd.Timestamp
     """The panel, held-out origins and selection evidence that `version` was judged on."""
     v = registry.get_version(cfg.registry.model_name, version)
     if "holdout_start" not in v.tags:
-        raise registry.RegistryError(f"version {version} records no held-out horizon (tag holdout_start): it was not "
-                                     "registered by the pipeline and cannot be judged")
+        raise registry.RegistryError(
+            f"version {version} records no held-out horizon (tag holdout_start): it was not "
+            "registered by the pipeline and cannot be judged"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         panel = pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{v.run_id}/{PANEL_ARTIFACT}", dst_path=tmp))
     try:
@@ -99,7 +116,7 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     held-out origin; `force` (with a reason) overrides a failed gate, and the override is recorded."""
     name = cfg.registry.model_name
     if force and not reason:
-        raise registry.RegistryError("--force needs --reason \"...\": an override is recorded with why")
+        raise registry.RegistryError('--force needs --reason "...": an override is recorded with why')
     v = registry.get_version(name, version)
     current = registry.champion_version(name)
     if current is not None and str(current.version) == str(v.version):
@@ -112,8 +129,16 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
         return {"promoted": False, "version": v.version, "verdict": verdict}
     action = "promote" if verdict.promote else "force"
     why = reason or "passed the gate"
-    record = registry.move_champion(name, v.version, expected=verdict.champion_version, action=action, by=by,
-                                    why=why, figures=_figures(verdict), lock=lock_path(cfg))
+    record = registry.move_champion(
+        name,
+        v.version,
+        expected=verdict.champion_version,
+        action=action,
+        by=by,
+        why=why,
+        figures=_figures(verdict),
+        lock=lock_path(cfg),
+    )
     MlflowClient().set_model_version_tag(name, v.version, "verdict", json.dumps(verdict.to_dict(), default=float))
     return {"promoted": True, "version": v.version, "verdict": verdict, "record": record}
 
@@ -133,11 +158,17 @@ def versions(cfg: Config, name: str | None = None, metrics: tuple[str, ...] = ("
         full = client.get_model_version(name, v.version)  # search results may omit aliases
         figures = json.loads(full.tags.get("metrics", "{}"))
         verdict = json.loads(full.tags.get("verdict", "null") or "null")
-        rows.append({"version": int(v.version), "aliases": ",".join(full.aliases) or "-",
-                     "data": full.tags.get("dvc_md5", "-")[:10], "git": full.tags.get("git_commit", "-")[:8],
-                     "holdout_start": full.tags.get("holdout_start", full.tags.get("test_start", "-")),
-                     **{m: figures.get(m) for m in metrics},
-                     "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected"})
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ",".join(full.aliases) or "-",
+                "data": full.tags.get("dvc_md5", "-")[:10],
+                "git": full.tags.get("git_commit", "-")[:8],
+                "holdout_start": full.tags.get("holdout_start", full.tags.get("test_start", "-")),
+                **{m: figures.get(m) for m in metrics},
+                "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected",
+            }
+        )
     return pd.DataFrame(rows).set_index("version") if rows else pd.DataFrame()
 
 
@@ -145,8 +176,7 @@ def show(cfg: Config, version: str, name: str | None = None) -> dict:
     name = name or cfg.registry.model_name
     v = registry.get_version(name, version)
     moves = [r for r in registry.audit_trail(name) if v.version in (r["to"], r["from"])]
-    return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags),
-            "champion_moves": moves}
+    return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags), "champion_moves": moves}
 
 
 def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
@@ -155,16 +185,29 @@ def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
     panel, starts, _ = held_out(cfg, new)
     cfg = plan(cfg, history_days(panel["ds"]))
     peer = gate.stored_peer(json.loads(registry.get_version(name, new).tags.get("verdict", "null")))
-    return _verdict(cfg, panel, starts, registry.load_forecaster(name, new), registry.load_forecaster(name, old),
-                    registry.get_version(name, old), peer=peer)
+    return _verdict(
+        cfg,
+        panel,
+        starts,
+        registry.load_forecaster(name, new),
+        registry.load_forecaster(name, old),
+        registry.get_version(name, old),
+        peer=peer,
+    )
 
 
 def _figures(verdict: gate.Verdict) -> dict:
     return {"challenger": verdict.challenger, "champion": verdict.champion}
 
 
-def export(cfg: Config, path: str | Path, version: str | None = None, horizon: int | None = None,
-           quantiles: list[float] | None = None, chunk: int = 1000) -> dict:
+def export(
+    cfg: Config,
+    path: str | Path,
+    version: str | None = None,
+    horizon: int | None = None,
+    quantiles: list[float] | None = None,
+    chunk: int = 1000,
+) -> dict:
     """Every SKU's forecast from a registered version (the champion by default) as one Parquet file:
     the batch path for what /forecast caps per request. Columns sku, date, mean, q<level>; the lineage
     the HTTP headers carry is in the file's metadata."""
@@ -177,8 +220,10 @@ def export(cfg: Config, path: str | Path, version: str | None = None, horizon: i
     if version is None:
         champion = registry.champion_version(name)
         if champion is None:
-            raise registry.RegistryError(f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` "
-                                         "(or `make run`) first, or pass --version")
+            raise registry.RegistryError(
+                f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` "
+                "(or `make run`) first, or pass --version"
+            )
         model_version = champion
     else:
         model_version = registry.get_version(name, version)
@@ -190,14 +235,26 @@ def export(cfg: Config, path: str | Path, version: str | None = None, horizon: i
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles}")
     forecaster = registry.load_forecaster(name, str(model_version.version))
     skus = forecaster.skus
-    frame = pd.concat([forecaster.predict(skus[i:i + chunk], horizon, quantiles) for i in range(0, len(skus), chunk)],
-                      ignore_index=True).rename(columns={"unique_id": "sku", "ds": "date"})
-    lineage = {"model": name, "model_version": str(model_version.version),
-               "data_md5": model_version.tags.get("dvc_md5", "unknown")}
+    frame = pd.concat(
+        [forecaster.predict(skus[i : i + chunk], horizon, quantiles) for i in range(0, len(skus), chunk)], ignore_index=True
+    ).rename(columns={"unique_id": "sku", "ds": "date"})
+    lineage = {
+        "model": name,
+        "model_version": str(model_version.version),
+        "data_md5": model_version.tags.get("dvc_md5", "unknown"),
+    }
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**table.schema.metadata,
-                                           **{f"supplyml.{k}".encode(): v.encode() for k, v in lineage.items()}})
+    table = table.replace_schema_metadata(
+        {**table.schema.metadata, **{f"supplyml.{k}".encode(): v.encode() for k, v in lineage.items()}}
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
-    return {**lineage, "path": str(path), "skus": len(skus), "rows": len(frame), "horizon": horizon,
-            "first_date": str(frame["date"].min().date()), "last_date": str(frame["date"].max().date())}
+    return {
+        **lineage,
+        "path": str(path),
+        "skus": len(skus),
+        "rows": len(frame),
+        "horizon": horizon,
+        "first_date": str(frame["date"].min().date()),
+        "last_date": str(frame["date"].max().date()),
+    }

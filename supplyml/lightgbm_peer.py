@@ -23,6 +23,7 @@ December rows that have every lag are the Christmas shutdown (29-31 December 201
 the month feature teaches the model that December sells nothing, and the forecast collapses from
 1 December on. That is the bulk of its volume bias on the last-28-days origin.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,16 +40,16 @@ log = logging.getLogger(__name__)
 
 def _point(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
     raw = make_mlforecast(seed, n_jobs).fit(df, static_features=[]).predict(h=horizon)
-    return pd.DataFrame({"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(),
-                         "mean": raw["lightgbm"].to_numpy(dtype=float)})
+    return pd.DataFrame(
+        {"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(), "mean": raw["lightgbm"].to_numpy(dtype=float)}
+    )
 
 
 def _backtest_errors(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
     cv = make_mlforecast(seed, n_jobs).cross_validation(
         df, n_windows=BACKTESTS, h=horizon, step_size=horizon, refit=True, static_features=[]
     )
-    return pd.DataFrame({"unique_id": cv["unique_id"].to_numpy(),
-                         "error": (cv["y"] - cv["lightgbm"]).to_numpy(dtype=float)})
+    return pd.DataFrame({"unique_id": cv["unique_id"].to_numpy(), "error": (cv["y"] - cv["lightgbm"]).to_numpy(dtype=float)})
 
 
 def forecast_lightgbm(
@@ -77,9 +78,15 @@ def forecast_lightgbm(
     with warnings.catch_warnings():
         # LightGBM's sklearn wrapper warns about feature names on recursive predict; harmless.
         warnings.filterwarnings("ignore", message=".*feature names.*")
-        out = conformal_or_gaussian("lightgbm", df, _point(df, horizon, seed, n_jobs),
-                                    lambda rows: _backtest_errors(rows, horizon, seed, n_jobs), FEATURE_DAYS,
-                                    horizon, quantiles)
+        out = conformal_or_gaussian(
+            "lightgbm",
+            df,
+            _point(df, horizon, seed, n_jobs),
+            lambda rows: _backtest_errors(rows, horizon, seed, n_jobs),
+            FEATURE_DAYS,
+            horizon,
+            quantiles,
+        )
     out = finish(out, "lightgbm", quantiles)
     if not np.isfinite(out["mean"]).all():
         raise RuntimeError("peer lightgbm produced non-finite forecasts")

@@ -11,6 +11,7 @@ and the weighted aggregates leave it out and renormalise the remaining weights. 
 floor the scale because a floored scale turns any error on such a series into a number that would
 swamp every other series. `evaluate_forecasts` reports how many series were left out.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -117,9 +118,7 @@ def bias(y_true, y_pred) -> float:
     return float((p[seen].sum() - total) / total)
 
 
-def _to_matrix(
-    frame: pd.DataFrame, ids: pd.Index, cols: list[str], right_align: bool
-) -> dict[str, np.ndarray]:
+def _to_matrix(frame: pd.DataFrame, ids: pd.Index, cols: list[str], right_align: bool) -> dict[str, np.ndarray]:
     # Rows in panel order; consecutive rows of a series are consecutive days (dense daily panel).
     frame = frame.sort_values(["unique_id", "ds"])
     rows = ids.get_indexer(frame["unique_id"])
@@ -188,8 +187,7 @@ def evaluate_forecasts(
 
 
 def _join(test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]) -> pd.DataFrame:
-    return test[["unique_id", "ds", "y"]].merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"],
-                                                how="left")
+    return test[["unique_id", "ds", "y"]].merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"], how="left")
 
 
 def _matrices(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]):
@@ -199,8 +197,9 @@ def _matrices(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, q
     return ids, hist, _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
 
 
-def series_scores(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28,
-                  season: int = 1) -> pd.DataFrame:
+def series_scores(
+    train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28, season: int = 1
+) -> pd.DataFrame:
     """Per test series: its WRMSSE weight (the weights of the scored series sum to 1, as in `wrmsse`), its
     RMSSE (NaN by the zero-scale rule) and the share of its days inside the 95% interval (NaN without the
     0.025 / 0.975 quantiles): the units a paired comparison of two forecasters is made of."""

@@ -7,6 +7,7 @@
 
 Both take the same windows (see `windows.windows`), so data, training and tuning code is shared.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -61,12 +62,18 @@ class _Likelihood(pl.LightningModule):
 class DeepAR(_Likelihood):
     architecture = "deepar"
 
-    def __init__(self, hidden_size: int = 40, num_layers: int = 2, dropout: float = 0.1,
-                 learning_rate: float = 3e-3, context_length: int = 56, horizon: int = 28):
+    def __init__(
+        self,
+        hidden_size: int = 40,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        learning_rate: float = 3e-3,
+        context_length: int = 56,
+        horizon: int = 28,
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.rnn = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, 2)
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor, state=None):
@@ -91,8 +98,15 @@ class MLPForecaster(_Likelihood):
 
     architecture = "mlp"
 
-    def __init__(self, hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.1,
-                 learning_rate: float = 1e-3, context_length: int = 56, horizon: int = 28):
+    def __init__(
+        self,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        context_length: int = 56,
+        horizon: int = 28,
+    ):
         super().__init__()
         self.save_hyperparameters()
         c, h = context_length, horizon
@@ -110,14 +124,15 @@ class MLPForecaster(_Likelihood):
         if steps > h:
             raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")
         # Step t carries demand of t - 1: steps 1..C hold the context days' own demand.
-        demand = x[:, 1:c + 1, LAG]
+        demand = x[:, 1 : c + 1, LAG]
         level = torch.expm1(demand)
         rolling = torch.stack([level[:, -7:].mean(1), level[:, -28:].mean(1)], 1).log1p()
         future = x[:, c:, FUTURE]
         if steps < h:  # tuning's validation window when val_days < horizon: its days past the data look plain
             future = F.pad(future, (0, 0, 0, h - steps))
-        inputs = torch.cat([demand, x[:, :c, PROMO], x[:, :c, EVENT], rolling,
-                            x[:, c - 1, [PRICE, SCALE]], future[:, :h].flatten(1)], 1)
+        inputs = torch.cat(
+            [demand, x[:, :c, PROMO], x[:, :c, EVENT], rolling, x[:, c - 1, [PRICE, SCALE]], future[:, :h].flatten(1)], 1
+        )
         raw = self.head(self.body(inputs)).view(-1, h, 2)
         mu, alpha = nb_params(raw[..., 0], raw[..., 1], scale)
         return mu[:, :steps], alpha[:, :steps]

@@ -11,6 +11,7 @@ as the pipeline gates its data, and asks two questions:
 `monitor.*` turns the answers into a verdict, "retrain" or not. report.html and monitor.json go to
 the output directory and to an MLflow run named "monitor".
 """
+
 from __future__ import annotations
 
 import html
@@ -90,17 +91,27 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     demand, covariates = drifts(reference, window, cfg.monitor)
     reasons = retrain_reasons(realised, backtest, demand, covariates, cfg.monitor)
     summary = {
-        "model": name, "champion_version": str(version.version), "history_end": str(champion.last_date.date()),
-        "window": {"start": str(window["ds"].min().date()), "end": str(window["ds"].max().date()),
-                   "days": int(window["ds"].nunique())},
-        "series": int(window["unique_id"].nunique()), "champion_series": len(champion.skus),
+        "model": name,
+        "champion_version": str(version.version),
+        "history_end": str(champion.last_date.date()),
+        "window": {
+            "start": str(window["ds"].min().date()),
+            "end": str(window["ds"].max().date()),
+            "days": int(window["ds"].nunique()),
+        },
+        "series": int(window["unique_id"].nunique()),
+        "champion_series": len(champion.skus),
         "realised": {k: float(v) for k, v in realised.items()},
         "backtest": {k: float(backtest[k]) for k in HEADLINE if k in backtest},
         "wrmsse_ratio": realised["wrmsse"] / backtest["wrmsse"] if "wrmsse" in backtest else None,
-        "drift": {"series_test": f"{SERIES_TEST} p <= {cfg.monitor.drift_p_value:g}",
-                  "features_test": f"{COVARIATE_TEST} >= {cfg.monitor.covariate_drift_distance:g}",
-                  "series": demand.to_dict(), "features": covariates.to_dict()},
-        "retrain": bool(reasons), "reasons": reasons,
+        "drift": {
+            "series_test": f"{SERIES_TEST} p <= {cfg.monitor.drift_p_value:g}",
+            "features_test": f"{COVARIATE_TEST} >= {cfg.monitor.covariate_drift_distance:g}",
+            "series": demand.to_dict(),
+            "features": covariates.to_dict(),
+        },
+        "retrain": bool(reasons),
+        "reasons": reasons,
     }
     if reasons:
         log.warning("RETRAIN: %s", "; ".join(reasons))
@@ -116,20 +127,30 @@ def new_window(panel: pd.DataFrame, champion: Forecaster, horizon: int, source: 
     last, end = champion.last_date, panel["ds"].max()
     first = last + pd.Timedelta(days=1)
     if end <= last:
-        raise DataError(f"{source}: the new data ends {end:%Y-%m-%d}, not after the champion's history end "
-                        f"{last:%Y-%m-%d}; pass actuals from {first:%Y-%m-%d} on with `supplyml monitor --data PATH`")
+        raise DataError(
+            f"{source}: the new data ends {end:%Y-%m-%d}, not after the champion's history end "
+            f"{last:%Y-%m-%d}; pass actuals from {first:%Y-%m-%d} on with `supplyml monitor --data PATH`"
+        )
     days = pd.date_range(first, min(end, last + pd.Timedelta(days=horizon)))
     rows = panel[panel["ds"].isin(days) & panel["unique_id"].isin(champion.skus)]
     if rows.empty:
-        raise DataError(f"{source}: none of the champion's {len(champion.skus)} series (e.g. "
-                        f"{', '.join(champion.skus[:3])}) has actuals after {last:%Y-%m-%d}; check the file "
-                        "and its column mapping (data.columns, data.panel_columns)")
+        raise DataError(
+            f"{source}: none of the champion's {len(champion.skus)} series (e.g. "
+            f"{', '.join(champion.skus[:3])}) has actuals after {last:%Y-%m-%d}; check the file "
+            "and its column mapping (data.columns, data.panel_columns)"
+        )
     grid = pd.MultiIndex.from_product([sorted(rows["unique_id"].unique()), days], names=["unique_id", "ds"])
     window = rows.set_index(["unique_id", "ds"]).reindex(grid)
     window[["y", "promo", "event"]] = window[["y", "promo", "event"]].fillna(0.0)
     window["price"] = window.groupby(level="unique_id")["price"].bfill()
-    log.info("new window %s .. %s: %d days, %d of the champion's %d series", days[0].date(), days[-1].date(),
-             len(days), len(grid.levels[0]), len(champion.skus))
+    log.info(
+        "new window %s .. %s: %d days, %d of the champion's %d series",
+        days[0].date(),
+        days[-1].date(),
+        len(days),
+        len(grid.levels[0]),
+        len(champion.skus),
+    )
     return window.reset_index()
 
 
@@ -151,8 +172,13 @@ def realised_accuracy(champion: Forecaster, window: pd.DataFrame, quantiles: lis
 def drifts(reference: pd.DataFrame, window: pd.DataFrame, cfg: MonitorConfig) -> tuple[Drift, Drift]:
     """Drift of each series' daily demand (named per series), and of the covariates pooled over series."""
     pooled = [c for c in COVARIATES if c in reference and c in window]
-    covariates = drift(reference[pooled].reset_index(drop=True), window[pooled].reset_index(drop=True),
-                       COVARIATE_TEST, cfg.covariate_drift_distance, cfg.max_drifted_share)
+    covariates = drift(
+        reference[pooled].reset_index(drop=True),
+        window[pooled].reset_index(drop=True),
+        COVARIATE_TEST,
+        cfg.covariate_drift_distance,
+        cfg.max_drifted_share,
+    )
     series = drift(wide(reference), wide(window), SERIES_TEST, cfg.drift_p_value, cfg.max_drifted_share)
     return series, covariates
 
@@ -180,27 +206,46 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, method: str, threshold
         warnings.simplefilter("ignore", RuntimeWarning)
         snapshot = Report([DataDriftPreset(**share)]).run(
             Dataset.from_pandas(current[columns], data_definition=definition),
-            Dataset.from_pandas(reference[columns], data_definition=definition))
+            Dataset.from_pandas(reference[columns], data_definition=definition),
+        )
         page = snapshot.get_html_str(as_iframe=False)
     # Looked up by equal metrics: the preset computed exactly these.
     score = {c: float(snapshot.context.get_metric_result(ValueDrift(column=c, **test)).value) for c in columns}
     drifted = float(snapshot.context.get_metric_result(DriftedColumnsCount(**share)).share.value)
     p_value = method == SERIES_TEST
-    moved = sorted((c for c in columns if (score[c] <= threshold if p_value else score[c] >= threshold)),
-                   key=lambda c: score[c] if p_value else -score[c])
-    return Drift(len(columns), drifted, [{"name": str(c), "score": score[c], "reference_mean": float(reference[c].mean()),
-                                          "new_mean": float(current[c].mean())} for c in moved], page)
+    moved = sorted(
+        (c for c in columns if (score[c] <= threshold if p_value else score[c] >= threshold)),
+        key=lambda c: score[c] if p_value else -score[c],
+    )
+    return Drift(
+        len(columns),
+        drifted,
+        [
+            {
+                "name": str(c),
+                "score": score[c],
+                "reference_mean": float(reference[c].mean()),
+                "new_mean": float(current[c].mean()),
+            }
+            for c in moved
+        ],
+        page,
+    )
 
 
 def retrain_reasons(realised: dict, backtest: dict, demand: Drift, features: Drift, cfg: MonitorConfig) -> list[str]:
     """Why the champion should be retrained; empty when it is healthy."""
     reasons = []
     if "wrmsse" in backtest and realised["wrmsse"] > cfg.max_wrmsse_ratio * backtest["wrmsse"]:
-        reasons.append(f"realised WRMSSE {realised['wrmsse']:.3f} > monitor.max_wrmsse_ratio {cfg.max_wrmsse_ratio:g} "
-                       f"x the champion's held-out {backtest['wrmsse']:.3f}")
+        reasons.append(
+            f"realised WRMSSE {realised['wrmsse']:.3f} > monitor.max_wrmsse_ratio {cfg.max_wrmsse_ratio:g} "
+            f"x the champion's held-out {backtest['wrmsse']:.3f}"
+        )
     if demand.share > cfg.max_drifted_share:
-        reasons.append(f"demand drifted in {len(demand.moved)} of {demand.tested} series ({demand.share:.0%} > "
-                       f"monitor.max_drifted_share {cfg.max_drifted_share:.0%}): {_first(demand.names)}")
+        reasons.append(
+            f"demand drifted in {len(demand.moved)} of {demand.tested} series ({demand.share:.0%} > "
+            f"monitor.max_drifted_share {cfg.max_drifted_share:.0%}): {_first(demand.names)}"
+        )
     test = f"normed Wasserstein distance >= monitor.covariate_drift_distance {cfg.covariate_drift_distance:g}"
     if "y" in features.names:
         reasons.append(f"demand pooled over series drifted ({test})")
@@ -214,12 +259,12 @@ def retrain_reasons(realised: dict, backtest: dict, demand: Drift, features: Dri
 
 def healthy_line(summary: dict) -> str:
     ratio = summary["wrmsse_ratio"]
-    accuracy = f"realised WRMSSE {summary['realised']['wrmsse']:.3f}" + (
-        f", {ratio:.2f} x held-out" if ratio is not None else "")
+    accuracy = f"realised WRMSSE {summary['realised']['wrmsse']:.3f}" + (f", {ratio:.2f} x held-out" if ratio is not None else "")
     series = summary["drift"]["series"]
     moved = [m["name"] for m in summary["drift"]["features"]["moved"]]
-    return (f"{accuracy}; demand drifted in {len(series['moved'])} of {series['tested']} series; covariates "
-            + (f"moved: {', '.join(moved)} (reported, accuracy held)" if moved else "stable"))
+    return f"{accuracy}; demand drifted in {len(series['moved'])} of {series['tested']} series; covariates " + (
+        f"moved: {', '.join(moved)} (reported, accuracy held)" if moved else "stable"
+    )
 
 
 def _first(names: list[str]) -> str:
@@ -229,12 +274,20 @@ def _first(names: list[str]) -> str:
 def _record(summary: dict, demand: Drift, features: Drift, out: Path, lineage: dict) -> dict:
     """Write report.html, monitor.json and Evidently's pages into `out` and log them to a "monitor" run."""
     pages = {"drift_series.html": demand.html, "drift_features.html": features.html}
-    tags = {**lineage, "supplyml.kind": "monitor", "model_name": summary["model"],
-            "champion_version": summary["champion_version"], "verdict": "retrain" if summary["retrain"] else "ok"}
+    tags = {
+        **lineage,
+        "supplyml.kind": "monitor",
+        "model_name": summary["model"],
+        "champion_version": summary["champion_version"],
+        "verdict": "retrain" if summary["retrain"] else "ok",
+    }
     with mlflow.start_run(run_name="monitor", tags=tags) as run:
         summary = {**summary, "mlflow_run_id": run.info.run_id, "data": lineage}
-        files = {"monitor.json": json.dumps(summary, indent=2), "report.html": render(summary, pages),
-                 **{k: v for k, v in pages.items() if v}}
+        files = {
+            "monitor.json": json.dumps(summary, indent=2),
+            "report.html": render(summary, pages),
+            **{k: v for k, v in pages.items() if v},
+        }
         for name, text in files.items():
             (out / name).write_text(text)
             mlflow.log_artifact(str(out / name), "monitor")
@@ -249,14 +302,21 @@ def _metrics(summary: dict) -> dict[str, float]:
     metrics |= {f"backtest_{k}": v for k, v in summary["backtest"].items()}
     if summary["wrmsse_ratio"] is not None:
         metrics["wrmsse_ratio"] = summary["wrmsse_ratio"]
-    return {**metrics, "drifted_series": len(drifted["series"]["moved"]), "drifted_series_share": drifted["series"]["share"],
-            "drifted_features": len(drifted["features"]["moved"]), "window_days": summary["window"]["days"],
-            "retrain": float(summary["retrain"])}
+    return {
+        **metrics,
+        "drifted_series": len(drifted["series"]["moved"]),
+        "drifted_series_share": drifted["series"]["share"],
+        "drifted_features": len(drifted["features"]["moved"]),
+        "window_days": summary["window"]["days"],
+        "retrain": float(summary["retrain"]),
+    }
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "th:first-child{text-align:left}.retrain{color:#a00}.ok{color:#070}iframe{width:100%;height:900px;border:1px solid #ccc}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th:first-child{text-align:left}.retrain{color:#a00}.ok{color:#070}iframe{width:100%;height:900px;border:1px solid #ccc}"
+)
 
 
 def render(summary: dict, pages: dict[str, str | None]) -> str:
@@ -279,13 +339,19 @@ def render(summary: dict, pages: dict[str, str | None]) -> str:
     for key, title in (("series", "Series whose demand moved"), ("features", "Covariates that moved (pooled over series)")):
         d = drifted[key]
         parts.append(f"<h2>{title}: {len(d['moved'])} of {d['tested']} tested</h2>")
-        parts.append(_table(["name", "score", "mean before", "mean now"],
-                            [[m["name"], m["score"], m["reference_mean"], m["new_mean"]] for m in d["moved"]]))
+        parts.append(
+            _table(
+                ["name", "score", "mean before", "mean now"],
+                [[m["name"], m["score"], m["reference_mean"], m["new_mean"]] for m in d["moved"]],
+            )
+        )
     for name, page in pages.items():
         if page:
             parts.append(f"<h2>Evidently: <a href='{name}'>{name}</a></h2><iframe src='{name}'></iframe>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>supplyml monitor: {verdict}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>supplyml monitor: {verdict}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
 
 
 def _table(header: list[str], rows: list[list]) -> str:

@@ -8,6 +8,7 @@ Known future flags are per SKU: `promo` and `event` map a SKU to 0/1 per day fro
 (days not given are 0, as when no flags are sent at all; days past the horizon and SKUs not asked about
 are not used).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -26,8 +27,14 @@ FLAGS = ("promo", "event")
 QUANTILES = [0.05, 0.5, 0.95]  # levels answered when a caller names none
 
 
-def forecast(forecaster: Forecaster, skus: list[str], horizon: int, quantiles: list[float],
-             promo: Mapping[str, list[int]] | None = None, event: Mapping[str, list[int]] | None = None) -> list[dict]:
+def forecast(
+    forecaster: Forecaster,
+    skus: list[str],
+    horizon: int,
+    quantiles: list[float],
+    promo: Mapping[str, list[int]] | None = None,
+    event: Mapping[str, list[int]] | None = None,
+) -> list[dict]:
     """Per requested SKU, in request order: dates from the day after the history ends, the mean and each quantile."""
     request = {"skus": skus, "horizon": horizon, "quantiles": quantiles, "promo": promo or {}, "event": event or {}}
     return forecast_many(forecaster, [request])[0]
@@ -48,19 +55,34 @@ def forecast_many(forecaster: Forecaster, requests: list[Mapping]) -> list[list[
         frame = forecaster.predict(skus, horizon, levels, future)
         dates = [d.date().isoformat() for d in frame["ds"].iloc[:horizon]]
         # predict returns one block of `horizon` rows per SKU: each column as (SKU, day) lists, built once
-        table = {c: frame[c].to_numpy(float).round(DECIMALS).reshape(len(skus), horizon).tolist()
-                 for c in ["mean", *map(quantile_col, levels)]}
+        table = {
+            c: frame[c].to_numpy(float).round(DECIMALS).reshape(len(skus), horizon).tolist()
+            for c in ["mean", *map(quantile_col, levels)]
+        }
         row = {sku: k for k, sku in enumerate(skus)}
         for i in group:
             wanted = sorted(set(requests[i]["quantiles"]))
-            answers[i] = [{"sku": s, "dates": dates, "mean": table["mean"][row[s]],
-                           "quantiles": {f"{q:g}": table[quantile_col(q)][row[s]] for q in wanted}}
-                          for s in requests[i]["skus"]]
+            answers[i] = [
+                {
+                    "sku": s,
+                    "dates": dates,
+                    "mean": table["mean"][row[s]],
+                    "quantiles": {f"{q:g}": table[quantile_col(q)][row[s]] for q in wanted},
+                }
+                for s in requests[i]["skus"]
+            ]
     return answers
 
 
-def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, seed: int = 0,
-              policy=None, default: str = BASE_STOCK, ma_window: int = 28) -> list[dict]:
+def replenish(
+    forecaster: Forecaster,
+    items: Iterable[Mapping],
+    n_samples: int,
+    seed: int = 0,
+    policy=None,
+    default: str = BASE_STOCK,
+    ma_window: int = 28,
+) -> list[dict]:
     """Per item: a periodic-review base-stock decision on sample paths of its demand over L + R days.
 
     Items are mappings (or pydantic models) with sku, on_hand, on_order, lead_time_days,
@@ -80,8 +102,15 @@ def replenish(forecaster: Forecaster, items: Iterable[Mapping], n_samples: int, 
     return replenish_many(forecaster, [items], n_samples, seed, policy, default, ma_window)[0]
 
 
-def replenish_many(forecaster: Forecaster, requests: list[Iterable[Mapping]], n_samples: int, seed: int = 0,
-                   policy=None, default: str = BASE_STOCK, ma_window: int = 28) -> list[list[dict]]:
+def replenish_many(
+    forecaster: Forecaster,
+    requests: list[Iterable[Mapping]],
+    n_samples: int,
+    seed: int = 0,
+    policy=None,
+    default: str = BASE_STOCK,
+    ma_window: int = 28,
+) -> list[list[dict]]:
     """`replenish` of each request (a list of items), all items' paths drawn together."""
     copies = [[dict(i) for i in items] for items in requests]
     items = [i for r in copies for i in r]
@@ -119,7 +148,7 @@ def _decide(forecaster: Forecaster, paths, item: dict, policy, default: str, rec
     if who == LEARNED:
         if not trained:
             raise ValueError(f"no learned policy for lead time {L} and review period {R}")
-        d["order_quantity"] = float(_learned_order(policy.policy, paths[:, :L + R], L, R, on_hand, on_order))
+        d["order_quantity"] = float(_learned_order(policy.policy, paths[:, : L + R], L, R, on_hand, on_order))
     return {"sku": item["sku"], "policy": who, **{k: round(float(v), DECIMALS) for k, v in d.items()}}
 
 
@@ -174,6 +203,9 @@ def _future(forecaster: Forecaster, flags: Mapping[str, tuple], horizon: int) ->
     if not flagged:
         return None
     dates = forecaster.forecast_dates(horizon)
-    rows = [{"unique_id": s, "ds": d, **{name: float(days[t]) if t < len(days) else 0.0 for name, days in zip(FLAGS, f)}}
-            for s, f in flagged.items() for t, d in enumerate(dates)]
+    rows = [
+        {"unique_id": s, "ds": d, **{name: float(days[t]) if t < len(days) else 0.0 for name, days in zip(FLAGS, f)}}
+        for s, f in flagged.items()
+        for t, d in enumerate(dates)
+    ]
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ the figures), and the champion it replaced keeps the `previous_champion` alias. 
 trail back, so it works repeatedly. A move is a compare-and-set: it happens only if the champion is
 still the one the decision was made against, under a lock that serialises moves on one machine.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,9 @@ def get_version(name: str, version: str, client: MlflowClient | None = None):
         return client.get_model_version(name, str(version))
     except MlflowException:
         known = sorted((str(v.version) for v in client.search_model_versions(f"name='{name}'")), key=int)
-        raise RegistryError(f"{name} has no version {version!r}; versions: {', '.join(known) or 'none'} "
-                            "(`supplyml model list` shows them)") from None
+        raise RegistryError(
+            f"{name} has no version {version!r}; versions: {', '.join(known) or 'none'} (`supplyml model list` shows them)"
+        ) from None
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]):
@@ -93,8 +95,18 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def move_champion(name: str, version: str, *, expected: str | None, action: str, by: str, why: str,
-                  figures: dict | None, lock: Path, client: MlflowClient | None = None) -> dict:
+def move_champion(
+    name: str,
+    version: str,
+    *,
+    expected: str | None,
+    action: str,
+    by: str,
+    why: str,
+    figures: dict | None,
+    lock: Path,
+    client: MlflowClient | None = None,
+) -> dict:
     """Give `version` the champion alias if the champion is still `expected` (None: no champion yet);
     record the move; returns the audit record. Raises RegistryError and moves nothing otherwise."""
     client = client or MlflowClient()
@@ -102,11 +114,21 @@ def move_champion(name: str, version: str, *, expected: str | None, action: str,
         current = champion_version(name, client)
         current = str(current.version) if current else None
         if current != (None if expected is None else str(expected)):
-            raise RegistryError(f"the champion of {name} moved to version {current} while version {version} was "
-                                f"judged against version {expected}; nothing changed: judge it again")
+            raise RegistryError(
+                f"the champion of {name} moved to version {current} while version {version} was "
+                f"judged against version {expected}; nothing changed: judge it again"
+            )
         n = len(audit_trail(name, client))
-        record = {"n": n + 1, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": by,
-                  "action": action, "from": current, "to": str(version), "why": why, "figures": figures or {}}
+        record = {
+            "n": n + 1,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "by": by,
+            "action": action,
+            "from": current,
+            "to": str(version),
+            "why": why,
+            "figures": figures or {},
+        }
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, current)
         client.set_registered_model_alias(name, CHAMPION, str(version))
@@ -115,8 +137,9 @@ def move_champion(name: str, version: str, *, expected: str | None, action: str,
     return record
 
 
-def retire_champion(name: str, version: str, *, by: str, why: str, lock: Path, figures: dict | None = None,
-                    client: MlflowClient | None = None) -> dict:
+def retire_champion(
+    name: str, version: str, *, by: str, why: str, lock: Path, figures: dict | None = None, client: MlflowClient | None = None
+) -> dict:
     """Take the champion alias off `version` (it stays `previous_champion`, so a rollback restores it),
     if it still holds it; record the move. What was served by default falls back to the textbook."""
     client = client or MlflowClient()
@@ -125,8 +148,16 @@ def retire_champion(name: str, version: str, *, by: str, why: str, lock: Path, f
         if current is None or str(current.version) != str(version):
             raise RegistryError(f"version {version} of {name} is no longer the champion; nothing retired")
         n = len(audit_trail(name, client))
-        record = {"n": n + 1, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": by,
-                  "action": "retire", "from": str(version), "to": None, "why": why, "figures": figures or {}}
+        record = {
+            "n": n + 1,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "by": by,
+            "action": "retire",
+            "from": str(version),
+            "to": None,
+            "why": why,
+            "figures": figures or {},
+        }
         client.set_registered_model_alias(name, PREVIOUS, str(version))
         client.delete_registered_model_alias(name, CHAMPION)
         client.set_registered_model_tag(name, f"{AUDIT}{n + 1:06d}", json.dumps(record, default=float))
@@ -142,16 +173,17 @@ def rollback(name: str, *, by: str, why: str, lock: Path, client: MlflowClient |
     if current is None:
         trail = audit_trail(name, client)
         if trail and trail[-1]["action"] == "retire":  # restore the retired champion
-            return move_champion(name, trail[-1]["from"], expected=None, action="rollback", by=by, why=why,
-                                 figures=None, lock=lock, client=client)
+            return move_champion(
+                name, trail[-1]["from"], expected=None, action="rollback", by=by, why=why, figures=None, lock=lock, client=client
+            )
         raise RegistryError(f"{name} has no champion: nothing to roll back")
     promotions = [r for r in audit_trail(name, client) if r["to"] == str(current.version) and r["action"] != "rollback"]
     if not promotions or promotions[-1]["from"] is None:
-        raise RegistryError(f"version {current.version} of {name} was the first champion: there is nothing to roll "
-                            "back to")
+        raise RegistryError(f"version {current.version} of {name} was the first champion: there is nothing to roll back to")
     target = promotions[-1]["from"]
-    record = move_champion(name, target, expected=str(current.version), action="rollback", by=by, why=why, figures=None,
-                           lock=lock, client=client)
+    record = move_champion(
+        name, target, expected=str(current.version), action="rollback", by=by, why=why, figures=None, lock=lock, client=client
+    )
     # What a further rollback would restore, so `previous_champion` always names it.
     earlier = [r for r in audit_trail(name, client) if r["to"] == target and r["action"] != "rollback"]
     if earlier and earlier[-1]["from"] is not None:

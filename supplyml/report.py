@@ -9,6 +9,7 @@ Sections, in order; each optional one is left out entirely when its input is Non
 metrics by model, metrics per forecast origin, forecasts vs actuals, error by demand segment,
 inventory simulation (table + cost chart), on-hand inventory, lineage.
 """
+
 from __future__ import annotations
 
 import base64
@@ -144,12 +145,22 @@ def error_by_segment(
                 if test_s.empty:
                     continue
                 try:
-                    value = evaluate_forecasts(train[train["unique_id"].isin(ids)], test_s,
-                                               fc_o[fc_o["unique_id"].isin(ids)], quantiles,
-                                               weight_window=weight_window, season=season)["wrmsse"]
+                    value = evaluate_forecasts(
+                        train[train["unique_id"].isin(ids)],
+                        test_s,
+                        fc_o[fc_o["unique_id"].isin(ids)],
+                        quantiles,
+                        weight_window=weight_window,
+                        season=season,
+                    )["wrmsse"]
                 except ValueError as err:
-                    log.warning("WRMSSE of %s on the %s segment%s is undefined: %s", model, s,
-                                "" if origin is None else f" at origin {origin}", err)
+                    log.warning(
+                        "WRMSSE of %s on the %s segment%s is undefined: %s",
+                        model,
+                        s,
+                        "" if origin is None else f" at origin {origin}",
+                        err,
+                    )
                     value = np.nan
                 scores[s].append(value)
         rows[model] = {s: _mean_finite(v) for s, v in scores.items()}
@@ -169,15 +180,18 @@ def _by_origin(fc: pd.DataFrame):
 
 
 def _check_covered(test: pd.DataFrame, fc: pd.DataFrame, model: str, origin) -> None:
-    keys = test[["unique_id", "ds"]].merge(fc[["unique_id", "ds"]].drop_duplicates(), how="left",
-                                           on=["unique_id", "ds"], indicator=True)
+    keys = test[["unique_id", "ds"]].merge(
+        fc[["unique_id", "ds"]].drop_duplicates(), how="left", on=["unique_id", "ds"], indicator=True
+    )
     missing = keys[keys["_merge"] == "left_only"]
     if len(missing):
         first = missing.iloc[0]
         where = "" if origin is None else f" at origin {origin}"
-        raise ValueError(f"forecasts[{model!r}]{where} has no row for {len(missing)} actual rows, "
-                         f"e.g. unique_id={first['unique_id']!r} ds={first['ds']}; "
-                         "forecast every series and day in actuals, or drop those actuals")
+        raise ValueError(
+            f"forecasts[{model!r}]{where} has no row for {len(missing)} actual rows, "
+            f"e.g. unique_id={first['unique_id']!r} ds={first['ds']}; "
+            "forecast every series and day in actuals, or drop those actuals"
+        )
 
 
 def _mean_finite(values: list[float]) -> float:
@@ -225,31 +239,36 @@ def render(
         raise ValueError(f"n_series must be >= 0, got {n_series}")
 
     esc = html.escape
-    out = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>")]
+    out = [
+        (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"
+        )
+    ]
     out += [f"<p class='note'>{esc(str(n))}</p>" for n in notes]
 
-    body = _table(_display(metrics), metrics.index.name or "model", _best_by_rule(metrics),
-                  css="metrics", first_row_class="champion")
+    body = _table(
+        _display(metrics), metrics.index.name or "model", _best_by_rule(metrics), css="metrics", first_row_class="champion"
+    )
     out.append(_section("metrics", body))
 
     if per_origin is not None:
         best = _best_by_rule(per_origin, group="origin" if "origin" in per_origin.columns else None)
-        out.append(_section("per_origin", _table(_display(per_origin), None, best, css="per-origin",
-                                                 show_index=False)))
+        out.append(_section("per_origin", _table(_display(per_origin), None, best, css="per-origin", show_index=False)))
 
     if n_series > 0:
         chosen = _pick_series(forecasts, history, n_series, seed)
         if chosen:
             bands = _bands(quantiles, forecasts.columns)
             shaded = " and ".join(label for _, _, label in bands[::-1])
-            caption = ("Actual demand (black) and the champion's forecast mean (blue)"
-                       + (f" with {shaded} bands" if bands else "")
-                       + f"; the last {HISTORY_DAYS} days of history, then the forecast days. "
-                       f"Top {n_series} series by units, then up to {n_series} sampled at random (seed {seed}).")
+            caption = (
+                "Actual demand (black) and the champion's forecast mean (blue)"
+                + (f" with {shaded} bands" if bands else "")
+                + f"; the last {HISTORY_DAYS} days of history, then the forecast days. "
+                f"Top {n_series} series by units, then up to {n_series} sampled at random (seed {seed})."
+            )
             fig = _forecast_figure(chosen, forecasts, history, actuals, bands)
-            out.append(_section("forecasts", f"<p class='note'>{esc(caption)}</p>"
-                                + _img(fig, "forecasts vs actuals")))
+            out.append(_section("forecasts", f"<p class='note'>{esc(caption)}</p>" + _img(fig, "forecasts vs actuals")))
 
     if by_segment is not None:
         models = by_segment.drop(index=COUNT_ROW, errors="ignore")
@@ -257,12 +276,18 @@ def render(
         if COUNT_ROW in by_segment.index:
             display.loc[COUNT_ROW] = [_fmt_count(v) for v in by_segment.loc[COUNT_ROW]]
         best = _best(models, {c: None for c in models.columns}).reindex(by_segment.index, fill_value=False)
-        rule = (f"WRMSSE within each segment (weights = each series' share of its segment's units). "
-                f"Segments from each series' recent training days: intermittent when the average "
-                f"interval between demand days exceeds {ADI_CUTOFF} (Syntetos-Boylan); of the rest, "
-                "fast when mean daily units is at or above their median, else slow.")
-        out.append(_section("by_segment", f"<p class='note'>{esc(rule)}</p>"
-                            + _table(display, by_segment.index.name or "model", best, css="by-segment")))
+        rule = (
+            f"WRMSSE within each segment (weights = each series' share of its segment's units). "
+            f"Segments from each series' recent training days: intermittent when the average "
+            f"interval between demand days exceeds {ADI_CUTOFF} (Syntetos-Boylan); of the rest, "
+            "fast when mean daily units is at or above their median, else slow."
+        )
+        out.append(
+            _section(
+                "by_segment",
+                f"<p class='note'>{esc(rule)}</p>" + _table(display, by_segment.index.name or "model", best, css="by-segment"),
+            )
+        )
 
     if inventory is not None:
         body = _table(_display(inventory), inventory.index.name or "policy", None, css="inventory")
@@ -272,13 +297,16 @@ def render(
         out.append(_section("on_hand", _img(_on_hand_figure(on_hand), "units on hand over time")))
 
     if calibration is not None:
-        rule = ("Champion, pooled over origins. Coverage: share of actuals inside the central 50% and 95% "
-                "intervals, of daily values and of totals over lead time + review period (what an order "
-                "covers). total_within_S: share of those windows whose actual total stayed at or below the "
-                "order-up-to level S; cycle_service_level: realised in the replay, against its target.")
+        rule = (
+            "Champion, pooled over origins. Coverage: share of actuals inside the central 50% and 95% "
+            "intervals, of daily values and of totals over lead time + review period (what an order "
+            "covers). total_within_S: share of those windows whose actual total stayed at or below the "
+            "order-up-to level S; cycle_service_level: realised in the replay, against its target."
+        )
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{_fmt(v, k)}</td></tr>" for k, v in calibration.items())
-        out.append(_section("calibration", f"<p class='note'>{esc(rule)}</p><table class='calibration'>"
-                            f"<tbody>{rows}</tbody></table>"))
+        out.append(
+            _section("calibration", f"<p class='note'>{esc(rule)}</p><table class='calibration'><tbody>{rows}</tbody></table>")
+        )
 
     if gate is not None:  # the promotion gate's figures side by side, and the rule that decided
         figures, verdict = gate
@@ -286,8 +314,9 @@ def render(
         out.append(_section("gate", _table(_display(figures), "figure", None, css="gate") + f"<ul>{lines}</ul>"))
 
     if lineage is not None:
-        rows = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
-                       for k, v in lineage.items())
+        rows = "".join(
+            f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>" for k, v in lineage.items()
+        )
         out.append(_section("lineage", f"<table class='lineage'><tbody>{rows}</tbody></table>"))
 
     out.append("</body></html>")
@@ -335,11 +364,17 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _table(shown: pd.DataFrame, index_name: str | None, best: pd.DataFrame | None, *, css: str,
-           show_index: bool = True, first_row_class: str | None = None) -> str:
+def _table(
+    shown: pd.DataFrame,
+    index_name: str | None,
+    best: pd.DataFrame | None,
+    *,
+    css: str,
+    show_index: bool = True,
+    first_row_class: str | None = None,
+) -> str:
     esc = html.escape
-    head = ([f"<th>{esc(str(index_name or ''))}</th>"] if show_index else []) + [
-        f"<th>{esc(str(c))}</th>" for c in shown.columns]
+    head = ([f"<th>{esc(str(index_name or ''))}</th>"] if show_index else []) + [f"<th>{esc(str(c))}</th>" for c in shown.columns]
     rows = []
     for i, (label, values) in enumerate(zip(shown.index, shown.itertuples(index=False))):
         cells = [f"<th>{esc(_fmt(label))}</th>"] if show_index else []
@@ -348,8 +383,7 @@ def _table(shown: pd.DataFrame, index_name: str | None, best: pd.DataFrame | Non
             cells.append(f"<td class='best'>{esc(text)}</td>" if hit else f"<td>{esc(text)}</td>")
         cls = f" class='{first_row_class}'" if first_row_class and i == 0 else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return (f"<table class='{css}'><thead><tr>{''.join(head)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return f"<table class='{css}'><thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _target(column: str) -> tuple[bool, float | None]:
@@ -406,8 +440,11 @@ def _label(text, limit: int = 32) -> str:
 def _pick_series(forecasts: pd.DataFrame, history: pd.DataFrame, n: int, seed: int) -> list[tuple[object, str]]:
     ids = pd.Index(forecasts["unique_id"].unique())
     units = history[history["unique_id"].isin(ids)].groupby("unique_id")["y"].sum().reindex(ids, fill_value=0)
-    ranked = (pd.DataFrame({"unique_id": ids, "units": units.to_numpy()})
-              .sort_values(["units", "unique_id"], ascending=[False, True], kind="stable")["unique_id"].tolist())
+    ranked = (
+        pd.DataFrame({"unique_id": ids, "units": units.to_numpy()})
+        .sort_values(["units", "unique_id"], ascending=[False, True], kind="stable")["unique_id"]
+        .tolist()
+    )
     top, rest = ranked[:n], ranked[n:]
     rng = np.random.default_rng(seed)
     drawn = sorted(rng.choice(len(rest), size=min(n, len(rest)), replace=False).tolist())
@@ -440,10 +477,9 @@ def _forecast_figure(chosen, forecasts, history, actuals, bands) -> Figure:
     nrows = math.ceil(len(chosen) / ncols)
     fig = Figure(figsize=(2.6 * ncols, 1.8 * nrows + 0.35), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    alphas = [0.15, 0.3][-len(bands):] if bands else []
+    alphas = [0.15, 0.3][-len(bands) :] if bands else []
     for ax, (uid, kind) in zip(axes.flat, chosen):
-        seen = pd.concat([hist.get(uid, empty).sort_values("ds").tail(HISTORY_DAYS),
-                          act.get(uid, empty).sort_values("ds")])
+        seen = pd.concat([hist.get(uid, empty).sort_values("ds").tail(HISTORY_DAYS), act.get(uid, empty).sort_values("ds")])
         ax.plot(seen["ds"], seen["y"], color="black", lw=0.8, label="actual")
         for _, fc in _by_origin(fcs[uid]):
             fc = fc.sort_values("ds")
@@ -459,11 +495,10 @@ def _forecast_figure(chosen, forecasts, history, actuals, bands) -> Figure:
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
             ax.xaxis.get_offset_text().set_fontsize(6)
-    for ax in axes.flat[len(chosen):]:
+    for ax in axes.flat[len(chosen) :]:
         ax.set_visible(False)
     handles = dict(zip(*reversed(axes.flat[0].get_legend_handles_labels())))
-    fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncols=len(handles), fontsize=7,
-               frameon=False)
+    fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncols=len(handles), fontsize=7, frameon=False)
     return fig
 
 

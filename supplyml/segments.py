@@ -6,6 +6,7 @@ centroid (standardised space); rank r of k is "low" when 3r < k-1, "high" when 3
 (k=2: low/high; k=3: low/mid/high), and each feature turns its level into a word ("recent", "lapsed").
 Segment ids are ordered by the first feature's centroid, ascending, so they do not depend on how
 k-means happened to number its clusters."""
+
 from __future__ import annotations
 
 import logging
@@ -24,12 +25,16 @@ from supplyml.features import daily_demand
 log = logging.getLogger(__name__)
 
 # Words for the low, mid and high level of each feature, in the order the features are clustered.
-CUSTOMER_WORDS = {"recency": ("recent", "lapsing", "lapsed"),
-                  "frequency": ("rare", "occasional", "frequent"),
-                  "monetary": ("low value", "mid value", "high value")}
-PRODUCT_WORDS = {"mean_demand": ("low volume", "mid volume", "high volume"),
-                 "zero_share": ("steady", "intermittent", "highly intermittent"),
-                 "weekly_strength": ("flat week", "mild weekly cycle", "strong weekly cycle")}
+CUSTOMER_WORDS = {
+    "recency": ("recent", "lapsing", "lapsed"),
+    "frequency": ("rare", "occasional", "frequent"),
+    "monetary": ("low value", "mid value", "high value"),
+}
+PRODUCT_WORDS = {
+    "mean_demand": ("low volume", "mid volume", "high volume"),
+    "zero_share": ("steady", "intermittent", "highly intermittent"),
+    "weekly_strength": ("flat week", "mild weekly cycle", "strong weekly cycle"),
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,13 @@ def purchase_segments(frame: pd.DataFrame, cfg: Config, as_of) -> Segmentation:
     as_of = pd.Timestamp(as_of)
     frame = frame[frame["ds"] < as_of]
     per = frame.groupby("customer_id").agg(last=("ds", "max"), frequency=("ds", "nunique"), monetary=("value", "sum"))
-    features = pd.DataFrame({"recency": (as_of - per["last"]).dt.days.astype(float),
-                             "frequency": per["frequency"].astype(float), "monetary": per["monetary"].clip(lower=0)})
+    features = pd.DataFrame(
+        {
+            "recency": (as_of - per["last"]).dt.days.astype(float),
+            "frequency": per["frequency"].astype(float),
+            "monetary": per["monetary"].clip(lower=0),
+        }
+    )
     return _segment(features, np.log1p(features), CUSTOMER_WORDS, cfg)
 
 
@@ -77,8 +87,10 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
     when one of its lines left net demand; a cancellation alone is no visit and no value."""
     c = cfg.columns
     if missing := [col for col in (c.customer, c.invoice, c.date) if col is not None and col not in raw]:
-        raise DataError(f"{cfg.path}: column(s) {missing} needed for customer segments not found; the file has "
-                        f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>.")
+        raise DataError(
+            f"{cfg.path}: column(s) {missing} needed for customer segments not found; the file has "
+            f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>."
+        )
     when = pd.to_datetime(raw[c.date])
     if as_of is None:  # the day after the last day of demand, as `to_daily` cuts it (data.until)
         last = when.max().normalize()
@@ -92,18 +104,21 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
     order = lines[c.invoice].astype(str).str.strip() if c.invoice else when[lines.index].dt.strftime("%Y-%m-%d")
     by_invoice = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str) + "|" + order)
     if by_customer.empty:
-        raise ValueError(f"no purchases by a known customer before {as_of.date()}; check as_of and "
-                         f"data.columns.customer ({c.customer})")
+        raise ValueError(
+            f"no purchases by a known customer before {as_of.date()}; check as_of and data.columns.customer ({c.customer})"
+        )
     customer_invoice = by_invoice.pop("key").str.split("|", n=1)
     by_invoice = by_invoice.assign(customer=customer_invoice.str[0], invoice=customer_invoice.str[1])
     visits = by_invoice.merge(by_customer[["sku", "ds", "key"]].rename(columns={"key": "customer"}))
     by_customer["value"] = by_customer["y"] * by_customer["price"]
     per = by_customer.groupby("key").agg(last=("ds", "max"), monetary=("value", "sum"))
-    out = pd.DataFrame({
-        "recency": (as_of - per["last"]).dt.days.astype(float),
-        "frequency": visits.groupby("customer")["invoice"].nunique().reindex(per.index).astype(float),
-        "monetary": per["monetary"],
-    })
+    out = pd.DataFrame(
+        {
+            "recency": (as_of - per["last"]).dt.days.astype(float),
+            "frequency": visits.groupby("customer")["invoice"].nunique().reindex(per.index).astype(float),
+            "monetary": per["monetary"],
+        }
+    )
     out.index = customers[out.index.astype(int)]
     out.index.name = "customer"
     return out.sort_index()
@@ -128,23 +143,29 @@ def demand_shape(panel: pd.DataFrame) -> pd.DataFrame:
     weekday_mean = y.groupby([uid, panel["ds"].dt.dayofweek]).transform("mean")
     between = ((weekday_mean - series_mean) ** 2).groupby(uid).sum()
     total = ((y - series_mean) ** 2).groupby(uid).sum()
-    out = pd.DataFrame({"mean_demand": y.groupby(uid).mean(),
-                        "zero_share": (y == 0).groupby(uid).mean(),
-                        "weekly_strength": (between / total).where(total > 0, 0.0)})
+    out = pd.DataFrame(
+        {
+            "mean_demand": y.groupby(uid).mean(),
+            "zero_share": (y == 0).groupby(uid).mean(),
+            "weekly_strength": (between / total).where(total > 0, 0.0),
+        }
+    )
     out.index.name = "unique_id"
     return out
 
 
-def _segment(features: pd.DataFrame, transformed: pd.DataFrame, words: dict[str, tuple[str, str, str]],
-             cfg: Config) -> Segmentation:
+def _segment(
+    features: pd.DataFrame, transformed: pd.DataFrame, words: dict[str, tuple[str, str, str]], cfg: Config
+) -> Segmentation:
     """KMeans on the standardised `transformed` features for every k in range; the best silhouette wins
     (the smaller k on a tie). The profile shows the untransformed `features`."""
     sc = cfg.segments
     x = StandardScaler().fit_transform(transformed[list(words)].to_numpy())
     lo, hi = sc.k_range[0], min(sc.k_range[1], len(x) - 1)  # silhouette needs 2 <= k <= n - 1
     if hi < lo:
-        raise ValueError(f"{len(x)} points cannot be split into {lo}..{sc.k_range[1]} segments; "
-                         "lower segments.k_range or segment more data")
+        raise ValueError(
+            f"{len(x)} points cannot be split into {lo}..{sc.k_range[1]} segments; lower segments.k_range or segment more data"
+        )
     sample = sc.silhouette_sample if len(x) > sc.silhouette_sample else None
     fits, silhouette = {}, {}
     for k in range(lo, hi + 1):
@@ -165,8 +186,7 @@ def _segment(features: pd.DataFrame, transformed: pd.DataFrame, words: dict[str,
     profile = features.groupby(labels).mean()
     profile.insert(0, "count", labels.value_counts().sort_index())
     profile.insert(0, "name", pd.Series(names))
-    log.info("segments: k=%d of %s, silhouette %s", k, sorted(silhouette),
-             {key: round(v, 3) for key, v in silhouette.items()})
+    log.info("segments: k=%d of %s, silhouette %s", k, sorted(silhouette), {key: round(v, 3) for key, v in silhouette.items()})
     return Segmentation(labels, k, silhouette, profile, names)
 
 
@@ -174,8 +194,7 @@ def _names(centroids: pd.DataFrame, words: dict[str, tuple[str, str, str]]) -> d
     k = len(centroids)
     ranks = centroids.rank(method="first").astype(int) - 1  # ties broken by segment id: deterministic
     level = np.where(3 * ranks < k - 1, 0, np.where(3 * ranks > 2 * (k - 1), 2, 1))
-    names = {seg: ", ".join(words[f][lv] for f, lv in zip(centroids.columns, row))
-             for seg, row in zip(centroids.index, level)}
+    names = {seg: ", ".join(words[f][lv] for f, lv in zip(centroids.columns, row)) for seg, row in zip(centroids.index, level)}
     seen: dict[str, int] = {}
     for seg, name in names.items():  # k > 3 can give two segments the same words: number the repeats
         seen[name] = seen.get(name, 0) + 1

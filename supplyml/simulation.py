@@ -10,6 +10,7 @@ Within each day d, in this order:
   3. demand is served from on hand; what cannot be served is lost, not backordered;
   4. holding cost is charged on the end-of-day on hand.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -92,21 +93,22 @@ class Simulation:
         demanded = self.demand.sum(axis=1)
         sold = self.sales.sum(axis=1)
         fill = np.divide(sold, demanded, out=np.ones_like(sold), where=demanded > 0)
-        frame = pd.DataFrame({
-            "cycle_service_level": 1 - self.cycle_stockouts().mean(axis=1),
-            "fill_rate": fill,
-            "avg_on_hand": self.on_hand.mean(axis=1),
-            "holding_cost": holding,
-            "lost_sales_cost": lost,
-            "total_cost": holding + lost,
-        })
+        frame = pd.DataFrame(
+            {
+                "cycle_service_level": 1 - self.cycle_stockouts().mean(axis=1),
+                "fill_rate": fill,
+                "avg_on_hand": self.on_hand.mean(axis=1),
+                "holding_cost": holding,
+                "lost_sales_cost": lost,
+                "total_cost": holding + lost,
+            }
+        )
         frame.index.name = "series"
         return frame
 
     def daily_on_hand(self) -> np.ndarray:
         """(T,) end-of-day units on hand, summed over series."""
         return self.on_hand.sum(axis=0)
-
 
 
 class Stock:
@@ -173,12 +175,22 @@ def simulate(
     read = levels[:, review_days(T, review_period)]
     if not (np.isfinite(read) & (read >= 0)).all():
         series, review = np.argwhere(~(np.isfinite(read) & (read >= 0)))[0]
-        raise ValueError(f"levels must be finite and >= 0 on review days; series {series}, "
-                         f"day {review * review_period} has {read[series, review]}")
+        raise ValueError(
+            f"levels must be finite and >= 0 on review days; series {series}, "
+            f"day {review * review_period} has {read[series, review]}"
+        )
     if initial_on_hand is None:
         initial_on_hand = levels[:, 0]
-    return replay(demand, lambda d, stock: np.maximum(0.0, levels[:, d] - stock.position()), lead_time, review_period,
-                  price, holding_cost, lost_sales_cost, initial_on_hand)
+    return replay(
+        demand,
+        lambda d, stock: np.maximum(0.0, levels[:, d] - stock.position()),
+        lead_time,
+        review_period,
+        price,
+        holding_cost,
+        lost_sales_cost,
+        initial_on_hand,
+    )
 
 
 def replay(
@@ -218,8 +230,9 @@ def replay(
     arrays = (on_hand, sales, lost, orders, demand.copy(), price.copy())
     for a in arrays:
         a.setflags(write=False)  # a frozen result should not be edited through its arrays either
-    return Simulation(*arrays, holding_cost=float(holding_cost), lost_sales_cost=float(lost_sales_cost),
-                      review_period=int(review_period))
+    return Simulation(
+        *arrays, holding_cost=float(holding_cost), lost_sales_cost=float(lost_sales_cost), review_period=int(review_period)
+    )
 
 
 def perfect_foresight_levels(demand: np.ndarray, lead_time: int, review_period: int) -> np.ndarray:
@@ -264,8 +277,7 @@ def moving_average_levels(
         raise ValueError(f"history has {history.shape[0]} series but demand has {n}; pass the same series")
     H = history.shape[1]
     if H < window:
-        raise ValueError(f"history covers {H} days, fewer than window={window}; "
-                         "pass more history or a smaller window")
+        raise ValueError(f"history covers {H} days, fewer than window={window}; pass more history or a smaller window")
 
     full = np.concatenate([history, demand], axis=1)
     # The window before review t starts at H + t - window in the concatenated days.
@@ -284,8 +296,7 @@ def sample_path_levels(paths: np.ndarray, service_level: float) -> np.ndarray:
     check_service_level(service_level)
     paths = np.asarray(paths, dtype=float)
     if paths.ndim != 3 or 0 in paths.shape:
-        raise ValueError("paths must have non-empty shape (n_series, n_samples, lead_time + review_period), "
-                         f"got {paths.shape}")
+        raise ValueError(f"paths must have non-empty shape (n_series, n_samples, lead_time + review_period), got {paths.shape}")
     if not np.isfinite(paths).all():
         raise ValueError("paths contains NaN or inf")
     return order_up_to(paths.sum(axis=2), service_level, axis=1)

@@ -3,6 +3,7 @@
 They move data by paths and small JSON-able values, so they run the same under `kfp.local`, on a
 cluster, or straight from a test.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,14 @@ def ingest(cfg: Config, root: str, raw_out: str) -> dict[str, str]:
         version = data_version(path, root, cfg.data.rev, local=local)  # first: an edited file may not parse
         raw = read_table(local, cfg.data)
     raw.to_parquet(raw_out)
-    log.info("ingested %d rows of %s (%s; dvc md5 %s, git %s)", len(raw), version["data_path"],
-             cfg.data.format, version["dvc_md5"], version["git_commit"][:10])
+    log.info(
+        "ingested %d rows of %s (%s; dvc md5 %s, git %s)",
+        len(raw),
+        version["data_path"],
+        cfg.data.format,
+        version["dvc_md5"],
+        version["git_commit"][:10],
+    )
     return version
 
 
@@ -51,10 +58,12 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
     file, each failed expectation, its column and example rows) to stop the run."""
     # GX takes seconds to import; only the gating steps pay for it.
     from supplyml import validation
+
     raw = pd.read_parquet(raw_in)
     report = validation.check(validation.validate_raw(raw, cfg.data, docs_dir=docs_dir)).to_dict()  # logs its summary
-    days = history_days(parse_days(raw[cfg.data.columns.date if cfg.data.format == "transactions" else
-                                       cfg.data.panel_columns.ds]))
+    days = history_days(
+        parse_days(raw[cfg.data.columns.date if cfg.data.format == "transactions" else cfg.data.panel_columns.ds])
+    )
     plan(cfg, days)  # below the days the pipeline can work with, the run stops here in one sentence
     return {**report, "days": days}
 
@@ -63,15 +72,21 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     """Daily demand panel `unique_id, ds, y, price, promo, event`, itself gated by the strict panel
     suite before anything trains on it."""
     from supplyml import validation
+
     raw = pd.read_parquet(raw_in)
     panel = build_panel(to_daily(raw, cfg.data), cfg.features)
     validation.check(validation.validate_panel(panel, docs_dir=docs_dir))  # logs its summary
     panel.to_parquet(panel_out)
     days = history_days(panel["ds"])
     split = Split.from_panel(panel, plan(cfg, days).features)
-    return {"series": int(panel["unique_id"].nunique()), "rows": len(panel), "days": days,
-            "val_start": str(split.val_start.date()), "test_start": str(split.test_start.date()),
-            "end": str(split.end.date())}
+    return {
+        "series": int(panel["unique_id"].nunique()),
+        "rows": len(panel),
+        "days": days,
+        "val_start": str(split.val_start.date()),
+        "test_start": str(split.test_start.date()),
+        "end": str(split.end.date()),
+    }
 
 
 def _search(cfg: Config, family: str, data_in: str | None, data_md5: str) -> tuning.Search:
@@ -94,7 +109,9 @@ def _recommend_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) ->
 
 
 SEARCHES: dict[str, Callable[[Config, pd.DataFrame | None, str], tuning.Search]] = {
-    "forecast": _forecast_search, "recommend": _recommend_search}
+    "forecast": _forecast_search,
+    "recommend": _recommend_search,
+}
 
 
 def tune_study(cfg: Config, lineage: dict, family: str = "forecast") -> str:
@@ -164,11 +181,16 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
     forecaster = load(model_in)  # fitted on the days before the first origin, re-anchored at each
     peers = candidates(cfg, panel["unique_id"].nunique(), list(DEFAULT_PEERS))
     result = backtest.Backtest.from_origins(
-        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers)
-         for s in starts])
+        [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers) for s in starts]
+    )
     table = result.table()
-    log.info("evaluation at %d origins from %s\n%s\n%s", len(starts), starts[0].date(),
-             backtest.format_table(table), backtest.format_table(result.inventory))
+    log.info(
+        "evaluation at %d origins from %s\n%s\n%s",
+        len(starts),
+        starts[0].date(),
+        backtest.format_table(table),
+        backtest.format_table(result.inventory),
+    )
     decision = policy_lifecycle.textbook(cfg, result.units)
     log.info("served policy: %s\n%s", decision["served"], "\n".join(f"  - {r}" for r in decision["reasons"]))
     verdict = lifecycle.judge(cfg, panel, starts, forecaster, ours=result)
@@ -176,24 +198,41 @@ def evaluate_model(cfg: Config, panel_in: str, model_in: str, run_id: str, repor
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in table.loc[backtest.MODEL].items()})
         mlflow.log_metrics(result.inventory_metrics())
-        mlflow.log_metrics({f"gate.{who}.{k}": v for who, figs in (("challenger", verdict.challenger),
-                                                                   ("champion", verdict.champion or {}))
-                            for k, v in figs.items()})
-        mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version),
-                         "policy.served": decision["served"]})
+        mlflow.log_metrics(
+            {
+                f"gate.{who}.{k}": v
+                for who, figs in (("challenger", verdict.challenger), ("champion", verdict.champion or {}))
+                for k, v in figs.items()
+            }
+        )
+        mlflow.set_tags(
+            {
+                "gate.promote": str(verdict.promote),
+                "gate.champion_version": str(verdict.champion_version),
+                "policy.served": decision["served"],
+            }
+        )
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(decision, "evaluation/policy.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         mlflow.log_table(result.inventory.reset_index(), "evaluation/inventory.json")
         lifecycle.log_evidence(panel)  # what `supplyml model promote` judges this version on later
-        report = result.report(panel, cfg, f"supplyml evaluation at {len(starts)} held-out origins",
-                               lineage=mlflow.get_run(run_id).data.tags,
-                               gate=(verdict.table(), [*verdict.reasons, *decision["reasons"]]))
+        report = result.report(
+            panel,
+            cfg,
+            f"supplyml evaluation at {len(starts)} held-out origins",
+            lineage=mlflow.get_run(run_id).data.tags,
+            gate=(verdict.table(), [*verdict.reasons, *decision["reasons"]]),
+        )
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
-    return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),
-            "policy": decision, "holdout_start": str(starts[0].date()),
-            "holdout_origins": ",".join(str(s.date()) for s in starts)}
+    return {
+        "metrics": {name: row.to_dict() for name, row in table.iterrows()},
+        "verdict": verdict.to_dict(),
+        "policy": decision,
+        "holdout_start": str(starts[0].date()),
+        "holdout_origins": ",".join(str(s.date()) for s in starts),
+    }
 
 
 def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation: dict, lineage: dict) -> dict:
@@ -209,12 +248,23 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
     with mlflow.start_run(run_id=run_id):
         model_uri = tracking.log_forecaster(forecaster, cfg)
     tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
-    return _register(cfg, name, model_uri, verdict, {
-        **tags, "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]), "holdout_start": evaluation["holdout_start"],
-        "holdout_origins": evaluation["holdout_origins"], POLICY_TAG: evaluation["policy"]["served"]})
+    return _register(
+        cfg,
+        name,
+        model_uri,
+        verdict,
+        {
+            **tags,
+            "metrics": json.dumps(evaluation["metrics"][backtest.MODEL]),
+            "holdout_start": evaluation["holdout_start"],
+            "holdout_origins": evaluation["holdout_origins"],
+            POLICY_TAG: evaluation["policy"]["served"],
+        },
+    )
 
 
 # ---------------------------------------------------------------- the learned replenishment policy
+
 
 def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
     """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews, judge it
@@ -231,31 +281,46 @@ def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
     reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=_tags(lineage)) as run:
-        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids),
-                           "origins": len(starts)})
+        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
         model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
         verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
-        log.info("policies at %d origins from %s, actual demand\n%s\n%s", len(starts), starts[0].date(),
-                 backtest.format_table(table), verdict.summary())
+        log.info(
+            "policies at %d origins from %s, actual demand\n%s\n%s",
+            len(starts),
+            starts[0].date(),
+            backtest.format_table(table),
+            verdict.summary(),
+        )
         mlflow.log_metrics({f"{who}.{k}": float(v) for who, row in table.iterrows() for k, v in row.items()})
         mlflow.log_table(table.reset_index(names="policy"), "evaluation/policies.json")
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(rejudged, "evaluation/champion.json")
         example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
         model_uri = tracking.log_policy(model, setting, example)
-    tags = {**_tags(lineage), "run_id": run.info.run_id, policy_lifecycle.SETTING_TAG: json.dumps(setting),
-            "metrics": json.dumps(verdict.challenger), "test_start": str(starts[0].date())}
+    tags = {
+        **_tags(lineage),
+        "run_id": run.info.run_id,
+        policy_lifecycle.SETTING_TAG: json.dumps(setting),
+        "metrics": json.dumps(verdict.challenger),
+        "test_start": str(starts[0].date()),
+    }
     out = _register(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
     if rejudged["retire"] and not out["promoted"]:
         log.warning("champion policy v%s retired: %s", rejudged["version"], "; ".join(rejudged["reasons"]))
-        registry.retire_champion(cfg.registry.policy_name, rejudged["version"], by="pipeline",
-                                 why="no longer beats the textbook policy on the held-out origins",
-                                 lock=lifecycle.lock_path(cfg), figures={"evidence": rejudged["evidence"]})
+        registry.retire_champion(
+            cfg.registry.policy_name,
+            rejudged["version"],
+            by="pipeline",
+            why="no longer beats the textbook policy on the held-out origins",
+            lock=lifecycle.lock_path(cfg),
+            figures={"evidence": rejudged["evidence"]},
+        )
         out.update(champion=None, retired=rejudged["version"], promoted=True)  # the Bento must drop it
     return out
 
 
 # ---------------------------------------------------------------- the recommendation family
+
 
 def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:
     """Implicit feedback from the gated order lines (customer x SKU x day purchases) and the item table
@@ -265,8 +330,12 @@ def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> di
     data = recommend_lifecycle.windows(cfg, frame)[-1]  # fails here, naming the dates, if the history is too short
     frame.to_parquet(frame_out)
     item_table(lines).to_parquet(items_out)
-    return {"interactions": len(frame), "customers": int(frame["customer_id"].nunique()),
-            "skus": int(frame["sku"].nunique()), **data.dates()}
+    return {
+        "interactions": len(frame),
+        "customers": int(frame["customer_id"].nunique()),
+        "skus": int(frame["sku"].nunique()),
+        **data.dates(),
+    }
 
 
 def _descriptions(items_in: str) -> dict[str, str]:
@@ -290,8 +359,9 @@ def recommend_train(cfg: Config, frame_in: str, items_in: str, best: dict, linea
     return run.info.run_id
 
 
-def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, panel_in: str, model_in: str,
-                       run_id: str, report_out: str) -> dict:
+def recommend_evaluate(
+    cfg: Config, frame_in: str, items_in: str, raw_in: str, panel_in: str, model_in: str, run_id: str, report_out: str
+) -> dict:
     """Test-window metrics of the model and its peers (all, repeat and new items), the gate's verdict
     against the champion, customer RFM and product demand segments, and the HTML report; everything also
     goes to the run."""
@@ -306,22 +376,30 @@ def recommend_evaluate(cfg: Config, frame_in: str, items_in: str, raw_in: str, p
     recipe = json.loads(Path(model_in, "recipe.json").read_text())
     table = recommend_lifecycle.peer_table(cfg, data, model)
     verdict = recommend_lifecycle.judge(cfg, held_out, table, recipe, _descriptions(items_in), model)
-    log.info("recommendations on %s .. %s\n%s\n%s", data.test_start.date(), data.end.date(),
-             table.filter(like="ndcg@10").to_string(float_format="%.4f"), "\n".join(verdict.reasons))
+    log.info(
+        "recommendations on %s .. %s\n%s\n%s",
+        data.test_start.date(),
+        data.end.date(),
+        table.filter(like="ndcg@10").to_string(float_format="%.4f"),
+        "\n".join(verdict.reasons),
+    )
     customers = segments.customer_segments(pd.read_parquet(raw_in), cfg, as_of=data.test_start)
     panel = pd.read_parquet(panel_in)
     products = segments.product_segments(panel[panel["ds"] < data.test_start], cfg)
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({f"test_{k.replace('@', '_at_').replace('/', '.')}": float(v)
-                            for k, v in table.loc["model"].items()})
+        mlflow.log_metrics({f"test_{k.replace('@', '_at_').replace('/', '.')}": float(v) for k, v in table.loc["model"].items()})
         mlflow.set_tags({"gate.promote": str(verdict.promote), "gate.champion_version": str(verdict.champion_version)})
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_table(table.reset_index(), "evaluation/metrics.json")
         report = render(table, verdict, customers, products, data.dates(), mlflow.get_run(run_id).data.tags)
         mlflow.log_text(report, "evaluation/report.html")
     Path(report_out).write_text(report)
-    return {"metrics": {name: row.to_dict() for name, row in table.iterrows()}, "verdict": verdict.to_dict(),
-            "recipe": recipe, "test_start": str(data.test_start.date())}
+    return {
+        "metrics": {name: row.to_dict() for name, row in table.iterrows()},
+        "verdict": verdict.to_dict(),
+        "recipe": recipe,
+        "test_start": str(data.test_start.date()),
+    }
 
 
 def recommend_register(cfg: Config, frame_in: str, items_in: str, run_id: str, evaluation: dict) -> dict:
@@ -333,31 +411,51 @@ def recommend_register(cfg: Config, frame_in: str, items_in: str, run_id: str, e
     with mlflow.start_run(run_id=run_id):
         model_uri = tracking.log_recommender(model, cfg)
     tags = {k: v for k, v in mlflow.get_run(run_id).data.tags.items() if not k.startswith(("mlflow.", "gate."))}
-    return _register(cfg, cfg.registry.recommender_name, model_uri, verdict, {
-        **tags, recommend_lifecycle.RECIPE_TAG: json.dumps(recipe),
-        # A subset without customers (no new items in the window) has NaN figures: left out, JSON has no NaN.
-        "metrics": json.dumps({k: v for k, v in evaluation["metrics"]["model"].items() if v == v}),
-        "test_start": evaluation["test_start"]})
+    return _register(
+        cfg,
+        cfg.registry.recommender_name,
+        model_uri,
+        verdict,
+        {
+            **tags,
+            recommend_lifecycle.RECIPE_TAG: json.dumps(recipe),
+            # A subset without customers (no new items in the window) has NaN figures: left out, JSON has no NaN.
+            "metrics": json.dumps({k: v for k, v in evaluation["metrics"]["model"].items() if v == v}),
+            "test_start": evaluation["test_start"],
+        },
+    )
 
 
 def _register(cfg: Config, name: str, model_uri: str, verdict: dict, tags: dict) -> dict:
     """Register a version with `tags`, its verdict and gate reasons; move `champion` to it if the gate
     said so and the champion is still the one it was judged against."""
-    version = registry.register(model_uri, name, {**tags, "verdict": json.dumps(verdict),
-                                                  "gate": "; ".join(verdict["reasons"])})
+    version = registry.register(model_uri, name, {**tags, "verdict": json.dumps(verdict), "gate": "; ".join(verdict["reasons"])})
     reasons, promoted = list(verdict["reasons"]), False
     if verdict["promote"]:
         try:
-            registry.move_champion(name, version.version, expected=verdict["champion_version"], action="promote",
-                                   by="pipeline", why="passed the gate", lock=lifecycle.lock_path(cfg),
-                                   figures={"challenger": verdict["challenger"], "champion": verdict["champion"]})
+            registry.move_champion(
+                name,
+                version.version,
+                expected=verdict["champion_version"],
+                action="promote",
+                by="pipeline",
+                why="passed the gate",
+                lock=lifecycle.lock_path(cfg),
+                figures={"challenger": verdict["challenger"], "champion": verdict["champion"]},
+            )
             promoted = True
         except registry.RegistryError as e:  # another promotion won the race: this one judged a stale champion
             reasons.append(str(e))
             log.warning("%s", e)
     champion = registry.champion_version(name)
-    return {"name": name, "version": version.version, "promoted": promoted, "reasons": reasons,
-            "champion": champion.version if champion else None, "verdict": verdict}
+    return {
+        "name": name,
+        "version": version.version,
+        "promoted": promoted,
+        "reasons": reasons,
+        "champion": champion.version if champion else None,
+        "verdict": verdict,
+    }
 
 
 def _tags(lineage: dict) -> dict[str, str]:

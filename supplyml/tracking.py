@@ -1,4 +1,5 @@
 """MLflow: where runs go, and each model family's model as an MLflow model."""
+
 from __future__ import annotations
 
 import logging
@@ -68,10 +69,14 @@ def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
             artifacts={"forecaster": tmp},
             signature=signature,
             input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
-                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}",
-                              *(f"{p}=={version(p)}" for p in ("lightgbm", "mlforecast", "statsforecast")),
-                              "supplyml"],
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"lightning=={lightning.__version__}",
+                f"mlflow=={mlflow.__version__}",
+                f"pandas=={pd.__version__}",
+                *(f"{p}=={version(p)}" for p in ("lightgbm", "mlforecast", "statsforecast")),
+                "supplyml",
+            ],
         )
     return info.model_uri
 
@@ -85,15 +90,20 @@ class RecommenderModel(PythonModel):
 
     def load_context(self, context) -> None:
         from supplyml.recommending import load as load_recommender
+
         self.recommender = load_recommender(context.artifacts["recommender"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", self.k))
         customers = model_input["customer_id"].astype(str).tolist()
         lists = self.recommender.recommend(customers, k)
-        return pd.DataFrame([{"customer_id": c, "rank": r, "sku": s, "score": v, "fallback": f or ""}
-                             for c, lst, f in zip(customers, lists, lists.fallback)
-                             for r, (s, v) in enumerate(lst, 1)])
+        return pd.DataFrame(
+            [
+                {"customer_id": c, "rank": r, "sku": s, "score": v, "fallback": f or ""}
+                for c, lst, f in zip(customers, lists, lists.fallback)
+                for r, (s, v) in enumerate(lst, 1)
+            ]
+        )
 
 
 def log_recommender(recommender, cfg: Config) -> str:
@@ -109,11 +119,20 @@ def log_recommender(recommender, cfg: Config) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         recommender.save(tmp)
         info = mlflow.pyfunc.log_model(
-            name="recommender", python_model=RecommenderModel(cfg.recommend.k), artifacts={"recommender": tmp},
-            signature=signature, input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
-                              f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}",
-                              f"scipy=={scipy.__version__}", "supplyml"])
+            name="recommender",
+            python_model=RecommenderModel(cfg.recommend.k),
+            artifacts={"recommender": tmp},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"lightning=={lightning.__version__}",
+                f"mlflow=={mlflow.__version__}",
+                f"pandas=={pd.__version__}",
+                f"scipy=={scipy.__version__}",
+                "supplyml",
+            ],
+        )
     return info.model_uri
 
 
@@ -127,10 +146,12 @@ class PolicyModel(PythonModel):
 
     def load_context(self, context) -> None:
         from supplyml.replenishing.learned import ALGORITHMS
+
         self.policy = ALGORITHMS[self.setting["algorithm"]].load(context.artifacts["policy"], device="cpu")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from supplyml.replenishing.learned import act
+
         return pd.DataFrame({"action": act(self.policy, model_input.to_numpy(dtype="float32"))})
 
 
@@ -147,9 +168,18 @@ def log_policy(policy, setting: dict, observations: pd.DataFrame) -> str:
         path = Path(tmp) / "policy.zip"
         policy.save(path)
         info = mlflow.pyfunc.log_model(
-            name="policy", python_model=PolicyModel(setting), artifacts={"policy": str(path)},
-            signature=signature, input_example=observations,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-                              f"stable-baselines3=={stable_baselines3.__version__}",
-                              f"gymnasium=={gymnasium.__version__}", f"pandas=={pd.__version__}", "supplyml"])
+            name="policy",
+            python_model=PolicyModel(setting),
+            artifacts={"policy": str(path)},
+            signature=signature,
+            input_example=observations,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+                f"stable-baselines3=={stable_baselines3.__version__}",
+                f"gymnasium=={gymnasium.__version__}",
+                f"pandas=={pd.__version__}",
+                "supplyml",
+            ],
+        )
     return info.model_uri

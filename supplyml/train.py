@@ -1,4 +1,5 @@
 """Train: choose and fit what to serve (`forecasting.selection`) on train + validation days, tracked in MLflow."""
+
 from __future__ import annotations
 
 import logging
@@ -22,10 +23,10 @@ def train_final(panel: pd.DataFrame, cfg: Config, best_params: dict) -> tuple[Co
     model, evidence = select(panel, cfg, params)
     mlflow.log_dict(evidence, "selection.json")
     mlflow.log_param("chosen", model.describe())
-    mlflow.log_metrics({f"validation.{_key(name)}.{k}": v for name, row in evidence["validation"].items()
-                        for k, v in row.items()})
-    mlflow.log_metrics({"path_correlation": model.calibration.rho,
-                        "order_level": model.calibration.scores["order_level"]})
+    mlflow.log_metrics(
+        {f"validation.{_key(name)}.{k}": v for name, row in evidence["validation"].items() for k, v in row.items()}
+    )
+    mlflow.log_metrics({"path_correlation": model.calibration.rho, "order_level": model.calibration.scores["order_level"]})
     return model, evidence
 
 

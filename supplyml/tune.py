@@ -4,6 +4,7 @@ A family says what it tunes through a `Search`: its name, the direction, what ma
 the configured model as the first trial, and the objective. Everything else (storage, heartbeats,
 workers, the trial budget, best-trial lookup) is the same for every family.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,15 +53,19 @@ def storage(cfg: Config) -> optuna.storages.RDBStorage:
     and requeued with the same parameters, instead of staying RUNNING forever."""
     url = os.environ.get(OPTUNA_STORAGE_ENV) or cfg.tune.storage
     return optuna.storages.RDBStorage(
-        url, heartbeat_interval=cfg.tune.heartbeat_s, grace_period=cfg.tune.grace_s,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.max_retry))
+        url,
+        heartbeat_interval=cfg.tune.heartbeat_s,
+        grace_period=cfg.tune.grace_s,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.max_retry),
+    )
 
 
 def create(cfg: Config, search: Search) -> optuna.Study:
     """The study, created once before any worker starts: concurrent create_study calls race
     (optuna#1092). An existing study is resumed; a new one gets the configured model as its first trial."""
-    study = optuna.create_study(study_name=study_name(cfg, search), storage=storage(cfg), load_if_exists=True,
-                                direction=search.direction)
+    study = optuna.create_study(
+        study_name=study_name(cfg, search), storage=storage(cfg), load_if_exists=True, direction=search.direction
+    )
     if not study.trials:
         study.enqueue_trial(search.first_trial(), skip_if_exists=True)
     return study
@@ -75,9 +80,11 @@ def work(search: Search, cfg: Config, tags: dict[str, str], worker: int = 0) -> 
         # cores, 2 workers ran 8 trials in 107 s that way, 35 s with a core each, 61 s for 1 worker.
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // cfg.tune.workers))
     study = optuna.load_study(
-        study_name=study_name(cfg, search), storage=storage(cfg),
+        study_name=study_name(cfg, search),
+        storage=storage(cfg),
         sampler=optuna.samplers.TPESampler(seed=cfg.seed + worker),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     log.info("worker %d on study %s: %d of %d trials finished", worker, study.study_name, done, cfg.tune.n_trials)
     mine = 0
@@ -95,8 +102,12 @@ def work(search: Search, cfg: Config, tags: dict[str, str], worker: int = 0) -> 
         return value
 
     if done < cfg.tune.n_trials:
-        study.optimize(objective, timeout=cfg.tune.timeout_s, gc_after_trial=True,
-                       callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)])
+        study.optimize(
+            objective,
+            timeout=cfg.tune.timeout_s,
+            gc_after_trial=True,
+            callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)],
+        )
     return mine
 
 

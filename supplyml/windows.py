@@ -1,4 +1,5 @@
 """The panel as dense arrays, and the context windows the network learns from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,15 @@ class PanelArrays:
         def flags(col: str) -> np.ndarray:
             return wide[col].reindex(columns=dates).fillna(0.0).to_numpy(dtype=np.float32)
 
-        return cls(list(y.index), dates, np.nan_to_num(y.to_numpy()).astype(np.float32),
-                   y.notna().to_numpy(), price.to_numpy(dtype=np.float32), flags("promo"), flags("event"))
+        return cls(
+            list(y.index),
+            dates,
+            np.nan_to_num(y.to_numpy()).astype(np.float32),
+            y.notna().to_numpy(),
+            price.to_numpy(dtype=np.float32),
+            flags("promo"),
+            flags("event"),
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,26 +89,36 @@ def windows(a: PanelArrays, rows: np.ndarray, ends: np.ndarray, context: int, le
     price = a.price[r, tc]
     price_ref = price[:, :context].mean(axis=1, keepdims=True)
     cal = calendar_features(a.dates[0] + pd.to_timedelta(t.ravel(), unit="D")).reshape(*t.shape, -1)
-    x = np.concatenate([
-        np.log1p(lag / scale)[..., None],
-        cal,
-        np.where(inside, np.log(price / price_ref), 0.0)[..., None],
-        np.broadcast_to(np.log(scale)[..., None], (*t.shape, 1)),
-        np.where(inside, a.promo[r, tc], 0.0)[..., None],
-        np.where(inside, a.event[r, tc], 0.0)[..., None],
-    ], axis=-1).astype(np.float32)
+    x = np.concatenate(
+        [
+            np.log1p(lag / scale)[..., None],
+            cal,
+            np.where(inside, np.log(price / price_ref), 0.0)[..., None],
+            np.broadcast_to(np.log(scale)[..., None], (*t.shape, 1)),
+            np.where(inside, a.promo[r, tc], 0.0)[..., None],
+            np.where(inside, a.event[r, tc], 0.0)[..., None],
+        ],
+        axis=-1,
+    ).astype(np.float32)
     return {"x": x, "y": y, "mask": obs.astype(np.float32), "scale": scale, "price_ref": price_ref}
 
 
-def future_steps(a: PanelArrays, rows: np.ndarray, end: int, horizon: int, w: dict[str, np.ndarray],
-                 promo: np.ndarray | None = None, event: np.ndarray | None = None) -> np.ndarray:
+def future_steps(
+    a: PanelArrays,
+    rows: np.ndarray,
+    end: int,
+    horizon: int,
+    w: dict[str, np.ndarray],
+    promo: np.ndarray | None = None,
+    event: np.ndarray | None = None,
+) -> np.ndarray:
     """Features of the `horizon` days after day index `end - 1`, for windows `w` that end there.
 
     The demand lag is left at 0 for the caller to fill. Prices ahead are unknown, so the last one is
     held; promotions and events are zero unless the caller knows them (a promotion calendar).
     """
     n = len(rows)
-    price = np.log(a.price[rows, end - 1:end] / w["price_ref"])
+    price = np.log(a.price[rows, end - 1 : end] / w["price_ref"])
     x = np.zeros((n, horizon, N_FEATURES), dtype=np.float32)
     x[..., CALENDAR] = a.calendar(end, horizon)[None]
     x[..., PRICE] = price
@@ -113,8 +131,9 @@ def future_steps(a: PanelArrays, rows: np.ndarray, end: int, horizon: int, w: di
 class WindowDataset(Dataset):
     """Windows drawn at random ends each epoch (training) or one fixed window per series (validation)."""
 
-    def __init__(self, a: PanelArrays, context: int, horizon: int, last_end: int,
-                 per_series: int = 1, random: bool = True, seed: int = 0):
+    def __init__(
+        self, a: PanelArrays, context: int, horizon: int, last_end: int, per_series: int = 1, random: bool = True, seed: int = 0
+    ):
         self.a, self.context, self.length = a, context, context + horizon
         self.last_end, self.random = last_end, random
         self.rows = np.repeat(np.arange(len(a)), per_series)
@@ -140,8 +159,17 @@ class WindowDataset(Dataset):
 class WindowDataModule(pl.LightningDataModule):
     """Train on windows ending by `train_end`; validate on the days from there to the end, if any."""
 
-    def __init__(self, a: PanelArrays, context: int, horizon: int, train_end: int, batch_size: int,
-                 per_series: int, validate: bool, seed: int):
+    def __init__(
+        self,
+        a: PanelArrays,
+        context: int,
+        horizon: int,
+        train_end: int,
+        batch_size: int,
+        per_series: int,
+        validate: bool,
+        seed: int,
+    ):
         super().__init__()
         self.train = WindowDataset(a, context, horizon, train_end, per_series, random=True, seed=seed)
         total = a.y.shape[1]

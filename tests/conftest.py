@@ -11,8 +11,16 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
 # The 2-epoch slice is not judged against the peers (AutoETS beats it there): the tests judge the lifecycle.
-SMALL = ["features.max_series=50", "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
-         "model.num_samples=50", "recommend.params.epochs=2", "policy.timesteps=2000", "gate.must_match_best_peer=false"]
+SMALL = [
+    "features.max_series=50",
+    "tune.n_trials=2",
+    "tune.max_epochs=1",
+    "model.max_epochs=2",
+    "model.num_samples=50",
+    "recommend.params.epochs=2",
+    "policy.timesteps=2000",
+    "gate.must_match_best_peer=false",
+]
 
 
 def stores(tmp: Path) -> list[str]:
@@ -38,6 +46,7 @@ def _tracking_uri_not_leaked():
 def rejected(report):
     """The DataValidationError that gating `report` raises; it carries the report it failed on."""
     from supplyml.validation import DataValidationError, check
+
     with pytest.raises(DataValidationError) as info:
         check(report)
     assert info.value.report is report and not report.success
@@ -53,8 +62,9 @@ class Run:
 def run_pipeline(tmp: Path, *extra: str) -> Run:
     """`supplyml pipeline run` in a child process, exactly as a user runs it, on stores under `tmp`."""
     args = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "cli", "pipeline", "run", *args, *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "pipeline", "run", *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     return Run(proc.returncode, proc.stdout + proc.stderr)
 
 
@@ -83,8 +93,12 @@ def server(stack):
     env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml")}
     bentoml = Path(sys.executable).with_name("bentoml")
     log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen([str(bentoml), "serve", "supplyml_forecast:latest", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(bentoml), "serve", "supplyml_forecast:latest", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -109,12 +123,26 @@ def weekly_panel(days: int = 120, n: int = 6, seed: int = 0):
     """n Poisson series with a weekly profile, series i at level 3(i + 1), from 2022-01-01."""
     import numpy as np
     import pandas as pd
+
     rng = np.random.default_rng(seed)
     ds = pd.date_range("2022-01-01", periods=days)
     weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.3, 0.6])
-    return pd.concat([pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
-                                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
-                                    "price": 2.0, "promo": 0.0, "event": 0.0}) for i in range(n)], ignore_index=True)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "unique_id": f"S{i}",
+                    "ds": ds,
+                    "y": rng.poisson((i + 1) * 3 * weekly[ds.dayofweek]).astype(float),
+                    "price": 2.0,
+                    "promo": 0.0,
+                    "event": 0.0,
+                }
+            )
+            for i in range(n)
+        ],
+        ignore_index=True,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 module shares it: a tiny forecaster, recommender and learned policy through MLflow and serving/package.py
 into one Bento, and one real `bentoml serve` of it over loopback HTTP for the modules that need no
 server settings of their own."""
+
 import contextlib
 import json
 import os
@@ -27,14 +28,18 @@ from supplyml.registry import register
 from supplyml.tracking import log_forecaster, log_policy, log_recommender, setup_tracking
 
 SKUS = [f"SKU-{i}" for i in range(6)]
-LINEAGE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "dvc_md5": "5d41402abc4b2a76b9719d911017c592.dir",
-           "pipeline_run_id": "test-run-1", "config_hash": "feedbeef0123", "trained_flags": "promo"}
+LINEAGE = {
+    "git_commit": "0123456789abcdef0123456789abcdef01234567",
+    "dvc_md5": "5d41402abc4b2a76b9719d911017c592.dir",
+    "pipeline_run_id": "test-run-1",
+    "config_hash": "feedbeef0123",
+    "trained_flags": "promo",
+}
 METRICS = {"wrmsse": 0.81, "mase": 0.92, "wspl": 0.44}
 MAX_HORIZON = 30
 # The recommender beside it: customers 100..109 buy SKU-0..2, 200..209 buy SKU-3..5; 100 bought SKU-0 most.
 CUSTOMERS = [str(c) for g in (100, 200) for c in range(g, g + 10)]
-ITEM = {"sku": SKUS[0], "on_hand": 5, "on_order": 0, "lead_time_days": 3, "review_period_days": 7,
-        "service_level": 0.95}
+ITEM = {"sku": SKUS[0], "on_hand": 5, "on_order": 0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95}
 R_LINEAGE = {**LINEAGE, "recommender": json.dumps({"model": "blend", "params": {}})}
 P_METRICS = {"total_cost": 12.5, "cycle_service_level": 0.96}
 
@@ -44,9 +49,15 @@ def panel():
     rng = np.random.default_rng(0)
     days = pd.date_range("2011-01-01", periods=120)
     weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
-    return pd.concat([pd.DataFrame({"unique_id": sku, "ds": days, "price": 2.0 + i,
-                                    "y": rng.poisson(level * weekly[days.dayofweek]).astype(float)})
-                      for i, (sku, level) in enumerate(zip(SKUS, [0.5, 2, 5, 10, 20, 40]))], ignore_index=True)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {"unique_id": sku, "ds": days, "price": 2.0 + i, "y": rng.poisson(level * weekly[days.dayofweek]).astype(float)}
+            )
+            for i, (sku, level) in enumerate(zip(SKUS, [0.5, 2, 5, 10, 20, 40]))
+        ],
+        ignore_index=True,
+    )
 
 
 def free_port() -> int:
@@ -60,12 +71,24 @@ def free_port() -> int:
 def cfg(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving")
     port = free_port()
-    return load_config(overrides=[
-        f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db", f"registry.artifact_location={tmp}/mlartifacts",
-        f"serving.bentoml_home={tmp}/bentoml", f"serving.port={port}", "serving.host=127.0.0.1",
-        f"serving.max_horizon={MAX_HORIZON}", "model.max_epochs=1", "model.hidden_size=8", "model.num_layers=1",
-        "model.context_length=28", "model.num_samples=50", "model.accelerator=cpu", "inventory.num_sample_paths=200",
-        "policy.timesteps=3000"])
+    return load_config(
+        overrides=[
+            f"registry.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"registry.artifact_location={tmp}/mlartifacts",
+            f"serving.bentoml_home={tmp}/bentoml",
+            f"serving.port={port}",
+            "serving.host=127.0.0.1",
+            f"serving.max_horizon={MAX_HORIZON}",
+            "model.max_epochs=1",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "model.context_length=28",
+            "model.num_samples=50",
+            "model.accelerator=cpu",
+            "inventory.num_sample_paths=200",
+            "policy.timesteps=3000",
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +108,7 @@ def _package(cfg, panel) -> str:
     # What the pipeline serves: a combination of families, with calibrated levels.
     network = NetworkForecaster.fit(panel, cfg.model, horizon=14, seed=cfg.seed)[0]
     average = Statistical.fit(panel, "window_average", 14)
-    forecaster = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5},
-                             panel)
+    forecaster = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5}, panel)
     forecaster.calibration = Calibration(rho=0.3, total=([0.01, 0.5, 0.99], [0.02, 0.55, 0.995]), days=10)
     setup_tracking(cfg)
     with mlflow.start_run():
@@ -100,9 +122,14 @@ def _package(cfg, panel) -> str:
     client.set_registered_model_alias(cfg.registry.recommender_name, "champion", r_version.version)
     p_version = _policy(cfg, panel, forecaster)
     client.set_registered_model_alias(cfg.registry.policy_name, "champion", p_version.version)
-    return package(cfg, version.version, LINEAGE, METRICS,
-                   recommender=client.get_model_version(cfg.registry.recommender_name, r_version.version),
-                   policy=client.get_model_version(cfg.registry.policy_name, p_version.version))
+    return package(
+        cfg,
+        version.version,
+        LINEAGE,
+        METRICS,
+        recommender=client.get_model_version(cfg.registry.recommender_name, r_version.version),
+        policy=client.get_model_version(cfg.registry.policy_name, p_version.version),
+    )
 
 
 def _policy(cfg, panel, forecaster):
@@ -115,17 +142,23 @@ def _policy(cfg, panel, forecaster):
     example = pd.DataFrame(real.environment(reviews, cfg, 0).reset()[0][:2]).add_prefix("obs_")
     with mlflow.start_run():
         uri = log_policy(model, lifecycle.setting(cfg), example)
-    return register(uri, cfg.registry.policy_name, {**LINEAGE, "policy": json.dumps(lifecycle.setting(cfg)),
-                                                    "metrics": json.dumps(P_METRICS)})
+    return register(
+        uri, cfg.registry.policy_name, {**LINEAGE, "policy": json.dumps(lifecycle.setting(cfg)), "metrics": json.dumps(P_METRICS)}
+    )
 
 
 def _recommender() -> Blend:
     rows = [(c, SKUS[j + (3 if c.startswith("2") else 0)], day) for c in CUSTOMERS for j in range(3) for day in (j, j + 5)]
     rows += [("100", SKUS[0], day) for day in (20, 21, 22)]
-    frame = pd.DataFrame([{"customer_id": c, "sku": s, "ds": pd.Timestamp("2011-01-01") + pd.Timedelta(days=d),
-                           "quantity": 1.0, "value": 1.0} for c, s, d in rows])
-    model = Blend(architecture="bpr", dim=8, lr=0.05, epochs=30, batch_size=16, seed=0, repeat_slots=1,
-                  accelerator="cpu").fit(frame, SKUS)
+    frame = pd.DataFrame(
+        [
+            {"customer_id": c, "sku": s, "ds": pd.Timestamp("2011-01-01") + pd.Timedelta(days=d), "quantity": 1.0, "value": 1.0}
+            for c, s, d in rows
+        ]
+    )
+    model = Blend(architecture="bpr", dim=8, lr=0.05, epochs=30, batch_size=16, seed=0, repeat_slots=1, accelerator="cpu").fit(
+        frame, SKUS
+    )
     model.descriptions = {s: f"PRODUCT {s}" for s in SKUS}
     return model
 
@@ -138,9 +171,13 @@ def url(cfg, bento):
 
 def store_args(cfg) -> list[str]:
     """--set arguments that point the CLI at this module's stores and port."""
-    sets = {"registry.tracking_uri": cfg.registry.tracking_uri, "registry.artifact_location": cfg.registry.artifact_location,
-            "serving.bentoml_home": cfg.serving.bentoml_home, "serving.port": cfg.serving.port,
-            "serving.max_horizon": cfg.serving.max_horizon}
+    sets = {
+        "registry.tracking_uri": cfg.registry.tracking_uri,
+        "registry.artifact_location": cfg.registry.artifact_location,
+        "serving.bentoml_home": cfg.serving.bentoml_home,
+        "serving.port": cfg.serving.port,
+        "serving.max_horizon": cfg.serving.max_horizon,
+    }
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
 
 
@@ -154,8 +191,7 @@ def serve(cfg, env: dict | None = None, cli: list[str] | None = None):
     cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "cli", "serve", *store_args(cfg), *cli]
     log_path = Path(cfg.serving.bentoml_home).parent / f"serve-{cfg.serving.port}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{cfg.serving.host}:{cfg.serving.port}"
     try:
         deadline = time.monotonic() + 120

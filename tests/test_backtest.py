@@ -1,4 +1,5 @@
 """Rolling-origin backtest and `supplyml bench`: origins, pooled tables, policies, and the real CLI end to end."""
+
 import json
 import subprocess
 import sys
@@ -28,11 +29,16 @@ def test_too_few_days_for_the_origins_is_a_clear_error():
 @pytest.fixture(scope="module")
 def result():
     panel = weekly_panel()
-    cfg = Config.model_validate({"features": {"horizon": 14, "val_days": 14},
-                                 "evaluation": {"origins": 2, "season_length": 7},
-                                 "inventory": {"num_sample_paths": 100, "lead_time": 2, "review_period": 7}})
-    params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=3, batch_size=64,
-                         windows_per_series=16, learning_rate=0.01)
+    cfg = Config.model_validate(
+        {
+            "features": {"horizon": 14, "val_days": 14},
+            "evaluation": {"origins": 2, "season_length": 7},
+            "inventory": {"num_sample_paths": 100, "lead_time": 2, "review_period": 7},
+        }
+    )
+    params = ModelConfig(
+        hidden_size=16, num_layers=1, context_length=28, max_epochs=3, batch_size=64, windows_per_series=16, learning_rate=0.01
+    )
     fitted = []
 
     def fit(frame):
@@ -46,8 +52,10 @@ def test_the_champion_is_refitted_on_the_days_before_each_origin(result):
     bt, fitted, _ = result
     assert fitted == [pd.Timestamp("2022-04-02"), pd.Timestamp("2022-04-16")]
     spans = bt.forecasts["supplyml"].groupby("origin")["ds"].agg(["min", "max"])
-    assert spans.to_dict("list") == {"min": [pd.Timestamp("2022-04-03"), pd.Timestamp("2022-04-17")],
-                                     "max": [pd.Timestamp("2022-04-16"), pd.Timestamp("2022-04-30")]}
+    assert spans.to_dict("list") == {
+        "min": [pd.Timestamp("2022-04-03"), pd.Timestamp("2022-04-17")],
+        "max": [pd.Timestamp("2022-04-16"), pd.Timestamp("2022-04-30")],
+    }
 
 
 def test_the_table_averages_origins_and_sums_seconds(result):
@@ -74,7 +82,10 @@ def test_lead_time_plus_review_totals_are_the_actual_sums_over_each_window_the_d
     t = bt.totals  # L=2, R=7: windows of 9 days from reviews on days 0 and 7 of each 14-day horizon
     # The last origin's day-7 window would end after the data: left out. 6 series x 3 windows.
     assert len(t) == 18 and sorted(t.groupby(["origin", "review"]).size().items()) == [
-        ((pd.Timestamp("2022-04-03"), 0), 6), ((pd.Timestamp("2022-04-03"), 7), 6), ((pd.Timestamp("2022-04-17"), 0), 6)]
+        ((pd.Timestamp("2022-04-03"), 0), 6),
+        ((pd.Timestamp("2022-04-03"), 7), 6),
+        ((pd.Timestamp("2022-04-17"), 0), 6),
+    ]
     row = t[(t["origin"] == "2022-04-03") & (t["review"] == 7) & (t["unique_id"] == "S2")].iloc[0]
     days = panel[(panel["unique_id"] == "S2") & panel["ds"].between("2022-04-10", "2022-04-18")]
     assert len(days) == 9 and row["actual"] == days["y"].sum()
@@ -96,24 +107,79 @@ def test_the_report_has_every_section(result):
 @pytest.mark.slow
 def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow(tmp_path):
     data = tmp_path / "shop.parquet"
-    subprocess.run([sys.executable, "benchmarks/make_multistore.py", "--out", str(data), "--stores", "2", "--items", "4",
-                    "--start", "2022-01-01", "--end", "2022-12-31"], cwd=REPO, check=True, capture_output=True)
-    mapping = {"unique_id": "item", "ds": "date", "y": "units", "price": "unit_price", "promo": "on_promo",
-               "event": "holiday", "location": "store"}
-    sets = [*stores(tmp_path), "tune.n_trials=2", "tune.max_epochs=1", "model.max_epochs=2",
-            "inventory.num_sample_paths=100", *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()]]
+    subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/make_multistore.py",
+            "--out",
+            str(data),
+            "--stores",
+            "2",
+            "--items",
+            "4",
+            "--start",
+            "2022-01-01",
+            "--end",
+            "2022-12-31",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    mapping = {
+        "unique_id": "item",
+        "ds": "date",
+        "y": "units",
+        "price": "unit_price",
+        "promo": "on_promo",
+        "event": "holiday",
+        "location": "store",
+    }
+    sets = [
+        *stores(tmp_path),
+        "tune.n_trials=2",
+        "tune.max_epochs=1",
+        "model.max_epochs=2",
+        "inventory.num_sample_paths=100",
+        *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()],
+    ]
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "--data", str(data), "--format", "panel",
-                           "--out", str(out), *[a for s in sets for a in ("--set", s)]],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "bench",
+            "--data",
+            str(data),
+            "--format",
+            "panel",
+            "--out",
+            str(out),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for row in ("supplyml", "seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm",
-                "forecast base stock", "28-day MA + normal safety stock", "perfect foresight"):
+    for row in (
+        "supplyml",
+        "seasonal_naive",
+        "auto_ets",
+        "croston",
+        "adida",
+        "window_average",
+        "lightgbm",
+        "forecast base stock",
+        "28-day MA + normal safety stock",
+        "perfect foresight",
+    ):
         assert row in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert len(results["origins"]) == 3 and results["series"] == 8
-    assert set(results["average"]) == {"supplyml", "seasonal_naive", "auto_ets", "croston", "adida",
-                                       "window_average", "lightgbm"}
+    assert set(results["average"]) == {"supplyml", "seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm"}
     fc = pd.read_parquet(out / "forecasts.parquet")
     assert list(fc.columns[:4]) == ["unique_id", "ds", "origin", "mean"] and "q0.995" in fc
     assert len(fc) == 8 * 28 * 3 and fc["unique_id"].str.contains("@").all()
@@ -126,9 +192,25 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
 def test_bench_rejects_bad_data_before_training(tmp_path):
     data = tmp_path / "bad.csv"
     pd.DataFrame({"unique_id": ["A", "A"], "ds": ["2022-01-01", "2022-01-01"], "y": [1, -2]}).to_csv(data, index=False)
-    proc = subprocess.run([sys.executable, "-m", "cli", "bench", "--data", str(data), "--format", "panel",
-                           "--out", str(tmp_path / "out"), *[a for s in stores(tmp_path) for a in ("--set", s)]],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "bench",
+            "--data",
+            str(data),
+            "--format",
+            "panel",
+            "--out",
+            str(tmp_path / "out"),
+            *[a for s in stores(tmp_path) for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert "one row per series and day" in proc.stderr and "y (demand) is not negative" in proc.stderr
     assert "rejected before anything trained" in proc.stderr

@@ -128,8 +128,9 @@ def test_adida_by_hand_on_alternating_demand():
     # Demand 2, 0, 2, 0, ...: the mean interval between demands is 2 days, so ADIDA sums 2-day
     # buckets (always 2), SES on a constant 2 forecasts 2, spread over 2 days: 1 a day.
     # Every backtest day then misses by exactly 1, so the pooled band is 1 ± 1 at every level.
-    fc = forecast_peers(_series("x", [2.0, 0.0] * 30), horizon=7, quantiles=[0.025, 0.25, 0.5, 0.75, 0.975],
-                        models=("adida",))["adida"]
+    fc = forecast_peers(_series("x", [2.0, 0.0] * 30), horizon=7, quantiles=[0.025, 0.25, 0.5, 0.75, 0.975], models=("adida",))[
+        "adida"
+    ]
     np.testing.assert_allclose(fc["mean"], 1.0)
     np.testing.assert_allclose(fc[["q0.025", "q0.25", "q0.5", "q0.75", "q0.975"]], [[0, 0, 1, 2, 2]] * 7)
 
@@ -140,14 +141,17 @@ def test_auto_ets_on_zero_heavy_intermittent_series():
     # Zero-heavy histories where AutoETS's additive models put the mean or the lower bounds below
     # zero (a single early spike is smoothed into a negative damped trend): no NaN, nothing < 0.
     rng = np.random.default_rng(3)
-    df = pd.concat([
-        _series("zeros", np.zeros(120)),
-        _series("spike_first", np.r_[5.0, np.zeros(99)]),
-        _series("spike_last", np.r_[np.zeros(99), 5.0]),
-        _series("sparse", rng.poisson(0.1, 200)),
-        _series("lumpy", rng.poisson(40, 200) * (rng.random(200) < 0.2)),
-        _series("short", [0, 0, 1, 0, 0, 0, 0]),  # the 7-day minimum
-    ], ignore_index=True)
+    df = pd.concat(
+        [
+            _series("zeros", np.zeros(120)),
+            _series("spike_first", np.r_[5.0, np.zeros(99)]),
+            _series("spike_last", np.r_[np.zeros(99), 5.0]),
+            _series("sparse", rng.poisson(0.1, 200)),
+            _series("lumpy", rng.poisson(40, 200) * (rng.random(200) < 0.2)),
+            _series("short", [0, 0, 1, 0, 0, 0, 0]),  # the 7-day minimum
+        ],
+        ignore_index=True,
+    )
     fc = forecast_peers(df, horizon=28, quantiles=M5_QUANTILES, models=("auto_ets",))["auto_ets"]
     assert len(fc) == 6 * 28
     values = fc[["mean", *QCOLS]].to_numpy()

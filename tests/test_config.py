@@ -1,4 +1,5 @@
 """The one typed config: each default written once (in code), and every local store under `workdir`."""
+
 import subprocess
 import sys
 
@@ -30,8 +31,14 @@ def test_the_shipped_yaml_repeats_no_default():
 
 
 def test_config_command_prints_the_effective_configuration():
-    out = subprocess.run([sys.executable, "-m", "cli", "config", "--set", "workdir=/srv/shop2", "--set", "tune.n_trials=9"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cli", "config", "--set", "workdir=/srv/shop2", "--set", "tune.n_trials=9"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     printed = yaml.safe_load(out)
     assert printed["tune"]["n_trials"] == 9 and printed["tune"]["storage"] == "sqlite:////srv/shop2/optuna.db"
     assert printed["policy"]["algorithm"] == load_config().policy.algorithm  # the policy's settings are config too

@@ -1,5 +1,6 @@
 """Data inside a pod: a fresh git checkout has data.dvc but no data/; ingest pulls the file it needs
 from the DVC remote (a second local directory here), and the recorded version is checked, not trusted."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,7 @@ def copy_objects(source: Path, remote: Path, dir_md5: str, relpaths: list[str]) 
 
 
 def use_remote(clone: Path, url: Path) -> None:
-    subprocess.run([DVC, "remote", "add", "--local", "-d", "test", str(url)], cwd=clone, check=True,
-                   capture_output=True)
+    subprocess.run([DVC, "remote", "add", "--local", "-d", "test", str(url)], cwd=clone, check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -85,15 +85,20 @@ def test_ingest_pulls_the_missing_file_from_the_remote(clone, tmp_path, caplog):
 
     assert f"pulled {SHORT} from DVC remote 'test' ({tmp_path / 'remote'})" in caplog.messages
     # Only the target came down, not the other datasets under data/.
-    assert sorted(p.relative_to(clone / "data").as_posix() for p in (clone / "data").rglob("*") if p.is_file()) \
-        == ["short/short.parquet"]
+    assert sorted(p.relative_to(clone / "data").as_posix() for p in (clone / "data").rglob("*") if p.is_file()) == [
+        "short/short.parquet"
+    ]
     raw = pd.read_parquet(raw_out)
     assert raw.shape == (7900, 7) and sorted(raw["store"].unique()) == [f"S{i:02d}" for i in range(1, 11)]
     assert str(raw["date"].min().date()) == "2022-01-01"
     pd.testing.assert_frame_equal(raw, pd.read_parquet(REPO / SHORT))
     recorded = manifest(tmp_path / "remote", pointer(clone))["short/short.parquet"]
-    assert version == {"data_path": SHORT, "git_commit": git(clone, "rev-parse", "HEAD"),
-                       "dvc_md5": pointer(clone), "file_md5": recorded}
+    assert version == {
+        "data_path": SHORT,
+        "git_commit": git(clone, "rev-parse", "HEAD"),
+        "dvc_md5": pointer(clone),
+        "file_md5": recorded,
+    }
     assert version["dvc_md5"].endswith(".dir")
 
 
@@ -113,9 +118,11 @@ def test_ingest_at_a_revision_reads_that_revisions_data_and_leaves_the_workspace
 def test_unknown_revision_is_one_line(clone, tmp_path):
     with pytest.raises(DataError) as info:
         steps.ingest(panel_config("data.rev=no-such-rev"), str(clone), str(tmp_path / "raw.parquet"))
-    assert str(info.value) == (f"DVC could not get {SHORT} at git revision no-such-rev (unknown Git revision "
-                               f"'no-such-rev'); check data.rev, make the remote reachable and run "
-                               f"`dvc get . {SHORT} --rev no-such-rev`")
+    assert str(info.value) == (
+        f"DVC could not get {SHORT} at git revision no-such-rev (unknown Git revision "
+        f"'no-such-rev'); check data.rev, make the remote reachable and run "
+        f"`dvc get . {SHORT} --rev no-such-rev`"
+    )
 
 
 def test_a_file_edited_without_dvc_add_stops_ingest(clone, tmp_path):
@@ -126,8 +133,10 @@ def test_a_file_edited_without_dvc_add_stops_ingest(clone, tmp_path):
     edited = subprocess.run(["md5sum", str(clone / SHORT)], capture_output=True, text=True, check=True).stdout.split()[0]
     recorded = manifest(tmp_path / "remote", pointer(clone))["short/short.parquet"]
 
-    message = (f"{SHORT} differs from its DVC pointer data.dvc (md5 {edited}, DVC records {recorded}): "
-               "run `dvc add data` to record the edit, or `dvc checkout data` to restore the tracked file")
+    message = (
+        f"{SHORT} differs from its DVC pointer data.dvc (md5 {edited}, DVC records {recorded}): "
+        "run `dvc add data` to record the edit, or `dvc checkout data` to restore the tracked file"
+    )
     with pytest.raises(DataError) as info:
         data_version(clone / SHORT, clone)
     assert str(info.value) == message
@@ -146,10 +155,11 @@ def test_a_file_dvc_does_not_track_inside_data_is_an_error(clone):
 
 def test_missing_file_and_unreachable_remote_is_one_line(clone, tmp_path):
     nowhere = tmp_path / "nowhere"
-    subprocess.run([DVC, "remote", "modify", "--local", "test", "url", str(nowhere)], cwd=clone, check=True,
-                   capture_output=True)
+    subprocess.run([DVC, "remote", "modify", "--local", "test", "url", str(nowhere)], cwd=clone, check=True, capture_output=True)
     with pytest.raises(DataError) as info:
         steps.ingest(panel_config(), str(clone), str(tmp_path / "raw.parquet"))
-    assert str(info.value) == (f"{SHORT} is not on disk and DVC could not pull it from remote 'test' ({nowhere}) "
-                               f"(the remote does not have it); make the remote reachable and run `dvc pull {SHORT}`")
+    assert str(info.value) == (
+        f"{SHORT} is not on disk and DVC could not pull it from remote 'test' ({nowhere}) "
+        f"(the remote does not have it); make the remote reachable and run `dvc pull {SHORT}`"
+    )
     assert not (clone / SHORT).exists()

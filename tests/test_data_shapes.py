@@ -8,6 +8,7 @@ an example must stop is worked out from the generated data alone: a required col
 series with enough selling days, or fewer days than the smallest plan needs (3 held-out origins of
 L + R = 10 days, two validation origins a week apart, 10 days to fit: 30 + 17 + 10 = 57).
 """
+
 import tempfile
 from pathlib import Path
 
@@ -29,11 +30,17 @@ pytestmark = pytest.mark.slow
 MIN_SELLING_DAYS = 20
 LEAST_DAYS = 57  # by hand, as above
 # Light models: the property is about shapes, not accuracy. AutoETS sits out (as above 50 series).
-LIGHT = ["model.max_epochs=1", "model.hidden_size=8", "model.num_samples=20", "model.windows_per_series=2",
-         "selection.auto_ets_max_series=0", "selection.path_correlations=[0.0,0.5]",
-         "inventory.num_sample_paths=50", f"features.min_selling_days={MIN_SELLING_DAYS}"]
-ORDER_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID",
-                 "Country"]
+LIGHT = [
+    "model.max_epochs=1",
+    "model.hidden_size=8",
+    "model.num_samples=20",
+    "model.windows_per_series=2",
+    "selection.auto_ets_max_series=0",
+    "selection.path_correlations=[0.0,0.5]",
+    "inventory.num_sample_paths=50",
+    f"features.min_selling_days={MIN_SELLING_DAYS}",
+]
+ORDER_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 OPTIONAL = {"InvoiceNo": "invoice", "Description": "description", "CustomerID": "customer", "Country": "country"}
 
 
@@ -60,7 +67,7 @@ def shops(draw):
     y[(t < start[:, None]) | (t >= stop[:, None])] = 0.0
     if draw(st.booleans()):  # a gap of 10-30 days in every series
         at = draw(st.integers(0, max(0, days - 30)))
-        y[:, at:at + draw(st.integers(10, 30))] = 0.0
+        y[:, at : at + draw(st.integers(10, 30))] = 0.0
     if draw(st.booleans()):  # one huge order
         y[rng.integers(n), rng.integers(days)] = 100_000.0
     sku = np.repeat([f"SKU{i:02d}" for i in range(n)], days)
@@ -81,11 +88,18 @@ def shops(draw):
         return (frame.drop(columns=[missing]) if missing else frame), "panel", [], shape
     customers = 1 if draw(st.booleans()) else 30
     m = int(sold.sum())
-    frame = pd.DataFrame({"InvoiceNo": [f"{536000 + i}" for i in range(m)], "StockCode": sku[sold],
-                          "Description": "ITEM", "Quantity": qty[sold].astype(int),
-                          "InvoiceDate": pd.DatetimeIndex(day[sold]).strftime("%Y-%m-%d 10:00"),
-                          "UnitPrice": 2.5, "CustomerID": rng.integers(0, customers, m).astype(float) + 12000,
-                          "Country": "United Kingdom"})
+    frame = pd.DataFrame(
+        {
+            "InvoiceNo": [f"{536000 + i}" for i in range(m)],
+            "StockCode": sku[sold],
+            "Description": "ITEM",
+            "Quantity": qty[sold].astype(int),
+            "InvoiceDate": pd.DatetimeIndex(day[sold]).strftime("%Y-%m-%d 10:00"),
+            "UnitPrice": 2.5,
+            "CustomerID": rng.integers(0, customers, m).astype(float) + 12000,
+            "Country": "United Kingdom",
+        }
+    )
     missing = draw(st.sampled_from([None, *OPTIONAL, "Quantity"]))
     overrides = [f"data.columns.{OPTIONAL[missing]}=null"] if missing in OPTIONAL else []
     shape["required_missing"] = missing == "Quantity"

@@ -1,4 +1,5 @@
 """The paired test every gate uses, against hand computations on tiny examples, and the rule built on it."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,13 +10,15 @@ from supplyml.evidence import compare
 from supplyml.replenishing.lifecycle import textbook, versus
 
 # Three series at two origins with known RMSSEs and WRMSSE weights (each origin's weights sum to 1).
-HAND = pd.DataFrame({
-    "block": ["A", "B", "C", "A", "B", "C"],
-    "origin": [1, 1, 1, 2, 2, 2],
-    "weight": [0.5, 0.3, 0.2, 0.6, 0.3, 0.1],
-    "challenger": [1.0, 0.9, 1.0, 0.8, 1.1, 1.0],
-    "champion": [1.2, 1.0, 1.1, 1.0, 1.0, 1.5],
-})
+HAND = pd.DataFrame(
+    {
+        "block": ["A", "B", "C", "A", "B", "C"],
+        "origin": [1, 1, 1, 2, 2, 2],
+        "weight": [0.5, 0.3, 0.2, 0.6, 0.3, 0.1],
+        "challenger": [1.0, 0.9, 1.0, 0.8, 1.1, 1.0],
+        "champion": [1.2, 1.0, 1.1, 1.0, 1.0, 1.5],
+    }
+)
 
 
 def test_the_statistic_matches_a_hand_computation():
@@ -65,8 +68,16 @@ def _series(n: int, origins: int, effect: np.ndarray, seed: int = 0) -> pd.DataF
     rows = []
     for o in range(origins):
         base = rng.normal(100, 10, n)
-        rows.append(pd.DataFrame({"block": [f"S{i}" for i in range(n)], "origin": o, "champion": base,
-                                  "challenger": base * (1 + effect[o]) + rng.normal(0, 1, n)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "block": [f"S{i}" for i in range(n)],
+                    "origin": o,
+                    "champion": base,
+                    "challenger": base * (1 + effect[o]) + rng.normal(0, 1, n),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -80,20 +91,27 @@ def test_a_clear_improvement_is_significant_and_its_interval_excludes_zero():
 
 def test_a_guard_significantly_worse_blocks_a_significant_win():
     win = compare("wrmsse", _series(40, 2, np.array([-0.05, -0.05])), greater_is_better=False)
-    worse_guard = compare("cycle_service_level", _series(40, 2, np.array([-0.05, -0.05]), seed=1),
-                          greater_is_better=True)
+    worse_guard = compare("cycle_service_level", _series(40, 2, np.array([-0.05, -0.05]), seed=1), greater_is_better=True)
     flat_guard = compare("cycle_service_level", _series(40, 2, np.array([0.0, 0.0]), seed=2), greater_is_better=True)
     assert gate.significance([win, flat_guard], 0.05)[0]
     promote, reasons = gate.significance([win, worse_guard], 0.05)
     assert not promote and reasons[1].startswith("FAILED: guard cycle_service_level significantly worse")
 
 
-def _policy_units(n: int, effect: list[float], against: str = "forecast", ours: str = "learned",
-                  csl: tuple[float, float] = (0.95, 0.95)) -> pd.DataFrame:
+def _policy_units(
+    n: int, effect: list[float], against: str = "forecast", ours: str = "learned", csl: tuple[float, float] = (0.95, 0.95)
+) -> pd.DataFrame:
     units = _series(n, len(effect), np.array(effect))
-    return pd.DataFrame({"unique_id": units["block"], "origin": units["origin"],
-                         f"{ours}.total_cost": units["challenger"], f"{against}.total_cost": units["champion"],
-                         f"{ours}.cycle_service_level": csl[0], f"{against}.cycle_service_level": csl[1]})
+    return pd.DataFrame(
+        {
+            "unique_id": units["block"],
+            "origin": units["origin"],
+            f"{ours}.total_cost": units["challenger"],
+            f"{against}.total_cost": units["champion"],
+            f"{ours}.cycle_service_level": csl[0],
+            f"{against}.cycle_service_level": csl[1],
+        }
+    )
 
 
 CFG = load_config()

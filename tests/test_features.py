@@ -1,4 +1,5 @@
 """Cleaning and panel rules on hand-made order lines."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,8 +66,7 @@ def test_missing_location_column_is_a_clear_error():
 
 
 def test_panel_without_covariates_gets_price_one_and_zero_flags():
-    daily = pd.DataFrame({"unique_id": ["A", "A"], "ds": pd.to_datetime(["2011-01-01", "2011-01-03"]),
-                          "y": [1.0, 2.0]})
+    daily = pd.DataFrame({"unique_id": ["A", "A"], "ds": pd.to_datetime(["2011-01-01", "2011-01-03"]), "y": [1.0, 2.0]})
     panel = build_panel(daily, CFG.features.model_copy(update={"min_selling_days": 1}))
     assert list(panel.columns) == ["unique_id", "ds", "y", "price", "promo", "event"]
     assert panel["y"].tolist() == [1.0, 0.0, 2.0]
@@ -74,10 +74,14 @@ def test_panel_without_covariates_gets_price_one_and_zero_flags():
 
 
 def test_panel_zero_fills_from_first_sale_and_selects_series():
-    daily = pd.DataFrame({
-        "unique_id": ["A", "A", "B", "C"],
-        "ds": pd.to_datetime(["2011-01-01", "2011-01-04", "2011-01-02", "2011-01-05"]),
-        "y": [3.0, 1.0, 2.0, 9.0], "price": [1.0, 1.5, 2.0, 1.0]})
+    daily = pd.DataFrame(
+        {
+            "unique_id": ["A", "A", "B", "C"],
+            "ds": pd.to_datetime(["2011-01-01", "2011-01-04", "2011-01-02", "2011-01-05"]),
+            "y": [3.0, 1.0, 2.0, 9.0],
+            "price": [1.0, 1.5, 2.0, 1.0],
+        }
+    )
     cfg = CFG.features.model_copy(update={"min_selling_days": 2})
     panel = build_panel(daily, cfg)
     assert panel["unique_id"].unique().tolist() == ["A"]  # B and C sold on one day only
@@ -87,9 +91,13 @@ def test_panel_zero_fills_from_first_sale_and_selects_series():
 
 
 def test_max_series_keeps_the_largest_by_volume():
-    daily = pd.DataFrame({"unique_id": ["A", "A", "B", "B", "C", "C"],
-                          "ds": pd.to_datetime(["2011-01-01", "2011-01-02"] * 3),
-                          "y": [1.0, 1.0, 5.0, 5.0, 3.0, 0.0]})
+    daily = pd.DataFrame(
+        {
+            "unique_id": ["A", "A", "B", "B", "C", "C"],
+            "ds": pd.to_datetime(["2011-01-01", "2011-01-02"] * 3),
+            "y": [1.0, 1.0, 5.0, 5.0, 3.0, 0.0],
+        }
+    )
     cfg = CFG.features.model_copy(update={"min_selling_days": 2, "max_series": 1})
     assert build_panel(daily, cfg)["unique_id"].unique().tolist() == ["B"]  # C sold on one day only
 

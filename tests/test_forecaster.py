@@ -1,4 +1,5 @@
 """Both networks on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,16 +17,27 @@ def panel():
     rng = np.random.default_rng(0)
     days = pd.date_range("2011-01-01", periods=150)
     weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
-    frames = [pd.DataFrame({"unique_id": f"S{i}", "ds": days,
-                            "y": rng.poisson(level * weekly[days.dayofweek]).astype(float), "price": 2.0})
-              for i, level in enumerate([0.5, 3, 20, 80])]
+    frames = [
+        pd.DataFrame(
+            {"unique_id": f"S{i}", "ds": days, "y": rng.poisson(level * weekly[days.dayofweek]).astype(float), "price": 2.0}
+        )
+        for i, level in enumerate([0.5, 3, 20, 80])
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
 @pytest.fixture(scope="module", params=["deepar", "mlp"])
 def forecaster(panel, request):
-    params = ModelConfig(architecture=request.param, hidden_size=16, num_layers=1, context_length=28,
-                         max_epochs=6, batch_size=64, windows_per_series=32, learning_rate=0.01)
+    params = ModelConfig(
+        architecture=request.param,
+        hidden_size=16,
+        num_layers=1,
+        context_length=28,
+        max_epochs=6,
+        batch_size=64,
+        windows_per_series=32,
+        learning_rate=0.01,
+    )
     fitted, trainer = NetworkForecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
     assert type(fitted) is {"deepar": DeepAR, "mlp": MLP}[request.param]
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))

@@ -103,9 +103,17 @@ def test_planning_decides_with_the_classical_policy_where_it_won():
 
     panel = weekly_panel(days=90, n=2)
     model = Statistical.fit(panel, "window_average", 28, 7, 1)
-    items = [{"sku": "S1", "on_hand": 5.0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95},
-             {"sku": "S1", "on_hand": 5.0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95,
-              "policy": "base_stock"}]
+    items = [
+        {"sku": "S1", "on_hand": 5.0, "lead_time_days": 3, "review_period_days": 7, "service_level": 0.95},
+        {
+            "sku": "S1",
+            "on_hand": 5.0,
+            "lead_time_days": 3,
+            "review_period_days": 7,
+            "service_level": 0.95,
+            "policy": "base_stock",
+        },
+    ]
     by_default, named = planning.replenish(model, items, 200, seed=0, default="classical", ma_window=28)
     recent = panel[(panel["unique_id"] == "S1") & (panel["ds"] > panel["ds"].max() - pd.Timedelta(days=28))]["y"]
     mu, sigma = recent.mean(), recent.std(ddof=0)

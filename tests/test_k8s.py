@@ -1,5 +1,6 @@
 """k8s/: every overlay rendered by the kubectl wheel's kustomize, every object validated strictly against
 the Kubernetes OpenAPI schemas, and the values that tie the manifests to the code checked one by one."""
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,13 @@ NAMESPACE = "supplyml"
 POSTGRES_IMAGE = "postgres:16"
 BENTO, MLFLOW, POSTGRES, RUNNER = "supplyml-bento", "supplyml-mlflow", "supplyml-postgres", "supplyml-pipeline-runner"
 # The only Secrets anything may reference, with their keys; their values never live in the repo.
-SECRETS = {("supplyml-postgres", "password"), ("supplyml-optuna-storage", "url"),
-           ("supplyml-mlflow-auth", "admin-password"), ("supplyml-mlflow-auth", "flask-secret-key"),
-           ("supplyml-api-token", "token")}
+SECRETS = {
+    ("supplyml-postgres", "password"),
+    ("supplyml-optuna-storage", "url"),
+    ("supplyml-mlflow-auth", "admin-password"),
+    ("supplyml-mlflow-auth", "flask-secret-key"),
+    ("supplyml-api-token", "token"),
+}
 WORKLOADS = ("Deployment", "StatefulSet")
 CFG = load_config()
 
@@ -121,8 +126,18 @@ def test_the_three_overlays_are_documented():
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_object_is_valid_against_the_kubernetes_schemas(rendered, overlay):
     objs = rendered[overlay]
-    assert {"Namespace", "StatefulSet", "Deployment", "Service", "HorizontalPodAutoscaler", "ServiceAccount", "Role",
-            "RoleBinding", "ConfigMap", "PersistentVolumeClaim"} <= {o["kind"] for o in objs}
+    assert {
+        "Namespace",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+    } <= {o["kind"] for o in objs}
     for obj in objs:
         # The returned version is the schema set used: no silent fallback to another release.
         assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION, obj["metadata"]["name"]
@@ -153,8 +168,9 @@ def test_everything_lives_in_one_namespace_with_the_project_label(rendered, over
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_image_is_the_pipeline_image_but_postgres(rendered, overlay):
-    images = {(o["metadata"]["name"], c["name"]): c["image"] for o in rendered[overlay] if o["kind"] in WORKLOADS
-              for c in containers(o)}
+    images = {
+        (o["metadata"]["name"], c["name"]): c["image"] for o in rendered[overlay] if o["kind"] in WORKLOADS for c in containers(o)
+    }
     assert images.pop((POSTGRES, "postgres")) == POSTGRES_IMAGE
     assert set(images) == {(MLFLOW, "mlflow"), (BENTO, "build-champion-bento"), (BENTO, "bento")}
     assert set(images.values()) == {CFG.pipeline.image}
@@ -171,7 +187,10 @@ def test_bento_probes_and_scraping_use_bentoml_routes(rendered, overlay):
     assert server["startupProbe"]["httpGet"]["path"] in routes
     assert server["ports"] == [{"name": "http", "containerPort": 3000}]
     assert bento["spec"]["template"]["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/path": "/metrics", "prometheus.io/port": "3000"}
+        "prometheus.io/scrape": "true",
+        "prometheus.io/path": "/metrics",
+        "prometheus.io/port": "3000",
+    }
     assert {"cpu", "memory"} <= set(server["resources"]["requests"]) and {"cpu", "memory"} <= set(server["resources"]["limits"])
 
 
@@ -181,8 +200,15 @@ def test_bento_builds_the_champion_and_serves_the_configured_bento(rendered, ove
 
     bento = get(rendered[overlay], "Deployment", BENTO)
     init, server = container(bento, "build-champion-bento"), container(bento, "bento")
-    assert server["command"] == ["bentoml", "serve", f"{CFG.serving.bento_name}:latest", "--host", "0.0.0.0",
-                                 "--port", str(CFG.serving.port)]
+    assert server["command"] == [
+        "bentoml",
+        "serve",
+        f"{CFG.serving.bento_name}:latest",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(CFG.serving.port),
+    ]
     assert "champion_bento(" in init["command"][-1] and callable(package.champion_bento)
     # The init container builds into the store the server reads: serving.bentoml_home under the image's /app,
     # the directory it runs in (k8s/Dockerfile's WORKDIR).
@@ -219,8 +245,9 @@ def test_hpa_scales_the_bento_deployment_on_cpu(rendered, overlay):
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": BENTO}
     bento = get(objs, "Deployment", BENTO)
     assert bento["apiVersion"] == "apps/v1"
-    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+    assert hpa["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    ]
     # Utilisation is measured against the request, so the container must have one.
     assert cpu(container(bento, "bento")["resources"]["requests"]["cpu"]) > 0
     assert bento["spec"]["replicas"] == hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
@@ -232,8 +259,10 @@ def test_prod_runs_more_bento_than_local_kind(rendered):
     assert (prod["minReplicas"], prod["maxReplicas"]) == (2, 10)
     replicas = {o: get(rendered[o], "Deployment", BENTO)["spec"]["replicas"] for o in ("local-kind", "prod")}
     assert replicas == {"local-kind": 1, "prod": 2}
-    requests = {o: container(get(rendered[o], "Deployment", BENTO), "bento")["resources"]["requests"]["cpu"]
-                for o in ("local-kind", "prod")}
+    requests = {
+        o: container(get(rendered[o], "Deployment", BENTO), "bento")["resources"]["requests"]["cpu"]
+        for o in ("local-kind", "prod")
+    }
     assert cpu(requests["prod"]) > cpu(requests["local-kind"])
 
 
@@ -242,8 +271,9 @@ def test_services_reach_their_pods_by_label_and_port(rendered, overlay):
     objs = rendered[overlay]
     for svc in (o for o in objs if o["kind"] == "Service"):
         selector = svc["spec"]["selector"]
-        targets = [w for w in objs if w["kind"] in WORKLOADS
-                   if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+        targets = [
+            w for w in objs if w["kind"] in WORKLOADS if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert [t["metadata"]["name"] for t in targets] == [svc["metadata"]["name"]]
         assert selector.items() <= targets[0]["spec"]["selector"]["matchLabels"].items()
         ports = {(p.get("name"), p["containerPort"]) for c in containers(targets[0]) for p in c.get("ports", [])}
@@ -268,8 +298,7 @@ def test_no_secret_values_anywhere(rendered, overlay):
 
 
 def test_secret_refs_name_only_the_four_secrets_and_the_readme_creates_them(rendered):
-    refs = {(r["name"], r["key"]) for objs in rendered.values() for node in walk(objs)
-            if (r := node.get("secretKeyRef"))}
+    refs = {(r["name"], r["key"]) for objs in rendered.values() for node in walk(objs) if (r := node.get("secretKeyRef"))}
     assert refs <= SECRETS
     # The Optuna URL is read by KFP tuning tasks (the compiled pipeline), not by anything here.
     assert SECRETS - refs == {("supplyml-optuna-storage", "url")}
@@ -304,8 +333,10 @@ def test_mlflow_server_on_postgres_with_proxied_artifacts_and_basic_auth(rendere
     volumes = {v["name"]: v for v in pod(deploy)["volumes"]}
     destination = expand(c, args["--artifacts-destination"])
     (volume,) = [n for n, path in mounts.items() if path == destination]
-    assert volumes[volume]["persistentVolumeClaim"]["claimName"] == get(objs, "PersistentVolumeClaim",
-                                                                        "supplyml-mlflow-artifacts")["metadata"]["name"]
+    assert (
+        volumes[volume]["persistentVolumeClaim"]["claimName"]
+        == get(objs, "PersistentVolumeClaim", "supplyml-mlflow-artifacts")["metadata"]["name"]
+    )
     assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"] == {"type": "Recreate"}  # ReadWriteOnce
     # Probes on MLflow's own health route, which needs neither auth nor an allowed Host.
     assert "/health" in {r.rule for r in app.url_map.iter_rules()}
@@ -334,7 +365,13 @@ def test_mlflow_reads_the_auth_config_as_deployed(rendered, tmp_path, monkeypatc
     assert_driver_installed(auth.database_uri)
     user = env(container(get(objs, "StatefulSet", POSTGRES), "postgres"))["POSTGRES_USER"]["value"]
     assert (db.scheme, db.username, db.password, db.hostname, db.port, db.path) == (
-        "postgresql+psycopg2", user, None, POSTGRES, 5432, "/mlflow_auth")
+        "postgresql+psycopg2",
+        user,
+        None,
+        POSTGRES,
+        5432,
+        "/mlflow_auth",
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -356,19 +393,26 @@ def test_postgres_keeps_data_on_a_claim_and_creates_the_databases(rendered, over
     url = re.search(r"--from-literal=url='([^']+)'", README).group(1)
     assert_driver_installed(url)
     url = urlsplit(url)
-    assert (url.username, url.hostname, url.port, url.path) == (env(c)["POSTGRES_USER"]["value"], POSTGRES, 5432,
-                                                              "/optuna")
+    assert (url.username, url.hostname, url.port, url.path) == (env(c)["POSTGRES_USER"]["value"], POSTGRES, 5432, "/optuna")
 
 
 def test_pipeline_runner_may_do_what_kfp_runs_do(rendered):
     objs = rendered["prod"]
     role = get(objs, "Role", RUNNER)
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
-    needed = {("", "pods", "get"), ("", "pods", "watch"), ("", "pods", "patch"), ("", "pods/log", "get"),
-              ("", "secrets", "get"), ("", "configmaps", "get"), ("", "persistentvolumeclaims", "create"),
-              ("", "persistentvolumeclaims", "delete"), ("argoproj.io", "workflows", "get"),
-              ("argoproj.io", "workflows", "patch"), ("argoproj.io", "workflowtaskresults", "create")}
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    needed = {
+        ("", "pods", "get"),
+        ("", "pods", "watch"),
+        ("", "pods", "patch"),
+        ("", "pods/log", "get"),
+        ("", "secrets", "get"),
+        ("", "configmaps", "get"),
+        ("", "persistentvolumeclaims", "create"),
+        ("", "persistentvolumeclaims", "delete"),
+        ("argoproj.io", "workflows", "get"),
+        ("argoproj.io", "workflows", "patch"),
+        ("argoproj.io", "workflowtaskresults", "create"),
+    }
     assert needed <= granted
     assert not any("*" in item for item in granted)
     assert not any(r == "secrets" and v != "get" for _, r, v in granted)  # read one by name, never list them

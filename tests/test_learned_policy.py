@@ -1,4 +1,5 @@
 """A learned policy really learns: PPO from stable-baselines3 on Zipkin's lead-time-1 instance."""
+
 import pytest
 
 from supplyml.config import Config

@@ -1,6 +1,7 @@
 """The model lifecycle through real kfp.local runs, a real MLflow sqlite registry and the real CLI:
 a worse candidate is never promoted, a better one is, a forced promotion is recorded, rollback walks
 back, and failures leave the champion as it was. The steps build on each other, in order."""
+
 import json
 import os
 import shutil
@@ -37,8 +38,14 @@ FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=
 
 def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     sets = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
-    return subprocess.run([sys.executable, "-m", "cli", *args, *sets], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, *sets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def champion(tmp: Path) -> str:
@@ -74,14 +81,20 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
     wrmsse = v["evidence"][0]
     assert wrmsse["metric"] == "wrmsse" and len(wrmsse["per_origin"]) == 3 and wrmsse["blocks"] == 50
     assert wrmsse["p_better"] < 0.05 and wrmsse["high"] < 0
-    assert [c["metric"] for c in v["evidence"][1:]] == ["total_cost", "cycle_service_level", "coverage_gap_95",
-                                                         "wrmsse against the best peer, auto_ets"]
-    table = run.output[run.output.index("Champion gate (against champion version 1"):]
+    assert [c["metric"] for c in v["evidence"][1:]] == [
+        "total_cost",
+        "cycle_service_level",
+        "coverage_gap_95",
+        "wrmsse against the best peer, auto_ets",
+    ]
+    table = run.output[run.output.index("Champion gate (against champion version 1") :]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     trail = registry.audit_trail(NAME)
-    assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail] == [("pipeline", "promote", None, "1"),
-                                                                           ("pipeline", "promote", "1", "2")]
+    assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail] == [
+        ("pipeline", "promote", None, "1"),
+        ("pipeline", "promote", "1", "2"),
+    ]
     assert trail[1]["figures"]["champion"]["wrmsse"] == pytest.approx(v["champion"]["wrmsse"])
     report = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
     assert "Champion vs challenger" in report and "champion (v1)" in report
@@ -136,7 +149,12 @@ def test_5_promote_refuses_a_worse_version_unless_forced(tmp):
     assert champion(tmp) == "3"
     last = registry.audit_trail(NAME)[-1]
     assert (last["action"], last["by"], last["from"], last["to"], last["why"]) == (
-        "force", "alice", "2", "3", "drill: serve the naive model")
+        "force",
+        "alice",
+        "2",
+        "3",
+        "drill: serve the naive model",
+    )
 
 
 def test_6_rollback_restores_the_previous_champions_in_turn(tmp):
@@ -157,8 +175,13 @@ def test_7_the_served_champion_is_the_rolled_back_version(tmp):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [a for o in [*stores(tmp), f"serving.port={port}"] for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -177,8 +200,9 @@ def test_7_the_served_champion_is_the_rolled_back_version(tmp):
 
 
 def test_8_failures_leave_the_champion_as_it_was(tmp):
-    down = cli(tmp, "model", "promote", "2", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
-                                                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    down = cli(
+        tmp, "model", "promote", "2", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    )
     # Said before anything is tried: the tracking server is checked first.
     assert down.returncode == 1 and "MLflow tracking server http://127.0.0.1:9 is unreachable" in down.stderr
     assert champion(tmp) == "1"

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,8 +24,7 @@ def weekly_panel():
     # so Gaussian intervals) and a price column that must be ignored.
     rng = np.random.default_rng(0)
     ds = pd.date_range(START, periods=DAYS)
-    parts = [pd.DataFrame({"unique_id": f"s{i:03d}", "ds": ds, "y": _weekly(i, rng)[ds.dayofweek]})
-             for i in range(100)]
+    parts = [pd.DataFrame({"unique_id": f"s{i:03d}", "ds": ds, "y": _weekly(i, rng)[ds.dayofweek]}) for i in range(100)]
     short_ds = ds[-40:]
     parts.append(pd.DataFrame({"unique_id": "short", "ds": short_ds, "y": np.tile([4.0, 0, 2, 6, 0], 8)}))
     return pd.concat(parts, ignore_index=True).assign(price=2.5)

@@ -1,4 +1,5 @@
 """The exact lost-sales solver against Zipkin (2008)'s published costs (Poisson mean 5, h = 1, p = 4)."""
+
 import numpy as np
 import pytest
 

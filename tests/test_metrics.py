@@ -20,9 +20,7 @@ TRAIN_B = [12.0, 10, 12, 10, 12]  # diffs -2, 2, -2, 2: squared scale 4, absolut
 
 
 def test_quantile_col_names():
-    assert [quantile_col(q) for q in (0.005, 0.025, 0.5, 0.835, 0.995)] == [
-        "q0.005", "q0.025", "q0.5", "q0.835", "q0.995"
-    ]
+    assert [quantile_col(q) for q in (0.005, 0.025, 0.5, 0.835, 0.995)] == ["q0.005", "q0.025", "q0.5", "q0.835", "q0.995"]
 
 
 def test_rmsse_and_mase_by_hand():
@@ -88,17 +86,24 @@ def test_coverage_and_bias():
 
 def _frames():
     days = pd.date_range("2024-01-01", periods=5)
-    train = pd.DataFrame({
-        "unique_id": ["A"] * 4 + ["B"] * 5,
-        "ds": list(days[1:]) + list(days),
-        "y": TRAIN_A + TRAIN_B,
-    })
+    train = pd.DataFrame(
+        {
+            "unique_id": ["A"] * 4 + ["B"] * 5,
+            "ds": list(days[1:]) + list(days),
+            "y": TRAIN_A + TRAIN_B,
+        }
+    )
     test_days = pd.date_range("2024-01-06", periods=2)
     test = pd.DataFrame({"unique_id": ["A", "A", "B", "B"], "ds": list(test_days) * 2, "y": [5.0, 7, 10, 14]})
     forecast = test[["unique_id", "ds"]].assign(
         mean=[5.0, 5, 12, 12],
-        **{"q0.025": [0.0, 0, 0, 0], "q0.25": [4.0, 4, 11, 11], "q0.5": [5.0, 5, 12, 12],
-           "q0.75": [6.0, 6, 13, 13], "q0.975": [100.0, 100, 100, 100]},
+        **{
+            "q0.025": [0.0, 0, 0, 0],
+            "q0.25": [4.0, 4, 11, 11],
+            "q0.5": [5.0, 5, 12, 12],
+            "q0.75": [6.0, 6, 13, 13],
+            "q0.975": [100.0, 100, 100, 100],
+        },
     )
     return train, test, forecast
 
@@ -106,8 +111,7 @@ def _frames():
 def test_evaluate_forecasts_by_hand():
     train, test, forecast = _frames()
     # Shuffled rows must not matter.
-    res = evaluate_forecasts(train.sample(frac=1, random_state=1), test, forecast.iloc[::-1],
-                             [0.025, 0.25, 0.5, 0.75, 0.975])
+    res = evaluate_forecasts(train.sample(frac=1, random_state=1), test, forecast.iloc[::-1], [0.025, 0.25, 0.5, 0.75, 0.975])
     assert res["wrmsse"] == pytest.approx((10 * np.sqrt(2) + 56) / 66)
     assert res["mase"] == pytest.approx(1.0)  # A: MAE 1 / 1, B: MAE 2 / 2
     # SPL A: pinball per q (0.025, 0.25, 0.5, 0.75, 0.975) = 0.15, 0.5, 0.5, 0.5, 2.35 -> 0.8 / scale 1

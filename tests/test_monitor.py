@@ -1,5 +1,6 @@
 """`supplyml monitor`: a small real champion registered in a tmp MLflow store, new actuals after its
 history, and the verdict, figures and files the monitor gives for them."""
+
 import json
 import math
 import os
@@ -83,8 +84,14 @@ def run_cli(tmp, data, out, *extra) -> subprocess.CompletedProcess:
     """`supplyml monitor` in a child process, as a user runs it; MLflow's URI comes from --set only."""
     args = [a for o in stores(tmp) for a in ("--set", o)]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "cli", "monitor", "--data", str(data), "--out", str(out),
-                           *args, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "monitor", "--data", str(data), "--out", str(out), *args, *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def client(tmp) -> MlflowClient:
@@ -97,8 +104,11 @@ def test_new_weeks_from_the_same_process_are_healthy(weekly):
     # A shop's export of the new days only, without its days of no sales: the monitor fills them back.
     new = panel[(panel["ds"] > end) & (panel["y"] > 0)]
     result = monitor.run(panel_cfg(tmp, new, "stationary"), tmp / "ok")
-    assert result["window"] == {"start": str((end + pd.Timedelta(days=1)).date()), "end": str(panel["ds"].max().date()),
-                                "days": HORIZON}
+    assert result["window"] == {
+        "start": str((end + pd.Timedelta(days=1)).date()),
+        "end": str(panel["ds"].max().date()),
+        "days": HORIZON,
+    }
     assert result["series"] == result["champion_series"] == N_SERIES
     assert result["realised"]["wrmsse"] == pytest.approx(expected_wrmsse(HORIZON), rel=0.1)
     assert result["realised"]["wrmsse"] == pytest.approx(metrics["wrmsse"], rel=0.15)

@@ -1,4 +1,5 @@
 """What ships to a cluster: the compiled pipeline and the Bento's requirements."""
+
 import subprocess
 import sys
 import tomllib
@@ -9,8 +10,9 @@ from conftest import REPO
 
 def compile_to(path, *overrides):
     args = [a for o in overrides for a in ("--set", o)]
-    subprocess.run([sys.executable, "-m", "cli", "pipeline", "compile", "--out", str(path), *args],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "cli", "pipeline", "compile", "--out", str(path), *args], cwd=REPO, check=True, capture_output=True
+    )
     return load_ir(path)
 
 
@@ -31,8 +33,10 @@ def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_an
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
     assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy"}
     assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 13
-    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false", "pipeline.policy=false")[
-        "deploymentSpec"]["executors"]) == 11
+    assert (
+        len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false", "pipeline.policy=false")["deploymentSpec"]["executors"])
+        == 11
+    )
     # Data without customers has no recommender branch, whatever pipeline.recommend says.
     assert len(compile_to(tmp_path / "c.yaml", "data.columns.customer=null")["deploymentSpec"]["executors"]) == 13
     assert len(compile_to(tmp_path / "c.yaml", "data.format=panel")["deploymentSpec"]["executors"]) == 13
@@ -46,25 +50,41 @@ def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_fr
     assert list(ir["components"]["comp-for-loop-2"]["dag"]["tasks"]) == ["tune-worker"]
     assert ir["root"]["dag"]["tasks"]["tune-best"]["dependentTasks"] == ["featurize", "for-loop-2", "tune-study"]
     cluster = ir["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    secrets = {name: {(s["secretName"], k["secretKey"], k["envVar"]) for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]}
-               for name, e in cluster.items()}
+    secrets = {
+        name: {(s["secretName"], k["secretKey"], k["envVar"]) for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]}
+        for name, e in cluster.items()
+    }
     optuna = ("supplyml-optuna-storage", "url", "SUPPLYML_OPTUNA_STORAGE")
     tuning = {"exec-tune-study", "exec-tune-worker", "exec-tune-best"}
     assert {name for name, s in secrets.items() if optuna in s} == tuning | {f"{n}-2" for n in tuning}
-    login = {("supplyml-mlflow-client", "username", "MLFLOW_TRACKING_USERNAME"),
-             ("supplyml-mlflow-client", "password", "MLFLOW_TRACKING_PASSWORD")}
+    login = {
+        ("supplyml-mlflow-client", "username", "MLFLOW_TRACKING_USERNAME"),
+        ("supplyml-mlflow-client", "password", "MLFLOW_TRACKING_PASSWORD"),
+    }
     assert {name for name, s in secrets.items() if login <= s} == tuning | {f"{n}-2" for n in tuning} | {
-        "exec-train", "exec-evaluate", "exec-register", "exec-package", "exec-keep", "exec-recommend-train",
-        "exec-recommend-evaluate", "exec-recommend-register", "exec-package-2", "exec-policy", "exec-package-3"}
+        "exec-train",
+        "exec-evaluate",
+        "exec-register",
+        "exec-package",
+        "exec-keep",
+        "exec-recommend-train",
+        "exec-recommend-evaluate",
+        "exec-recommend-register",
+        "exec-package-2",
+        "exec-policy",
+        "exec-package-3",
+    }
     tolerations = {name: e["tolerations"] for name, e in cluster.items() if "tolerations" in e}
-    assert tolerations == {n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-                           for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train",
-                                     "exec-policy")}
+    assert tolerations == {
+        n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+        for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy")
+    }
 
 
 def test_committed_pipeline_yaml_is_current(tmp_path):
-    assert compile_to(tmp_path / "p.yaml") == load_ir(REPO / "pipelines/training.yaml"), \
+    assert compile_to(tmp_path / "p.yaml") == load_ir(REPO / "pipelines/training.yaml"), (
         "pipelines/training.yaml is stale: run `supplyml pipeline compile`"
+    )
 
 
 def test_bento_requirements_match_the_project_pins():
@@ -76,10 +96,18 @@ def test_bento_requirements_match_the_project_pins():
 
 def test_package_runs_only_when_the_gate_promoted(tmp_path):
     components = compile_to(tmp_path / "p.yaml")["components"]
-    policy = {name: task["triggerPolicy"]["condition"] for c, tasks in components.items()
-              if c.startswith("comp-condition-branches-") for name, task in c and tasks["dag"]["tasks"].items()}
-    branch_of = {task: name.removeprefix("comp-") for name, c in components.items() if name.startswith("comp-condition-")
-                 and "dag" in c for task in c["dag"]["tasks"]}
+    policy = {
+        name: task["triggerPolicy"]["condition"]
+        for c, tasks in components.items()
+        if c.startswith("comp-condition-branches-")
+        for name, task in c and tasks["dag"]["tasks"].items()
+    }
+    branch_of = {
+        task: name.removeprefix("comp-")
+        for name, c in components.items()
+        if name.startswith("comp-condition-") and "dag" in c
+        for task in c["dag"]["tasks"]
+    }
     assert policy[branch_of["package"]] == "inputs.parameter_values['pipelinechannel--register-promoted'] == 'true'"
     assert policy[branch_of["keep"]] == "!(inputs.parameter_values['pipelinechannel--register-promoted'] == 'true')"
     # One Bento holds every champion: the forecaster's promotion builds it (after the other families have
@@ -89,11 +117,14 @@ def test_package_runs_only_when_the_gate_promoted(tmp_path):
     group, nested = tasks[branch_of["package-2"]]
     outer, branches = tasks[group.removeprefix("comp-")]  # the If/Elif pair, inside keep's Else, after keep
     assert outer == f"comp-{branch_of['keep']}" and branches["dependentTasks"] == ["keep"]
-    assert nested["triggerPolicy"]["condition"] == \
-        "inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true'"
+    assert (
+        nested["triggerPolicy"]["condition"]
+        == "inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true'"
+    )
     assert tasks[branch_of["package-3"]][1]["triggerPolicy"]["condition"] == (
         "!(inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true') && "
-        "inputs.parameter_values['pipelinechannel--policy-promoted'] == 'true'")
+        "inputs.parameter_values['pipelinechannel--policy-promoted'] == 'true'"
+    )
     root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
     assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["policy", "recommend-register", "register"]
 
@@ -104,9 +135,11 @@ def branches_of(tasks: dict) -> list[str]:
 
 def test_the_core_library_imports_neither_kubeflow_nor_bentoml():
     # Every module of supplyml/, imported in a fresh interpreter: the CLI (cli/) is the composition root.
-    code = ("import importlib, pkgutil, sys, supplyml\n"
-            "for m in pkgutil.walk_packages(supplyml.__path__, 'supplyml.'): importlib.import_module(m.name)\n"
-            "print(sorted({n.split('.')[0] for n in sys.modules} & {'kfp', 'bentoml', 'pipelines', 'serving', 'components'}))")
+    code = (
+        "import importlib, pkgutil, sys, supplyml\n"
+        "for m in pkgutil.walk_packages(supplyml.__path__, 'supplyml.'): importlib.import_module(m.name)\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'kfp', 'bentoml', 'pipelines', 'serving', 'components'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 

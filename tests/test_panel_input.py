@@ -1,5 +1,6 @@
 """Bring your own data: daily panels in the file's own column names, CSV or Parquet, through the
 adapter, the GX gate and the pipeline's first three steps."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,10 +20,16 @@ from supplyml.validation import (
     validate_raw,
 )
 
-MAPPING = ["data.format=panel", "data.panel_columns.unique_id=item", "data.panel_columns.ds=date",
-           "data.panel_columns.y=units", "data.panel_columns.price=unit_price",
-           "data.panel_columns.promo=on_promo", "data.panel_columns.event=holiday",
-           "data.panel_columns.location=store"]
+MAPPING = [
+    "data.format=panel",
+    "data.panel_columns.unique_id=item",
+    "data.panel_columns.ds=date",
+    "data.panel_columns.y=units",
+    "data.panel_columns.price=unit_price",
+    "data.panel_columns.promo=on_promo",
+    "data.panel_columns.event=holiday",
+    "data.panel_columns.location=store",
+]
 COLUMNS = ["date", "store", "item", "units", "unit_price", "on_promo", "holiday"]
 ONE_DAY_ENOUGH = {"min_selling_days": 1}
 
@@ -33,13 +40,16 @@ def config(*overrides: str, path: str = "shop.csv"):
 
 def shop() -> pd.DataFrame:
     """Two stores; item 007 sells in both, item 12 in S1 only (after a day without sales)."""
-    return pd.DataFrame([
-        ("2021-03-01", "S1", "007", 2, 1.5, 0, 0),
-        ("2021-03-03", "S1", "007", 5, None, 1, 1),  # no price given: the last one (1.5) carries over
-        ("2021-03-02", "S2", "007", 1, 2.0, 0, 0),
-        ("2021-03-02", "S1", "12", 0, 3.0, 0, 0),  # before the first sale: dropped by build_panel
-        ("2021-03-03", "S1", "12", 4, 3.5, 1, 1),
-    ], columns=COLUMNS)
+    return pd.DataFrame(
+        [
+            ("2021-03-01", "S1", "007", 2, 1.5, 0, 0),
+            ("2021-03-03", "S1", "007", 5, None, 1, 1),  # no price given: the last one (1.5) carries over
+            ("2021-03-02", "S2", "007", 1, 2.0, 0, 0),
+            ("2021-03-02", "S1", "12", 0, 3.0, 0, 0),  # before the first sale: dropped by build_panel
+            ("2021-03-03", "S1", "12", 4, 3.5, 1, 1),
+        ],
+        columns=COLUMNS,
+    )
 
 
 def written(frame: pd.DataFrame, path: Path) -> Path:
@@ -50,18 +60,21 @@ def written(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-EXPECTED = pd.DataFrame({
-    "unique_id": ["007@S1"] * 3 + ["007@S2"] * 2 + ["12@S1"],
-    "ds": pd.to_datetime(["2021-03-01", "2021-03-02", "2021-03-03", "2021-03-02", "2021-03-03", "2021-03-03"]),
-    "y": [2.0, 0.0, 5.0, 1.0, 0.0, 4.0],
-    "price": [1.5, 1.5, 1.5, 2.0, 2.0, 3.5],
-    "promo": [0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
-    # Filled days take the day's event when every input row that day agrees: 03-02 none, 03-03 all.
-    "event": [0.0, 0.0, 1.0, 0.0, 1.0, 1.0],
-})
+EXPECTED = pd.DataFrame(
+    {
+        "unique_id": ["007@S1"] * 3 + ["007@S2"] * 2 + ["12@S1"],
+        "ds": pd.to_datetime(["2021-03-01", "2021-03-02", "2021-03-03", "2021-03-02", "2021-03-03", "2021-03-03"]),
+        "y": [2.0, 0.0, 5.0, 1.0, 0.0, 4.0],
+        "price": [1.5, 1.5, 1.5, 2.0, 2.0, 3.5],
+        "promo": [0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+        # Filled days take the day's event when every input row that day agrees: 03-02 none, 03-03 all.
+        "event": [0.0, 0.0, 1.0, 0.0, 1.0, 1.0],
+    }
+)
 
 
 # ---------------------------------------------------------------- the adapter
+
 
 @pytest.mark.parametrize("name", ["shop.csv", "shop.csv.gz", "shop.parquet"])
 def test_mapped_panel_from_csv_and_parquet(tmp_path, name):
@@ -86,8 +99,7 @@ def test_location_makes_one_series_per_sku_and_location():
     assert sorted(daily["unique_id"].unique()) == ["007@S1", "007@S2", "12@S1"]
     # The same item on the same day in another store is not a duplicate: it is another series.
     both = pd.concat([raw, raw.assign(store="S3")], ignore_index=True)
-    assert sorted(to_daily(both, cfg.data)["unique_id"].unique()) == [
-        "007@S1", "007@S2", "007@S3", "12@S1", "12@S3"]
+    assert sorted(to_daily(both, cfg.data)["unique_id"].unique()) == ["007@S1", "007@S2", "007@S3", "12@S1", "12@S3"]
 
 
 def test_panel_named_unique_id_ds_y_needs_no_mapping(tmp_path):
@@ -99,16 +111,21 @@ def test_panel_named_unique_id_ds_y_needs_no_mapping(tmp_path):
     assert panel["unique_id"].tolist() == ["00042"] * 3 + ["7"] * 2
     assert panel["y"].tolist() == [3.0, 0.0, 1.0, 2.5, 0.0]
     assert (panel["price"] == 1.0).all() and (panel["promo"] == 0.0).all() and (panel["event"] == 0.0).all()
-    assert panel.dtypes.astype(str).to_dict() == {"unique_id": "object", "ds": "datetime64[ns]", "y": "float64",
-                                                 "price": "float64", "promo": "float64", "event": "float64"}
+    assert panel.dtypes.astype(str).to_dict() == {
+        "unique_id": "object",
+        "ds": "datetime64[ns]",
+        "y": "float64",
+        "price": "float64",
+        "promo": "float64",
+        "event": "float64",
+    }
 
 
 def test_flags_accept_booleans_and_treat_missing_as_zero(tmp_path):
     path = tmp_path / "panel.csv"
-    path.write_text("unique_id,ds,y,promo,event\n"
-                    "A,2021-01-01,1,true,\n"
-                    "A,2021-01-02,2,,TRUE\n"
-                    "A,2021-01-03 10:30:00,3,false,false\n")  # a time of day counts on its day
+    path.write_text(
+        "unique_id,ds,y,promo,event\nA,2021-01-01,1,true,\nA,2021-01-02,2,,TRUE\nA,2021-01-03 10:30:00,3,false,false\n"
+    )  # a time of day counts on its day
     cfg = config("data.format=panel", path=str(path))
     daily = to_daily(read_table(path, cfg.data), cfg.data)
     assert daily["promo"].tolist() == [1.0, 0.0, 0.0]
@@ -117,8 +134,15 @@ def test_flags_accept_booleans_and_treat_missing_as_zero(tmp_path):
 
 
 def test_zero_demand_rows_keep_their_covariates():
-    raw = pd.DataFrame({"unique_id": "A", "ds": pd.date_range("2021-01-01", periods=4),
-                        "y": [1.0, 0.0, 0.0, 2.0], "price": [2.0, 2.5, None, 3.0], "promo": [0, 1, 0, 0]})
+    raw = pd.DataFrame(
+        {
+            "unique_id": "A",
+            "ds": pd.date_range("2021-01-01", periods=4),
+            "y": [1.0, 0.0, 0.0, 2.0],
+            "price": [2.0, 2.5, None, 3.0],
+            "promo": [0, 1, 0, 0],
+        }
+    )
     cfg = config("data.format=panel")
     panel = build_panel(to_daily(raw, cfg.data), cfg.features.model_copy(update=ONE_DAY_ENOUGH))
     assert panel["price"].tolist() == [2.0, 2.5, 2.5, 3.0]  # the zero day's own price, then carried
@@ -138,12 +162,14 @@ def test_explicitly_mapped_column_must_exist():
     with pytest.raises(DataError, match=r"\['on_promo'\] not found.*data\.panel_columns\.<role>=<column>"):
         to_daily(shop().drop(columns=["on_promo"]), cfg.data)
     # Mapped to the default name counts as not mapped: absent means unused.
-    assert "promo" in to_daily(shop().drop(columns=["on_promo"]),
-                               config(*MAPPING[:5], "data.panel_columns.promo=promo",
-                                      "data.panel_columns.event=holiday").data)
+    assert "promo" in to_daily(
+        shop().drop(columns=["on_promo"]),
+        config(*MAPPING[:5], "data.panel_columns.promo=promo", "data.panel_columns.event=holiday").data,
+    )
 
 
 # ---------------------------------------------------------------- bad input: the GX gate
+
 
 def gate(raw: pd.DataFrame, *overrides: str, **kw) -> ValidationReport:
     return validate_raw(raw, config(*(overrides or MAPPING), path="/shops/shop.csv").data, **kw)
@@ -170,7 +196,8 @@ def test_duplicated_series_day_is_rejected_with_examples():
     assert dup["column"] == "date" and "2 of 6 rows" in dup["details"]
     assert dup["examples"] == [
         {"row": 1, "item": "007", "store": "S1", "date": "2021-03-03", "units": 5},
-        {"row": 5, "item": "007", "store": "S1", "date": "2021-03-03", "units": 7}]
+        {"row": 5, "item": "007", "store": "S1", "date": "2021-03-03", "units": 7},
+    ]
     assert len(report.failures) == 1
     assert "on /shops/shop.csv" in message and "data.panel_columns" in message and "'row': 5" in message
 
@@ -187,9 +214,11 @@ def test_negative_and_missing_demand_are_rejected():
     report = gate(raw)
     rejected(report)
     assert failure(report, "is not negative")["examples"] == [
-        {"row": 2, "item": "007", "store": "S2", "date": "2021-03-02", "units": -3.0}]
+        {"row": 2, "item": "007", "store": "S2", "date": "2021-03-02", "units": -3.0}
+    ]
     assert failure(report, "has a value on every row; 0 for no sales")["examples"] == [
-        {"row": 4, "item": "12", "store": "S1", "date": "2021-03-03"}]
+        {"row": 4, "item": "12", "store": "S1", "date": "2021-03-03"}
+    ]
     assert len(report.failures) == 2
 
 
@@ -235,7 +264,8 @@ def test_missing_ids_are_rejected():
     report = gate(raw)
     rejected(report)
     assert failure(report, "store has a value on every row")["examples"] == [
-        {"row": 2, "item": "007", "store": None, "date": "2021-03-02"}]
+        {"row": 2, "item": "007", "store": None, "date": "2021-03-02"}
+    ]
 
 
 def test_missing_columns_name_the_config_key():
@@ -243,7 +273,8 @@ def test_missing_columns_name_the_config_key():
     message = str(rejected(report))
     assert {(f["column"], f["details"]) for f in report.failures} == {
         ("units", "units (data.panel_columns.y) is in the file: column is missing"),
-        ("holiday", "holiday (data.panel_columns.event) is in the file: column is missing")}
+        ("holiday", "holiday (data.panel_columns.event) is in the file: column is missing"),
+    }
     assert "data.panel_columns.y" in message
     # Default-named optional columns that are absent are simply not checked.
     minimal = pd.DataFrame({"unique_id": ["A"], "ds": ["2021-01-01"], "y": [0]})
@@ -256,14 +287,19 @@ def test_empty_panel_is_rejected():
     assert [f["expectation"] for f in report.failures] == ["expect_table_row_count_to_be_between"]
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda r: pd.concat([r, r.iloc[[0]]]), "'date': 2 of 6 rows repeat a \\(series, day\\) pair"),
-    (lambda r: r.assign(units=r["units"] - 3), "'units': 3 of 5 rows are negative"),
-    (lambda r: r.assign(date=["2021-03-01", "bad", "2021-03-02", "2021-03-02", "2021-03-03"]),
-     "'date': 1 of 5 rows are missing or not a date, e.g. \\[\\{'row': 1, 'item': '007'"),
-    (lambda r: r.assign(on_promo=[0, 1, 0, 5, 0]), "'on_promo': 1 of 5 rows are not 0/1"),
-    (lambda r: r.assign(unit_price=0.0), "'unit_price': 5 of 5 rows are not a positive number"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda r: pd.concat([r, r.iloc[[0]]]), "'date': 2 of 6 rows repeat a \\(series, day\\) pair"),
+        (lambda r: r.assign(units=r["units"] - 3), "'units': 3 of 5 rows are negative"),
+        (
+            lambda r: r.assign(date=["2021-03-01", "bad", "2021-03-02", "2021-03-02", "2021-03-03"]),
+            "'date': 1 of 5 rows are missing or not a date, e.g. \\[\\{'row': 1, 'item': '007'",
+        ),
+        (lambda r: r.assign(on_promo=[0, 1, 0, 5, 0]), "'on_promo': 1 of 5 rows are not 0/1"),
+        (lambda r: r.assign(unit_price=0.0), "'unit_price': 5 of 5 rows are not a positive number"),
+    ],
+)
 def test_adapter_rejects_bad_input_without_the_gate(corrupt, message):
     """Code that calls to_daily directly (a benchmark) gets the same rules as clear errors."""
     with pytest.raises(DataError, match=f"shop.csv: column {message}"):
@@ -272,19 +308,25 @@ def test_adapter_rejects_bad_input_without_the_gate(corrupt, message):
 
 # ---------------------------------------------------------------- the pipeline's first steps
 
+
 def test_steps_ingest_validate_featurize_on_a_file_outside_the_repo(tmp_path):
     from supplyml import steps
 
     path = written(shop(), tmp_path / "shop.parquet")
     # Three days of history are enough for one held-out day, one validation day and one to fit on.
-    tiny = ["features.horizon=1", "features.val_days=1", "features.test_origins=1", "selection.origins=1",
-            "inventory.lead_time=0", "inventory.review_period=1"]
+    tiny = [
+        "features.horizon=1",
+        "features.val_days=1",
+        "features.test_origins=1",
+        "selection.origins=1",
+        "inventory.lead_time=0",
+        "inventory.review_period=1",
+    ]
     cfg = config(*MAPPING, "features.min_selling_days=1", *tiny, path=str(path))
     version = steps.ingest(cfg, str(REPO), str(tmp_path / "raw.parquet"))
     assert version["data_path"] == str(path) and version["dvc_md5"].startswith("untracked:")
     assert steps.validate(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "docs"))["success"]
-    summary = steps.featurize(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "panel.parquet"),
-                              str(tmp_path / "panel_docs"))
+    summary = steps.featurize(cfg, str(tmp_path / "raw.parquet"), str(tmp_path / "panel.parquet"), str(tmp_path / "panel_docs"))
     assert summary["series"] == 3 and summary["rows"] == 6
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "panel.parquet"), EXPECTED)
 

@@ -1,4 +1,5 @@
 """The real pipeline through kfp.local into a real MLflow sqlite store, on a small slice."""
+
 import json
 
 import mlflow
@@ -20,7 +21,7 @@ def client(tmp) -> MlflowClient:
 
 def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
     _, run = stack
-    table = run.output[run.output.index("Evaluation at the held-out origins"):]
+    table = run.output[run.output.index("Evaluation at the held-out origins") :]
     for model in ("supplyml", "seasonal_naive", "croston", "window_average"):
         assert f"\n{model} " in table
     assert "Champion: supplyml-forecaster version 1, supplyml-recommender version 1, " in run.output
@@ -30,8 +31,9 @@ def test_run_prints_the_evaluation_table_and_how_to_serve(stack):
 
 def test_run_shows_a_line_per_step_and_writes_kubeflows_output_to_a_file(stack):
     import re
+
     _, run = stack
-    steps = run.output[run.output.index("Pipeline steps (full log: "):run.output.index("Evaluation at the held-out")]
+    steps = run.output[run.output.index("Pipeline steps (full log: ") : run.output.index("Evaluation at the held-out")]
     log = REPO / re.search(r"full log: (\S+)\)", steps).group(1)
     lines = re.findall(r"^  ([\w-]+) +success +([\d.]+) s$", steps, flags=re.M)
     # ingest .. package, each once (kfp.local runs tasks one at a time), and nothing else but the header.
@@ -63,8 +65,15 @@ def test_training_run_logs_params_metrics_and_a_model_with_signature(stack):
     c = client(tmp)
     version = c.get_model_version_by_alias("supplyml-forecaster", "champion")
     run = c.get_run(version.run_id)
-    assert {"test_wrmsse", "test_mase", "test_wspl", "order_level", "path_correlation",
-            "validation.network.wrmsse", "validation.lightgbm.wspl"} <= set(run.data.metrics)
+    assert {
+        "test_wrmsse",
+        "test_mase",
+        "test_wspl",
+        "order_level",
+        "path_correlation",
+        "validation.network.wrmsse",
+        "validation.lightgbm.wspl",
+    } <= set(run.data.metrics)
     assert run.data.params["model.max_epochs"] == "2"
     # The choice made on validation origins, and its evidence, are on the run.
     evidence = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/selection.json")
@@ -95,8 +104,10 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
     c = client(tmp)
     version = c.get_model_version_by_alias("supplyml-recommender", "champion")
     tags = version.tags
-    assert str(version.version) == "1" and tags["dvc_md5"] == c.get_model_version_by_alias(
-        "supplyml-forecaster", "champion").tags["dvc_md5"]
+    assert (
+        str(version.version) == "1"
+        and tags["dvc_md5"] == c.get_model_version_by_alias("supplyml-forecaster", "champion").tags["dvc_md5"]
+    )
     assert tags["gx_raw"].startswith("passed") and tags["optuna_study"].startswith("supplyml-recommend-")
     recipe = json.loads(tags["recommender"])
     assert recipe["model"] == "blend" and recipe["params"]["epochs"] == 2
@@ -106,8 +117,14 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
     studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")}
     assert tags["optuna_study"] in studies and len(studies) == 2
     report = sorted((tmp / "kfp").glob("*/recommend-evaluate/report"))[-1].read_text()
-    for section in ("all items", "repeat items", "new items", "gate: promote", "customer segments (RFM",
-                    "product demand segments"):
+    for section in (
+        "all items",
+        "repeat items",
+        "new items",
+        "gate: promote",
+        "customer segments (RFM",
+        "product demand segments",
+    ):
         assert section in report
 
 
@@ -182,8 +199,7 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
     sku = meta["skus"][0]
     r = requests.post(f"{server}/forecast", json={"skus": [sku], "horizon": 7, "quantiles": [0.5, 0.9]}, timeout=60)
     assert r.status_code == 200 and r.json()["forecasts"][0]["dates"][0] == "2011-12-10"
-    item = {"sku": sku, "on_hand": 10, "on_order": 0, "lead_time_days": 5, "review_period_days": 7,
-            "service_level": 0.95}
+    item = {"sku": sku, "on_hand": 10, "on_order": 0, "lead_time_days": 5, "review_period_days": 7, "service_level": 0.95}
     d = requests.post(f"{server}/replenish", json={"items": [item]}, timeout=60).json()["decisions"][0]
     assert d["order_quantity"] == max(0.0, d["order_up_to"] - 10)
     assert d["policy"] == meta["default_policy"]  # lead time 5: not what any learned policy was trained for
@@ -202,12 +218,13 @@ def test_the_bento_the_pipeline_built_answers_over_http(server):
 def _cli(*args: str):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def test_a_missing_data_file_is_named_on_the_last_line_before_kubeflow_starts(tmp_path):
     from conftest import stores
+
     assert not (REPO / "missing.csv").exists()
     proc = _cli("pipeline", "run", "--data", "missing.csv", *(a for o in stores(tmp_path) for a in ("--set", o)))
     assert proc.returncode == 1

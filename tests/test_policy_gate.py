@@ -1,5 +1,6 @@
 """The learned policy's gate on a real MLflow store: against the textbook policy and a champion policy,
 replayed on the same reviews' actual demand at two origins, paired per series x origin."""
+
 import json
 
 import mlflow
@@ -18,9 +19,14 @@ L, R, REVIEWS, SERIES, SAMPLES = 3, 7, 2, 40, 200
 
 @pytest.fixture
 def cfg(tmp_path):
-    return load_config(overrides=[f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-                                  f"registry.artifact_location={tmp_path}/mlartifacts", "policy.timesteps=2000",
-                                  "features.horizon=14"])
+    return load_config(
+        overrides=[
+            f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"registry.artifact_location={tmp_path}/mlartifacts",
+            "policy.timesteps=2000",
+            "features.horizon=14",
+        ]
+    )
 
 
 def _reviews(seed: int) -> Reviews:
@@ -32,8 +38,9 @@ def _reviews(seed: int) -> Reviews:
     ahead = np.concatenate([demand, rng.poisson(means[:, None], (SERIES, L + R)).astype(float)], axis=1)
     levels = np.quantile(paths.sum(axis=3), 0.95, axis=2)
     history = rng.poisson(means[:, None], (SERIES, 28)).astype(float)
-    return Reviews([f"S{i}" for i in range(SERIES)], demand, ahead, history, np.linspace(1.0, 4.0, SERIES), paths,
-                   levels, pd.DataFrame())
+    return Reviews(
+        [f"S{i}" for i in range(SERIES)], demand, ahead, history, np.linspace(1.0, 4.0, SERIES), paths, levels, pd.DataFrame()
+    )
 
 
 @pytest.fixture

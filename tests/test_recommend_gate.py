@@ -1,5 +1,6 @@
 """The recommender's gate on a real MLflow store: the challenger and the champion's recipe refitted on the
 same days before the test window, judged on NDCG@10 by hand-computed figures."""
+
 import json
 import math
 
@@ -14,11 +15,25 @@ from supplyml.registry import register
 from supplyml.tracking import log_recommender, setup_tracking
 
 # Day 1: u1 buys a, u2 b; day 2: u1 a and b, u3 b; day 3 (validation): u3 c; day 4 (test): u1 a, u2 c.
-ROWS = [("u1", "a", 1), ("u2", "b", 1), ("u1", "a", 2), ("u1", "b", 2), ("u3", "b", 2), ("u3", "c", 3),
-        ("u1", "a", 4), ("u2", "c", 4)]
-FRAME = pd.DataFrame({"customer_id": [r[0] for r in ROWS], "sku": [r[1] for r in ROWS],
-                      "ds": [pd.Timestamp("2011-01-01") + pd.Timedelta(days=r[2] - 1) for r in ROWS],
-                      "quantity": 1.0, "value": 1.0})
+ROWS = [
+    ("u1", "a", 1),
+    ("u2", "b", 1),
+    ("u1", "a", 2),
+    ("u1", "b", 2),
+    ("u3", "b", 2),
+    ("u3", "c", 3),
+    ("u1", "a", 4),
+    ("u2", "c", 4),
+]
+FRAME = pd.DataFrame(
+    {
+        "customer_id": [r[0] for r in ROWS],
+        "sku": [r[1] for r in ROWS],
+        "ds": [pd.Timestamp("2011-01-01") + pd.Timedelta(days=r[2] - 1) for r in ROWS],
+        "quantity": 1.0,
+        "value": 1.0,
+    }
+)
 # Popularity (distinct buyers of days 1-3): b 3, then a and c 1 each, a first (catalogue order): b a c.
 #   u1 (bought a in the test window): a at rank 2 -> 1/log2(3); u2 (c): rank 3 -> 1/log2(4) = 0.5.
 POPULARITY = (1 / math.log2(3) + 0.5) / 2
@@ -28,10 +43,16 @@ REPEAT = (1 + 0.5) / 2
 
 @pytest.fixture
 def cfg(tmp_path):
-    cfg = load_config(overrides=[f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-                                 f"registry.artifact_location={tmp_path}/art", "recommend.test_days=1",
-                                 "recommend.val_days=1", "recommend.report_peers=[popularity]",
-                                 "features.test_origins=1"])
+    cfg = load_config(
+        overrides=[
+            f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"registry.artifact_location={tmp_path}/art",
+            "recommend.test_days=1",
+            "recommend.val_days=1",
+            "recommend.report_peers=[popularity]",
+            "features.test_origins=1",
+        ]
+    )
     setup_tracking(cfg)
     return cfg
 
@@ -76,10 +97,13 @@ def test_two_customers_are_not_evidence_enough_to_replace_the_champion(cfg):
 # (4) repeats their own SKU. Personal frequency ranks it first (NDCG 1 for each); popularity ranks p
 # first, then the thirty own SKUs (one buyer each) in catalogue order, so most fall outside the top 10.
 MANY = pd.DataFrame(
-    [(f"u{i:02d}", f"s{i:02d}", d) for i in range(30) for d in (1, 2)] + [(f"u{i:02d}", "p", 1) for i in range(30)]
-    + [("u00", "s00", 3)] + [(f"u{i:02d}", f"s{i:02d}", 4) for i in range(30)], columns=["customer_id", "sku", "day"])
-MANY = MANY.assign(ds=pd.Timestamp("2011-01-01") + pd.to_timedelta(MANY.pop("day") - 1, unit="D"), quantity=1.0,
-                   value=1.0)
+    [(f"u{i:02d}", f"s{i:02d}", d) for i in range(30) for d in (1, 2)]
+    + [(f"u{i:02d}", "p", 1) for i in range(30)]
+    + [("u00", "s00", 3)]
+    + [(f"u{i:02d}", f"s{i:02d}", 4) for i in range(30)],
+    columns=["customer_id", "sku", "day"],
+)
+MANY = MANY.assign(ds=pd.Timestamp("2011-01-01") + pd.to_timedelta(MANY.pop("day") - 1, unit="D"), quantity=1.0, value=1.0)
 
 
 def _judged_many(cfg, challenger):
@@ -123,13 +147,26 @@ def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_pa
         with mlflow.start_run():
             uri = log_recommender(Popularity().fit(FRAME, ["a", "b", "c"]), cfg)
         register(uri, name, {lifecycle.RECIPE_TAG: json.dumps(recipe), "metrics": json.dumps({"ndcg@10/all": n / 10})})
-        registry.move_champion(name, str(n), expected=None if n == 1 else "1", action="promote", by="test",
-                               why="passed the gate", figures=None, lock=tmp_path / "lock")
+        registry.move_champion(
+            name,
+            str(n),
+            expected=None if n == 1 else "1",
+            action="promote",
+            by="test",
+            why="passed the gate",
+            figures=None,
+            lock=tmp_path / "lock",
+        )
     sets = ["--set", f"registry.tracking_uri={cfg.registry.tracking_uri}", "--set", f"workdir={tmp_path}"]
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "cli", "model", *args, "--family", "recommend", *sets], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "model", *args, "--family", "recommend", *sets],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     listed = cli("list")
     assert listed.returncode == 0, listed.stderr

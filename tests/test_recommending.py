@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------- metrics, by hand
 
+
 def test_metrics_on_two_customers_by_hand():
     # A bought x, y before; in the window x (repeat) and z (new). Its list: z q x -> hits at ranks 1 and 3.
     #   recall = 2/2 = 1; DCG = 1/log2(2) + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) = 1.6309 -> NDCG 0.9197
@@ -74,6 +75,7 @@ def test_ndcg_ideal_is_over_min_k_and_relevant():
 
 # ---------------------------------------------------------------- EASE^R
 
+
 def test_ease_matches_its_closed_form_and_per_item_ridge():
     X = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=float)
     l2 = 1.0
@@ -90,8 +92,20 @@ def test_ease_matches_its_closed_form_and_per_item_ridge():
 
 
 def test_ease_peer_scores_are_profile_times_weights(tmp_path):
-    frame = _frame([("u1", "a", 1), ("u1", "b", 2), ("u2", "b", 1), ("u2", "c", 3), ("u3", "a", 2),
-                    ("u3", "c", 2), ("u4", "a", 3), ("u4", "b", 3), ("u4", "c", 3), ("u4", "a", 5)])
+    frame = _frame(
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 2),
+            ("u2", "b", 1),
+            ("u2", "c", 3),
+            ("u3", "a", 2),
+            ("u3", "c", 2),
+            ("u4", "a", 3),
+            ("u4", "b", 3),
+            ("u4", "c", 3),
+            ("u4", "a", 5),
+        ]
+    )
     model = EASE(l2=1.0).fit(frame, ["a", "b", "c"])
     X = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=float)  # repeat days count once
     np.testing.assert_allclose(model.score(["u1", "u2", "u3", "u4"]), X @ ease_weights(X, 1.0), rtol=1e-5, atol=1e-6)
@@ -101,25 +115,29 @@ def test_ease_peer_scores_are_profile_times_weights(tmp_path):
 
 # ---------------------------------------------------------------- data
 
+
 def _raw(rows):
-    return pd.DataFrame(rows, columns=["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
-                                       "UnitPrice", "CustomerID", "Country"])
+    return pd.DataFrame(
+        rows, columns=["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+    )
 
 
 def test_cancellations_and_non_products_are_handled_as_on_the_demand_side():
     cfg = DataConfig(non_product_codes=["POST", "M"], non_product_prefixes=["gift_0001"])
-    raw = _raw([
-        ("536365", "85123a ", "HEART", 10, "2011-01-03 08:26", 2.5, 17850.0, "UK"),
-        ("C536366", "85123A", "HEART", -4, "2011-01-03 09:00", 2.5, 17850.0, "UK"),   # offsets 4 of the 10
-        ("C536367", "85123A", "HEART", -3, "2011-01-03 10:00", 2.5, 13047.0, "UK"),   # another customer's: no effect
-        ("536368", "22633", "HAND WARMER", 6, "2011-01-03 10:00", 1.0, 13047.0, "UK"),
-        ("C536369", "22633", "HAND WARMER", -6, "2011-01-03 11:00", 1.0, 13047.0, "UK"),  # all cancelled
-        ("536370", "22633", "HAND WARMER", 2, "2011-01-04 10:00", 1.0, 13047.0, "UK"),  # a later day stays
-        ("536371", "POST", "POSTAGE", 1, "2011-01-03 10:00", 18.0, 13047.0, "UK"),
-        ("536372", "gift_0001_20", "VOUCHER", 1, "2011-01-03 10:00", 20.0, 13047.0, "UK"),
-        ("536373", "21730", "LANTERN", 6, "2011-01-03 10:00", 0.0, 13047.0, "UK"),    # price 0: an adjustment
-        ("536374", "21730", "LANTERN", 6, "2011-01-03 10:00", 4.0, None, "UK"),       # no customer: no feedback
-    ])
+    raw = _raw(
+        [
+            ("536365", "85123a ", "HEART", 10, "2011-01-03 08:26", 2.5, 17850.0, "UK"),
+            ("C536366", "85123A", "HEART", -4, "2011-01-03 09:00", 2.5, 17850.0, "UK"),  # offsets 4 of the 10
+            ("C536367", "85123A", "HEART", -3, "2011-01-03 10:00", 2.5, 13047.0, "UK"),  # another customer's: no effect
+            ("536368", "22633", "HAND WARMER", 6, "2011-01-03 10:00", 1.0, 13047.0, "UK"),
+            ("C536369", "22633", "HAND WARMER", -6, "2011-01-03 11:00", 1.0, 13047.0, "UK"),  # all cancelled
+            ("536370", "22633", "HAND WARMER", 2, "2011-01-04 10:00", 1.0, 13047.0, "UK"),  # a later day stays
+            ("536371", "POST", "POSTAGE", 1, "2011-01-03 10:00", 18.0, 13047.0, "UK"),
+            ("536372", "gift_0001_20", "VOUCHER", 1, "2011-01-03 10:00", 20.0, 13047.0, "UK"),
+            ("536373", "21730", "LANTERN", 6, "2011-01-03 10:00", 0.0, 13047.0, "UK"),  # price 0: an adjustment
+            ("536374", "21730", "LANTERN", 6, "2011-01-03 10:00", 4.0, None, "UK"),  # no customer: no feedback
+        ]
+    )
     frame = interactions(purchase_lines(raw, cfg))
     got = {(r.customer_id, r.sku, str(r.ds.date())): (r.quantity, r.value) for r in frame.itertuples()}
     assert got == {("17850", "85123A", "2011-01-03"): (6.0, 15.0), ("13047", "22633", "2011-01-04"): (2.0, 2.0)}
@@ -147,15 +165,33 @@ def test_temporal_split_on_the_online_retail_file():
 
 # ---------------------------------------------------------------- peers
 
+
 def _frame(rows, start="2011-01-01"):
     """(customer, sku, day number) -> interactions; day 1 is `start`."""
-    return pd.DataFrame({"customer_id": [r[0] for r in rows], "sku": [r[1] for r in rows],
-                         "ds": [pd.Timestamp(start) + pd.Timedelta(days=r[2] - 1) for r in rows],
-                         "quantity": 1.0, "value": 1.0})
+    return pd.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "sku": [r[1] for r in rows],
+            "ds": [pd.Timestamp(start) + pd.Timedelta(days=r[2] - 1) for r in rows],
+            "quantity": 1.0,
+            "value": 1.0,
+        }
+    )
 
 
-TINY = _frame([("u1", "a", 30), ("u2", "a", 29), ("u3", "b", 28),  # the last 7 days (25..31)
-               ("u1", "c", 1), ("u2", "c", 2), ("u3", "c", 3), ("u1", "d", 1), ("u1", "d", 5), ("u3", "e", 31)])
+TINY = _frame(
+    [
+        ("u1", "a", 30),
+        ("u2", "a", 29),
+        ("u3", "b", 28),  # the last 7 days (25..31)
+        ("u1", "c", 1),
+        ("u2", "c", 2),
+        ("u3", "c", 3),
+        ("u1", "d", 1),
+        ("u1", "d", 5),
+        ("u3", "e", 31),
+    ]
+)
 ITEMS = ["a", "b", "c", "d"]  # e is outside the catalogue: ignored
 
 
@@ -199,6 +235,7 @@ def test_als_is_reproducible_from_its_seed_and_survives_save_load(tmp_path):
 
 # ---------------------------------------------------------------- the bench, end to end on a small file
 
+
 def _shop(path: Path, seed: int = 0) -> None:
     """Order lines of 40 customers over 150 days; each favours a few of 25 SKUs and re-buys them."""
     rng = np.random.default_rng(seed)
@@ -209,22 +246,43 @@ def _shop(path: Path, seed: int = 0) -> None:
         for day in rng.choice(len(days), size=12, replace=False):
             invoice += 1
             for sku in rng.choice(favourites, size=2, replace=False):
-                rows.append((str(invoice), f"SKU{sku:02d}", f"item {sku}", int(rng.integers(1, 12)),
-                             f"{days[day].date()} 10:00", 1.5, 20000.0 + c, "UK"))
+                rows.append(
+                    (
+                        str(invoice),
+                        f"SKU{sku:02d}",
+                        f"item {sku}",
+                        int(rng.integers(1, 12)),
+                        f"{days[day].date()} 10:00",
+                        1.5,
+                        20000.0 + c,
+                        "UK",
+                    )
+                )
     _raw(rows).to_csv(path, index=False)
 
 
 def test_bench_writes_table_results_and_rankings(tmp_path):
     _shop(tmp_path / "lines.csv")
-    cfg = Config.model_validate({
-        "data": {"path": str(tmp_path / "lines.csv")},
-        "registry": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "artifact_location": str(tmp_path / "art")},
-        "tune": {"storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2, "max_epochs": 1},
-        "recommend": {"test_days": 21, "val_days": 21, "k": 10, "seeds": [0, 1],
-                      "params": {"architecture": "bpr", "dim": 8, "epochs": 2, "batch_size": 64, "accelerator": "cpu"},
-                      "search_space": {"dim": [4, 16]},
-                      "grid": {"ease": {"l2": [1.0, 10.0]}, "als": {"factors": [4], "iterations": [3]},
-                               "bpr": {"factors": [4], "iterations": [5]}}}})
+    cfg = Config.model_validate(
+        {
+            "data": {"path": str(tmp_path / "lines.csv")},
+            "registry": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "artifact_location": str(tmp_path / "art")},
+            "tune": {"storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2, "max_epochs": 1},
+            "recommend": {
+                "test_days": 21,
+                "val_days": 21,
+                "k": 10,
+                "seeds": [0, 1],
+                "params": {"architecture": "bpr", "dim": 8, "epochs": 2, "batch_size": 64, "accelerator": "cpu"},
+                "search_space": {"dim": [4, 16]},
+                "grid": {
+                    "ease": {"l2": [1.0, 10.0]},
+                    "als": {"factors": [4], "iterations": [3]},
+                    "bpr": {"factors": [4], "iterations": [5]},
+                },
+            },
+        }
+    )
     result = run_bench(cfg, tmp_path / "out")
     table = result["table"]
     assert list(table.index) == [*cfg.recommend.models, "blend with segments", "blend without recency"]
@@ -245,9 +303,14 @@ def test_bench_writes_table_results_and_rankings(tmp_path):
 
 def test_item_and_customer_tables_read_as_of_a_day():
     from supplyml.recommending.interactions import customer_table, item_table
-    raw = _raw([("1", "A", "OLD NAME", 1, "2011-01-01 10:00", 1.0, "17850", "UK"),
-                ("2", "A", "NEW NAME", 1, "2011-02-01 10:00", 3.0, "17850.0", "France"),
-                ("3", "A", "NEW NAME", 1, "2011-02-02 10:00", 2.0, 12.0, "Spain")])
+
+    raw = _raw(
+        [
+            ("1", "A", "OLD NAME", 1, "2011-01-01 10:00", 1.0, "17850", "UK"),
+            ("2", "A", "NEW NAME", 1, "2011-02-01 10:00", 3.0, "17850.0", "France"),
+            ("3", "A", "NEW NAME", 1, "2011-02-02 10:00", 2.0, 12.0, "Spain"),
+        ]
+    )
     lines = purchase_lines(raw, DataConfig())
     assert sorted(lines["customer_id"].unique()) == ["12", "17850"]  # 17850.0 and "17850" are one customer
     items = item_table(lines).set_index("sku")
@@ -258,13 +321,18 @@ def test_item_and_customer_tables_read_as_of_a_day():
 
 def test_a_model_name_is_registered_once():
     from supplyml.recommending.base import Recommender
+
     with pytest.raises(TypeError, match="taken"):
         type("OtherEASE", (Recommender,), {"name": "ease", "_fit": lambda s, X, f: None, "_score": lambda s, r: r})
 
 
 def _purchases(rows):
-    return pd.DataFrame([{"customer_id": c, "sku": s, "ds": pd.Timestamp("2011-01-01") + pd.Timedelta(days=d),
-                          "quantity": 1.0, "value": 1.0} for c, s, d in rows])
+    return pd.DataFrame(
+        [
+            {"customer_id": c, "sku": s, "ds": pd.Timestamp("2011-01-01") + pd.Timedelta(days=d), "quantity": 1.0, "value": 1.0}
+            for c, s, d in rows
+        ]
+    )
 
 
 @pytest.mark.parametrize("architecture", ["bpr", "sequence"])
@@ -273,11 +341,11 @@ def test_the_network_learns_who_buys_what_and_survives_save_and_load(tmp_path, a
     from supplyml.recommending.networks import Network
 
     # Two tastes: customers c0..c9 buy A then B, customers d0..d9 buy X then Y.
-    rows = [(f"{g}{i}", sku, day) for i in range(10) for g, skus in (("c", "AB"), ("d", "XY"))
-            for day, sku in enumerate(skus)]
+    rows = [(f"{g}{i}", sku, day) for i in range(10) for g, skus in (("c", "AB"), ("d", "XY")) for day, sku in enumerate(skus)]
     items = ["A", "B", "X", "Y"]
-    model = Network(architecture=architecture, dim=8, lr=0.05, epochs=60, batch_size=8, max_len=4, seed=0,
-                    accelerator="cpu").fit(_purchases(rows), items)
+    model = Network(architecture=architecture, dim=8, lr=0.05, epochs=60, batch_size=8, max_len=4, seed=0, accelerator="cpu").fit(
+        _purchases(rows), items
+    )
     scores = model.score(["c0", "d0"])
     assert scores[0, :2].min() > scores[0, 2:].max() and scores[1, 2:].min() > scores[1, :2].max()
     model.save(tmp_path / "m")
@@ -290,8 +358,9 @@ def test_the_blend_puts_the_most_bought_items_first_then_the_network():
     # c0 bought A on three days, B on two, C once; with 2 repeat slots, A and B lead, C is only as good as its score.
     rows = [("c0", "A", d) for d in range(3)] + [("c0", "B", d) for d in range(2)] + [("c0", "C", 5)]
     rows += [(f"o{i}", s, i) for i in range(6) for s in "DE"]
-    model = Blend(architecture="bpr", dim=4, lr=0.05, epochs=5, batch_size=8, seed=0, repeat_slots=2,
-                  accelerator="cpu").fit(_purchases(rows), list("ABCDE"))
+    model = Blend(architecture="bpr", dim=4, lr=0.05, epochs=5, batch_size=8, seed=0, repeat_slots=2, accelerator="cpu").fit(
+        _purchases(rows), list("ABCDE")
+    )
     (ranked,) = model.recommend(["c0"], k=5)
     assert [s for s, _ in ranked[:2]] == ["A", "B"] and ranked[1][1] >= 2.0 > ranked[2][1]
 
@@ -304,8 +373,9 @@ def test_the_blend_without_repeat_places_is_the_networks_ranking():
     blend = Blend(**args, repeat_slots=0).fit(_purchases(rows), list("ABCD"))
     network = Network(**args).fit(_purchases(rows), list("ABCD"))
     customers = [f"c{i}" for i in range(6)]
-    assert [[s for s, _ in r] for r in blend.recommend(customers, 4)] == \
-        [[s for s, _ in r] for r in network.recommend(customers, 4)]
+    assert [[s for s, _ in r] for r in blend.recommend(customers, 4)] == [
+        [s for s, _ in r] for r in network.recommend(customers, 4)
+    ]
 
 
 def test_recency_weighting_puts_a_recent_habit_above_an_older_more_frequent_one():
@@ -314,10 +384,10 @@ def test_recency_weighting_puts_a_recent_habit_above_an_older_more_frequent_one(
     # c0 bought A on days 0-2 and B on days 98-99. Unweighted A leads (3 days to 2); with a 10-day
     # half-life A weighs 0.5^9.9 + 0.5^9.8 + 0.5^9.7 ~ 0.004 and B 0.5^0.1 + 1 ~ 1.93.
     rows = [("c0", "A", d) for d in range(3)] + [("c0", "B", d) for d in (98, 99)] + [("o1", "C", 99)]
-    args = {"architecture": "bpr", "dim": 4, "epochs": 1, "batch_size": 8, "seed": 0, "accelerator": "cpu",
-            "repeat_slots": 2}
-    first = {hl: Blend(**args, half_life_days=hl).fit(_purchases(rows), list("ABC")).recommend(["c0"], 2)[0][0][0]
-             for hl in (0, 10)}
+    args = {"architecture": "bpr", "dim": 4, "epochs": 1, "batch_size": 8, "seed": 0, "accelerator": "cpu", "repeat_slots": 2}
+    first = {
+        hl: Blend(**args, half_life_days=hl).fit(_purchases(rows), list("ABC")).recommend(["c0"], 2)[0][0][0] for hl in (0, 10)
+    }
     assert first == {0: "A", 10: "B"}
 
 
@@ -328,11 +398,21 @@ def test_segment_popularity_ranks_what_a_customers_own_segment_buys(tmp_path):
     # Globally H and L tie (6 buyers each); within each RFM segment its own item leads.
     rows = [(f"h{i}", "H", d) for i in range(6) for d in range(10, 20)] + [(f"l{i}", "L", 5) for i in range(6)]
     rows += [(c, "G", 20) for c in [*(f"h{i}" for i in range(6)), *(f"l{i}" for i in range(6))]]
-    args = {"architecture": "bpr", "dim": 4, "epochs": 1, "batch_size": 8, "seed": 0, "accelerator": "cpu",
-            "repeat_slots": 0, "popularity_weight": 100.0}
+    args = {
+        "architecture": "bpr",
+        "dim": 4,
+        "epochs": 1,
+        "batch_size": 8,
+        "seed": 0,
+        "accelerator": "cpu",
+        "repeat_slots": 0,
+        "popularity_weight": 100.0,
+    }
     model = Blend(**args, segment_weight=1.0).fit(_purchases(rows), list("GHLX"))
-    assert len(set(model.segment_of)) == 2 and model.segment_of[model._customer_index["h0"]] != \
-        model.segment_of[model._customer_index["l0"]]
+    assert (
+        len(set(model.segment_of)) == 2
+        and model.segment_of[model._customer_index["h0"]] != model.segment_of[model._customer_index["l0"]]
+    )
     for customer, own, other in (("h0", "H", "L"), ("l3", "L", "H")):
         ranked = [s for s, _ in model.recommend([customer], 4)[0]]
         assert ranked.index(own) < ranked.index(other), (customer, ranked)

@@ -1,4 +1,5 @@
 """The promotion rule (MLflow MetricThresholds) and champion moves in a real MLflow sqlite registry."""
+
 import json
 import multiprocessing
 from pathlib import Path
@@ -54,17 +55,27 @@ def _comparison(metric: str, shift: float, greater_is_better: bool = False, n: i
     """40 series at 2 origins: the challenger's figure is the champion's + shift (+ small noise)."""
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 1.5, 2 * n)
-    frame = pd.DataFrame({"block": [f"S{i}" for i in range(n)] * 2, "origin": [0] * n + [1] * n, "champion": base,
-                          "challenger": base + shift + rng.normal(0, 0.01, 2 * n), "weight": 1 / n})
+    frame = pd.DataFrame(
+        {
+            "block": [f"S{i}" for i in range(n)] * 2,
+            "origin": [0] * n + [1] * n,
+            "champion": base,
+            "challenger": base + shift + rng.normal(0, 0.01, 2 * n),
+            "weight": 1 / n,
+        }
+    )
     return compare(metric, frame, greater_is_better=greater_is_better, pooled="mean")
 
 
-@pytest.mark.parametrize("primary, guard, promote, rule", [
-    (-0.05, 0.0, True, None),  # significantly lower WRMSSE, the cost guard flat
-    (0.0, 0.0, False, "no significant difference in wrmsse"),  # a tie keeps the champion
-    (0.05, 0.0, False, "wrmsse significantly worse"),
-    (-0.05, 0.05, False, "guard total_cost significantly worse"),
-])
+@pytest.mark.parametrize(
+    "primary, guard, promote, rule",
+    [
+        (-0.05, 0.0, True, None),  # significantly lower WRMSSE, the cost guard flat
+        (0.0, 0.0, False, "no significant difference in wrmsse"),  # a tie keeps the champion
+        (0.05, 0.0, False, "wrmsse significantly worse"),
+        (-0.05, 0.05, False, "guard total_cost significantly worse"),
+    ],
+)
 def test_challenger_against_champion_on_paired_evidence(primary, guard, promote, rule):
     comparisons = [_comparison("wrmsse", primary), _comparison("total_cost", guard)]
     v = decide(figures(), CHAMP, GateConfig(alpha=0.05), champion_version="4", comparisons=comparisons)
@@ -106,7 +117,9 @@ def test_moves_are_compare_and_set_and_leave_an_audit_trail(store, tmp_path):
     assert str(store.get_model_version_by_alias("m", PREVIOUS).version) == "1"
     trail = audit_trail("m", store)
     assert [(r["n"], r["action"], r["by"], r["from"], r["to"], r["why"]) for r in trail] == [
-        (1, "promote", "pipeline", None, "1", "first"), (2, "force", "alice", "1", "2", "hotfix")]
+        (1, "promote", "pipeline", None, "1", "first"),
+        (2, "force", "alice", "1", "2", "hotfix"),
+    ]
     assert trail[0]["figures"] == {"a": 1} and trail[1]["at"].endswith("+00:00")
 
 
@@ -124,7 +137,6 @@ def test_rollback_walks_the_trail_back_repeatedly(store, tmp_path):
     with pytest.raises(RegistryError, match="first champion"):
         rollback("m", by="carol", why="again", lock=lock)
     assert [r["action"] for r in audit_trail("m", store)] == ["promote"] * 3 + ["rollback"] * 2
-
 
 
 def test_a_retired_champion_leaves_no_champion_and_stays_previous(store, tmp_path):
@@ -148,8 +160,7 @@ def _race(uri: str, version: str, lock: str, start, out) -> None:
     mlflow.set_tracking_uri(uri)
     start.wait()
     try:
-        move_champion("m", version, expected="1", action="promote", by=f"p{version}", why="race", figures=None,
-                      lock=Path(lock))
+        move_champion("m", version, expected="1", action="promote", by=f"p{version}", why="race", figures=None, lock=Path(lock))
         out.put((version, "won"))
     except RegistryError as e:
         out.put((version, str(e)))

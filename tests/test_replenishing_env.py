@@ -1,4 +1,5 @@
 """The learned policies' environment: the same dynamics as the backtest's simulation, on a hand trace."""
+
 import numpy as np
 import pytest
 
@@ -31,7 +32,7 @@ class Trace:
         return np.ones(self.n)
 
     def draw(self, review, rng):
-        return self.demand[:, 2 * review:2 * review + 2]
+        return self.demand[:, 2 * review : 2 * review + 2]
 
     def initial(self, rng):
         return LEVELS[:, 0]
@@ -58,14 +59,14 @@ def test_the_environment_replays_the_simulations_hand_trace():
     # Cycle costs: A 0.1 * (3 + 2) = 0.5, then 0.1 * (0 + 1) + 5 * 2 = 10.1, then 0.1 * (0 + 4) + 5 * 4 = 20.4;
     # B 0.02 * 1 + 1 * 1 = 1.02, then 0.02 * 2 + 1 = 1.04, then 0.02 * 1 = 0.02.
     np.testing.assert_allclose(np.column_stack(costs), [[0.5, 10.1, 20.4], [1.02, 1.04, 0.02]])
-    sim = simulate(DEMAND, np.repeat(LEVELS, 2, axis=1), lead_time=1, review_period=2, price=PRICE,
-                   holding_cost=0.01, lost_sales_cost=0.5)
+    sim = simulate(
+        DEMAND, np.repeat(LEVELS, 2, axis=1), lead_time=1, review_period=2, price=PRICE, holding_cost=0.01, lost_sales_cost=0.5
+    )
     np.testing.assert_allclose(np.sum(costs, axis=0), sim.per_series()["total_cost"])
 
 
 def test_episodes_end_together_and_reset_on_the_next_step():
-    env = ReplenishmentEnv(Trace(DEMAND, horizon=2), lead_time=1, review_period=2, holding=0.01, penalty=0.5,
-                           n_actions=10)
+    env = ReplenishmentEnv(Trace(DEMAND, horizon=2), lead_time=1, review_period=2, holding=0.01, penalty=0.5, n_actions=10)
     env.reset(seed=0)
     assert not env.step(np.zeros(2))[3].any()
     obs, reward, terminated, truncated, _ = env.step(np.zeros(2))
@@ -74,8 +75,9 @@ def test_episodes_end_together_and_reset_on_the_next_step():
     np.testing.assert_array_equal(obs[:, 0], LEVELS[:, 0])
     np.testing.assert_array_equal(reward, 0.0)
 
-    sb3 = StableBaselinesEnv(ReplenishmentEnv(Trace(DEMAND, horizon=1), lead_time=1, review_period=2, holding=0.01,
-                                              penalty=0.5, n_actions=10))
+    sb3 = StableBaselinesEnv(
+        ReplenishmentEnv(Trace(DEMAND, horizon=1), lead_time=1, review_period=2, holding=0.01, penalty=0.5, n_actions=10)
+    )
     sb3.reset()
     sb3.step_async(np.zeros(2, dtype=int))
     obs, reward, done, infos = sb3.step_wait()
@@ -95,8 +97,7 @@ def test_path_features_and_the_series_scale():
     # One series, two paths over L + R = 4 days (R = 2): totals 4 and 12.
     paths = np.array([[[1, 1, 1, 1], [3, 3, 3, 3]]], dtype=float)
     features, scale = path_features(paths, review_period=2)
-    np.testing.assert_allclose(features, [[np.quantile([4, 12], 0.5), np.quantile([4, 12], 0.8),
-                                           np.quantile([4, 12], 0.95)]])
+    np.testing.assert_allclose(features, [[np.quantile([4, 12], 0.5), np.quantile([4, 12], 0.8), np.quantile([4, 12], 0.95)]])
     np.testing.assert_allclose(scale, [8 * 2 / 4])  # mean total 8 over 4 days: 4 per review period
     demand = PathDemand(paths[:, None], review_period=2, price=np.array([1.0]), initial=np.array([5.0]))
     env = ReplenishmentEnv(demand, lead_time=2, review_period=2, holding=0.1, penalty=1.0, n_actions=31)

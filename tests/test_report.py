@@ -19,8 +19,10 @@ DAY0 = pd.Timestamp("2024-01-01")
 
 
 def panel(values: dict[str, list[float]], start: pd.Timestamp = DAY0) -> pd.DataFrame:
-    return pd.concat([pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=len(ys)), "y": ys})
-                      for uid, ys in values.items()], ignore_index=True)
+    return pd.concat(
+        [pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=len(ys)), "y": ys}) for uid, ys in values.items()],
+        ignore_index=True,
+    )
 
 
 def forecast_from(actuals: pd.DataFrame, shift: dict[str, float] | None = None, spread: float = 1.0) -> pd.DataFrame:
@@ -34,20 +36,27 @@ def forecast_from(actuals: pd.DataFrame, shift: dict[str, float] | None = None, 
 
 # --- segments ---------------------------------------------------------------------------------
 
+
 def test_segments_by_hand():
     # Window 8 days. Ten earlier days are outside the window and must not count ("slow" sold 100/day then).
     early = [100.0] * 10
     series = {
-        "fast": early + [10.0] * 8,                       # ADI 8/8 = 1, mean 10
-        "slow": early + [2.0] * 8,                        # ADI 1, mean 2
-        "mid": early + [5.0] * 8,                         # ADI 1, mean 5 = median of (10, 2, 5) -> fast
-        "every3": early + [0, 0, 6, 0, 0, 6, 0, 0.0],     # ADI 8/2 = 4 -> intermittent
-        "six_of_8": early + [9, 9, 9, 0, 9, 9, 9, 0.0],   # ADI 8/6 = 1.333 > 1.32 -> intermittent
-        "none": early + [0.0] * 8,                        # no demand: ADI infinite -> intermittent
+        "fast": early + [10.0] * 8,  # ADI 8/8 = 1, mean 10
+        "slow": early + [2.0] * 8,  # ADI 1, mean 2
+        "mid": early + [5.0] * 8,  # ADI 1, mean 5 = median of (10, 2, 5) -> fast
+        "every3": early + [0, 0, 6, 0, 0, 6, 0, 0.0],  # ADI 8/2 = 4 -> intermittent
+        "six_of_8": early + [9, 9, 9, 0, 9, 9, 9, 0.0],  # ADI 8/6 = 1.333 > 1.32 -> intermittent
+        "none": early + [0.0] * 8,  # no demand: ADI infinite -> intermittent
     }
     got = segments(panel(series), window=8)
-    assert got.to_dict() == {"every3": "intermittent", "fast": "fast", "mid": "fast", "none": "intermittent",
-                             "six_of_8": "intermittent", "slow": "slow"}
+    assert got.to_dict() == {
+        "every3": "intermittent",
+        "fast": "fast",
+        "mid": "fast",
+        "none": "intermittent",
+        "six_of_8": "intermittent",
+        "slow": "slow",
+    }
 
 
 def test_segments_seven_of_eight_is_not_intermittent():
@@ -64,9 +73,11 @@ def test_segments_rejects_bad_window():
 # --- error_by_segment ---------------------------------------------------------------------------
 
 # 14 training days, 7 forecast days (days 15..21).
-HIST = {"fast": [10.0, 12] * 7,                # squared naive scale 4
-        "slow": [1.0, 2] * 7,                  # squared naive scale 1
-        "lumpy": [0, 0, 3.0] * 4 + [0, 0]}     # squared diffs 0,9,9 repeating: 8 nines over 13 -> 72/13
+HIST = {
+    "fast": [10.0, 12] * 7,  # squared naive scale 4
+    "slow": [1.0, 2] * 7,  # squared naive scale 1
+    "lumpy": [0, 0, 3.0] * 4 + [0, 0],
+}  # squared diffs 0,9,9 repeating: 8 nines over 13 -> 72/13
 TEST = {"fast": [11.0] * 7, "slow": [1.0] * 7, "lumpy": [0, 0, 3.0, 0, 0, 3, 0]}
 TEST_START = DAY0 + pd.Timedelta(days=14)
 
@@ -88,8 +99,7 @@ def test_error_by_segment_by_hand():
 
 def test_error_by_segment_matches_evaluate_forecasts_on_the_subset():
     rng = np.random.default_rng(3)
-    hist = {f"s{i}": rng.poisson(lam, 40).astype(float).tolist()
-            for i, lam in enumerate([20, 15, 9, 3, 2, 0.3, 0.2, 0.4])}
+    hist = {f"s{i}": rng.poisson(lam, 40).astype(float).tolist() for i, lam in enumerate([20, 15, 9, 3, 2, 0.3, 0.2, 0.4])}
     test = {k: rng.poisson(max(np.mean(v), 0.5), 7).astype(float).tolist() for k, v in hist.items()}
     history, actuals = panel(hist), panel(test, DAY0 + pd.Timedelta(days=40))
     fc = forecast_from(actuals, {k: rng.normal(0, 2) for k in hist}, spread=2)
@@ -134,6 +144,7 @@ def test_error_by_segment_raises_on_missing_forecast_rows():
 
 # --- render ----------------------------------------------------------------------------------------
 
+
 class Tables(HTMLParser):
     """Collects each table (by css class) as {row label: [(cell class, text), ...]}."""
 
@@ -177,40 +188,74 @@ def inputs():
     rng = np.random.default_rng(0)
     ids = [f"sku{i:02d}" for i in range(12)]
     hist = panel({k: rng.poisson(1 + 2 * i, 90).astype(float).tolist() for i, k in enumerate(ids)})
-    act = panel({k: rng.poisson(1 + 2 * i, 14).astype(float).tolist() for i, k in enumerate(ids)},
-                DAY0 + pd.Timedelta(days=90))
+    act = panel({k: rng.poisson(1 + 2 * i, 14).astype(float).tolist() for i, k in enumerate(ids)}, DAY0 + pd.Timedelta(days=90))
     metrics = pd.DataFrame(
-        {"wrmsse": [0.8, 0.9, 1.1], "mase": [0.7, 0.75, 0.6], "wspl": [0.5, 0.6, 0.7],
-         "coverage_50": [0.40, 0.55, 0.70], "coverage_95": [0.93, 0.99, 0.80],
-         "bias": [-0.05, 0.02, -0.3], "seconds": [3.0, 0.1, 2.0]},
-        index=pd.Index(["supplyml", "seasonal_naive", "autoets"], name="model"))
-    return {"title": "Backtest", "metrics": metrics, "forecasts": forecast_from(act, spread=2), "history": hist,
-            "actuals": act, "quantiles": QUANTILES}
+        {
+            "wrmsse": [0.8, 0.9, 1.1],
+            "mase": [0.7, 0.75, 0.6],
+            "wspl": [0.5, 0.6, 0.7],
+            "coverage_50": [0.40, 0.55, 0.70],
+            "coverage_95": [0.93, 0.99, 0.80],
+            "bias": [-0.05, 0.02, -0.3],
+            "seconds": [3.0, 0.1, 2.0],
+        },
+        index=pd.Index(["supplyml", "seasonal_naive", "autoets"], name="model"),
+    )
+    return {
+        "title": "Backtest",
+        "metrics": metrics,
+        "forecasts": forecast_from(act, spread=2),
+        "history": hist,
+        "actuals": act,
+        "quantiles": QUANTILES,
+    }
 
 
 def extras(inputs):
     """Every optional section's input."""
     hist, act = inputs["history"], inputs["actuals"]
     seg = segments(hist)
-    by_segment = error_by_segment(hist, act, {"supplyml": inputs["forecasts"],
-                                              "naive": forecast_from(act, dict.fromkeys(seg.index, 1.0))},
-                                  QUANTILES, seg)
-    per_origin = pd.DataFrame({"origin": [DAY0] * 2 + [DAY0 + pd.Timedelta(days=7)] * 2,
-                               "model": ["supplyml", "naive"] * 2,
-                               "wrmsse": [0.8, 0.9, 1.2, 1.0], "coverage_95": [0.9, 0.97, 0.96, 0.99]})
+    by_segment = error_by_segment(
+        hist, act, {"supplyml": inputs["forecasts"], "naive": forecast_from(act, dict.fromkeys(seg.index, 1.0))}, QUANTILES, seg
+    )
+    per_origin = pd.DataFrame(
+        {
+            "origin": [DAY0] * 2 + [DAY0 + pd.Timedelta(days=7)] * 2,
+            "model": ["supplyml", "naive"] * 2,
+            "wrmsse": [0.8, 0.9, 1.2, 1.0],
+            "coverage_95": [0.9, 0.97, 0.96, 0.99],
+        }
+    )
     rng = np.random.default_rng(1)
     inventory = pd.DataFrame(
-        {"cycle_service_level": [0.93, 0.90, 1.0], "fill_rate": [0.97, 0.95, 1.0], "avg_on_hand": [120.0, 150, 40],
-         "holding_cost": [12.0, 15, 4], "lost_sales_cost": [30.0, 45, 0], "total_cost": [42.0, 60, 4]},
-        index=pd.Index(["forecast base stock", "28-day MA + normal safety stock", "perfect foresight"], name="policy"))
+        {
+            "cycle_service_level": [0.93, 0.90, 1.0],
+            "fill_rate": [0.97, 0.95, 1.0],
+            "avg_on_hand": [120.0, 150, 40],
+            "holding_cost": [12.0, 15, 4],
+            "lost_sales_cost": [30.0, 45, 0],
+            "total_cost": [42.0, 60, 4],
+        },
+        index=pd.Index(["forecast base stock", "28-day MA + normal safety stock", "perfect foresight"], name="policy"),
+    )
     on_hand = pd.DataFrame({p: rng.uniform(0, 200, 14) for p in inventory.index}, index=pd.RangeIndex(14, name="day"))
     lineage = {"git_commit": "abc123", "dvc_md5": "d41d8cd98f00b204e9800998ecf8427e", "run_id": "r1"}
     calibration = {"daily_coverage_50": 0.48, "total_coverage_95": 0.951, "cycle_service_level": 0.944}
-    gate = (pd.DataFrame({"challenger": {"wrmsse": 0.91, "total_cost": 990.0},
-                          "champion (v1)": {"wrmsse": 0.93, "total_cost": 1000.0}}),
-            ["passed: WRMSSE at most 2% worse than the champion's (wrmsse_regression -0.0215)"])
-    return {"by_segment": by_segment, "per_origin": per_origin, "inventory": inventory, "on_hand": on_hand,
-            "calibration": calibration, "lineage": lineage, "gate": gate}
+    gate = (
+        pd.DataFrame(
+            {"challenger": {"wrmsse": 0.91, "total_cost": 990.0}, "champion (v1)": {"wrmsse": 0.93, "total_cost": 1000.0}}
+        ),
+        ["passed: WRMSSE at most 2% worse than the champion's (wrmsse_regression -0.0215)"],
+    )
+    return {
+        "by_segment": by_segment,
+        "per_origin": per_origin,
+        "inventory": inventory,
+        "on_hand": on_hand,
+        "calibration": calibration,
+        "lineage": lineage,
+        "gate": gate,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -229,8 +274,11 @@ def test_full_report_has_every_section_and_three_images(full):
 
 def test_calibration_section_lists_each_figure(full):
     section = full.split("<section id='calibration'>")[1].split("</section>")[0]
-    for row in ("<tr><th>daily_coverage_50</th><td>0.480</td></tr>", "<tr><th>total_coverage_95</th><td>0.951</td></tr>",
-                "<tr><th>cycle_service_level</th><td>0.944</td></tr>"):
+    for row in (
+        "<tr><th>daily_coverage_50</th><td>0.480</td></tr>",
+        "<tr><th>total_coverage_95</th><td>0.951</td></tr>",
+        "<tr><th>cycle_service_level</th><td>0.944</td></tr>",
+    ):
         assert row in section
 
 
@@ -254,10 +302,15 @@ def test_optional_sections_are_omitted(inputs):
 def test_best_values_are_highlighted(full):
     rows = Tables(full).rows("metrics")
     best = {col: [m for m, cells in rows.items() if cells[col] == "best"] for col in rows["supplyml"]}
-    assert best == {"wrmsse": ["supplyml"], "mase": ["autoets"], "wspl": ["supplyml"],
-                    "coverage_50": ["seasonal_naive"],  # |0.55 - 0.5| beats |0.40 - 0.5|
-                    "coverage_95": ["supplyml"],  # |0.93 - 0.95| beats |0.99 - 0.95|
-                    "bias": ["seasonal_naive"], "seconds": ["seasonal_naive"]}
+    assert best == {
+        "wrmsse": ["supplyml"],
+        "mase": ["autoets"],
+        "wspl": ["supplyml"],
+        "coverage_50": ["seasonal_naive"],  # |0.55 - 0.5| beats |0.40 - 0.5|
+        "coverage_95": ["supplyml"],  # |0.93 - 0.95| beats |0.99 - 0.95|
+        "bias": ["seasonal_naive"],
+        "seconds": ["seasonal_naive"],
+    }
     assert "<td class='best'>0.800</td>" in full  # three decimals
 
 
@@ -284,11 +337,21 @@ def test_segment_table_marks_lowest_error_and_counts(full):
 
 def test_text_is_escaped(inputs):
     metrics = inputs["metrics"].rename(index={"autoets": "<b>ets</b>"})
-    fc, hist, act = (f.replace({"unique_id": {"sku11": "$<x>&"}}) for f in
-                     (inputs["forecasts"], inputs["history"], inputs["actuals"]))
-    out = render(**{**inputs, "metrics": metrics, "forecasts": fc, "history": hist, "actuals": act,
-                    "title": "Run <script>alert(1)</script> & co"},
-                 notes=["weights <by units>"], lineage={"git<commit>": "a&b"})
+    fc, hist, act = (
+        f.replace({"unique_id": {"sku11": "$<x>&"}}) for f in (inputs["forecasts"], inputs["history"], inputs["actuals"])
+    )
+    out = render(
+        **{
+            **inputs,
+            "metrics": metrics,
+            "forecasts": fc,
+            "history": hist,
+            "actuals": act,
+            "title": "Run <script>alert(1)</script> & co",
+        },
+        notes=["weights <by units>"],
+        lineage={"git<commit>": "a&b"},
+    )
     assert "<script>" not in out and "<b>ets" not in out
     assert "Run &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in out
     assert "weights &lt;by units&gt;" in out
@@ -304,8 +367,9 @@ def test_inventory_needs_both_cost_columns(inputs):
 
 def test_rolling_origin_forecasts_render(inputs):
     fc = inputs["forecasts"].copy()
-    fc["origin"] = np.where(fc["ds"] < fc["ds"].min() + pd.Timedelta(days=7),
-                            fc["ds"].min(), fc["ds"].min() + pd.Timedelta(days=7))
+    fc["origin"] = np.where(
+        fc["ds"] < fc["ds"].min() + pd.Timedelta(days=7), fc["ds"].min(), fc["ds"].min() + pd.Timedelta(days=7)
+    )
     assert render(**{**inputs, "forecasts": fc}, n_series=2).count("<img ") == 1
 
 

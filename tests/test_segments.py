@@ -1,4 +1,5 @@
 """K-means segments on hand-made customers and series whose groups and features are known."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,10 +13,8 @@ COLS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "Uni
 
 # Three obvious RFM groups, 10 customers each: (recency days, invoices, quantity and price of each invoice's line).
 GROUPS = {
-    "best": dict(recency=[1, 1, 2, 2, 3, 3, 1, 2, 3, 2], invoices=[10, 11, 12, 13, 14, 10, 11, 12, 13, 14], qty=10,
-                 price=10.0),
-    "middle": dict(recency=[30, 35, 40, 45, 50, 30, 35, 40, 45, 50], invoices=[3, 4, 5, 3, 4, 5, 3, 4, 5, 4], qty=5,
-                   price=6.0),
+    "best": dict(recency=[1, 1, 2, 2, 3, 3, 1, 2, 3, 2], invoices=[10, 11, 12, 13, 14, 10, 11, 12, 13, 14], qty=10, price=10.0),
+    "middle": dict(recency=[30, 35, 40, 45, 50, 30, 35, 40, 45, 50], invoices=[3, 4, 5, 3, 4, 5, 3, 4, 5, 4], qty=5, price=6.0),
     "lapsed": dict(recency=[200, 220, 240, 260, 280, 200, 220, 240, 260, 280], invoices=[1] * 10, qty=2, price=5.0),
 }
 # Hand-computed group means: recency, invoices, and invoices x qty x price.
@@ -48,8 +47,7 @@ def test_three_rfm_groups_found_and_profiled():
         assert row["count"] == 10
         assert row[["recency", "frequency", "monetary"]].tolist() == pytest.approx([recency, frequency, monetary])
     # Segment ids follow recency; names follow the centroid ranks.
-    assert seg.names == {0: "recent, frequent, high value", 1: "lapsing, occasional, mid value",
-                         2: "lapsed, rare, low value"}
+    assert seg.names == {0: "recent, frequent, high value", 1: "lapsing, occasional, mid value", 2: "lapsed, rare, low value"}
     assert seg.profile["name"].tolist() == list(seg.names.values())
 
 
@@ -57,9 +55,14 @@ def test_as_of_uses_only_lines_before_it():
     raw, _ = customers()
     cut = AS_OF - pd.Timedelta(days=10)
     before = rfm(raw, CFG.data, cut)
-    later = pd.DataFrame([("900001", "85123A", "", 50, f"{cut.date()} 00:00:00", 10.0, 10200.0, "UK"),  # on as_of
-                          ("900002", "85123A", "", 50, "2011-12-09 09:00:00", 10.0, 10100.0, "UK"),
-                          ("900003", "85123A", "", 50, "2011-12-09 09:00:00", 10.0, 99999.0, "UK")], columns=COLS)
+    later = pd.DataFrame(
+        [
+            ("900001", "85123A", "", 50, f"{cut.date()} 00:00:00", 10.0, 10200.0, "UK"),  # on as_of
+            ("900002", "85123A", "", 50, "2011-12-09 09:00:00", 10.0, 10100.0, "UK"),
+            ("900003", "85123A", "", 50, "2011-12-09 09:00:00", 10.0, 99999.0, "UK"),
+        ],
+        columns=COLS,
+    )
     after = rfm(pd.concat([raw, later], ignore_index=True), CFG.data, cut)
     pd.testing.assert_frame_equal(before, after)
     until = CFG.data.model_copy(update={"until": (cut - pd.Timedelta(days=1)).date()})  # demand up to 11-29
@@ -75,16 +78,19 @@ def test_as_of_uses_only_lines_before_it():
 def test_cancellations_and_non_products_are_not_value_or_visits():
     raw, _ = customers()
     base = rfm(raw, CFG.data).loc[10000.0]  # 10 invoices of 10 x 10.0, the last on 2011-12-09
-    extra = pd.DataFrame([
-        ("500001", "22423", "", 4, "2011-11-01 10:00:00", 12.5, 10000.0, "UK"),  # bought 4 x 12.5 ...
-        ("C500002", "22423", "", -3, "2011-11-01 15:00:00", 12.5, 10000.0, "UK"),  # ... 3 cancelled same day
-        ("500003", "22424", "", 2, "2011-11-02 10:00:00", 5.0, 10000.0, "UK"),  # bought and wholly cancelled:
-        ("C500004", "22424", "", -2, "2011-11-02 11:00:00", 5.0, 10000.0, "UK"),  # no value, no visit
-        ("C500005", "85123A", "", -10, "2011-12-09 12:00:00", 10.0, 10000.0, "UK"),  # cancels the last order
-        ("C500006", "85123A", "", -5, "2011-10-10 12:00:00", 10.0, 10000.0, "UK"),  # a return on its own: nothing
-        ("500007", "POST", "", 1, "2011-11-20 10:00:00", 18.0, 10000.0, "UK"),  # postage is not a product
-        ("500008", "85123A", "", 3, "2011-11-21 10:00:00", 0.0, 10000.0, "UK"),  # price 0: an adjustment
-    ], columns=COLS)
+    extra = pd.DataFrame(
+        [
+            ("500001", "22423", "", 4, "2011-11-01 10:00:00", 12.5, 10000.0, "UK"),  # bought 4 x 12.5 ...
+            ("C500002", "22423", "", -3, "2011-11-01 15:00:00", 12.5, 10000.0, "UK"),  # ... 3 cancelled same day
+            ("500003", "22424", "", 2, "2011-11-02 10:00:00", 5.0, 10000.0, "UK"),  # bought and wholly cancelled:
+            ("C500004", "22424", "", -2, "2011-11-02 11:00:00", 5.0, 10000.0, "UK"),  # no value, no visit
+            ("C500005", "85123A", "", -10, "2011-12-09 12:00:00", 10.0, 10000.0, "UK"),  # cancels the last order
+            ("C500006", "85123A", "", -5, "2011-10-10 12:00:00", 10.0, 10000.0, "UK"),  # a return on its own: nothing
+            ("500007", "POST", "", 1, "2011-11-20 10:00:00", 18.0, 10000.0, "UK"),  # postage is not a product
+            ("500008", "85123A", "", 3, "2011-11-21 10:00:00", 0.0, 10000.0, "UK"),  # price 0: an adjustment
+        ],
+        columns=COLS,
+    )
     got = rfm(pd.concat([raw, extra], ignore_index=True), CFG.data).loc[10000.0]
     # The 2011-12-09 order is cancelled: the last purchase is a week earlier; one invoice gone, one (500001) added.
     assert got["recency"] == base["recency"] + 7 == 8.0
@@ -94,8 +100,13 @@ def test_cancellations_and_non_products_are_not_value_or_visits():
 
 def panel(series: dict[str, np.ndarray]) -> pd.DataFrame:
     days = pd.date_range("2011-01-03", periods=105)  # 15 weeks, a Monday first: every period below divides it
-    return pd.DataFrame({"unique_id": np.repeat(list(series), len(days)), "ds": np.tile(days, len(series)),
-                         "y": np.concatenate(list(series.values())).astype(float)})
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat(list(series), len(days)),
+            "ds": np.tile(days, len(series)),
+            "y": np.concatenate(list(series.values())).astype(float),
+        }
+    )
 
 
 def test_product_segments_separate_smooth_from_intermittent():

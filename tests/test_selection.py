@@ -1,5 +1,6 @@
 """Model families behind the protocol, selection on validation origins, and calibration, on numbers
 worked out by hand or from the distributions the data were drawn from."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,16 +72,16 @@ def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new
 
 def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mean():
     panel = weekly_panel(200)
-    young = pd.DataFrame({"unique_id": "NEW", "ds": pd.date_range(end=panel["ds"].max(), periods=3),
-                          "y": [1.0, 2.0, 6.0]})
+    young = pd.DataFrame({"unique_id": "NEW", "ds": pd.date_range(end=panel["ds"].max(), periods=3), "y": [1.0, 2.0, 6.0]})
     model = Statistical.fit(pd.concat([panel, young], ignore_index=True), "window_average", horizon=14)
     fc = model.predict(["NEW", "S0"], 2, [0.5])
     assert fc["mean"].tolist()[:2] == [3.0, 3.0]
     assert fc["mean"].iloc[2] == pytest.approx(panel[panel["unique_id"] == "S0"]["y"].iloc[-28:].mean())
 
 
-@pytest.mark.parametrize("fit", [lambda p: LightGBM.fit(p, 28), lambda p: Statistical.fit(p, "window_average", 28)],
-                         ids=["lightgbm", "window_average"])
+@pytest.mark.parametrize(
+    "fit", [lambda p: LightGBM.fit(p, 28), lambda p: Statistical.fit(p, "window_average", 28)], ids=["lightgbm", "window_average"]
+)
 def test_a_history_too_short_to_backtest_gets_gaussian_bands_from_its_spread(fit):
     # 60 days < 2 backtests x 28 days + the model's minimum: no series has errors to calibrate on (a young
     # shop). Each series' band is its training demand's sd x z(level), as the peers' fallback gives.
@@ -145,15 +146,22 @@ def test_lightgbm_reads_known_promotions():
 def test_validation_origins_step_back_from_a_horizon_before_the_cutoff():
     cfg = Config.model_validate({"features": {"horizon": 14}, "selection": {"origins": 3, "step_days": 7}})
     assert validation_origins(pd.Timestamp("2022-07-19"), cfg) == [
-        pd.Timestamp("2022-06-22"), pd.Timestamp("2022-06-29"), pd.Timestamp("2022-07-06")]
+        pd.Timestamp("2022-06-22"),
+        pd.Timestamp("2022-06-29"),
+        pd.Timestamp("2022-07-06"),
+    ]
 
 
 def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_choice():
     panel = weekly_panel(200)
-    cfg = Config.model_validate({
-        "features": {"horizon": 14}, "evaluation": {"n_jobs": 1},
-        "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3},
-        "inventory": {"num_sample_paths": 200, "lead_time": 2, "review_period": 7}})
+    cfg = Config.model_validate(
+        {
+            "features": {"horizon": 14},
+            "evaluation": {"n_jobs": 1},
+            "selection": {"candidates": ["network", "lightgbm", "seasonal_naive", "window_average"], "origins": 3},
+            "inventory": {"num_sample_paths": 200, "lead_time": 2, "review_period": 7},
+        }
+    )
     params = ModelConfig(hidden_size=16, num_layers=1, context_length=28, max_epochs=2, windows_per_series=16)
     model, evidence = select(panel, cfg, params)
     scores = evidence["validation"]
@@ -162,8 +170,10 @@ def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_c
     # Every equal-weight combination of 2 or 3 singles competes too: 6 + 4 of them.
     ranked = sorted(singles, key=lambda n: scores[n]["wrmsse"])
     assert len(scores) == 4 + 6 + 4 and " + ".join(ranked[:3]) in scores and " + ".join(ranked[1:]) in scores
-    objective = {k: v["wrmsse"] / min(scores[n]["wrmsse"] for n in singles)
-                 + v["wspl"] / min(scores[n]["wspl"] for n in singles) for k, v in scores.items()}
+    objective = {
+        k: v["wrmsse"] / min(scores[n]["wrmsse"] for n in singles) + v["wspl"] / min(scores[n]["wspl"] for n in singles)
+        for k, v in scores.items()
+    }
     assert evidence["chosen"] == min(objective, key=objective.get)
     assert set(model.weights) == set(evidence["chosen"].split(" + ")) and sum(model.weights.values()) == pytest.approx(1)
     assert model.last_date == panel["ds"].max() and model.calibration.days == 9

@@ -1,5 +1,6 @@
 """The forecasting and replenishment endpoints of the serving stack's Bento (tests/serving_stack.py), over
 loopback HTTP."""
+
 import json
 import subprocess
 import sys
@@ -33,8 +34,10 @@ def test_forecast_defaults_to_a_90_percent_band(url):
 
 
 def test_replenish_is_a_base_stock_decision(url):
-    items = [{"sku": SKUS[3], "on_hand": 40, "on_order": 10, "lead_time_days": 7, "review_period_days": 7,
-              "service_level": level} for level in (0.8, 0.95, 0.99)]
+    items = [
+        {"sku": SKUS[3], "on_hand": 40, "on_order": 10, "lead_time_days": 7, "review_period_days": 7, "service_level": level}
+        for level in (0.8, 0.95, 0.99)
+    ]
     items.append({"sku": SKUS[5], "on_hand": 0, "lead_time_days": 0, "review_period_days": 3, "service_level": 0.9})
     r = post(url, "replenish", {"items": items})
     assert r.status_code == 200, r.text
@@ -49,8 +52,15 @@ def test_replenish_is_a_base_stock_decision(url):
 
 
 def test_an_item_may_ask_for_the_classical_policy(url, panel):
-    item = {"sku": SKUS[4], "on_hand": 30, "on_order": 5, "lead_time_days": 4, "review_period_days": 7,
-            "service_level": 0.95, "policy": "classical"}
+    item = {
+        "sku": SKUS[4],
+        "on_hand": 30,
+        "on_order": 5,
+        "lead_time_days": 4,
+        "review_period_days": 7,
+        "service_level": 0.95,
+        "policy": "classical",
+    }
     r = post(url, "replenish", {"items": [item]})
     assert r.status_code == 200, r.text
     (d,) = r.json()["decisions"]
@@ -74,30 +84,33 @@ def test_metadata_names_model_data_and_metrics(url, bento, panel):
     assert meta["skus"] == SKUS and meta["history_end"] == panel["ds"].max().date().isoformat()
 
 
-@pytest.mark.parametrize("path, payload, field", [
-    ("forecast", {"skus": [], "horizon": 7}, "skus"),
-    ("forecast", {"horizon": 7}, "skus"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": 0}, "horizon"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": MAX_HORIZON + 1}, "horizon"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": "soon"}, "horizon"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": 7, "quantiles": [0.5, 1.5]}, "quantiles"),
-    ("replenish", {"items": [{**ITEM, "on_hand": -1}]}, "on_hand"),
-    ("replenish", {"items": [{**ITEM, "on_hand": "ten"}]}, "on_hand"),
-    ("replenish", {"items": [{**ITEM, "on_order": -0.5}]}, "on_order"),
-    ("replenish", {"items": [{**ITEM, "service_level": 1.5}]}, "service_level"),
-    ("replenish", {"items": [{**ITEM, "service_level": 0}]}, "service_level"),
-    ("replenish", {"items": [{**ITEM, "lead_time_days": -2}]}, "lead_time_days"),
-    ("replenish", {"items": [{**ITEM, "lead_time_days": 2.5}]}, "lead_time_days"),
-    ("replenish", {"items": [{**ITEM, "review_period_days": 0}]}, "review_period_days"),
-    ("replenish", {"items": [{**ITEM, "lead_time_days": 20, "review_period_days": 20}]}, "lead_time_days"),
-    ("replenish", {"items": [{k: v for k, v in ITEM.items() if k != "sku"}]}, "sku"),
-    ("replenish", {"items": []}, "items"),
-    ("replenish", {}, "items"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": "7"}, "horizon"),  # strict: the schema's integer, not a string
-    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [2]}}, "event"),
-    ("forecast", {"skus": [SKUS[0]], "horizon": 3, "promo": [1, 0]}, "promo"),
-    ("replenish", {"items": [{**ITEM, "event": [0.5]}]}, "event"),
-])
+@pytest.mark.parametrize(
+    "path, payload, field",
+    [
+        ("forecast", {"skus": [], "horizon": 7}, "skus"),
+        ("forecast", {"horizon": 7}, "skus"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": 0}, "horizon"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": MAX_HORIZON + 1}, "horizon"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": "soon"}, "horizon"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": 7, "quantiles": [0.5, 1.5]}, "quantiles"),
+        ("replenish", {"items": [{**ITEM, "on_hand": -1}]}, "on_hand"),
+        ("replenish", {"items": [{**ITEM, "on_hand": "ten"}]}, "on_hand"),
+        ("replenish", {"items": [{**ITEM, "on_order": -0.5}]}, "on_order"),
+        ("replenish", {"items": [{**ITEM, "service_level": 1.5}]}, "service_level"),
+        ("replenish", {"items": [{**ITEM, "service_level": 0}]}, "service_level"),
+        ("replenish", {"items": [{**ITEM, "lead_time_days": -2}]}, "lead_time_days"),
+        ("replenish", {"items": [{**ITEM, "lead_time_days": 2.5}]}, "lead_time_days"),
+        ("replenish", {"items": [{**ITEM, "review_period_days": 0}]}, "review_period_days"),
+        ("replenish", {"items": [{**ITEM, "lead_time_days": 20, "review_period_days": 20}]}, "lead_time_days"),
+        ("replenish", {"items": [{k: v for k, v in ITEM.items() if k != "sku"}]}, "sku"),
+        ("replenish", {"items": []}, "items"),
+        ("replenish", {}, "items"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": "7"}, "horizon"),  # strict: the schema's integer, not a string
+        ("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [2]}}, "event"),
+        ("forecast", {"skus": [SKUS[0]], "horizon": 3, "promo": [1, 0]}, "promo"),
+        ("replenish", {"items": [{**ITEM, "event": [0.5]}]}, "event"),
+    ],
+)
 def test_bad_requests_get_a_400_naming_the_field(url, path, payload, field):
     r = post(url, path, payload)
     assert r.status_code == 400, r.text
@@ -118,8 +131,10 @@ def test_a_promotion_calendar_may_hold_more_than_is_asked(url):
 
 def test_flags_the_model_was_not_trained_with_are_refused(url):
     refusal = "this model was trained without event flags (its data had none), so it cannot use them; send no event days set to 1"
-    cases = [("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [0, 1]}}, ["event", SKUS[0], 1]),
-             ("replenish", {"items": [{**ITEM, "event": [1]}]}, ["items", 0, "event", 0])]
+    cases = [
+        ("forecast", {"skus": [SKUS[0]], "horizon": 3, "event": {SKUS[0]: [0, 1]}}, ["event", SKUS[0], 1]),
+        ("replenish", {"items": [{**ITEM, "event": [1]}]}, ["items", 0, "event", 0]),
+    ]
     for path, payload, loc in cases:
         r = post(url, path, payload)
         assert r.status_code == 400, r.text
@@ -148,19 +163,31 @@ def test_malformed_json_is_a_400_naming_the_body(url, path, body):
 def test_a_body_not_sent_as_json_is_a_415_naming_the_header(url):
     r = requests.post(f"{url}/forecast", data={"skus": SKUS[0], "horizon": 3}, timeout=30)  # form-encoded, as curl -d
     assert r.status_code == 415, r.text
-    assert r.json()["detail"] == [{"type": "media_type", "loc": ["header", "Content-Type"],
-                                   "msg": "send Content-Type: application/json, not 'application/x-www-form-urlencoded'"}]
+    assert r.json()["detail"] == [
+        {
+            "type": "media_type",
+            "loc": ["header", "Content-Type"],
+            "msg": "send Content-Type: application/json, not 'application/x-www-form-urlencoded'",
+        }
+    ]
 
 
-LINEAGE_HEADERS = {"X-Supplyml-Model": "supplyml-forecaster", "X-Supplyml-Model-Version": "1",
-                   "X-Supplyml-Data-Md5": LINEAGE["dvc_md5"]}
+LINEAGE_HEADERS = {
+    "X-Supplyml-Model": "supplyml-forecaster",
+    "X-Supplyml-Model-Version": "1",
+    "X-Supplyml-Data-Md5": LINEAGE["dvc_md5"],
+}
 
 
 def test_every_answer_names_the_model_version_and_data(url):
-    answers = [post(url, "forecast", {"skus": [SKUS[0]], "horizon": 3}), post(url, "replenish", {"items": [ITEM]}),
-               requests.get(f"{url}/metadata", timeout=30), requests.get(f"{url}/docs.json", timeout=30),
-               post(url, "forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 3}),
-               post(url, "forecast", {"skus": [SKUS[0]], "horizon": 0})]
+    answers = [
+        post(url, "forecast", {"skus": [SKUS[0]], "horizon": 3}),
+        post(url, "replenish", {"items": [ITEM]}),
+        requests.get(f"{url}/metadata", timeout=30),
+        requests.get(f"{url}/docs.json", timeout=30),
+        post(url, "forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 3}),
+        post(url, "forecast", {"skus": [SKUS[0]], "horizon": 0}),
+    ]
     assert [r.status_code for r in answers] == [200, 200, 200, 200, 404, 400]
     for r in answers:
         assert {k: r.headers.get(k) for k in LINEAGE_HEADERS} == LINEAGE_HEADERS, r.url
@@ -169,8 +196,10 @@ def test_every_answer_names_the_model_version_and_data(url):
 def test_too_many_skus_or_items_is_a_422_naming_the_limit(url):
     r = post(url, "forecast", {"skus": SKUS * 200, "horizon": 2})
     assert r.status_code == 422, r.text
-    assert r.json() == {"error": "too many skus", "detail": [
-        {"type": "too_many", "loc": ["skus"], "msg": "1200 skus exceed serving.max_skus = 1000; split the request"}]}
+    assert r.json() == {
+        "error": "too many skus",
+        "detail": [{"type": "too_many", "loc": ["skus"], "msg": "1200 skus exceed serving.max_skus = 1000; split the request"}],
+    }
     r = post(url, "replenish", {"items": [ITEM] * 1001})
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["msg"] == "1001 items exceed serving.max_items = 1000; split the request"
@@ -182,14 +211,16 @@ def test_too_many_skus_or_items_is_a_422_naming_the_limit(url):
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_body_over_the_size_cap_is_a_413_naming_it(url, chunked):
     body = json.dumps({"skus": [SKUS[0]], "horizon": 2, "note": "x" * 1_100_000}).encode()
-    data = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    data = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
     r = requests.post(f"{url}/forecast", data=data, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413, r.text
-    assert r.json()["detail"] == [{"type": "too_large", "loc": ["body"],
-                                   "msg": "the body exceeds serving.max_body_bytes = 1048576 bytes"}]
+    assert r.json()["detail"] == [
+        {"type": "too_large", "loc": ["body"], "msg": "the body exceeds serving.max_body_bytes = 1048576 bytes"}
+    ]
     small = json.dumps({"skus": [SKUS[0]], "horizon": 2, "note": "x" * 1000}).encode()  # an unknown field is ignored
-    assert requests.post(f"{url}/forecast", data=small, headers={"content-type": "application/json"},
-                         timeout=60).status_code == 200
+    assert (
+        requests.post(f"{url}/forecast", data=small, headers={"content-type": "application/json"}, timeout=60).status_code == 200
+    )
 
 
 def test_known_promotions_reach_the_model_per_sku(url):
@@ -198,8 +229,10 @@ def test_known_promotions_reach_the_model_per_sku(url):
     assert flagged[0]["mean"] != plain[0]["mean"] and flagged[1] == plain[1]
     zeros = post(url, "forecast", {"skus": SKUS[2:4], "horizon": 7, "promo": {SKUS[2]: [0, 0]}}).json()["forecasts"]
     assert zeros == plain  # days not given, like zeros, are days without promotion
-    plain, flagged = (post(url, "replenish", {"items": [{**ITEM, "sku": SKUS[4], **extra}]}).json()["decisions"][0]
-                      for extra in ({}, {"promo": [1] * 10}))
+    plain, flagged = (
+        post(url, "replenish", {"items": [{**ITEM, "sku": SKUS[4], **extra}]}).json()["decisions"][0]
+        for extra in ({}, {"promo": [1] * 10})
+    )
     assert flagged["expected_demand"] != plain["expected_demand"]
 
 
@@ -215,8 +248,15 @@ def _leaves(tree, path=""):
 def test_concurrent_requests_get_the_answers_they_get_alone(url):
     # Batched together (serving.batching is on by default), each must still get its own answer: mixed horizons
     # and levels, one SKU with and without promotions, and an unknown SKU that must not fail the others.
-    bodies = [{"skus": [SKUS[i % 6]], "horizon": 3 + i % 4, "quantiles": [0.1 * (1 + i % 3), 0.9],
-               **({"promo": {SKUS[i % 6]: [1, 1]}} if i % 5 == 0 else {})} for i in range(24)]
+    bodies = [
+        {
+            "skus": [SKUS[i % 6]],
+            "horizon": 3 + i % 4,
+            "quantiles": [0.1 * (1 + i % 3), 0.9],
+            **({"promo": {SKUS[i % 6]: [1, 1]}} if i % 5 == 0 else {}),
+        }
+        for i in range(24)
+    ]
     bodies[7]["skus"] = ["NO-SUCH-SKU"]
     alone = [post(url, "forecast", b) for b in bodies]
     with ThreadPoolExecutor(12) as pool:
@@ -238,8 +278,9 @@ def test_predict_exports_what_forecast_answers_with_its_lineage(url, cfg, tmp_pa
 
     out = tmp_path / "all.parquet"
     cli = [sys.executable, "-m", "cli", "predict", *store_args(cfg)]
-    done = subprocess.run([*cli, "--out", str(out), "--horizon", "9", "--quantiles", "0.9,0.1"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*cli, "--out", str(out), "--horizon", "9", "--quantiles", "0.9,0.1"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["sku", "date", "mean", "q0.1", "q0.9"]
@@ -252,10 +293,15 @@ def test_predict_exports_what_forecast_answers_with_its_lineage(url, cfg, tmp_pa
     np.testing.assert_allclose(rows["mean"], answer["mean"], atol=1e-4)
     np.testing.assert_allclose(rows["q0.9"], answer["quantiles"]["0.9"], atol=1e-4)
 
-    wrong = subprocess.run([*cli, "--out", str(tmp_path / "x.parquet"), "--version", "7"], capture_output=True,
-                           text=True, timeout=300)
+    wrong = subprocess.run(
+        [*cli, "--out", str(tmp_path / "x.parquet"), "--version", "7"], capture_output=True, text=True, timeout=300
+    )
     assert wrong.returncode == 1 and "has no version '7'; versions: 1" in wrong.stderr
-    too_far = subprocess.run([*cli, "--out", str(tmp_path / "x.parquet"), "--horizon", str(MAX_HORIZON + 1)],
-                             capture_output=True, text=True, timeout=300)
+    too_far = subprocess.run(
+        [*cli, "--out", str(tmp_path / "x.parquet"), "--horizon", str(MAX_HORIZON + 1)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert too_far.returncode == 2 and f"serving.max_horizon = {MAX_HORIZON}" in too_far.stderr
     assert not (tmp_path / "x.parquet").exists()

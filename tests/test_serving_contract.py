@@ -1,6 +1,7 @@
 """The contract at /docs.json, on this module's own real `bentoml serve`: a valid OpenAPI 3.0 document,
 real answers that match the schemas it documents for their status, and a schemathesis run over every
 operation and phase with schemathesis's default checks."""
+
 import json
 import zlib
 
@@ -26,22 +27,35 @@ def contract(url):
 def test_docs_json_is_a_valid_openapi_3_0_document(contract):
     validate(contract, cls=OpenAPIV30SpecValidator)
     assert contract["openapi"] == "3.0.3"
-    level = contract["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]["quantiles"]["items"]
+    level = contract["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"][
+        "quantiles"
+    ]["items"]
     assert {k: level[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")} == {
-        "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True}
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 1,
+        "exclusiveMaximum": True,
+    }
     item = contract["components"]["schemas"]["Item"]["properties"]
     assert item["service_level"]["exclusiveMaximum"] is True and item["promo"]["maxItems"] == MAX_HORIZON
     # Unions as pydantic means them: a numeric or text customer id; no fallback for a known customer.
     schemas = contract["components"]["schemas"]
     assert schemas["RecommendRequest"]["properties"]["customer_id"]["anyOf"] == [{"type": "string"}, {"type": "integer"}]
     assert schemas["Recommendation"]["properties"]["fallback"]["nullable"] is True
-    for path, method in (("/forecast", "post"), ("/replenish", "post"), ("/recommend", "post"), ("/similar", "post"),
-                         ("/metadata", "get")):
+    for path, method in (
+        ("/forecast", "post"),
+        ("/replenish", "post"),
+        ("/recommend", "post"),
+        ("/similar", "post"),
+        ("/metadata", "get"),
+    ):
         operation = contract["paths"][path][method]
         assert "security" not in operation  # this server runs without SUPPLYML_API_TOKEN
         assert set(operation["responses"]["200"]["headers"]) == {
-            "X-Supplyml-Model", "X-Supplyml-Model-Version", "X-Supplyml-Data-Md5"}
+            "X-Supplyml-Model",
+            "X-Supplyml-Model-Version",
+            "X-Supplyml-Data-Md5",
+        }
 
 
 def _documented(contract, path, method, status):
@@ -49,17 +63,20 @@ def _documented(contract, path, method, status):
     return OAS30Validator({**schema, "components": contract["components"]})  # refs resolve against the document
 
 
-@pytest.mark.parametrize("path, body, status", [
-    ("/forecast", {"skus": SKUS[:2], "horizon": 5, "quantiles": [0.1, 0.9], "promo": {SKUS[0]: [1]}}, 200),
-    ("/replenish", {"items": [ITEM]}, 200),
-    ("/forecast", {"skus": [SKUS[0]], "horizon": 0}, 400),
-    ("/replenish", "not json", 400),
-    ("/forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 5}, 404),
-    ("/replenish", {"items": [{**ITEM, "sku": "NO-SUCH-SKU"}]}, 404),
-    ("/forecast", {"skus": [SKUS[0]], "horizon": 5, "note": "x" * 1_100_000}, 413),
-    ("/forecast", {"skus": SKUS * 200, "horizon": 5}, 422),
-    ("/replenish", {"items": [ITEM] * 1001}, 422),
-])
+@pytest.mark.parametrize(
+    "path, body, status",
+    [
+        ("/forecast", {"skus": SKUS[:2], "horizon": 5, "quantiles": [0.1, 0.9], "promo": {SKUS[0]: [1]}}, 200),
+        ("/replenish", {"items": [ITEM]}, 200),
+        ("/forecast", {"skus": [SKUS[0]], "horizon": 0}, 400),
+        ("/replenish", "not json", 400),
+        ("/forecast", {"skus": ["NO-SUCH-SKU"], "horizon": 5}, 404),
+        ("/replenish", {"items": [{**ITEM, "sku": "NO-SUCH-SKU"}]}, 404),
+        ("/forecast", {"skus": [SKUS[0]], "horizon": 5, "note": "x" * 1_100_000}, 413),
+        ("/forecast", {"skus": SKUS * 200, "horizon": 5}, 422),
+        ("/replenish", {"items": [ITEM] * 1001}, 422),
+    ],
+)
 def test_real_answers_match_the_documented_schema_of_their_status(url, contract, path, body, status):
     data = body if isinstance(body, str) else json.dumps(body)
     r = requests.post(f"{url}{path}", data=data, headers={"content-type": "application/json"}, timeout=60)
@@ -111,13 +128,30 @@ def test_the_document_states_the_rules_between_an_items_fields(contract):
 def test_schemathesis_finds_nothing_over_every_operation_and_phase(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # its crash cache, .schemathesis/, goes to the working directory
     report = tmp_path / "schemathesis.json"
-    result = CliRunner().invoke(schemathesis_cli, [
-        "run", f"{url}/docs.json", "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "100",
-        "--seed", "1", "--workers", "1", "--report", "json", "--report-json-path", str(report)])
+    result = CliRunner().invoke(
+        schemathesis_cli,
+        [
+            "run",
+            f"{url}/docs.json",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            "100",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output[-20000:]
     run = json.loads(report.read_text())
     assert run["operations"]["tested"] == run["operations"]["total"] == 9
     assert {p: run["phases"][p]["status"] for p in ("examples", "coverage", "fuzzing")} == dict.fromkeys(
-        ("examples", "coverage", "fuzzing"), "success")
+        ("examples", "coverage", "fuzzing"), "success"
+    )
     assert run["phases"]["stateful"]["skip_reason"] == "not_applicable"  # no links between operations
     assert run["test_cases"]["generated"] >= 300 and run["test_cases"]["with_failures"] == 0, run["test_cases"]

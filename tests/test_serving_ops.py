@@ -1,6 +1,7 @@
 """Operating the server, on this module's own real `bentoml serve` started with SUPPLYML_API_TOKEN (and
 batching off, so the unbatched path is served too): the token guards all but the probes and is never
 logged, and a worker killed under load comes back and answers."""
+
 import os
 import secrets
 import signal
@@ -28,14 +29,17 @@ def on_own_port(cfg):
 @pytest.fixture(scope="module")
 def guarded(cfg, bento):
     # Started as `make serve SET="--set serving..."` would: the overrides reach the server.
-    with serve(on_own_port(cfg), {"SUPPLYML_API_TOKEN": TOKEN},
-               cli=["--set", "serving.batching=false", "--set", f"serving.max_skus={MAX_SKUS}"]) as server:
+    with serve(
+        on_own_port(cfg),
+        {"SUPPLYML_API_TOKEN": TOKEN},
+        cli=["--set", "serving.batching=false", "--set", f"serving.max_skus={MAX_SKUS}"],
+    ) as server:
         yield server
 
 
 def test_serve_overrides_reach_the_server(guarded):
     base, _, _ = guarded
-    body = {"skus": SKUS[:MAX_SKUS + 1], "horizon": 5}
+    body = {"skus": SKUS[: MAX_SKUS + 1], "horizon": 5}
     r = requests.post(f"{base}/forecast", json=body, headers=AUTH, timeout=60)
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"] == f"{MAX_SKUS + 1} skus exceed serving.max_skus = {MAX_SKUS}; split the request"
@@ -43,21 +47,36 @@ def test_serve_overrides_reach_the_server(guarded):
     assert requests.post(f"{base}/forecast", json=body, headers=AUTH, timeout=60).status_code == 200
 
 
-CALLS = [("POST", "/forecast", FORECAST), ("POST", "/replenish", {"items": [ITEM]}), ("GET", "/metadata", None),
-         ("GET", "/docs.json", None), ("GET", "/", None)]
+CALLS = [
+    ("POST", "/forecast", FORECAST),
+    ("POST", "/replenish", {"items": [ITEM]}),
+    ("GET", "/metadata", None),
+    ("GET", "/docs.json", None),
+    ("GET", "/", None),
+]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {TOKEN}"},
-                                     {"Authorization": TOKEN}], ids=["none", "wrong", "basic", "bare"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN}],
+    ids=["none", "wrong", "basic", "bare"],
+)
 def test_without_the_token_only_the_probes_answer(guarded, headers):
     base, _, _ = guarded
     for method, path, body in CALLS:
         r = requests.request(method, f"{base}{path}", json=body, headers=headers, timeout=30)
         assert r.status_code == 401, (path, r.text)
         assert r.headers["WWW-Authenticate"] == "Bearer" and "X-Supplyml-Model" not in r.headers
-        assert r.json() == {"error": "missing or wrong API token", "detail": [
-            {"type": "unauthorized", "loc": ["header", "Authorization"],
-             "msg": "send Authorization: Bearer <token>, the token this server was started with"}]}
+        assert r.json() == {
+            "error": "missing or wrong API token",
+            "detail": [
+                {
+                    "type": "unauthorized",
+                    "loc": ["header", "Authorization"],
+                    "msg": "send Authorization: Bearer <token>, the token this server was started with",
+                }
+            ],
+        }
     for path in ("/livez", "/readyz", "/metrics"):
         assert requests.get(f"{base}{path}", headers=headers, timeout=30).status_code == 200, path
 
@@ -91,8 +110,9 @@ def test_batching_off_answers_without_batches(guarded):
 
 
 def _worker(server: subprocess.Popen) -> psutil.Process:
-    workers = [p for p in psutil.Process(server.pid).children(recursive=True)
-               if "_bentoml_impl.worker.service" in " ".join(p.cmdline())]
+    workers = [
+        p for p in psutil.Process(server.pid).children(recursive=True) if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
+    ]
     assert len(workers) == 1, workers
     return workers[0]
 

@@ -1,4 +1,5 @@
 """POST /replenish with the learned policy packaged beside the forecaster, over real HTTP."""
+
 import mlflow
 import pytest
 import requests
@@ -24,8 +25,13 @@ def local(cfg, bento):
 
 
 def test_the_learned_policy_decides_by_default_where_it_was_trained_and_says_so(url, local, cfg):
-    items = [item(SKUS[2]), item(SKUS[4], on_hand=0.0), item(SKUS[4], on_hand=0.0, on_order=30.0),
-             item(SKUS[5], policy="base_stock"), item(SKUS[3], lead_time_days=2)]
+    items = [
+        item(SKUS[2]),
+        item(SKUS[4], on_hand=0.0),
+        item(SKUS[4], on_hand=0.0, on_order=30.0),
+        item(SKUS[5], policy="base_stock"),
+        item(SKUS[3], lead_time_days=2),
+    ]
     r = post(url, "replenish", {"items": items})
     assert r.status_code == 200, r.text
     decisions = r.json()["decisions"]
@@ -36,15 +42,18 @@ def test_the_learned_policy_decides_by_default_where_it_was_trained_and_says_so(
     for d, e in zip(decisions, expected, strict=True):
         assert (d["sku"], d["policy"]) == (e["sku"], e["policy"])
         assert {k: v for k, v in d.items() if k not in ("sku", "policy")} == pytest.approx(
-            {k: v for k, v in e.items() if k not in ("sku", "policy")}, abs=1e-3)
+            {k: v for k, v in e.items() if k not in ("sku", "policy")}, abs=1e-3
+        )
     # Base stock, named or by default, is the order-up-to rule.
     for it, d in zip(items[3:], decisions[3:]):
         assert d["order_quantity"] == pytest.approx(max(0.0, d["order_up_to"] - it["on_hand"] - it["on_order"]), abs=1e-3)
 
 
 def test_naming_the_policy_switches_the_decider_for_the_same_item(url):
-    learned, base = (post(url, "replenish", {"items": [item(SKUS[4], on_hand=0.0, policy=p)]}).json()["decisions"][0]
-                     for p in ("learned", "base_stock"))
+    learned, base = (
+        post(url, "replenish", {"items": [item(SKUS[4], on_hand=0.0, policy=p)]}).json()["decisions"][0]
+        for p in ("learned", "base_stock")
+    )
     assert (learned["policy"], base["policy"]) == ("learned", "base_stock")
     # The forecast's figures are the same paths' either way; only the order differs in who decided it.
     for key in ("order_up_to", "reorder_point", "safety_stock", "expected_demand"):
@@ -61,12 +70,15 @@ def test_absurd_stock_is_still_an_answer(url):
         assert r.json()["decisions"][0]["order_quantity"] == 0.0
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"policy": "learned", "lead_time_days": 2}, "trained for lead_time_days = 3 and review_period_days = 7"),
-    ({"policy": "learned", "review_period_days": 14}, "trained for lead_time_days = 3"),
-    ({"policy": "dqn"}, "'base_stock', 'classical' or 'learned'"),
-    ({"policy": 1}, "'base_stock', 'classical' or 'learned'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"policy": "learned", "lead_time_days": 2}, "trained for lead_time_days = 3 and review_period_days = 7"),
+        ({"policy": "learned", "review_period_days": 14}, "trained for lead_time_days = 3"),
+        ({"policy": "dqn"}, "'base_stock', 'classical' or 'learned'"),
+        ({"policy": 1}, "'base_stock', 'classical' or 'learned'"),
+    ],
+)
 def test_bad_policy_requests_are_400s_naming_the_field(url, extra, message):
     r = post(url, "replenish", {"items": [item(SKUS[1], **extra)]})
     assert r.status_code == 400, r.text

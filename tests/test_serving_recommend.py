@@ -1,4 +1,5 @@
 """POST /recommend and POST /similar over real HTTP, on the Bento that serves the forecaster too."""
+
 import pytest
 import requests
 from serving_stack import CUSTOMERS, SKUS, post
@@ -21,8 +22,10 @@ def test_a_known_customer_gets_their_own_items_first_then_their_tastes(url):
 
 
 def test_a_numeric_customer_id_is_the_same_customer(url):
-    assert post(url, "recommend", {"customer_id": 100, "k": 3}).json() == \
-        post(url, "recommend", {"customer_id": "100", "k": 3}).json()
+    assert (
+        post(url, "recommend", {"customer_id": 100, "k": 3}).json()
+        == post(url, "recommend", {"customer_id": "100", "k": 3}).json()
+    )
 
 
 def test_an_unknown_customer_gets_popular_items_and_is_told_so(url):
@@ -37,8 +40,10 @@ def test_an_unknown_customer_gets_popular_items_and_is_told_so(url):
 
 def test_exclusions_leave_out_purchases_and_named_skus(url):
     body = post(url, "recommend", {"customer_id": "100", "k": 6, "exclude_purchased": True, "exclude": [SKUS[3]]}).json()
-    assert [x["sku"] for x in body["recommendations"]] and \
-        {x["sku"] for x in body["recommendations"]} == {SKUS[4], SKUS[5]}  # 0..2 bought, 3 excluded
+    assert [x["sku"] for x in body["recommendations"]] and {x["sku"] for x in body["recommendations"]} == {
+        SKUS[4],
+        SKUS[5],
+    }  # 0..2 bought, 3 excluded
 
 
 def test_similar_items_are_those_bought_by_the_same_customers(url):
@@ -50,17 +55,20 @@ def test_similar_items_are_those_bought_by_the_same_customers(url):
     assert similar[0]["description"] == f"PRODUCT {SKUS[1]}"
 
 
-@pytest.mark.parametrize("path, payload, field", [
-    ("recommend", {}, "customer_id"),
-    ("recommend", {"customer_id": "100", "k": 0}, "k"),
-    ("recommend", {"customer_id": "100", "k": 101}, "k"),  # serving.max_k = 100
-    ("recommend", {"customer_id": "100", "k": "3"}, "k"),
-    ("recommend", {"customer_id": "100", "exclude_purchased": "yes"}, "exclude_purchased"),
-    ("recommend", {"customer_id": "100", "exclude": [""]}, "exclude"),
-    ("recommend", {"customer_id": ["100"]}, "customer_id"),
-    ("similar", {"k": 3}, "sku"),
-    ("similar", {"sku": SKUS[0], "k": -1}, "k"),
-])
+@pytest.mark.parametrize(
+    "path, payload, field",
+    [
+        ("recommend", {}, "customer_id"),
+        ("recommend", {"customer_id": "100", "k": 0}, "k"),
+        ("recommend", {"customer_id": "100", "k": 101}, "k"),  # serving.max_k = 100
+        ("recommend", {"customer_id": "100", "k": "3"}, "k"),
+        ("recommend", {"customer_id": "100", "exclude_purchased": "yes"}, "exclude_purchased"),
+        ("recommend", {"customer_id": "100", "exclude": [""]}, "exclude"),
+        ("recommend", {"customer_id": ["100"]}, "customer_id"),
+        ("similar", {"k": 3}, "sku"),
+        ("similar", {"sku": SKUS[0], "k": -1}, "k"),
+    ],
+)
 def test_bad_requests_get_a_400_naming_the_field(url, path, payload, field):
     r = post(url, path, payload)
     assert r.status_code == 400, r.text
@@ -75,8 +83,9 @@ def test_an_unknown_sku_is_a_404_naming_it(url):
 def test_limits_and_lineage_are_the_other_endpoints(url, cfg):
     r = post(url, "recommend", {"customer_id": "100", "exclude": [f"X{i}" for i in range(1001)]})
     assert r.status_code == 422 and "serving.max_skus" in r.text
-    r = requests.post(f"{url}/recommend", data="customer_id=100", timeout=30,
-                      headers={"content-type": "application/x-www-form-urlencoded"})
+    r = requests.post(
+        f"{url}/recommend", data="customer_id=100", timeout=30, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 415
     r = post(url, "recommend", {"customer_id": "100"})
     assert r.headers["X-Supplyml-Model"] == cfg.registry.recommender_name

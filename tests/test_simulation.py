@@ -27,8 +27,9 @@ def test_hand_computed_two_series():
     #   day 2: IP 0, order 2; lose 1 -> 0          day 5: +1 arrives -> 2; sell 2 -> 0
     demand = np.array([[3, 1, 4, 2, 5, 2], [1, 2, 1, 0, 1, 2]], dtype=float)
     levels = np.array([[6, 6, 5, 5, 7, 7], [2, 2, 2, 2, 3, 3]], dtype=float)
-    sim = simulate(demand, levels, lead_time=1, review_period=2, price=np.array([10.0, 2.0]),
-                   holding_cost=0.01, lost_sales_cost=0.5)
+    sim = simulate(
+        demand, levels, lead_time=1, review_period=2, price=np.array([10.0, 2.0]), holding_cost=0.01, lost_sales_cost=0.5
+    )
     assert isinstance(sim, Simulation)
     np.testing.assert_array_equal(sim.on_hand, [[3, 2, 0, 1, 0, 4], [1, 0, 0, 2, 1, 0]])
     np.testing.assert_array_equal(sim.sales, [[3, 1, 2, 2, 1, 2], [1, 1, 0, 0, 1, 2]])
@@ -39,10 +40,16 @@ def test_hand_computed_two_series():
     # Cycles {0,1}, {2,3}, {4,5}. A loses in {2,3} and {4,5}; B in {0,1} and {2,3} -> 2 of 6 clean.
     # Holding: A 0.01 * 10 * 10 units = 1.00, B 0.01 * 2 * 4 = 0.08. Lost: A 0.5 * 10 * 6 = 30, B 0.5 * 2 * 2 = 2.
     # Sold 11 of 17 and 5 of 7 -> 16 of 24; on hand 10 + 4 units over 12 series-days.
-    assert sim.summary() == pytest.approx({
-        "cycle_service_level": 2 / 6, "fill_rate": 16 / 24, "avg_on_hand": 14 / 12,
-        "holding_cost": 1.08, "lost_sales_cost": 32.0, "total_cost": 33.08,
-    })
+    assert sim.summary() == pytest.approx(
+        {
+            "cycle_service_level": 2 / 6,
+            "fill_rate": 16 / 24,
+            "avg_on_hand": 14 / 12,
+            "holding_cost": 1.08,
+            "lost_sales_cost": 32.0,
+            "total_cost": 33.08,
+        }
+    )
     per = sim.per_series()
     assert list(per.columns) == list(sim.summary())
     np.testing.assert_allclose(per["cycle_service_level"], [1 / 3, 1 / 3])
@@ -57,8 +64,15 @@ def test_lead_time_zero_arrives_same_day_and_last_partial_cycle_counts():
     # L = 0, R = 2, S = 2, demand 1 1 2 0 3 over 5 days: cycles {0,1}, {2,3}, {4}.
     # day 0: sell 1 -> 1; day 1: sell 1 -> 0; day 2: order 2, it arrives before demand, sell 2 -> 0;
     # day 3: nothing; day 4: order 2, sell 2 of 3, lose 1. Only the partial cycle {4} loses -> 2/3.
-    sim = simulate(np.array([[1.0, 1, 2, 0, 3]]), np.full((1, 5), 2.0), lead_time=0, review_period=2,
-                   price=np.ones(1), holding_cost=0.0, lost_sales_cost=1.0)
+    sim = simulate(
+        np.array([[1.0, 1, 2, 0, 3]]),
+        np.full((1, 5), 2.0),
+        lead_time=0,
+        review_period=2,
+        price=np.ones(1),
+        holding_cost=0.0,
+        lost_sales_cost=1.0,
+    )
     np.testing.assert_array_equal(sim.orders, [[0, 0, 2, 0, 2]])
     np.testing.assert_array_equal(sim.sales, [[1, 1, 2, 0, 2]])
     np.testing.assert_array_equal(sim.lost, [[0, 0, 0, 0, 1]])
@@ -72,8 +86,15 @@ def test_inventory_position_counts_orders_in_transit():
     # would order 3 - 1 = 2.
     #   day 0: IP 3, order 0 -> 2     day 1: IP 2 + 0, order 1 -> 1
     #   day 2: day 0's 0 arrives; IP 1 + 1, order 1 -> 0     day 3: day 1's 1 arrives; IP 1 + 1, order 1 -> 0
-    sim = simulate(np.ones((1, 4)), np.full((1, 4), 3.0), lead_time=2, review_period=1,
-                   price=np.ones(1), holding_cost=0.0, lost_sales_cost=0.0)
+    sim = simulate(
+        np.ones((1, 4)),
+        np.full((1, 4), 3.0),
+        lead_time=2,
+        review_period=1,
+        price=np.ones(1),
+        holding_cost=0.0,
+        lost_sales_cost=0.0,
+    )
     np.testing.assert_array_equal(sim.orders, [[0, 1, 1, 1]])
     np.testing.assert_array_equal(sim.on_hand, [[2, 1, 0, 0]])
     assert sim.lost.sum() == 0
@@ -84,8 +105,16 @@ def test_initial_on_hand_and_orders_arriving_after_the_horizon():
     #   day 0: order 4 (arrives day 2); lose 1    day 1: lose 1
     #   day 2: +4, sell 1 -> 3                    day 3: IP 3, order 1 (due day 5: never arrives); sell -> 2
     #   day 4: sell -> 1
-    sim = simulate(np.ones((1, 5)), np.full((1, 5), 4.0), lead_time=2, review_period=3, price=np.ones(1),
-                   holding_cost=0.0, lost_sales_cost=0.0, initial_on_hand=np.zeros(1))
+    sim = simulate(
+        np.ones((1, 5)),
+        np.full((1, 5), 4.0),
+        lead_time=2,
+        review_period=3,
+        price=np.ones(1),
+        holding_cost=0.0,
+        lost_sales_cost=0.0,
+        initial_on_hand=np.zeros(1),
+    )
     np.testing.assert_array_equal(sim.orders, [[4, 0, 0, 1, 0]])
     np.testing.assert_array_equal(sim.lost, [[1, 1, 0, 0, 0]])
     np.testing.assert_array_equal(sim.on_hand, [[0, 0, 3, 2, 1]])
@@ -148,8 +177,7 @@ def test_review_days_and_expand_levels():
     np.testing.assert_array_equal(review_days(7, 3), [0, 3, 6])
     np.testing.assert_array_equal(review_days(6, 2), [0, 2, 4])
     np.testing.assert_array_equal(expand_levels(np.array([[1.0, 2, 3]]), 7, 3), [[1, 1, 1, 2, 2, 2, 3]])
-    np.testing.assert_array_equal(expand_levels(np.array([[1.0, 2, 3], [4, 5, 6]]), 5, 2),
-                                  [[1, 1, 2, 2, 3], [4, 4, 5, 5, 6]])
+    np.testing.assert_array_equal(expand_levels(np.array([[1.0, 2, 3], [4, 5, 6]]), 5, 2), [[1, 1, 2, 2, 3], [4, 4, 5, 5, 6]])
     with pytest.raises(ValueError, match="one level per review day"):
         expand_levels(np.array([[1.0, 2]]), 7, 3)
 
@@ -184,8 +212,7 @@ def test_perfect_foresight_on_fractional_demand():
 
 def test_moving_average_levels_constant_history():
     # 7 units every day: mu = 7, sigma = 0, so S = (L + R) * 7 = 70 at every review, no safety stock.
-    levels = moving_average_levels(np.full((2, 30), 7.0), np.full((2, 21), 7.0), lead_time=3, review_period=7,
-                                   service_level=0.99)
+    levels = moving_average_levels(np.full((2, 30), 7.0), np.full((2, 21), 7.0), lead_time=3, review_period=7, service_level=0.99)
     assert (levels == 70.0).all()
 
 
@@ -206,8 +233,7 @@ def test_moving_average_levels_by_hand():
     # The level at day t never looks at day t or later.
     later = demand.copy()
     later[:, 2:] = 100.0
-    np.testing.assert_array_equal(
-        moving_average_levels(history, later, 1, 2, 0.95, window=4)[:, :3], levels[:, :3])
+    np.testing.assert_array_equal(moving_average_levels(history, later, 1, 2, 0.95, window=4)[:, :3], levels[:, :3])
 
 
 def test_moving_average_needs_a_full_window_of_history():
@@ -244,27 +270,37 @@ def test_poisson_quantile_policy_hits_its_cycle_service_level():
     assert target - 0.004 < csl < target + 0.01
 
 
-GOOD = {"demand": np.ones((2, 4)), "levels": np.ones((2, 4)), "lead_time": 1, "review_period": 2,
-        "price": np.ones(2), "holding_cost": 0.1, "lost_sales_cost": 0.2}
+GOOD = {
+    "demand": np.ones((2, 4)),
+    "levels": np.ones((2, 4)),
+    "lead_time": 1,
+    "review_period": 2,
+    "price": np.ones(2),
+    "holding_cost": 0.1,
+    "lost_sales_cost": 0.2,
+}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"demand": np.ones(4)}, "demand must have shape"),
-    ({"demand": np.full((2, 4), -1.0)}, "demand must be >= 0"),
-    ({"demand": np.array([[1, np.nan, 1, 1], [1, 1, 1, 1]])}, r"demand contains NaN or inf at \[0, 1\]"),
-    ({"demand": np.ones((0, 4)), "levels": np.ones((0, 4)), "price": np.ones(0)}, "at least one series"),
-    ({"levels": np.ones((2, 3))}, "levels must have the demand's shape"),
-    ({"levels": np.array([[1.0, 1, np.nan, 1], [1, 1, 1, 1]])}, "levels must be finite.*series 0, day 2"),
-    ({"levels": np.array([[1.0, 1, 1, 1], [-1, 1, 1, 1]])}, "levels must be finite.*series 1, day 0"),
-    ({"price": np.ones(3)}, "price must have shape"),
-    ({"price": np.array([1.0, -2])}, "price must be >= 0"),
-    ({"holding_cost": -0.1}, "holding_cost"),
-    ({"lost_sales_cost": np.nan}, "lost_sales_cost"),
-    ({"lead_time": -1}, "lead_time must be >= 0"),
-    ({"review_period": 0}, "review_period must be >= 1"),
-    ({"initial_on_hand": np.array([1.0, -1])}, "initial_on_hand must be >= 0"),
-    ({"initial_on_hand": np.ones(3)}, "initial_on_hand must have shape"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"demand": np.ones(4)}, "demand must have shape"),
+        ({"demand": np.full((2, 4), -1.0)}, "demand must be >= 0"),
+        ({"demand": np.array([[1, np.nan, 1, 1], [1, 1, 1, 1]])}, r"demand contains NaN or inf at \[0, 1\]"),
+        ({"demand": np.ones((0, 4)), "levels": np.ones((0, 4)), "price": np.ones(0)}, "at least one series"),
+        ({"levels": np.ones((2, 3))}, "levels must have the demand's shape"),
+        ({"levels": np.array([[1.0, 1, np.nan, 1], [1, 1, 1, 1]])}, "levels must be finite.*series 0, day 2"),
+        ({"levels": np.array([[1.0, 1, 1, 1], [-1, 1, 1, 1]])}, "levels must be finite.*series 1, day 0"),
+        ({"price": np.ones(3)}, "price must have shape"),
+        ({"price": np.array([1.0, -2])}, "price must be >= 0"),
+        ({"holding_cost": -0.1}, "holding_cost"),
+        ({"lost_sales_cost": np.nan}, "lost_sales_cost"),
+        ({"lead_time": -1}, "lead_time must be >= 0"),
+        ({"review_period": 0}, "review_period must be >= 1"),
+        ({"initial_on_hand": np.array([1.0, -1])}, "initial_on_hand must be >= 0"),
+        ({"initial_on_hand": np.ones(3)}, "initial_on_hand must have shape"),
+    ],
+)
 def test_simulate_rejects_bad_input(change, message):
     with pytest.raises(ValueError, match=message):
         simulate(**(GOOD | change))
@@ -277,16 +313,19 @@ def test_day_counts_must_be_integers():
         review_days(10, 2.0)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: perfect_foresight_levels(np.ones((1, 5)), -1, 2), "lead_time"),
-    (lambda: perfect_foresight_levels(np.ones((1, 5)), 1, 0), "review_period"),
-    (lambda: moving_average_levels(np.ones((1, 30)), np.ones((1, 5)), 1, 2, 1.0), "service_level"),
-    (lambda: moving_average_levels(np.ones((2, 30)), np.ones((1, 5)), 1, 2, 0.9), "history has 2 series"),
-    (lambda: moving_average_levels(np.full((1, 30), np.nan), np.ones((1, 5)), 1, 2, 0.9), "history contains NaN"),
-    (lambda: sample_path_levels(np.ones((2, 5)), 0.9), "paths must have"),
-    (lambda: sample_path_levels(np.full((1, 3, 2), np.inf), 0.9), "NaN or inf"),
-    (lambda: sample_path_levels(np.ones((1, 3, 2)), 0.0), "service_level"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: perfect_foresight_levels(np.ones((1, 5)), -1, 2), "lead_time"),
+        (lambda: perfect_foresight_levels(np.ones((1, 5)), 1, 0), "review_period"),
+        (lambda: moving_average_levels(np.ones((1, 30)), np.ones((1, 5)), 1, 2, 1.0), "service_level"),
+        (lambda: moving_average_levels(np.ones((2, 30)), np.ones((1, 5)), 1, 2, 0.9), "history has 2 series"),
+        (lambda: moving_average_levels(np.full((1, 30), np.nan), np.ones((1, 5)), 1, 2, 0.9), "history contains NaN"),
+        (lambda: sample_path_levels(np.ones((2, 5)), 0.9), "paths must have"),
+        (lambda: sample_path_levels(np.full((1, 3, 2), np.inf), 0.9), "NaN or inf"),
+        (lambda: sample_path_levels(np.ones((1, 3, 2)), 0.0), "service_level"),
+    ],
+)
 def test_level_builders_reject_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()

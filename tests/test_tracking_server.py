@@ -1,5 +1,6 @@
 """The pipeline against a real MLflow tracking server as a team runs it: `supplyml tracking-server` on
 PostgreSQL with basic auth and proxied artifacts, and the client commands' check of their credentials."""
+
 import json
 import os
 import secrets
@@ -21,8 +22,7 @@ MODEL = "supplyml-forecaster"
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
 
 
 def last_line(text: str) -> str:
@@ -36,8 +36,7 @@ def free_port() -> int:
 
 
 def test_the_server_refuses_to_start_without_its_secrets(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
     proc = cli("tracking-server", "--set", f"workdir={tmp_path}", env=env)
     assert proc.returncode == 1
     line = last_line(proc.stderr)
@@ -46,8 +45,9 @@ def test_the_server_refuses_to_start_without_its_secrets(tmp_path):
 
 
 def test_a_client_command_names_an_unreachable_server(tmp_path):
-    proc = cli("model", "list", *(a for o in stores(tmp_path) for a in ("--set", o)),
-               "--set", "registry.tracking_uri=http://127.0.0.1:9")
+    proc = cli(
+        "model", "list", *(a for o in stores(tmp_path) for a in ("--set", o)), "--set", "registry.tracking_uri=http://127.0.0.1:9"
+    )
     assert proc.returncode == 1
     assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in last_line(proc.stderr)
     assert "Traceback" not in proc.stderr
@@ -72,11 +72,28 @@ def server(tmp_path_factory, postgres):
     artifacts, log_path = tmp / "artifacts", tmp / "server.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "tracking-server", "--port", str(port),
-         "--backend-store-uri", postgres("mlflow"), "--artifacts-destination", str(artifacts),
-         "--set", f"workdir={tmp / 'workdir'}",
-         "--set", f"registry.server.auth_database_uri={json.dumps(postgres('mlflow_auth'))}"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "tracking-server",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            postgres("mlflow"),
+            "--artifacts-destination",
+            str(artifacts),
+            "--set",
+            f"workdir={tmp / 'workdir'}",
+            "--set",
+            f"registry.server.auth_database_uri={json.dumps(postgres('mlflow_auth'))}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -119,8 +136,15 @@ def trained(server, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         mp.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
         # after stores(): the server wins
-        run = run_pipeline(tmp, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false",
-                           "--set", "pipeline.policy=false")
+        run = run_pipeline(
+            tmp,
+            "--set",
+            f"registry.tracking_uri={server.url}",
+            "--set",
+            "pipeline.recommend=false",
+            "--set",
+            "pipeline.policy=false",
+        )
     assert run.returncode == 0, run.output[-5000:]
     return tmp, run
 
@@ -160,11 +184,17 @@ def test_a_wrong_password_stops_the_run_before_kubeflow_starts(server, trained, 
     runs = len(admin.search_runs([experiment]))
     versions = len(admin.search_model_versions(f"name='{MODEL}'"))
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-" + server.password)
-    run = run_pipeline(tmp_path, "--set", f"registry.tracking_uri={server.url}", "--set", "pipeline.recommend=false",
-                       "--set", "pipeline.policy=false")
+    run = run_pipeline(
+        tmp_path,
+        "--set",
+        f"registry.tracking_uri={server.url}",
+        "--set",
+        "pipeline.recommend=false",
+        "--set",
+        "pipeline.policy=false",
+    )
     assert run.returncode == 1
-    assert (f"MLflow tracking server {server.url} rejected the password of user 'admin' (HTTP 401)"
-            in last_line(run.output))
+    assert f"MLflow tracking server {server.url} rejected the password of user 'admin' (HTTP 401)" in last_line(run.output)
     assert "MLFLOW_TRACKING_PASSWORD" in last_line(run.output) and "Traceback" not in run.output
     assert not (tmp_path / "kfp").exists()  # kfp.local never started a task
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)

@@ -1,5 +1,6 @@
 """Optuna workers in separate processes on one study in a real PostgreSQL: they share the trials, and a
 worker killed mid-trial leaves nothing RUNNING: its trial is failed by the heartbeat and retried."""
+
 import os
 import signal
 import subprocess
@@ -34,16 +35,27 @@ def setup(tmp_path, postgres, monkeypatch, request):
     def start(cfg, worker: int) -> subprocess.Popen:
         path = tmp_path / "cfg.json"
         path.write_text(cfg.to_json())
-        return subprocess.Popen([sys.executable, "-m", "supplyml.forecasting.search", str(path), str(panel), "test-data",
-                                 str(worker)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "supplyml.forecasting.search", str(path), str(panel), "test-data", str(worker)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     return url, start
 
 
 def config(*overrides: str):
-    return load_config(overrides=["features.horizon=7", "features.val_days=7", "model.context_length=28",
-                                  "tune.search_space.context_length=[14,28]", "model.accelerator=cpu", *overrides])
+    return load_config(
+        overrides=[
+            "features.horizon=7",
+            "features.val_days=7",
+            "model.context_length=28",
+            "tune.search_space.context_length=[14,28]",
+            "model.accelerator=cpu",
+            *overrides,
+        ]
+    )
 
 
 def search(cfg) -> ForecastSearch:

@@ -1,4 +1,5 @@
 """Data tests: the GX suites on the real Online Retail file and on corrupted copies of it."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,7 @@ from supplyml.data import read_table
 from supplyml.validation import ValidationReport, check, validate_panel, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-               "CustomerID", "Country"]
+RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
 
 def real_file() -> Path:
@@ -42,10 +42,12 @@ def head(raw) -> pd.DataFrame:
 @pytest.fixture
 def reread(tmp_path, cfg):
     """Write a corrupted copy to CSV and read it back the way ingest does."""
+
     def _reread(frame: pd.DataFrame) -> pd.DataFrame:
         path = tmp_path / "orders.csv"
         frame.to_csv(path, index=False)
         return read_table(path, cfg)
+
     return _reread
 
 
@@ -59,6 +61,7 @@ def failure(report: ValidationReport, expectation: str, column: str | None) -> d
 
 
 # ---------------------------------------------------------------- raw suite, real file
+
 
 def test_raw_suite_passes_on_real_file(raw, cfg, tmp_path):
     # The known facts the suite must tolerate: duplicates, cancellations, bad prices, no customer.
@@ -83,13 +86,13 @@ def test_now_bounds_the_dates(head, cfg):
     future = failure(report, "expect_column_values_to_be_between", "InvoiceDate")
     late = (pd.to_datetime(head["InvoiceDate"]) > "2010-12-05").sum()
     assert late == 12_581
-    assert future["details"].startswith(
-        f"InvoiceDate is not in the future (after 2010-12-05 00:00): {late} of 20000 rows")
+    assert future["details"].startswith(f"InvoiceDate is not in the future (after 2010-12-05 00:00): {late} of 20000 rows")
     assert all(example > "2010-12-05" for example in future["examples"])
     assert failed(report) == {("expect_column_values_to_be_between", "InvoiceDate")}
 
 
 # ---------------------------------------------------------------- raw suite, corrupted copies
+
 
 def test_missing_column_is_rejected(head, cfg, reread):
     report = validate_raw(reread(head.drop(columns=["Quantity"])), cfg)
@@ -104,10 +107,13 @@ def test_text_in_quantity_is_rejected(head, cfg, reread):
     report = validate_raw(reread(bad), cfg)
     error = rejected(report)
 
-    assert failed(report) == {("expect_column_values_to_be_in_type_list", "Quantity"),
-                              ("expect_column_values_to_be_in_set", "Quantity")}
+    assert failed(report) == {
+        ("expect_column_values_to_be_in_type_list", "Quantity"),
+        ("expect_column_values_to_be_in_set", "Quantity"),
+    }
     assert failure(report, "expect_column_values_to_be_in_type_list", "Quantity")["details"] == (
-        "Quantity has an integer dtype: dtype is object")
+        "Quantity has an integer dtype: dtype is object"
+    )
     text = failure(report, "expect_column_values_to_be_in_set", "Quantity")
     assert text["examples"] == ["twelve", "twelve", "twelve"]
     assert "3 of 20000 rows" in text["details"]
@@ -119,8 +125,7 @@ def test_fractional_quantity_is_rejected(head, cfg, reread):
     bad.loc[[20, 21], "Quantity"] = 2.5
     report = validate_raw(reread(bad), cfg)
     rejected(report)
-    assert failure(report, "expect_column_values_to_be_in_type_list", "Quantity")["details"].endswith(
-        "dtype is float64")
+    assert failure(report, "expect_column_values_to_be_in_type_list", "Quantity")["details"].endswith("dtype is float64")
     assert failure(report, "expect_column_values_to_be_in_set", "Quantity")["examples"] == [2.5, 2.5]
 
 
@@ -130,8 +135,10 @@ def test_text_in_price_is_rejected(head, cfg, reread):
     bad.loc[[12], "UnitPrice"] = "£2.50"
     report = validate_raw(reread(bad), cfg)
     rejected(report)
-    assert failed(report) == {("expect_column_values_to_be_in_type_list", "UnitPrice"),
-                              ("expect_column_values_to_be_in_set", "UnitPrice")}
+    assert failed(report) == {
+        ("expect_column_values_to_be_in_type_list", "UnitPrice"),
+        ("expect_column_values_to_be_in_set", "UnitPrice"),
+    }
     # read_csv turns "n/a" into a missing value; the pound sign stays text.
     assert failure(report, "expect_column_values_to_be_in_set", "UnitPrice")["examples"] == ["£2.50"]
 
@@ -143,8 +150,9 @@ def test_duplicated_lines_are_rejected(head, cfg, reread):
     error = rejected(report)
 
     dup = failure(report, "expect_column_values_to_be_in_set", None)
-    assert dup["details"] == ("lines are not exact duplicates of an earlier line: 1315 of 21000 rows "
-                              "(6.26%) unexpected, at most 2.00% allowed")
+    assert dup["details"] == (
+        "lines are not exact duplicates of an earlier line: 1315 of 21000 rows (6.26%) unexpected, at most 2.00% allowed"
+    )
     assert len(dup["examples"]) == 5
     assert set(dup["examples"][0]) == {"InvoiceNo", "StockCode", "Quantity", "InvoiceDate"}
     assert failed(report) == {("expect_column_values_to_be_in_set", None)}
@@ -179,10 +187,11 @@ def test_unparseable_and_missing_dates_are_rejected(head, cfg, reread):
     report = validate_raw(reread(bad), cfg)
     rejected(report)
 
-    assert failed(report) == {("expect_column_values_to_be_in_set", "InvoiceDate"),
-                              ("expect_column_values_to_not_be_null", "InvoiceDate")}
-    assert failure(report, "expect_column_values_to_be_in_set", "InvoiceDate")["examples"] == [
-        "not a date", "not a date"]
+    assert failed(report) == {
+        ("expect_column_values_to_be_in_set", "InvoiceDate"),
+        ("expect_column_values_to_not_be_null", "InvoiceDate"),
+    }
+    assert failure(report, "expect_column_values_to_be_in_set", "InvoiceDate")["examples"] == ["not a date", "not a date"]
     missing = failure(report, "expect_column_values_to_not_be_null", "InvoiceDate")
     assert "1 of 20000 rows" in missing["details"]
 
@@ -196,8 +205,8 @@ def test_empty_file_is_rejected_cleanly(tmp_path, cfg):
     report = validate_raw(frame, cfg, docs_dir=tmp_path / "docs")
     error = rejected(report)
     assert failed(report) == {("expect_table_row_count_to_be_between", None)} | {
-        ("expect_column_to_exist", col)
-        for col in ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice"]}
+        ("expect_column_to_exist", col) for col in ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice"]
+    }
     assert failure(report, "expect_table_row_count_to_be_between", None)["details"] == "observed 0"
     assert "6 of 6 expectations failed" in str(error)
     assert Path(report.docs_path).exists()
@@ -237,11 +246,14 @@ def test_report_is_json_and_caller_frame_untouched(head, cfg, reread):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["suite"] == "raw_order_lines" and data["success"] is False
     assert data["evaluated"] == 16 and data["docs_path"] is None
-    assert data["failures"] == [{
-        "expectation": "expect_column_values_to_be_between", "column": "InvoiceDate",
-        "details": ("InvoiceDate is not in the future (after 2025-01-01 00:00): "
-                    "1 of 20000 rows (0.01%) unexpected"),
-        "examples": ["2031-01-01 00:00:00"]}]
+    assert data["failures"] == [
+        {
+            "expectation": "expect_column_values_to_be_between",
+            "column": "InvoiceDate",
+            "details": ("InvoiceDate is not in the future (after 2025-01-01 00:00): 1 of 20000 rows (0.01%) unexpected"),
+            "examples": ["2031-01-01 00:00:00"],
+        }
+    ]
 
 
 def test_data_docs_written_for_failing_run(head, cfg, tmp_path):
@@ -259,15 +271,18 @@ def test_data_docs_written_for_failing_run(head, cfg, tmp_path):
 
 # ---------------------------------------------------------------- panel suite
 
+
 @pytest.fixture
 def panel() -> pd.DataFrame:
     days = pd.date_range("2011-01-03", periods=5, freq="D")
-    return pd.DataFrame({
-        "unique_id": ["85123A"] * 5 + ["22423"] * 5,
-        "ds": list(days) * 2,
-        "y": [6.0, 0.0, 12.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 4.0],
-        "price": [2.55] * 5 + [12.75] * 5,
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": ["85123A"] * 5 + ["22423"] * 5,
+            "ds": list(days) * 2,
+            "y": [6.0, 0.0, 12.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 4.0],
+            "price": [2.55] * 5 + [12.75] * 5,
+        }
+    )
 
 
 def test_valid_panel_passes(panel, tmp_path):
@@ -286,10 +301,12 @@ def test_panel_covariates_out_of_range_are_rejected(panel):
     panel.loc[2, "price"] = None
     report = validate_panel(panel.assign(promo=[0.0] * 9 + [2.0], event=[None] + [0.0] * 9))
     rejected(report)
-    assert failed(report) == {("expect_column_values_to_be_between", "price"),
-                              ("expect_column_values_to_not_be_null", "price"),
-                              ("expect_column_values_to_be_in_set", "promo"),
-                              ("expect_column_values_to_not_be_null", "event")}
+    assert failed(report) == {
+        ("expect_column_values_to_be_between", "price"),
+        ("expect_column_values_to_not_be_null", "price"),
+        ("expect_column_values_to_be_in_set", "promo"),
+        ("expect_column_values_to_not_be_null", "event"),
+    }
     assert failure(report, "expect_column_values_to_be_between", "price")["examples"] == [0.0]
     assert failure(report, "expect_column_values_to_be_in_set", "promo")["examples"] == [2.0]
 
@@ -300,8 +317,10 @@ def test_panel_duplicate_series_day_is_rejected(panel):
     dup = failure(report, "expect_compound_columns_to_be_unique", "unique_id, ds")
     assert dup["examples"] == [{"unique_id": "85123A", "ds": "2011-01-05 00:00:00"}] * 2
     # The repeated day also shows up as a zero-day gap.
-    assert failed(report) == {("expect_compound_columns_to_be_unique", "unique_id, ds"),
-                              ("expect_column_values_to_be_in_set", "ds")}
+    assert failed(report) == {
+        ("expect_compound_columns_to_be_unique", "unique_id, ds"),
+        ("expect_column_values_to_be_in_set", "ds"),
+    }
 
 
 def test_panel_negative_demand_is_rejected(panel):
@@ -339,8 +358,8 @@ def test_panel_dates_outside_window_are_rejected(panel):
 def test_panel_wrong_types_and_missing_columns_are_rejected(panel):
     report = validate_panel(panel.assign(ds=panel["ds"].dt.strftime("%Y-%m-%d")).drop(columns=["y"]))
     rejected(report)
-    assert failed(report) == {("expect_column_to_exist", "y"),
-                              ("expect_column_values_to_be_in_type_list", "ds")}
+    assert failed(report) == {("expect_column_to_exist", "y"), ("expect_column_values_to_be_in_type_list", "ds")}
     empty = validate_panel(pd.DataFrame())
     assert failed(empty) == {("expect_table_row_count_to_be_between", None)} | {
-        ("expect_column_to_exist", col) for col in ["unique_id", "ds", "y"]}
+        ("expect_column_to_exist", col) for col in ["unique_id", "ds", "y"]
+    }

@@ -10,6 +10,7 @@ Calibration learnt on validation origins (`supplyml.forecasting.calibration`) tr
 copula of the calibrated correlation, and `order_level` maps a target service level to the level of
 the sampled lead-time-plus-review totals that met it on validation data.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,8 +93,7 @@ class Forecaster(ABC):
     def _anchor(self, history: pd.DataFrame) -> None:
         """Set the history-derived state; families with more of it extend this. Called on a model
         being built (constructor, `with_history`'s copy), never on one already handed out."""
-        self.history = history[[c for c in HISTORY_COLUMNS if c in history]].sort_values(
-            ["unique_id", "ds"], ignore_index=True)
+        self.history = history[[c for c in HISTORY_COLUMNS if c in history]].sort_values(["unique_id", "ds"], ignore_index=True)
         self._ids = list(pd.unique(self.history["unique_id"]))
         self._row = {uid: i for i, uid in enumerate(self._ids)}
 
@@ -116,8 +116,9 @@ class Forecaster(ABC):
 
     # -- what a family implements ----------------------------------------------------------------
     @abstractmethod
-    def quantiles(self, skus: list[str], horizon: int, levels, future: pd.DataFrame | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def quantiles(
+        self, skus: list[str], horizon: int, levels, future: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated mean (n, h) and quantiles (n, h, len(levels)), non-negative and non-crossing.
 
         `future` holds promotion and event flags of the forecast days where the caller knows them.
@@ -129,12 +130,10 @@ class Forecaster(ABC):
 
     @classmethod
     @abstractmethod
-    def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> Forecaster:
-        ...
+    def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> Forecaster: ...
 
     # -- shared surface --------------------------------------------------------------------------
-    def predict(self, skus: list[str] | None, horizon: int, quantiles, future: pd.DataFrame | None = None
-                ) -> pd.DataFrame:
+    def predict(self, skus: list[str] | None, horizon: int, quantiles, future: pd.DataFrame | None = None) -> pd.DataFrame:
         """Mean and calibrated quantiles per series and day: [unique_id, ds, mean, q...]."""
         skus = list(self.skus if skus is None else skus)
         self.check_skus(skus)
@@ -142,8 +141,9 @@ class Forecaster(ABC):
         mean, q = self.quantiles(skus, horizon, self.calibration.daily_levels(quantiles), future)
         return to_frame(skus, self.forecast_dates(horizon), mean, q, quantiles)
 
-    def sample(self, skus: list[str], horizon: int, n_samples: int, seed: int = 0,
-               future: pd.DataFrame | None = None) -> np.ndarray:
+    def sample(
+        self, skus: list[str], horizon: int, n_samples: int, seed: int = 0, future: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """Joint daily sample paths (len(skus), n_samples, horizon): each day follows its calibrated
         marginal, and days share a Gaussian-copula factor of correlation `calibration.rho`."""
         self.check_skus(skus)
@@ -189,8 +189,9 @@ def copula_normals(n: int, n_samples: int, h: int, rho: float, rng: np.random.Ge
     return np.sqrt(rho) * rng.standard_normal((n, n_samples, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, n_samples, h))
 
 
-def copula_paths(q: np.ndarray, n_samples: int, rho: float, rng: np.random.Generator,
-                 levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
+def copula_paths(
+    q: np.ndarray, n_samples: int, rho: float, rng: np.random.Generator, levels: np.ndarray = LEVEL_GRID
+) -> np.ndarray:
     """(n, s, h) paths from daily quantile functions q (n, h, len(levels)) and a shared Gaussian factor.
 
     Each day's value is its quantile function read at u = Phi(z), interpolated between grid levels
@@ -228,8 +229,13 @@ class Residuals:
         """`errors`: [unique_id, error] of the backtests (may be empty); `history`: [unique_id, y] fitted on."""
         spread = history.groupby("unique_id")["y"].std(ddof=0)
         error = errors["error"].astype(float)  # an empty frame has no dtype to take a quantile of
-        out = (error.groupby(errors["unique_id"]).quantile(list(LEVEL_GRID)).unstack()
-               .reindex(index=spread.index, columns=list(LEVEL_GRID)).to_numpy(dtype=float))
+        out = (
+            error.groupby(errors["unique_id"])
+            .quantile(list(LEVEL_GRID))
+            .unstack()
+            .reindex(index=spread.index, columns=list(LEVEL_GRID))
+            .to_numpy(dtype=float)
+        )
         missing = np.isnan(out).any(axis=1)
         if len(error):
             out[missing] = np.quantile(error.to_numpy(), LEVEL_GRID)

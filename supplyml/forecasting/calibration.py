@@ -6,6 +6,7 @@ validation days; inverting that curve gives the level to read for a wanted cover
 for totals over lead time + review period, from the model's own sample paths, after the copula
 correlation of those paths is chosen by the scaled pinball loss of the totals.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,9 @@ def coverage(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     return float(np.mean((lo <= actual) & (actual <= hi)))
 
 
-def choose_rho(totals: np.ndarray, q_days: list[np.ndarray], scale: np.ndarray, candidates, n_samples: int,
-               seed: int) -> tuple[float, dict[float, float]]:
+def choose_rho(
+    totals: np.ndarray, q_days: list[np.ndarray], scale: np.ndarray, candidates, n_samples: int, seed: int
+) -> tuple[float, dict[float, float]]:
     """The copula correlation whose paths best forecast the actual totals (n,) of each window.
 
     q_days: per window, daily calibrated quantiles (n_w, days, len(LEVEL_GRID)); totals and scale
@@ -62,6 +64,5 @@ def path_totals(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int)
     return np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
 
 
-def total_quantiles(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int,
-                    levels: np.ndarray = FINE) -> np.ndarray:
+def total_quantiles(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int, levels: np.ndarray = FINE) -> np.ndarray:
     return np.quantile(path_totals(q_days, rho, n_samples, seed), levels, axis=1).T

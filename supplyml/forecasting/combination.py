@@ -1,6 +1,7 @@
 """A combination of fitted models is a model like any other: weighted means, and quantiles averaged
 level by level across members (Vincentization), so the registry and the service serve it unchanged.
 A single chosen model is a combination of one."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,6 +10,7 @@ deterministic (row-wise histograms).
 Quantiles: the mean plus the quantiles of each series' signed errors in two rolling-origin backtests
 of one horizon each (split-conformal, asymmetric so skewed demand keeps its skew), clipped at zero.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -49,9 +50,14 @@ def make_mlforecast(seed: int = 0, n_jobs: int = 1):
     from mlforecast.lag_transforms import RollingMean
 
     model = lightgbm.LGBMRegressor(**PARAMS, random_state=seed, n_jobs=n_jobs)
-    return mlforecast.MLForecast(models={"lightgbm": model}, freq="D", lags=list(LAGS),
-                                 lag_transforms={1: [RollingMean(window_size=w) for w in ROLLING_MEAN_WINDOWS]},
-                                 date_features=list(DATE_FEATURES), num_threads=n_jobs)
+    return mlforecast.MLForecast(
+        models={"lightgbm": model},
+        freq="D",
+        lags=list(LAGS),
+        lag_transforms={1: [RollingMean(window_size=w) for w in ROLLING_MEAN_WINDOWS]},
+        date_features=list(DATE_FEATURES),
+        num_threads=n_jobs,
+    )
 
 
 def frame(panel: pd.DataFrame) -> pd.DataFrame:
@@ -81,8 +87,13 @@ class LightGBM(Forecaster):
             errors = pd.DataFrame(columns=["unique_id", "error"])
             if len(long):
                 cv = make_mlforecast(seed, n_jobs).cross_validation(
-                    df[df["unique_id"].isin(long)], n_windows=BACKTESTS, h=horizon, step_size=horizon,
-                    refit=True, static_features=[])
+                    df[df["unique_id"].isin(long)],
+                    n_windows=BACKTESTS,
+                    h=horizon,
+                    step_size=horizon,
+                    refit=True,
+                    static_features=[],
+                )
                 errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv["lightgbm"]})
         return cls(mlf, Residuals.from_errors(errors, df), panel)
 
@@ -91,8 +102,13 @@ class LightGBM(Forecaster):
         new = frame(self.history[self.history["unique_id"].isin(skus)])
         dates = self.forecast_dates(horizon)
         flags = future_flags(future, skus, dates)
-        ahead = pd.DataFrame({"unique_id": np.repeat(skus, horizon), "ds": np.tile(dates, len(skus)),
-                              **{f: np.zeros(len(skus) * horizon) if v is None else v.ravel() for f, v in flags.items()}})
+        ahead = pd.DataFrame(
+            {
+                "unique_id": np.repeat(skus, horizon),
+                "ds": np.tile(dates, len(skus)),
+                **{f: np.zeros(len(skus) * horizon) if v is None else v.ravel() for f, v in flags.items()},
+            }
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
             raw = self.mlf.predict(horizon, new_df=new, X_df=ahead)

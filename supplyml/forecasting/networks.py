@@ -5,6 +5,7 @@ forecasts: `MLP` reads exact negative-binomial marginals and draws blocks of day
 ancestral sample paths day by day. The weights are learnt once; the history is only what forecasts
 condition on, so the same weights forecast from the end of training data or of all data.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,9 +26,17 @@ from supplyml.windows import LAG, PanelArrays, WindowDataModule, future_steps, w
 
 
 def make_trainer(max_epochs: int, accelerator: str = "auto", callbacks=(), logger=False, **kw) -> pl.Trainer:
-    return pl.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=logger,
-                      callbacks=list(callbacks), enable_checkpointing=False, enable_model_summary=False,
-                      gradient_clip_val=1.0, **kw)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=logger,
+        callbacks=list(callbacks),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        **kw,
+    )
 
 
 class NetworkForecaster(Forecaster):
@@ -47,8 +56,9 @@ class NetworkForecaster(Forecaster):
         self.arrays = PanelArrays.from_panel(self.history)
 
     @classmethod
-    def fit(cls, panel: pd.DataFrame, params: ModelConfig, horizon: int, val_days: int = 0, callbacks=(),
-            logger=False, seed: int = 0) -> tuple[NetworkForecaster, pl.Trainer]:
+    def fit(
+        cls, panel: pd.DataFrame, params: ModelConfig, horizon: int, val_days: int = 0, callbacks=(), logger=False, seed: int = 0
+    ) -> tuple[NetworkForecaster, pl.Trainer]:
         """Train `params.architecture` on `panel`; with val_days > 0 its last days are held out and scored
         as val_loss (what tuning reads)."""
         family = ARCHITECTURES[params.architecture]
@@ -57,22 +67,28 @@ class NetworkForecaster(Forecaster):
         pl.seed_everything(seed, workers=True, verbose=False)
         arrays = PanelArrays.from_panel(panel)
         train_end = len(arrays.dates) - val_days
-        data = WindowDataModule(arrays, params.context_length, horizon, train_end, params.batch_size,
-                                params.windows_per_series, validate=val_days > 0, seed=seed)
-        module = family.network(params.hidden_size, params.num_layers, params.dropout, params.learning_rate,
-                                params.context_length, horizon)
+        data = WindowDataModule(
+            arrays,
+            params.context_length,
+            horizon,
+            train_end,
+            params.batch_size,
+            params.windows_per_series,
+            validate=val_days > 0,
+            seed=seed,
+        )
+        module = family.network(
+            params.hidden_size, params.num_layers, params.dropout, params.learning_rate, params.context_length, horizon
+        )
         if params.swa_start < 1:
-            callbacks = [*callbacks, StochasticWeightAveraging(swa_lrs=params.learning_rate,
-                                                               swa_epoch_start=params.swa_start)]
-        trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger,
-                               limit_val_batches=1.0 if val_days else 0)
+            callbacks = [*callbacks, StochasticWeightAveraging(swa_lrs=params.learning_rate, swa_epoch_start=params.swa_start)]
+        trainer = make_trainer(params.max_epochs, params.accelerator, callbacks, logger, limit_val_batches=1.0 if val_days else 0)
         trainer.fit(module, datamodule=data)
         return family(module.cpu(), panel, horizon, params.num_samples, seed), trainer
 
     def _save_state(self, path: Path) -> dict:
         torch.save(self.module.state_dict(), path / "weights.pt")
-        return {"hparams": dict(self.module.hparams), "horizon": self.horizon,
-                "num_samples": self.num_samples, "seed": self.seed}
+        return {"hparams": dict(self.module.hparams), "horizon": self.horizon, "num_samples": self.num_samples, "seed": self.seed}
 
     @classmethod
     def _load_state(cls, path: Path, meta: dict, history: pd.DataFrame) -> NetworkForecaster:
@@ -131,8 +147,9 @@ class MLP(NetworkForecaster):
         while paths.shape[1] < horizon:
             done, steps = paths.shape[1], min(self.horizon, horizon - paths.shape[1])
             ext = _extend(a, rows, paths, self.module.hparams.context_length, s, flags["promo"], flags["event"])
-            mu, alpha = self.distribution(ext, np.arange(n * s), steps,
-                                          *(_rep(_cut(f, done, self.horizon), s) for f in flags.values()))
+            mu, alpha = self.distribution(
+                ext, np.arange(n * s), steps, *(_rep(_cut(f, done, self.horizon), s) for f in flags.values())
+            )
             paths = np.concatenate([paths, self._draw(mu, alpha, 1, rng)[:, 0]], 1)
         return paths.reshape(n, s, horizon)
 
@@ -185,7 +202,7 @@ assert set(ARCHITECTURES) == set(NETWORKS)
 
 
 def _cut(flags: np.ndarray | None, start: int, steps: int) -> np.ndarray | None:
-    return None if flags is None else flags[:, start:start + steps]
+    return None if flags is None else flags[:, start : start + steps]
 
 
 def _pad(flags: np.ndarray | None, days: int) -> np.ndarray | None:
@@ -197,8 +214,9 @@ def _rep(flags: np.ndarray | None, s: int) -> np.ndarray | None:
     return None if flags is None else np.repeat(flags, s, axis=0)
 
 
-def _extend(a: PanelArrays, rows: np.ndarray, paths: np.ndarray, context: int, s: int,
-            promo: np.ndarray | None, event: np.ndarray | None) -> PanelArrays:
+def _extend(
+    a: PanelArrays, rows: np.ndarray, paths: np.ndarray, context: int, s: int, promo: np.ndarray | None, event: np.ndarray | None
+) -> PanelArrays:
     """Each series' recent history repeated once per path and continued by that path's draws."""
     start, k = max(0, len(a.dates) - context - 1), paths.shape[1]
     past = slice(start, len(a.dates))
@@ -207,11 +225,16 @@ def _extend(a: PanelArrays, rows: np.ndarray, paths: np.ndarray, context: int, s
         return np.concatenate([np.repeat(arr[rows, past], s, axis=0), ahead], 1).astype(np.float32)
 
     last_price = np.repeat(a.price[rows, -1:], s, axis=0)
-    flags = {name: cont(getattr(a, name), np.zeros((len(paths), k)) if f is None else np.repeat(f[:, :k], s, axis=0))
-             for name, f in (("promo", promo), ("event", event))}
-    return PanelArrays([str(i) for i in range(len(paths))],
-                       pd.date_range(a.dates[start], periods=len(a.dates) - start + k),
-                       cont(a.y, paths), cont(a.observed, np.ones_like(paths)).astype(bool),
-                       cont(a.price, np.repeat(last_price, k, axis=1)), flags["promo"], flags["event"])
-
-
+    flags = {
+        name: cont(getattr(a, name), np.zeros((len(paths), k)) if f is None else np.repeat(f[:, :k], s, axis=0))
+        for name, f in (("promo", promo), ("event", event))
+    }
+    return PanelArrays(
+        [str(i) for i in range(len(paths))],
+        pd.date_range(a.dates[start], periods=len(a.dates) - start + k),
+        cont(a.y, paths),
+        cont(a.observed, np.ones_like(paths)).astype(bool),
+        cont(a.price, np.repeat(last_price, k, axis=1)),
+        flags["promo"],
+        flags["event"],
+    )

@@ -1,5 +1,6 @@
 """What the forecasting family tunes: the network's architecture and key hyperparameters, by Lightning's
 val_loss on the validation days (pruned per epoch)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,9 +61,14 @@ class ForecastSearch:
         chosen = suggest(trial, cfg)
         trial.set_user_attr("model", chosen)
         params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
-        _, trainer = NetworkForecaster.fit(self.panel, params, cfg.features.horizon, cfg.features.val_days,
-                                           callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
-                                           seed=cfg.seed)
+        _, trainer = NetworkForecaster.fit(
+            self.panel,
+            params,
+            cfg.features.horizon,
+            cfg.features.val_days,
+            callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
+            seed=cfg.seed,
+        )
         return float(trainer.callback_metrics["val_loss"])
 
 

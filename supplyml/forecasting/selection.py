@@ -9,6 +9,7 @@ relative to the best single. The chosen
 combination's validation forecasts then calibrate its daily quantiles and its lead-time + review
 totals (`calibration`), and its members are refitted on every day before the cutoff.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,11 @@ def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> li
     The evaluate step's peers follow the same rule."""
     names = list(cfg.selection.candidates if names is None else names)
     if "auto_ets" in names and n_series > cfg.selection.auto_ets_max_series:
-        log.info("auto_ets left out: %d series > selection.auto_ets_max_series (%d); its fit time grows with "
-                 "series x days", n_series, cfg.selection.auto_ets_max_series)
+        log.info(
+            "auto_ets left out: %d series > selection.auto_ets_max_series (%d); its fit time grows with series x days",
+            n_series,
+            cfg.selection.auto_ets_max_series,
+        )
         names.remove("auto_ets")
     return names
 
@@ -116,8 +120,10 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         except ValueError as e:  # e.g. series too short for a statistical model
             log.warning("candidate %s left out: %s", name, e)
     if not fitted:
-        raise DataError(f"no candidate model could be fitted on the {train['ds'].nunique()} days before the first "
-                        f"validation origin {origins[0].date()}: lower selection.origins or features.horizon")
+        raise DataError(
+            f"no candidate model could be fitted on the {train['ds'].nunique()} days before the first "
+            f"validation origin {origins[0].date()}: lower selection.origins or features.horizon"
+        )
     windows = []
     for origin in origins:
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
@@ -134,18 +140,27 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         chosen, scores = _choose(scored, fitted, cfg)
     else:  # e.g. one constant series: WRMSSE has no scale, so there is nothing to rank on
         chosen, scores = next(iter(fitted)), {}
-        log.warning("no validation origin has a series with a nonzero naive scale and recent sales: chose %s, the "
-                    "first candidate of selection.candidates that fitted", chosen)
+        log.warning(
+            "no validation origin has a series with a nonzero naive scale and recent sales: chose %s, the "
+            "first candidate of selection.candidates that fitted",
+            chosen,
+        )
     weights = {n: 1.0 / len(chosen.split(" + ")) for n in chosen.split(" + ")}
 
     calib = calibrate(windows, weights, fitted, cfg)
     members = {n: make[n](panel) for n in weights}
     model = Combination(members, weights, panel)
     model.calibration = calib
-    evidence = {"origins": [str(o.date()) for o in origins], "candidates": names,
-                "peers": [n for n in fitted if n != NETWORK], "chosen": chosen,
-                "weights": weights, "validation": scores, "calibration": calib.scores,
-                "seconds": time.perf_counter() - t0}
+    evidence = {
+        "origins": [str(o.date()) for o in origins],
+        "candidates": names,
+        "peers": [n for n in fitted if n != NETWORK],
+        "chosen": chosen,
+        "weights": weights,
+        "validation": scores,
+        "calibration": calib.scores,
+        "seconds": time.perf_counter() - t0,
+    }
     return model, evidence
 
 
@@ -176,9 +191,13 @@ def _choose(windows: list[Window], fitted: dict[str, Forecaster], cfg: Config) -
     best_w, best_s = (max(min(scores[n][m] for n in ranked), 1e-12) for m in ("wrmsse", "wspl"))
     chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
     top = pd.DataFrame(scores).T.assign(objective=lambda t: t["wrmsse"] / best_w + t["wspl"] / best_s)
-    log.info("validation on %d origins from %s (singles and the 5 best combinations):\n%s\nchosen: %s",
-             len(windows), windows[0].origin.date(),
-             pd.concat([top.loc[ranked], top.drop(index=ranked).nsmallest(5, "objective")]).round(4).to_string(), chosen)
+    log.info(
+        "validation on %d origins from %s (singles and the 5 best combinations):\n%s\nchosen: %s",
+        len(windows),
+        windows[0].origin.date(),
+        pd.concat([top.loc[ranked], top.drop(index=ranked).nsmallest(5, "objective")]).round(4).to_string(),
+        chosen,
+    )
     return chosen, scores
 
 
@@ -186,8 +205,7 @@ def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str, Forecaster], cfg: Config
-              ) -> Calibration:
+def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str, Forecaster], cfg: Config) -> Calibration:
     """Daily level map from the validation forecasts; copula correlation and total level map from
     the combination's sample paths over lead time + review period at each validation origin."""
     inv, sel = cfg.inventory, cfg.selection
@@ -212,14 +230,20 @@ def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str
     calibrated = Calibration(rho=rho, daily=daily, total=total, days=days)
     # Validation coverage before calibration, for the record.
     scores: dict[str, Any] = {
-        "daily_coverage_50_raw": _cov(y, q, 0.25, 0.75), "daily_coverage_95_raw": _cov(y, q, 0.025, 0.975),
-        "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975), "rho_losses": losses,
+        "daily_coverage_50_raw": _cov(y, q, 0.25, 0.75),
+        "daily_coverage_95_raw": _cov(y, q, 0.025, 0.975),
+        "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975),
+        "rho_losses": losses,
         "order_level": calibrated.total_level(inv.service_level),
     }
     calibrated.scores = scores
-    log.info("calibration: rho %.2f, order level %.3f for a %.0f%% target; raw validation coverage %s",
-             rho, scores["order_level"], 100 * inv.service_level,
-             {k: round(v, 3) for k, v in scores.items() if k.endswith("raw")})
+    log.info(
+        "calibration: rho %.2f, order level %.3f for a %.0f%% target; raw validation coverage %s",
+        rho,
+        scores["order_level"],
+        100 * inv.service_level,
+        {k: round(v, 3) for k, v in scores.items() if k.endswith("raw")},
+    )
     return calibrated
 
 

@@ -8,6 +8,7 @@ errors in two rolling-origin backtests (split-conformal, as in `supplyml.forecas
 younger than the model's minimum history (a product launched last week) is forecast flat at the
 mean of the days it has.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,9 @@ class Statistical(Forecaster):
         long = lengths.index[lengths >= BACKTESTS * horizon + model.min_days]
         errors = pd.DataFrame(columns=["unique_id", "error"])
         if len(long):
-            cv = model._sf().cross_validation(df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS,
-                                              step_size=horizon)
+            cv = model._sf().cross_validation(
+                df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS, step_size=horizon
+            )
             errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[model.alias]})
         model.residuals = Residuals.from_errors(errors, df)
         return model

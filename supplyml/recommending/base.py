@@ -17,6 +17,7 @@ From these the base class gives every model `fit`, `score` (unknown customers ge
 scores), `recommend` (top-k lists that say which customers fell back to popularity), `save` and `load`.
 The constructor must accept exactly the saved `params` as keyword arguments.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,10 +92,12 @@ class Recommender(ABC):
         frame = frame[frame["sku"].isin(self._item_index)]
         self.customers = sorted(pd.unique(frame["customer_id"]).tolist())
         self._customer_index = {c: i for i, c in enumerate(self.customers)}
-        frame = frame.assign(row=frame["customer_id"].map(self._customer_index).to_numpy(),
-                             col=frame["sku"].map(self._item_index).to_numpy())
-        self.X = sp.csr_matrix((np.ones(len(frame), np.float32), (frame["row"], frame["col"])),
-                               shape=(len(self.customers), len(self.items)))
+        frame = frame.assign(
+            row=frame["customer_id"].map(self._customer_index).to_numpy(), col=frame["sku"].map(self._item_index).to_numpy()
+        )
+        self.X = sp.csr_matrix(
+            (np.ones(len(frame), np.float32), (frame["row"], frame["col"])), shape=(len(self.customers), len(self.items))
+        )
         self.X.sum_duplicates()
         self.cutoff = pd.Timestamp(frame["ds"].max())
         self.popularity = self._popularity(frame)
@@ -120,19 +123,20 @@ class Recommender(ABC):
         out[rows < 0] = self.popularity
         known = np.flatnonzero(rows >= 0)
         for start in range(0, len(known), _CHUNK):
-            idx = known[start:start + _CHUNK]
+            idx = known[start : start + _CHUNK]
             out[idx] = self._score(rows[idx])
         return out
 
-    def recommend(self, customers: Sequence[str], k: int, exclude_purchased: bool = False,
-                  exclude: set[str] | None = None) -> Recommendations:
+    def recommend(
+        self, customers: Sequence[str], k: int, exclude_purchased: bool = False, exclude: set[str] | None = None
+    ) -> Recommendations:
         """Top-k (sku, score) per customer. `exclude_purchased` drops what each known customer bought in
         the fitting data; `exclude` drops SKUs for everyone. Ties keep catalogue order."""
         customers = list(customers)
         lists = []
         blocked = np.array([s in exclude for s in self.items]) if exclude else None
         for start in range(0, len(customers), _CHUNK):
-            chunk = customers[start:start + _CHUNK]
+            chunk = customers[start : start + _CHUNK]
             scores = self.score(chunk).astype(np.float64)
             if blocked is not None:
                 scores[:, blocked] = -np.inf
@@ -168,8 +172,15 @@ class Recommender(ABC):
         path.mkdir(parents=True, exist_ok=True)
         sp.save_npz(path / "interactions.npz", self.X)
         np.save(path / "popularity.npy", self.popularity)
-        meta = {"name": self.name, "params": self.params, "items": self.items, "customers": self.customers,
-                "cutoff": str(self.cutoff.date()), "descriptions": self.descriptions, "state": self._save_state(path)}
+        meta = {
+            "name": self.name,
+            "params": self.params,
+            "items": self.items,
+            "customers": self.customers,
+            "cutoff": str(self.cutoff.date()),
+            "descriptions": self.descriptions,
+            "state": self._save_state(path),
+        }
         (path / "recommender.json").write_text(json.dumps(meta))
 
     @classmethod

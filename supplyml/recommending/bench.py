@@ -10,6 +10,7 @@
 Writes results.json (the table, chosen params, grid scores, split dates) and rankings.parquet
 (`model, customer_id, rank, sku, score`: the test lists, the first seed's for stochastic models).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,13 @@ def _fit_score(cls: type[Recommender], params: dict, history: pd.DataFrame, wind
     return scores, lists, time.perf_counter() - t0
 
 
-def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, root: str = ".",
-        models: dict[str, type[Recommender]] | None = None) -> dict:
+def run(
+    cfg: Config,
+    out_dir: str | Path,
+    seeds: Sequence[int] | None = None,
+    root: str = ".",
+    models: dict[str, type[Recommender]] | None = None,
+) -> dict:
     """The bench (see the module docstring): {"summary": what results.json holds, "table": one row per
     model}. `models` defaults to `recommend.models`, looked up among the registered recommenders."""
     rc = cfg.recommend
@@ -72,8 +78,7 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
             for point in grid_points(rc.grid.get(name, {})):
                 scores, _, secs = _fit_score(cls, {**shared, **first, **point}, split.train, split.val, rc.k)
                 tried.append({"params": point, rc.select_metric: scores[rc.select_metric], "seconds": secs})
-                log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric],
-                         secs)
+                log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric], secs)
             best = max(tried, key=lambda t: t[rc.select_metric])
         else:  # the product's models: the pipeline's Optuna search for the served recipe, on the same days
             tuned = tuned or _tune(cfg, data.frame, version["dvc_md5"])
@@ -92,14 +97,23 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     fit, test = split.fit, split.test
     known = test["customer_id"].isin(set(fit["customer_id"]))
     summary = {
-        "data": version, "split": split.dates(),
-        "counts": {"train_rows": len(split.train), "val_rows": len(split.val), "test_rows": len(test),
-                   "catalogue": int(fit["sku"].nunique()), "fit_customers": int(fit["customer_id"].nunique()),
-                   "test_customers": int(test["customer_id"].nunique()),
-                   "test_customers_known": int(test.loc[known, "customer_id"].nunique()),
-                   # relevant but unrankable: SKUs first sold in the test window
-                   "test_rows_outside_catalogue": float((~test["sku"].isin(set(fit["sku"]))).mean())},
-        "select_metric": rc.select_metric, "seeds": seeds, "chosen": chosen, "validation_grid": grid_scores,
+        "data": version,
+        "split": split.dates(),
+        "counts": {
+            "train_rows": len(split.train),
+            "val_rows": len(split.val),
+            "test_rows": len(test),
+            "catalogue": int(fit["sku"].nunique()),
+            "fit_customers": int(fit["customer_id"].nunique()),
+            "test_customers": int(test["customer_id"].nunique()),
+            "test_customers_known": int(test.loc[known, "customer_id"].nunique()),
+            # relevant but unrankable: SKUs first sold in the test window
+            "test_rows_outside_catalogue": float((~test["sku"].isin(set(fit["sku"]))).mean()),
+        },
+        "select_metric": rc.select_metric,
+        "seeds": seeds,
+        "chosen": chosen,
+        "validation_grid": grid_scores,
         "table": json.loads(table.reset_index().to_json(orient="records")),
         "seconds": time.perf_counter() - started,
     }
@@ -108,15 +122,15 @@ def run(cfg: Config, out_dir: str | Path, seeds: Sequence[int] | None = None, ro
     return {"summary": summary, "table": table}
 
 
-def _test(name: str, cls: type[Recommender], params: dict, split, seeds: list[int], k: int,
-          frames: list[pd.DataFrame]) -> dict:
+def _test(name: str, cls: type[Recommender], params: dict, split, seeds: list[int], k: int, frames: list[pd.DataFrame]) -> dict:
     """One table row: `cls(**params)` refitted on train + validation days and scored on the test window,
     once per seed for a stochastic model (mean, and std of the metrics); the first run's lists go to `frames`."""
     runs = []
     run_seeds: list[int | None] = [*seeds] if cls.stochastic else [None]
     for seed in run_seeds:
-        scores, lists, secs = _fit_score(cls, {**params, **({"seed": seed} if seed is not None else {})}, split.fit,
-                                         split.test, k)
+        scores, lists, secs = _fit_score(
+            cls, {**params, **({"seed": seed} if seed is not None else {})}, split.fit, split.test, k
+        )
         runs.append({**scores, "wall_s": secs})
         if len(runs) == 1:
             frames.append(_ranking_frame(name, lists))
@@ -139,8 +153,11 @@ def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[d
     tracking.setup_tracking(cfg)
     with mlflow.start_run(run_name="bench-recommend", tags={"supplyml.kind": "bench"}):
         study = tuning.tune(RecommendSearch(frame, cfg, f"{data_md5}|bench"), cfg, {"supplyml.kind": "bench"})
-    trials = [{"params": t.user_attrs["model"], cfg.recommend.select_metric: t.value,
-               "seconds": t.duration.total_seconds()} for t in study.trials if t.value is not None and t.duration is not None]
+    trials = [
+        {"params": t.user_attrs["model"], cfg.recommend.select_metric: t.value, "seconds": t.duration.total_seconds()}
+        for t in study.trials
+        if t.value is not None and t.duration is not None
+    ]
     return {"params": {**served_params(cfg), **tuning.best_model(study)}}, trials
 
 
@@ -148,19 +165,25 @@ def _lookup(name: str) -> type[Recommender]:
     if name in PEERS:
         return PEERS[name]
     if name not in RECOMMENDERS:
-        raise ValueError(f"recommend.models: unknown model {name!r}; known: {sorted(RECOMMENDERS)} "
-                         "(a model outside supplyml.recommending.peers must be imported first)")
+        raise ValueError(
+            f"recommend.models: unknown model {name!r}; known: {sorted(RECOMMENDERS)} "
+            "(a model outside supplyml.recommending.peers must be imported first)"
+        )
     return RECOMMENDERS[name]
 
 
 def _ranking_frame(name: str, lists: dict[str, list[tuple[str, float]]]) -> pd.DataFrame:
     customers = list(lists)
     n = [len(lists[c]) for c in customers]
-    return pd.DataFrame({
-        "model": name, "customer_id": np.repeat(customers, n),
-        "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n else np.array([], int),
-        "sku": [s for c in customers for s, _ in lists[c]],
-        "score": np.array([v for c in customers for _, v in lists[c]], dtype=np.float32)})
+    return pd.DataFrame(
+        {
+            "model": name,
+            "customer_id": np.repeat(customers, n),
+            "rank": np.concatenate([np.arange(1, m + 1) for m in n]) if n else np.array([], int),
+            "sku": [s for c in customers for s, _ in lists[c]],
+            "score": np.array([v for c in customers for _, v in lists[c]], dtype=np.float32),
+        }
+    )
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -8,6 +8,7 @@ customer's purchases of that SKU on that day, and a day netted to nothing is no 
 CustomerID cannot be anyone's feedback and are left out. `data.columns.location` is ignored: a product is
 the same product wherever it ships from.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,18 +31,22 @@ def purchase_lines(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     c = cfg.columns
     needed = [c.sku, c.date, c.quantity, c.price, c.customer]
     if missing := [col for col in needed if col not in raw]:
-        raise DataError(f"{cfg.path}: order-line column(s) {missing} not found; the file has "
-                        f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>.")
+        raise DataError(
+            f"{cfg.path}: order-line column(s) {missing} not found; the file has "
+            f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>."
+        )
     qty = parse_number(raw[c.quantity])  # a cancellation is a negative quantity, as for demand
-    df = pd.DataFrame({
-        "customer_id": _customer_ids(raw[c.customer]),
-        "sku": raw[c.sku].astype(str).str.strip().str.upper(),
-        "ds": parse_days(raw[c.date]),
-        "quantity": qty,
-        "price": parse_number(raw[c.price]),
-        "description": raw[c.description].astype("string").str.strip() if c.description in raw else pd.NA,
-        "country": raw[c.country].astype("string").str.strip() if c.country in raw else pd.NA,
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": _customer_ids(raw[c.customer]),
+            "sku": raw[c.sku].astype(str).str.strip().str.upper(),
+            "ds": parse_days(raw[c.date]),
+            "quantity": qty,
+            "price": parse_number(raw[c.price]),
+            "description": raw[c.description].astype("string").str.strip() if c.description in raw else pd.NA,
+            "country": raw[c.country].astype("string").str.strip() if c.country in raw else pd.NA,
+        }
+    )
     keep = is_product(df["sku"], cfg) & (df["price"] > 0) & df["customer_id"].notna() & df["ds"].notna()
     df = df[keep & df["quantity"].notna()]
     if cfg.until is not None:
@@ -62,9 +67,11 @@ def interactions(lines: pd.DataFrame) -> pd.DataFrame:
     """One row per customer x SKU x day that is still a purchase once its cancellations are netted:
     quantity (units) and value (units x the day's average selling price of its sales lines)."""
     sold = lines["quantity"].clip(lower=0)
-    g = lines.assign(sold=sold, revenue=sold * lines["price"]).groupby(
-        ["customer_id", "sku", "ds"], sort=True, observed=True).agg(
-        quantity=("quantity", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
+    g = (
+        lines.assign(sold=sold, revenue=sold * lines["price"])
+        .groupby(["customer_id", "sku", "ds"], sort=True, observed=True)
+        .agg(quantity=("quantity", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
+    )
     g = g[(g["quantity"] > 0) & (g["sold"] > 0)]
     g["value"] = g["quantity"] * g["revenue"] / g["sold"]
     return g.reset_index()[FRAME_COLUMNS]
@@ -99,16 +106,24 @@ def load_interactions(cfg: Config, root: str = ".") -> Interactions:
     with data_file(cfg.data.path, root, cfg.data.rev) as path:
         raw = read_table(path, cfg.data)
     if cfg.data.format != "transactions":
-        raise DataError(f"{cfg.data.path}: recommendations need order lines with customers "
-                        "(data.format=transactions), not a daily panel")
+        raise DataError(
+            f"{cfg.data.path}: recommendations need order lines with customers (data.format=transactions), not a daily panel"
+        )
     lines = purchase_lines(raw, cfg.data)
     frame = interactions(lines)
-    log.info("%d interactions: %d customers x %d SKUs, %s to %s", len(frame), frame["customer_id"].nunique(),
-             frame["sku"].nunique(), frame["ds"].min().date(), frame["ds"].max().date())
+    log.info(
+        "%d interactions: %d customers x %d SKUs, %s to %s",
+        len(frame),
+        frame["customer_id"].nunique(),
+        frame["sku"].nunique(),
+        frame["ds"].min().date(),
+        frame["ds"].max().date(),
+    )
     return Interactions(frame, lines)
 
 
 # ---------------------------------------------------------------- the global temporal split
+
 
 @dataclass(frozen=True)
 class Split:
@@ -129,8 +144,12 @@ class Split:
         return pd.concat([self.train, self.val], ignore_index=True)
 
     def dates(self) -> dict[str, str]:
-        return {"train_end": str((self.val_start - pd.Timedelta(days=1)).date()), "val_start": str(self.val_start.date()),
-                "test_start": str(self.test_start.date()), "end": str(self.end.date())}
+        return {
+            "train_end": str((self.val_start - pd.Timedelta(days=1)).date()),
+            "val_start": str(self.val_start.date()),
+            "test_start": str(self.test_start.date()),
+            "end": str(self.end.date()),
+        }
 
 
 def temporal_split(frame: pd.DataFrame, test_days: int, val_days: int) -> Split:
@@ -138,12 +157,19 @@ def temporal_split(frame: pd.DataFrame, test_days: int, val_days: int) -> Split:
     test_start = end - pd.Timedelta(days=test_days - 1)
     val_start = test_start - pd.Timedelta(days=val_days)
     if frame["ds"].min() >= val_start:
-        raise ValueError(f"the interactions span {frame['ds'].min().date()} to {end.date()}: too short for "
-                         f"{val_days} validation and {test_days} test days with any training days before them")
+        raise ValueError(
+            f"the interactions span {frame['ds'].min().date()} to {end.date()}: too short for "
+            f"{val_days} validation and {test_days} test days with any training days before them"
+        )
     ds = frame["ds"]
-    return Split(frame[ds < val_start].reset_index(drop=True),
-                 frame[(ds >= val_start) & (ds < test_start)].reset_index(drop=True),
-                 frame[ds >= test_start].reset_index(drop=True), val_start, test_start, end)
+    return Split(
+        frame[ds < val_start].reset_index(drop=True),
+        frame[(ds >= val_start) & (ds < test_start)].reset_index(drop=True),
+        frame[ds >= test_start].reset_index(drop=True),
+        val_start,
+        test_start,
+        end,
+    )
 
 
 def relevant_items(window: pd.DataFrame, known: set[str] | None = None) -> dict[str, set[str]]:

@@ -8,6 +8,7 @@ is served is the same recipe refitted on every day, so it knows the latest purch
 paired per customer (`supplyml.evidence`): NDCG@10 significantly better, new-item NDCG@10 not
 significantly worse; a tie keeps the champion.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,9 @@ def windows(cfg: Config, frame: pd.DataFrame) -> list[Split]:
     the last ending with the data, each split from the days up to its own end. Tuning reads the first
     window's validation days, so no evidence window was chosen on."""
     end, days = frame["ds"].max(), cfg.recommend.test_days
-    return [split(cfg, frame[frame["ds"] <= end - pd.Timedelta(days=k * days)])
-            for k in reversed(range(cfg.features.test_origins))]
+    return [
+        split(cfg, frame[frame["ds"] <= end - pd.Timedelta(days=k * days)]) for k in reversed(range(cfg.features.test_origins))
+    ]
 
 
 def peer_table(cfg: Config, data: Split, model: Recommender) -> pd.DataFrame:
@@ -65,13 +67,21 @@ def peer_table(cfg: Config, data: Split, model: Recommender) -> pd.DataFrame:
 
 
 def rules() -> list[gate.Rule]:
-    return [gate.Rule("held-out NDCG@10 no worse than the popularity peer's", "ndcg_gap_to_popularity",
-                      MetricThreshold(threshold=0.0, greater_is_better=True), False)]
+    return [
+        gate.Rule(
+            "held-out NDCG@10 no worse than the popularity peer's",
+            "ndcg_gap_to_popularity",
+            MetricThreshold(threshold=0.0, greater_is_better=True),
+            False,
+        )
+    ]
 
 
 # The recommender's claim: better lists for everyone (NDCG@10, per customer), and not worse on new items.
-CLAIM = (gate.Metric("ndcg@10", "ndcg@10/all", greater_is_better=True, pooled="mean"),
-         gate.Metric("ndcg@10/new", "ndcg@10/new", greater_is_better=True, pooled="mean"))
+CLAIM = (
+    gate.Metric("ndcg@10", "ndcg@10/all", greater_is_better=True, pooled="mean"),
+    gate.Metric("ndcg@10/new", "ndcg@10/new", greater_is_better=True, pooled="mean"),
+)
 
 
 def customer_units(model: Recommender, data: Split, k: int) -> pd.DataFrame:
@@ -81,9 +91,17 @@ def customer_units(model: Recommender, data: Split, k: int) -> pd.DataFrame:
     customers = sorted(relevant)
     rankings = {c: [s for s, _ in lst] for c, lst in zip(customers, model.recommend(customers, k))}
     subsets = split_relevant(relevant, purchased_items(data.fit))
-    return pd.DataFrame({"ndcg@10/all": ndcg_per_customer(rankings, subsets["all"]),
-                         "ndcg@10/new": ndcg_per_customer(rankings, subsets["new"])}
-                        ).rename_axis("customer_id").reset_index().assign(origin=str(data.test_start.date()))
+    return (
+        pd.DataFrame(
+            {
+                "ndcg@10/all": ndcg_per_customer(rankings, subsets["all"]),
+                "ndcg@10/new": ndcg_per_customer(rankings, subsets["new"]),
+            }
+        )
+        .rename_axis("customer_id")
+        .reset_index()
+        .assign(origin=str(data.test_start.date()))
+    )
 
 
 class Verdict(gate.Verdict):
@@ -92,20 +110,22 @@ class Verdict(gate.Verdict):
     shown = None
 
 
-def judge(cfg: Config, held_out: list[Split], table: pd.DataFrame, challenger: dict, descriptions: dict[str, str],
-          model: Recommender) -> Verdict:
+def judge(
+    cfg: Config, held_out: list[Split], table: pd.DataFrame, challenger: dict, descriptions: dict[str, str], model: Recommender
+) -> Verdict:
     """The gate on the held-out windows (`windows`; `model` is the challenger fitted before the last):
     above popularity on the last, and significantly better than the champion's recipe refitted on the
     same days at every window, paired per customer x window, without significantly worse new-item lists."""
-    ours = {"ndcg@10": float(table.loc["model", GATE_METRIC]),
-            "ndcg_gap_to_popularity": float(table.loc["model", GATE_METRIC] - table.loc["popularity", GATE_METRIC])}
+    ours = {
+        "ndcg@10": float(table.loc["model", GATE_METRIC]),
+        "ndcg_gap_to_popularity": float(table.loc["model", GATE_METRIC] - table.loc["popularity", GATE_METRIC]),
+    }
     promote, reasons = gate.check(rules(), ours, None)
     k, keys = cfg.recommend.k, ("customer_id", "origin")
     # The challenger's recipe at each window, fitted on the days before it (the last one is `model`).
     mine = [model if w is held_out[-1] else fit(challenger, w.fit, descriptions) for w in held_out]
     units = pd.concat([customer_units(m, w, k) for m, w in zip(mine, held_out)], ignore_index=True)
-    popular = [PEERS["popularity"](popularity_days=cfg.recommend.popularity_days).fit(w.fit, catalogue(w.fit))
-               for w in held_out]
+    popular = [PEERS["popularity"](popularity_days=cfg.recommend.popularity_days).fit(w.fit, catalogue(w.fit)) for w in held_out]
     popularity = pd.concat([customer_units(p, w, k) for p, w in zip(popular, held_out)], ignore_index=True)
     (peer,) = gate.paired(units, popularity, CLAIM[:1], cfg.gate, cfg.seed, keys=keys)
     reasons.append(f"evidence: {peer.describe('popularity')}")
@@ -121,5 +141,6 @@ def judge(cfg: Config, held_out: list[Split], table: pd.DataFrame, challenger: d
         ours["ndcg@10 over the windows"] = comparisons[0].challenger
         claim, why = gate.significance(comparisons, cfg.gate.alpha)
         promote, reasons = promote and claim, reasons + why
-    return Verdict(promote, reasons, ours, champion, str(current.version) if current else None,
-                   [c.to_dict() for c in [*comparisons, peer]])
+    return Verdict(
+        promote, reasons, ours, champion, str(current.version) if current else None, [c.to_dict() for c in [*comparisons, peer]]
+    )

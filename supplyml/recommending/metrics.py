@@ -24,6 +24,7 @@ rest. Each model's ONE ranked list per customer is judged three times, only the 
 - new: the customers with >= 1 new item, R = their new items; a repeat item in the list is a miss.
 Coverage in the repeat and new columns is over those customers' lists.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -35,25 +36,31 @@ METRICS = ("recall@10", "recall@20", "ndcg@10", "hit@10", "map@10", "coverage@10
 SUBSETS = ("all", "repeat", "new")
 
 
-def ranking_metrics(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]],
-                    catalogue_size: int) -> dict[str, float]:
+def ranking_metrics(
+    rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], catalogue_size: int
+) -> dict[str, float]:
     """METRICS averaged over the customers of `relevant` with a non-empty set (see the module docstring),
     plus `customers`, how many that is. A customer missing from `rankings` has an empty list."""
     customers, hits, n_rel, ranked = _hits(rankings, relevant)
     if not customers:
         return {**dict.fromkeys(METRICS, float("nan")), "customers": 0}
-    out = {"recall@10": _recall(hits, n_rel, 10), "recall@20": _recall(hits, n_rel, 20),
-           "ndcg@10": float(_ndcg_rows(hits, n_rel, 10).mean()), "hit@10": float(hits[:, :10].any(1).mean()),
-           "map@10": _map(hits, n_rel, 10), "coverage@10": _coverage(ranked, 10, catalogue_size)}
+    out = {
+        "recall@10": _recall(hits, n_rel, 10),
+        "recall@20": _recall(hits, n_rel, 20),
+        "ndcg@10": float(_ndcg_rows(hits, n_rel, 10).mean()),
+        "hit@10": float(hits[:, :10].any(1).mean()),
+        "map@10": _map(hits, n_rel, 10),
+        "coverage@10": _coverage(ranked, 10, catalogue_size),
+    }
     return {**out, "customers": len(customers)}
 
 
-def ndcg_per_customer(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], k: int = 10
-                      ) -> pd.Series:
+def ndcg_per_customer(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], k: int = 10) -> pd.Series:
     """NDCG@k of each customer of `relevant` with a non-empty set: the paired units of a gate."""
     customers, hits, n_rel, _ = _hits(rankings, relevant)
-    return pd.Series(_ndcg_rows(hits, n_rel, k) if customers else [], index=pd.Index(customers, dtype=object),
-                     dtype=float, name=f"ndcg@{k}")
+    return pd.Series(
+        _ndcg_rows(hits, n_rel, k) if customers else [], index=pd.Index(customers, dtype=object), dtype=float, name=f"ndcg@{k}"
+    )
 
 
 def _hits(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]]):
@@ -72,8 +79,8 @@ def _hits(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]
     v = len(vocab)
     ranked = np.full((len(customers), width), -1, dtype=np.int64)
     lengths = np.array([len(lst) for lst in lists])
-    ranked[np.arange(width) < lengths[:, None]] = codes[:len(ranked_skus)]
-    rel_keys = rel_rows * v + codes[len(ranked_skus):]
+    ranked[np.arange(width) < lengths[:, None]] = codes[: len(ranked_skus)]
+    rel_keys = rel_rows * v + codes[len(ranked_skus) :]
     keys = np.arange(len(customers))[:, None] * v + ranked
     hits = np.isin(keys, rel_keys) & (ranked >= 0)
     n_rel = np.bincount(rel_rows, minlength=len(customers)).astype(float)
@@ -102,8 +109,7 @@ def _coverage(ranked: np.ndarray, k: int, catalogue_size: int) -> float:
     return float(len(np.unique(top[top >= 0])) / catalogue_size) if catalogue_size else float("nan")
 
 
-def split_relevant(relevant: Mapping[str, set[str]], history: Mapping[str, set[str]]
-                   ) -> dict[str, dict[str, set[str]]]:
+def split_relevant(relevant: Mapping[str, set[str]], history: Mapping[str, set[str]]) -> dict[str, dict[str, set[str]]]:
     """{"all", "repeat", "new"} -> customer -> relevant SKUs; customers with an empty set left out."""
     out = {"all": {c: set(r) for c, r in relevant.items() if r}, "repeat": {}, "new": {}}
     for c, items in out["all"].items():
@@ -115,11 +121,11 @@ def split_relevant(relevant: Mapping[str, set[str]], history: Mapping[str, set[s
     return out
 
 
-def evaluate(rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]],
-             history: Mapping[str, set[str]], catalogue_size: int) -> dict[str, dict[str, float]]:
+def evaluate(
+    rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], history: Mapping[str, set[str]], catalogue_size: int
+) -> dict[str, dict[str, float]]:
     """ranking_metrics for all, repeat and new items of the same rankings (see the module docstring)."""
-    return {name: ranking_metrics(rankings, rel, catalogue_size)
-            for name, rel in split_relevant(relevant, history).items()}
+    return {name: ranking_metrics(rankings, rel, catalogue_size) for name, rel in split_relevant(relevant, history).items()}
 
 
 def flatten(result: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -9,6 +9,7 @@
 Both work on integer indices (customers 0..n_users-1, items 0..n_items-1); `Network`, the family's
 Recommender, maps ids to indices, and `Blend` puts the customer's most-bought items first.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -63,8 +64,18 @@ class BPR(pl.LightningModule):
 class Sequence(pl.LightningModule):
     architecture = "sequence"
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 64, max_len: int = 30, layers: int = 2, heads: int = 2,
-                 dropout: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-5):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int = 64,
+        max_len: int = 30,
+        layers: int = 2,
+        heads: int = 2,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=n_items)  # index n_items pads short sequences
@@ -89,8 +100,9 @@ class Sequence(pl.LightningModule):
         (seq,) = batch
         inputs, targets = seq[:, :-1], seq[:, 1:]
         logits = self._logits(self._hidden(inputs))
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                           ignore_index=self.hparams["n_items"])
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=self.hparams["n_items"]
+        )
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
@@ -112,7 +124,7 @@ class Sequence(pl.LightningModule):
     def dataset(self, pairs: np.ndarray, sequences: list[np.ndarray]) -> TensorDataset:
         # Windows of max_len + 1 items (inputs and their next-item targets); long histories give several.
         n = self.hparams["max_len"] + 1
-        windows = [s[max(0, end - n):end] for s in sequences if len(s) > 1 for end in range(len(s), 1, -(n - 1))]
+        windows = [s[max(0, end - n) : end] for s in sequences if len(s) > 1 for end in range(len(s), 1, -(n - 1))]
         return TensorDataset(_pad(windows, n, self.hparams["n_items"]))
 
 
@@ -121,15 +133,25 @@ def _pad(seqs: list[np.ndarray], length: int, pad: int) -> torch.Tensor:
     out = torch.full((len(seqs), length), pad, dtype=torch.long)
     for r, s in enumerate(seqs):
         s = s[-length:]
-        out[r, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+        out[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
     return out
 
 
 ARCHITECTURES = {cls.architecture: cls for cls in (BPR, Sequence)}
 
 
-def fit(architecture: str, pairs: np.ndarray, sequences: list[np.ndarray], n_users: int, n_items: int, params: dict,
-        epochs: int, batch_size: int = 1024, seed: int = 0, accelerator: str = "auto"):
+def fit(
+    architecture: str,
+    pairs: np.ndarray,
+    sequences: list[np.ndarray],
+    n_users: int,
+    n_items: int,
+    params: dict,
+    epochs: int,
+    batch_size: int = 1024,
+    seed: int = 0,
+    accelerator: str = "auto",
+):
     """Train one architecture; `pairs` are (customer, item) purchases, `sequences` each customer's items in
     purchase order. Returns the trained module on CPU, in eval mode."""
     cls = ARCHITECTURES[architecture]
@@ -137,9 +159,15 @@ def fit(architecture: str, pairs: np.ndarray, sequences: list[np.ndarray], n_use
     module = cls(n_users, n_items, **params)
     data = module.dataset(pairs, sequences)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         deterministic=True)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
     trainer.fit(module, loader)
     return module.cpu().eval()
 
@@ -150,8 +178,16 @@ class Network(Recommender):
 
     name = "network"
     stochastic = True
-    defaults = {"architecture": "sequence", "dim": 64, "lr": 1e-3, "epochs": 8, "max_len": 30, "batch_size": 128,
-                "seed": 0, "accelerator": "auto"}
+    defaults = {
+        "architecture": "sequence",
+        "dim": 64,
+        "lr": 1e-3,
+        "epochs": 8,
+        "max_len": 30,
+        "batch_size": 128,
+        "seed": 0,
+        "accelerator": "auto",
+    }
 
     def _fit(self, X, frame):
         days = frame.drop_duplicates(["row", "col", "ds"]).sort_values(["row", "ds", "col"])
@@ -161,8 +197,18 @@ class Network(Recommender):
         p = self.params
         accepted = inspect.signature(ARCHITECTURES[p["architecture"]]).parameters  # each takes its own
         hparams = {k: v for k, v in p.items() if k in accepted and k not in ("n_users", "n_items")}
-        self.module = fit(p["architecture"], pairs, self.sequences, len(self.customers), len(self.items), hparams,
-                          p["epochs"], p["batch_size"], p["seed"], p["accelerator"])
+        self.module = fit(
+            p["architecture"],
+            pairs,
+            self.sequences,
+            len(self.customers),
+            len(self.items),
+            hparams,
+            p["epochs"],
+            p["batch_size"],
+            p["seed"],
+            p["accelerator"],
+        )
 
     def _score(self, rows):
         return self.module.scores(rows, self.sequences)
@@ -189,8 +235,7 @@ class Blend(Network):
     segment by `segment_weight`. All four are chosen on validation days (supplyml.recommending.search)."""
 
     name = "blend"
-    defaults = {**Network.defaults, "repeat_slots": 5, "half_life_days": 0, "popularity_weight": 0.0,
-                "segment_weight": 0.0}
+    defaults = {**Network.defaults, "repeat_slots": 5, "half_life_days": 0, "popularity_weight": 0.0, "segment_weight": 0.0}
 
     def _fit(self, X, frame):
         super()._fit(X, frame)
@@ -218,7 +263,7 @@ class Blend(Network):
         # half-life it also lifts a popular item above a slightly stronger habit, which validation preferred
         # (NDCG@10 0.3253 vs 0.3130 at 120 days, popularity weight 1) over ordering by habit alone.
         key = (habits + self.popularity / (self.popularity.max() + 1.0)) * (habits > 0)
-        cut = -np.sort(-key, 1)[:, slots - 1:][:, :1]
+        cut = -np.sort(-key, 1)[:, slots - 1 :][:, :1]
         top = (habits > 0) & (key >= cut)
         return np.where(top, 2.0 + key, learned)
 

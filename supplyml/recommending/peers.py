@@ -1,4 +1,5 @@
 """Baselines the product's recommender must beat; each is a `Recommender` (supplyml.recommending.base)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -143,10 +144,16 @@ class ALS(_Factors):
 
     def _model(self):
         from implicit.cpu.als import AlternatingLeastSquares
+
         p = self.params
-        return AlternatingLeastSquares(factors=int(p["factors"]), regularization=float(p["regularization"]),
-                                       alpha=float(p["alpha"]), iterations=int(p["iterations"]),
-                                       random_state=int(p["seed"]), num_threads=int(p["num_threads"]))
+        return AlternatingLeastSquares(
+            factors=int(p["factors"]),
+            regularization=float(p["regularization"]),
+            alpha=float(p["alpha"]),
+            iterations=int(p["iterations"]),
+            random_state=int(p["seed"]),
+            num_threads=int(p["num_threads"]),
+        )
 
     def _confidence(self, X):
         return X.log1p().astype(np.float32)  # a weekly buyer is not 50 times as sure as a one-off
@@ -156,15 +163,20 @@ class BPR(_Factors):
     """Bayesian personalised ranking (Rendle et al. 2009) on the binary matrix."""
 
     name = "bpr"
-    defaults = {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "seed": 0,
-                "num_threads": 1}
+    defaults = {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "seed": 0, "num_threads": 1}
 
     def _model(self):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
+
         p = self.params
-        return BayesianPersonalizedRanking(factors=int(p["factors"]), learning_rate=float(p["learning_rate"]),
-                                           regularization=float(p["regularization"]), iterations=int(p["iterations"]),
-                                           random_state=int(p["seed"]), num_threads=int(p["num_threads"]))
+        return BayesianPersonalizedRanking(
+            factors=int(p["factors"]),
+            learning_rate=float(p["learning_rate"]),
+            regularization=float(p["regularization"]),
+            iterations=int(p["iterations"]),
+            random_state=int(p["seed"]),
+            num_threads=int(p["num_threads"]),
+        )
 
     def _confidence(self, X):
         return (X > 0).astype(np.float32)

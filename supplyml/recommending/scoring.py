@@ -1,4 +1,5 @@
 """Scoring a fitted recommender on a window of interactions: the lists it ranks and their metrics."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -8,8 +9,9 @@ from supplyml.recommending.base import Recommender
 from supplyml.recommending.interactions import purchased_items, relevant_items
 
 
-def score_window(model: Recommender, history: pd.DataFrame, window: pd.DataFrame, k: int
-                 ) -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
+def score_window(
+    model: Recommender, history: pd.DataFrame, window: pd.DataFrame, k: int
+) -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
     """Flat metrics of `model` on `window` (customers it knows), and the lists it was judged on."""
     relevant = relevant_items(window, known=set(model.customers))
     customers = sorted(relevant)

@@ -1,6 +1,7 @@
 """What the recommendation family tunes: the served network's architecture, width and learning rate, and
 the blend's repeat places, recency half-life, popularity weight and segment share, by NDCG@10 on the validation days
 (fitted on the days before them; the test window is never seen)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,12 @@ SEARCHED = ("architecture", "dim", "lr", "repeat_slots", "half_life_days", "popu
 
 def served_params(cfg: Config) -> dict:
     """The served recommender's hyperparameters: its defaults, then `recommend.params`."""
-    return {**RECOMMENDERS[cfg.recommend.model].defaults, **cfg.recommend.params,
-            "popularity_days": cfg.recommend.popularity_days, "seed": cfg.seed}
+    return {
+        **RECOMMENDERS[cfg.recommend.model].defaults,
+        **cfg.recommend.params,
+        "popularity_days": cfg.recommend.popularity_days,
+        "seed": cfg.seed,
+    }
 
 
 @dataclass
@@ -38,24 +43,33 @@ class RecommendSearch:
     def key(self) -> str:
         rc = self.cfg.recommend
         fixed = {k: v for k, v in served_params(self.cfg).items() if k not in SEARCHED}  # batch size, epochs, seed
-        return (f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{self.cfg.features.test_origins}|{rc.k}|"
-                f"{rc.select_metric}|"
-                f"{sorted(fixed.items())}|{rc.search_space.model_dump_json()}")
+        return (
+            f"{self.data_md5}|{rc.model}|{rc.test_days}|{rc.val_days}|{self.cfg.features.test_origins}|{rc.k}|"
+            f"{rc.select_metric}|"
+            f"{sorted(fixed.items())}|{rc.search_space.model_dump_json()}"
+        )
 
     def first_trial(self) -> dict:
         p = served_params(self.cfg)
-        return {"architecture": p["architecture"], "dim": p["dim"], f"{p['architecture']}_lr": p["lr"],
-                **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")}}
+        return {
+            "architecture": p["architecture"],
+            "dim": p["dim"],
+            f"{p['architecture']}_lr": p["lr"],
+            **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")},
+        }
 
     def objective(self, trial: optuna.Trial) -> float:
         cfg, space = self.cfg, self.cfg.recommend.search_space
         arch = trial.suggest_categorical("architecture", space.architecture)
-        chosen = {"architecture": arch, "dim": trial.suggest_int("dim", *space.dim, log=True),
-                  "lr": trial.suggest_float(f"{arch}_lr", *space.lr[arch], log=True),
-                  "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots),
-                  "half_life_days": trial.suggest_categorical("half_life_days", space.half_life_days),
-                  "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight),
-                  "segment_weight": trial.suggest_float("segment_weight", *space.segment_weight)}
+        chosen = {
+            "architecture": arch,
+            "dim": trial.suggest_int("dim", *space.dim, log=True),
+            "lr": trial.suggest_float(f"{arch}_lr", *space.lr[arch], log=True),
+            "repeat_slots": trial.suggest_int("repeat_slots", *space.repeat_slots),
+            "half_life_days": trial.suggest_categorical("half_life_days", space.half_life_days),
+            "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight),
+            "segment_weight": trial.suggest_float("segment_weight", *space.segment_weight),
+        }
         trial.set_user_attr("model", chosen)
         split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
         params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}

@@ -12,6 +12,7 @@ what really happened, `supplyml.simulation.replay`). All series' episodes end to
 `Demand.horizon` reviews, or never (None); like gymnasium's vector environments they reset on the
 next step (autoreset "next step").
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -115,7 +116,7 @@ class PathDemand:
 
     def draw(self, review: int, rng: np.random.Generator) -> np.ndarray:
         pick = rng.integers(self.paths.shape[2], size=self.n)
-        return self.paths[np.arange(self.n), review, pick, :self.R]
+        return self.paths[np.arange(self.n), review, pick, : self.R]
 
     def initial(self, rng: np.random.Generator) -> np.ndarray:
         return self.start
@@ -124,7 +125,7 @@ class PathDemand:
 def observe(stock: Stock, lead_time: int, features: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The policy's input at a review: on hand after the day's arrival, the orders due in 1 .. L - 1 days
     and the demand features, each in units of the series' demand per period."""
-    raw = np.column_stack([stock.on_hand, stock.pipeline[:, :max(lead_time - 1, 0)], features])
+    raw = np.column_stack([stock.on_hand, stock.pipeline[:, : max(lead_time - 1, 0)], features])
     # Beyond this many periods of demand more stock changes no decision: the network stays on finite inputs.
     return np.minimum(raw / scale[:, None], MAX_OBSERVATION).astype(np.float32)
 
@@ -132,11 +133,13 @@ def observe(stock: Stock, lead_time: int, features: np.ndarray, scale: np.ndarra
 class ReplenishmentEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, demand: Demand, lead_time: int, review_period: int, holding: float, penalty: float,
-                 n_actions: int, seed: int = 0):
+    def __init__(
+        self, demand: Demand, lead_time: int, review_period: int, holding: float, penalty: float, n_actions: int, seed: int = 0
+    ):
         if lead_time < 0 or review_period < 1 or n_actions < 2:
-            raise ValueError(f"need lead_time >= 0, review_period >= 1 and n_actions >= 2; got {lead_time}, "
-                             f"{review_period}, {n_actions}")
+            raise ValueError(
+                f"need lead_time >= 0, review_period >= 1 and n_actions >= 2; got {lead_time}, {review_period}, {n_actions}"
+            )
         self.demand, self.L, self.R = demand, lead_time, review_period
         self.holding, self.penalty = holding, penalty
         self.num_envs = demand.n
@@ -160,7 +163,7 @@ class ReplenishmentEnv(gym.vector.VectorEnv):
     def state(self) -> np.ndarray:
         """(n, 1 + L - 1) raw stock at the review: on hand after the day's arrival, orders due in 1 .. L - 1 days."""
         assert self.stock is not None, "reset() first"
-        return np.column_stack([self.stock.on_hand, self.stock.pipeline[:, :max(self.L - 1, 0)]])
+        return np.column_stack([self.stock.on_hand, self.stock.pipeline[:, : max(self.L - 1, 0)]])
 
     def _observe(self) -> np.ndarray:
         # After the last review there are no features ahead: the final one's stand in for them.

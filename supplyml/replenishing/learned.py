@@ -5,6 +5,7 @@ Both come from stable-baselines3 with their own training loops; this module pick
 its vectorised environment and turns the trained network into a decision rule: greedy actions on the
 environment's observations, in units ordered.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,7 @@ def train(algorithm: str, env: ReplenishmentEnv, params: dict, timesteps: int, s
     width = params.pop("width", None)
     if width is not None:
         params["policy_kwargs"] = {"net_arch": [width, width]}
-    model = ALGORITHMS[algorithm]("MlpPolicy", StableBaselinesEnv(env, seed), seed=seed, device=device(),
-                                  verbose=0, **params)
+    model = ALGORITHMS[algorithm]("MlpPolicy", StableBaselinesEnv(env, seed), seed=seed, device=device(), verbose=0, **params)
     return model.learn(total_timesteps=timesteps)
 
 

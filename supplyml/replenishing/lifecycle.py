@@ -7,6 +7,7 @@ where only it meets the target (`textbook`); the learned policy only where it be
 policy, and the champion policy, the same way, and meets the service target within `gate.csl_tolerance`.
 A serving champion policy is re-judged on every run's evidence and stops deciding when it no longer wins.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,22 @@ SETTING_TAG = "policy"  # a registered version's setting: algorithm, lead time, 
 FIGURES = ("total_cost", "cycle_service_level", "fill_rate", "avg_on_hand", "holding_cost", "lost_sales_cost")
 # The simulations' names (backtest.policy_simulations) as /replenish names the policy that decided.
 SERVED = {"forecast": "base_stock", "classical": "classical"}
-CLAIM = (gate.Metric("total_cost", "total_cost", greater_is_better=False, pooled="sum"),
-         gate.Metric("cycle_service_level", "cycle_service_level", greater_is_better=True, pooled="mean"))
+CLAIM = (
+    gate.Metric("total_cost", "total_cost", greater_is_better=False, pooled="sum"),
+    gate.Metric("cycle_service_level", "cycle_service_level", greater_is_better=True, pooled="mean"),
+)
 
 
 def setting(cfg: Config) -> dict:
-    return {"algorithm": cfg.policy.algorithm, "lead_time": cfg.inventory.lead_time,
-            "review_period": cfg.inventory.review_period, "n_actions": cfg.policy.n_actions}
+    return {
+        "algorithm": cfg.policy.algorithm,
+        "lead_time": cfg.inventory.lead_time,
+        "review_period": cfg.inventory.review_period,
+        "n_actions": cfg.policy.n_actions,
+    }
 
 
-def evidence(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], forecaster: Forecaster
-             ) -> list[backtest.Reviews]:
+def evidence(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], forecaster: Forecaster) -> list[backtest.Reviews]:
     """The reviews of the horizon from each origin in `starts`, with `forecaster`'s paths re-anchored there
     (it must have been fitted before the first)."""
     out = []
@@ -66,10 +72,24 @@ def service(cfg: Config, units: pd.DataFrame, name: str) -> Comparison:
     per series x origin (a constant "champion"): `worse` means significantly short of the target."""
     bar = cfg.inventory.service_level - cfg.gate.csl_tolerance
     csl = units[["unique_id", "origin", f"{name}.cycle_service_level"]].dropna()
-    frame = pd.DataFrame({"block": csl["unique_id"], "origin": csl["origin"], "challenger": csl.iloc[:, 2],
-                          "champion": bar, "weight": 1.0 / csl.groupby("origin")["unique_id"].transform("size")})
-    return compare(f"{name} cycle_service_level against the bar {bar:.2f}", frame, greater_is_better=True,
-                   pooled="mean", confidence=cfg.gate.confidence, n_resamples=cfg.gate.resamples, seed=cfg.seed)
+    frame = pd.DataFrame(
+        {
+            "block": csl["unique_id"],
+            "origin": csl["origin"],
+            "challenger": csl.iloc[:, 2],
+            "champion": bar,
+            "weight": 1.0 / csl.groupby("origin")["unique_id"].transform("size"),
+        }
+    )
+    return compare(
+        f"{name} cycle_service_level against the bar {bar:.2f}",
+        frame,
+        greater_is_better=True,
+        pooled="mean",
+        confidence=cfg.gate.confidence,
+        n_resamples=cfg.gate.resamples,
+        seed=cfg.seed,
+    )
 
 
 def textbook(cfg: Config, units: pd.DataFrame) -> dict:
@@ -84,16 +104,23 @@ def textbook(cfg: Config, units: pd.DataFrame) -> dict:
     short = {name: c.worse(alpha) for name, c in bars.items()}
     if short["forecast"] != short["classical"]:
         served = "classical" if short["forecast"] else "forecast"
-        reasons = [f"{n}: {'FAILED' if short[n] else 'passed'}: service {'significantly' if short[n] else 'not'} "
-                   f"short of the target: {c.describe('the bar')}" for n, c in bars.items()]
+        reasons = [
+            f"{n}: {'FAILED' if short[n] else 'passed'}: service {'significantly' if short[n] else 'not'} "
+            f"short of the target: {c.describe('the bar')}"
+            for n, c in bars.items()
+        ]
     else:
         if short["forecast"]:  # both short: cheaper with service not worse (`versus`)
             reasons = ["both policies serve short of the target", *reasons]
         else:  # both at the target: cheaper is enough
             won, reasons = comparisons[0]["p_better"] < alpha, ["both policies serve at the target", reasons[0]]
         served = "forecast" if won else "classical"
-    return {"served": SERVED[served], "simulation": served, "reasons": reasons,
-            "evidence": [*comparisons, *(c.to_dict() for c in bars.values())]}
+    return {
+        "served": SERVED[served],
+        "simulation": served,
+        "reasons": reasons,
+        "evidence": [*comparisons, *(c.to_dict() for c in bars.values())],
+    }
 
 
 class Verdict(gate.Verdict):
@@ -110,20 +137,33 @@ def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) ->
     models = {real.LEARNED: model}
     if current is not None and json.loads(current.tags[SETTING_TAG]) == setting(cfg):
         models["champion"] = registry.load_policy(cfg.registry.policy_name).policy
-    sims = [{**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}}
-            for r in reviews]
+    sims = [{**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}} for r in reviews]
     table = pd.DataFrame({name: backtest.pool([s[name] for s in sims]) for name in sims[0]}).T
-    units = pd.concat([pd.concat([s[name].per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.")
-                                  for name in s], axis=1).assign(unique_id=r.ids, origin=i)
-                       for i, (r, s) in enumerate(zip(reviews, sims))], ignore_index=True)
+    units = pd.concat(
+        [
+            pd.concat(
+                [s[name].per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.") for name in s], axis=1
+            ).assign(unique_id=r.ids, origin=i)
+            for i, (r, s) in enumerate(zip(reviews, sims))
+        ],
+        ignore_index=True,
+    )
     base = textbook(cfg, units)
     ours = {k: float(table.loc[real.LEARNED, k]) for k in FIGURES}
     ours["cost_vs_textbook"] = ours["total_cost"] / float(table.loc[base["simulation"], "total_cost"]) - 1
     ours["csl_shortfall"] = max(0.0, cfg.inventory.service_level - ours["cycle_service_level"])
-    promote, reasons = gate.check([gate.Rule(f"cycle service level at most {cfg.gate.csl_tolerance:.2f} below the target",
-                                             "csl_shortfall", MetricThreshold(threshold=cfg.gate.csl_tolerance,
-                                                                              greater_is_better=False), False)],
-                                  ours, None)
+    promote, reasons = gate.check(
+        [
+            gate.Rule(
+                f"cycle service level at most {cfg.gate.csl_tolerance:.2f} below the target",
+                "csl_shortfall",
+                MetricThreshold(threshold=cfg.gate.csl_tolerance, greater_is_better=False),
+                False,
+            )
+        ],
+        ours,
+        None,
+    )
     won, why, comparisons = versus(cfg, units, real.LEARNED, base["simulation"])
     promote, reasons, evidence = promote and won, [*reasons, *why], comparisons
     champion, rejudged = None, {"retire": False, "reasons": []}
@@ -139,8 +179,9 @@ def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) ->
 
 def concat(reviews: list[backtest.Reviews]) -> backtest.Reviews:
     """Several origins' reviews as one set of series (`<id>@<origin>`), to train one policy on all their paths."""
-    stack = {f: np.concatenate([getattr(r, f) for r in reviews]) for f in
-             ("demand", "ahead", "history", "price", "paths", "levels")}
+    stack = {
+        f: np.concatenate([getattr(r, f) for r in reviews]) for f in ("demand", "ahead", "history", "price", "paths", "levels")
+    }
     ids = [f"{s}@{i}" for i, r in enumerate(reviews) for s in r.ids]
     totals = pd.concat([r.totals for r in reviews], ignore_index=True)
     return backtest.Reviews(ids=ids, totals=totals, **stack)

@@ -11,6 +11,7 @@ simulation. Zipkin's "standard base-stock" column (4.39, 4.94, 5.83) is base sto
 system's level (`standard_base_stock_level`). Stock and orders are truncated at `max_on_hand` and `max_order`; the defaults cover
 Zipkin's instances (the optimum moves by < 1e-4 when they are raised).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class LostSales:
     def _next(self, states: np.ndarray, left: np.ndarray, order: np.ndarray) -> np.ndarray:
         """Flat index of the next state for each state (rows) and demand (columns)."""
         arriving = states[:, 1:2] if self.lead_time > 1 else order[:, None]
-        pipeline = [states[:, k:k + 1] for k in range(2, self.lead_time)] + ([order[:, None]] if self.lead_time > 1 else [])
+        pipeline = [states[:, k : k + 1] for k in range(2, self.lead_time)] + ([order[:, None]] if self.lead_time > 1 else [])
         parts = [np.minimum(left + arriving, self.max_on_hand)] + [np.broadcast_to(p, left.shape) for p in pipeline]
         return np.ravel_multi_index(tuple(parts), self.shape)
 

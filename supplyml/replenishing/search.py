@@ -3,6 +3,7 @@ exploration settings, scored by the simulated cost of the trained policy on one 
 train with seeds 100 and up and are costed on their own demand streams, so neither the bench's training
 seeds (`policy.seeds`) nor its evaluation stream take part in choosing; the bench then trains every lead
 time with the chosen settings."""
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,16 @@ class PolicySearch:
 
     def key(self) -> str:
         p = self.cfg.policy
-        return json.dumps({"params": p.params[self.algorithm], "space": p.search_space.model_dump(),
-                           "lead_time": p.tune_lead_time, "timesteps": p.tune_timesteps, "envs": p.known_envs},
-                          sort_keys=True)
+        return json.dumps(
+            {
+                "params": p.params[self.algorithm],
+                "space": p.search_space.model_dump(),
+                "lead_time": p.tune_lead_time,
+                "timesteps": p.tune_timesteps,
+                "envs": p.known_envs,
+            },
+            sort_keys=True,
+        )
 
     def first_trial(self) -> dict:
         params = self.cfg.policy.params[self.algorithm]
@@ -41,20 +49,26 @@ class PolicySearch:
 
     def objective(self, trial: optuna.Trial) -> float:
         space = self.cfg.policy.search_space
-        chosen = {"learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
-                  "gamma": trial.suggest_categorical("gamma", space.gamma),
-                  "width": trial.suggest_categorical("width", space.width)}
+        chosen = {
+            "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+            "gamma": trial.suggest_categorical("gamma", space.gamma),
+            "width": trial.suggest_categorical("width", space.width),
+        }
         if self.algorithm == "ppo":
-            chosen |= {"n_steps": trial.suggest_categorical("n_steps", space.n_steps),
-                       "ent_coef": trial.suggest_float("ent_coef", *space.ent_coef)}
+            chosen |= {
+                "n_steps": trial.suggest_categorical("n_steps", space.n_steps),
+                "ent_coef": trial.suggest_float("ent_coef", *space.ent_coef),
+            }
         else:
-            chosen |= {"exploration_fraction": trial.suggest_float("exploration_fraction", *space.exploration_fraction),
-                       "target_update_interval": trial.suggest_categorical("target_update_interval",
-                                                                           space.target_update_interval)}
+            chosen |= {
+                "exploration_fraction": trial.suggest_float("exploration_fraction", *space.exploration_fraction),
+                "target_update_interval": trial.suggest_categorical("target_update_interval", space.target_update_interval),
+            }
         trial.set_user_attr("model", chosen)
         p = self.cfg.policy
         system = known.instance(p.tune_lead_time)
         env = known.environment(system, p.known_envs, seed=TRIAL_SEED + trial.number)
-        model = train(self.algorithm, env, {**p.params[self.algorithm], **chosen}, p.tune_timesteps,
-                      seed=TRIAL_SEED + trial.number)
+        model = train(
+            self.algorithm, env, {**p.params[self.algorithm], **chosen}, p.tune_timesteps, seed=TRIAL_SEED + trial.number
+        )
         return known.simulated_cost(system, known.learned(model), p.eval_periods, seed=TRIAL_SEED + trial.number)
