@@ -4,14 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
 
-.PHONY: run test serve compile bench bench-policy bench-gate install data clean k8s
+.PHONY: run test check lint serve compile bench bench-policy bench-gate install data clean k8s
 
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
 
-test: install data                      ## lint, then unit, data and integration tests (slow ones included)
-	$(BIN)/ruff check .
+test: lint data                         ## lint, format and type checks, then every test (the slow ones included)
 	$(BIN)/pytest -q
+
+check: lint data                        ## the inner loop: the checks, then the tests not marked slow
+	$(BIN)/pytest -q -m "not slow"
+
+lint: install                           ## ruff (lint and format) and mypy on the core library
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 serve: install                          ## serve the latest Bento on 127.0.0.1:3000
 	$(BIN)/supplyml serve $(SET)
