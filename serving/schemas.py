@@ -214,32 +214,25 @@ class ServerError(BaseModel):
     error: str
 
 
-class RecommenderMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model_name: str
-    model_version: str
-    metrics: dict[str, float]
-    customers: int
-    skus: int
-    history_end: date
-
-
-class PolicyMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model_name: str
-    model_version: str
-    metrics: dict[str, float]
-    policy: dict[str, Any] = Field(description="algorithm, lead_time, review_period and n_actions it was trained for")
-
-
-class Metadata(BaseModel):
+class ModelMetadata(BaseModel):
     model_config = ConfigDict(extra="allow")  # lineage tags and whatever else packaging recorded
 
     model_name: str
     model_version: str
     metrics: dict[str, float]
+
+
+class RecommenderMetadata(ModelMetadata):
+    customers: int
+    skus: int
+    history_end: date
+
+
+class PolicyMetadata(ModelMetadata):
+    policy: dict[str, Any] = Field(description="algorithm, lead_time, review_period and n_actions it was trained for")
+
+
+class Metadata(ModelMetadata):
     max_horizon: int
     replenish_samples: int
     seed: int
