@@ -489,6 +489,12 @@ def _fill_workdir(section: BaseModel, workdir: str) -> None:
             setattr(section, name, value.replace("{workdir}", workdir))
 
 
+def _merge(base: dict, given: dict) -> dict:
+    for key, value in given.items():
+        base[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base
+
+
 class ConfigError(ValueError):
     pass
 
@@ -504,9 +510,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Read YAML, apply dotted overrides, validate; errors name the offending field."""
     path = Path(path) if path else DEFAULT_CONFIG
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        given = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    # The YAML and the overrides land on the defaults, so `recommend.params.epochs=2` changes one entry of
+    # a default mapping instead of replacing it. Unvalidated, so `{workdir}` is still to be filled.
+    raw = _merge(Config.model_construct().model_dump(mode="json"), given)
     for item in overrides:
         keys, value = _parse_override(item)
         node = raw

@@ -93,13 +93,20 @@ def cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bento(cfg, panel):
+    """The Bento's tag. Packaging sets the tracking URI and the experiment, which mlflow also exports to the
+    environment: both are put back, or every later test on this worker would read the serving store."""
     from serving.package import bentoml_env
 
+    uri, experiment = os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_ID")
     with pytest.MonkeyPatch.context() as env:
         for k, v in bentoml_env(cfg).items():
             env.setenv(k, v)
-        yield _package(cfg, panel)
-    mlflow.set_tracking_uri(None)
+        tag = _package(cfg, panel)
+    mlflow.set_tracking_uri(uri)
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    if experiment is not None:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
+    return tag
 
 
 def _package(cfg, panel) -> str:

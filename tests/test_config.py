@@ -42,3 +42,11 @@ def test_config_command_prints_the_effective_configuration():
     printed = yaml.safe_load(out)
     assert printed["tune"]["n_trials"] == 9 and printed["tune"]["storage"] == "sqlite:////srv/shop2/optuna.db"
     assert printed["policy"]["algorithm"] == load_config().policy.algorithm  # the policy's settings are config too
+
+
+def test_an_override_changes_one_entry_of_a_default_mapping():
+    # Replacing the whole mapping once gave the recommender {"epochs": 2} and the network's own architecture.
+    params = load_config(overrides=["recommend.params.epochs=2"]).recommend.params
+    assert params["epochs"] == 2 and params["architecture"] == "bpr" and params["dim"] == 64
+    widths = load_config(overrides=["tune.search_space.hidden_size.mlp=[8, 16]"]).tune.search_space.hidden_size
+    assert widths == {"deepar": (16, 64), "mlp": (8, 16)}
