@@ -9,19 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server
-SHARED_GROUPS = {"serving": "test_serving"}  # modules that share a session fixture run on one worker
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: one thread each (and in what they start), or torch's spinning threads stall.
     os.environ["OMP_NUM_THREADS"] = "1"
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (--dist loadgroup) a module runs whole on one worker, with its module fixtures
-    built once; the serving modules share one worker for their session Bento and server."""
-    for item in items:
-        module = item.module.__name__
-        group = next((g for g, prefix in SHARED_GROUPS.items() if module.startswith(prefix)), module)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
