@@ -10,7 +10,7 @@ run: install data                       ## whole pipeline on kfp.local: champion
 	$(BIN)/supplyml pipeline run $(SET)
 
 test: lint data                         ## lint, format and type checks, then every test (the slow ones included)
-	$(BIN)/pytest -q -n auto --dist loadfile  # a module runs whole, in order, on one worker
+	$(BIN)/pytest -q
 
 check: lint data                        ## the inner loop: the checks, then the tests not marked slow
 	$(BIN)/pytest -q -m "not slow"
