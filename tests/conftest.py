@@ -63,8 +63,15 @@ class Run:
 def run_pipeline(tmp: Path, *extra: str) -> Run:
     """`supplyml pipeline run` in a child process, exactly as a user runs it, on stores under `tmp`."""
     args = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
+    # As from a user's shell: a store that another test's fixture exported (mlflow does) is not this run's.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "pipeline", "run", *args, *extra], cwd=REPO, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "cli", "pipeline", "run", *args, *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     return Run(proc.returncode, proc.stdout + proc.stderr)
 
