@@ -6,7 +6,7 @@ Prints WRMSSE, WSPL, coverage, bias and wall time per peer and writes them as JS
                                          [--compare-lightgbm-intervals]
 
 The lightgbm peer needs the bench extra: pip install -e ".[bench]". --compare-lightgbm-intervals
-adds the measurement behind supplyml.lightgbm_peer's choice of intervals: its pooled split-conformal
+adds the measurement behind the LightGBM peer's choice (supplyml.forecasting.peers) of intervals: its pooled split-conformal
 band against mlforecast's own PredictionIntervals(n_windows=2, h=horizon), both methods, on the
 series long enough for mlforecast's (it refuses a panel with any series under 2 x horizon + 1 days).
 """
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from supplyml.baselines import (
-    BACKTESTS,
+from supplyml.bench import load_panel
+from supplyml.config import load_config
+from supplyml.features import Split
+from supplyml.forecasting.base import BACKTESTS
+from supplyml.forecasting.peers import (
     BENCH_PEERS,
     finish,
     forecast_peers,
     from_intervals,
     interval_levels,
 )
-from supplyml.bench import load_panel
-from supplyml.config import load_config
-from supplyml.features import Split
 from supplyml.metrics import evaluate_forecasts
 
 log = logging.getLogger("benchmarks.peers")

@@ -17,9 +17,9 @@ import pandas as pd
 
 from supplyml import report
 from supplyml import simulation as sim
-from supplyml.baselines import forecast_peers
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster
+from supplyml.forecasting.peers import forecast_peers
 from supplyml.metrics import coverage, evaluate_forecasts, quantile_col, series_scores
 
 log = logging.getLogger(__name__)

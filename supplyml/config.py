@@ -127,7 +127,7 @@ class TuneConfig(Section):
 class SelectionConfig(Section):
     """What the pipeline chooses among on validation origins before its cutoff (forecasting.selection)."""
 
-    # "network" is the Optuna-tuned network; the rest are supplyml.baselines.PEERS and LightGBM.
+    # "network" is the Optuna-tuned network; the rest are supplyml.forecasting.statistical.MODELS and LightGBM.
     candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "croston", "adida", "window_average"]
     # AutoETS refits at every origin and its fit time grows with series x days (716 s of a 939 s bench
     # on 500 long series): above this many series it sits out.

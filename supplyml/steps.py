@@ -16,11 +16,11 @@ import pandas as pd
 
 from supplyml import backtest, lifecycle, planning, registry, tracking
 from supplyml import tune as tuning
-from supplyml.baselines import DEFAULT_PEERS
 from supplyml.config import Config
 from supplyml.data import data_file, data_version, parse_days, read_table
 from supplyml.features import Split, build_panel, history_days, plan, to_daily
 from supplyml.forecasting import load
+from supplyml.forecasting.peers import DEFAULT_PEERS
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import candidates
 from supplyml.recommending import lifecycle as recommend_lifecycle

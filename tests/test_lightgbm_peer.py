@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from supplyml.baselines import forecast_peers
 from supplyml.config import M5_QUANTILES
-from supplyml.lightgbm_peer import FEATURE_DAYS, forecast_lightgbm
+from supplyml.forecasting.gbm import FEATURE_DAYS
+from supplyml.forecasting.peers import forecast_lightgbm, forecast_peers
 from supplyml.metrics import quantile_col
 
 QCOLS = [quantile_col(q) for q in M5_QUANTILES]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -213,11 +214,27 @@ def finish(mean: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mean, 0, None), np.sort(np.clip(q, 0, None), axis=-1)
 
 
+BACKTESTS = 2  # rolling-origin windows of one horizon behind every split-conformal band
+
+
+def backtest_errors(
+    df: pd.DataFrame, horizon: int, min_days: int, cross_validate: Callable[[pd.DataFrame], pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.Index]:
+    """Backtest errors of the series long enough for BACKTESTS windows of `horizon` days after the
+    model's own `min_days`, and those series' ids. `cross_validate(their rows)` gives [unique_id, error]
+    (actual - forecast), every day of every window; with no such series the frame is empty."""
+    lengths = df.groupby("unique_id").size()
+    long = lengths.index[lengths >= BACKTESTS * horizon + min_days]
+    if not len(long):
+        return pd.DataFrame({"unique_id": pd.Series(dtype=object), "error": pd.Series(dtype=float)}), long
+    return cross_validate(df[df["unique_id"].isin(long)]), long
+
+
 class Residuals:
     """Split-conformal bands: each series' signed backtest errors (actual - forecast) as quantiles on
     LEVEL_GRID, added to a point forecast. Series fitted without errors got the pooled errors'
     quantiles, or, where no series was long enough to backtest, Gaussian quantiles of their training
-    demand's spread (the peers' fallback, `baselines.gaussian_band`); series never seen at fit get the
+    demand's spread (the peers' fallback, `peers.gaussian_band`); series never seen at fit get the
     median series' band."""
 
     def __init__(self, ids: list[str], table: np.ndarray):

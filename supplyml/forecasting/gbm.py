@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from supplyml.forecasting.base import Forecaster, Residuals, future_flags
+from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors, future_flags
 
 LAGS = (7, 14, 28)
 FLAGS = ("promo", "event")
@@ -29,7 +30,6 @@ ROLLING_MEAN_WINDOWS = (7, 28)  # over lag 1
 DATE_FEATURES = ("dayofweek", "month", "day")
 # Days of history before a row has every feature: lag 28 and the 28-day mean of lag 1 need 28.
 FEATURE_DAYS = max(*LAGS, *ROLLING_MEAN_WINDOWS) + 1
-BACKTESTS = 2
 PARAMS: dict[str, Any] = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.5,
@@ -60,6 +60,18 @@ def make_mlforecast(seed: int = 0, n_jobs: int = 1):
     )
 
 
+def cross_validation(horizon: int, seed: int, n_jobs: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Rows -> [unique_id, error] of BACKTESTS refitted windows of `horizon` days (`backtest_errors`)."""
+
+    def errors(rows: pd.DataFrame) -> pd.DataFrame:
+        cv = make_mlforecast(seed, n_jobs).cross_validation(
+            rows, n_windows=BACKTESTS, h=horizon, step_size=horizon, refit=True, static_features=[]
+        )
+        return pd.DataFrame({"unique_id": cv["unique_id"].to_numpy(), "error": (cv["y"] - cv["lightgbm"]).to_numpy(dtype=float)})
+
+    return errors
+
+
 def frame(panel: pd.DataFrame) -> pd.DataFrame:
     """The target and the flags: mlforecast treats every other column as a dynamic regressor."""
     out = panel[["unique_id", "ds", "y"]].assign(**{f: panel[f] if f in panel else 0.0 for f in FLAGS})
@@ -83,18 +95,7 @@ class LightGBM(Forecaster):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
             mlf = make_mlforecast(seed, n_jobs).fit(df, static_features=[])
-            long = lengths.index[lengths >= BACKTESTS * horizon + FEATURE_DAYS]
-            errors = pd.DataFrame(columns=["unique_id", "error"])
-            if len(long):
-                cv = make_mlforecast(seed, n_jobs).cross_validation(
-                    df[df["unique_id"].isin(long)],
-                    n_windows=BACKTESTS,
-                    h=horizon,
-                    step_size=horizon,
-                    refit=True,
-                    static_features=[],
-                )
-                errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv["lightgbm"]})
+            errors, _ = backtest_errors(df, horizon, FEATURE_DAYS, cross_validation(horizon, seed, n_jobs))
         return cls(mlf, Residuals.from_errors(errors, df), panel)
 
     def quantiles(self, skus, horizon, levels, future=None):

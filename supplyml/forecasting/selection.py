@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supplyml.baselines import PEERS
 from supplyml.config import Config, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
@@ -30,6 +29,7 @@ from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_fr
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.networks import NetworkForecaster
+from supplyml.forecasting.statistical import MODELS as STATISTICAL
 from supplyml.forecasting.statistical import Statistical
 from supplyml.metrics import evaluate_forecasts
 
@@ -48,7 +48,7 @@ def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFra
     def statistical(name: str) -> Callable[[pd.DataFrame], Forecaster]:
         return lambda p: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
 
-    for name in PEERS:
+    for name in STATISTICAL:
         out[name] = statistical(name)
     return out
 

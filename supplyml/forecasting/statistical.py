@@ -1,5 +1,5 @@
 """The statistical family: local statsforecast models (seasonal naive, AutoETS, Croston, ADIDA,
-window average), one `Statistical` class over the peer specs in `supplyml.baselines.PEERS`.
+window average), one `Statistical` class over the model specs in MODELS (the peers use them too).
 
 A local model's parameters are its history's, so conditioning on a new history refits it: cheap
 for all of them but AutoETS, which is why the pipeline's candidates leave AutoETS out of large
@@ -11,44 +11,75 @@ mean of the days it has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 from statsforecast import StatsForecast
+from statsforecast.models import ADIDA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
 
-from supplyml.baselines import PEERS
-from supplyml.forecasting.base import Forecaster, Residuals
+from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors
 
-BACKTESTS = 2
+WINDOW = 28  # WindowAverage window: four weeks, so every weekday counts equally
+# statsforecast's ETS raises "tiny datasets" for n <= 6 even for its smallest model, ETS(A,N,N)
+# (2 parameters + 4); with fewer days than a season AutoETS just leaves the seasonal models out.
+ETS_MIN_DAYS = 7
+
+
+class StatsModel(Protocol):
+    """A statsforecast model, as far as this module reads it."""
+
+    alias: str  # the column of its forecast
+
+
+class Spec(NamedTuple):
+    make: Callable[[int], StatsModel]  # season length -> statsforecast model
+    min_days: Callable[[int], int]  # season length -> minimum training days per series
+    native_intervals: bool  # False: the peers give it pooled split-conformal intervals
+
+
+# statsforecast does not raise for series shorter than a model needs: it returns NaN, so the
+# minimum is checked by the callers.
+MODELS = {
+    "seasonal_naive": Spec(lambda season: SeasonalNaive(season_length=season), lambda season: season, True),
+    "auto_ets": Spec(lambda season: AutoETS(season_length=season), lambda season: ETS_MIN_DAYS, True),
+    "croston": Spec(lambda season: CrostonOptimized(), lambda season: 1, False),
+    "adida": Spec(lambda season: ADIDA(), lambda season: 1, False),
+    "window_average": Spec(lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW, False),
+}
+
+
+def cross_validation(sf: StatsForecast, alias: str, horizon: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Rows -> [unique_id, error] of BACKTESTS windows of `horizon` days (`backtest_errors`)."""
+
+    def errors(rows: pd.DataFrame) -> pd.DataFrame:
+        cv = sf.cross_validation(df=rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
+        return pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
+
+    return errors
 
 
 class Statistical(Forecaster):
     kind = "statsforecast"
 
     def __init__(self, name: str, season: int, n_jobs: int, residuals: Residuals, history: pd.DataFrame):
-        if name not in PEERS:
-            raise ValueError(f"unknown statistical model {name!r}; choose from {list(PEERS)}")
+        if name not in MODELS:
+            raise ValueError(f"unknown statistical model {name!r}; choose from {list(MODELS)}")
         self.name, self.season, self.n_jobs, self.residuals = name, season, n_jobs, residuals
-        self.min_days = PEERS[name].min_days(season)
-        self.alias = PEERS[name].make(season).alias  # statsforecast's column for this model's forecast
+        self.min_days = MODELS[name].min_days(season)
+        self.alias = MODELS[name].make(season).alias  # statsforecast's column for this model's forecast
         super().__init__(history)
 
     def _sf(self) -> StatsForecast:
-        return StatsForecast(models=[PEERS[self.name].make(self.season)], freq="D", n_jobs=self.n_jobs)
+        return StatsForecast(models=[MODELS[self.name].make(self.season)], freq="D", n_jobs=self.n_jobs)
 
     @classmethod
     def fit(cls, panel: pd.DataFrame, name: str, horizon: int, season: int = 7, n_jobs: int = 1) -> Statistical:
         model = cls(name, season, n_jobs, Residuals([], np.zeros((0, 0))), panel)
         df = model.history[["unique_id", "ds", "y"]]
-        lengths = df.groupby("unique_id").size()
-        long = lengths.index[lengths >= BACKTESTS * horizon + model.min_days]
-        errors = pd.DataFrame(columns=["unique_id", "error"])
-        if len(long):
-            cv = model._sf().cross_validation(
-                df=df[df["unique_id"].isin(long)], h=horizon, n_windows=BACKTESTS, step_size=horizon
-            )
-            errors = pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[model.alias]})
+        errors, _ = backtest_errors(df, horizon, model.min_days, cross_validation(model._sf(), model.alias, horizon))
         model.residuals = Residuals.from_errors(errors, df)
         return model
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supplyml.baselines import BENCH_PEERS, DEFAULT_PEERS, forecast_peers
 from supplyml.config import M5_QUANTILES
+from supplyml.forecasting.peers import BENCH_PEERS, DEFAULT_PEERS, forecast_peers
 from supplyml.metrics import quantile_col
 
 QCOLS = [quantile_col(q) for q in M5_QUANTILES]
