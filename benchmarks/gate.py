@@ -28,11 +28,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, evidence, gate
-from supplyml.bench import load_panel
+from supplyml import evidence, gate
 from supplyml.config import load_config
 from supplyml.features import Split
-from supplyml.train import train_final
+from supplyml.forecasting import backtest
+from supplyml.forecasting.bench import load_panel
+from supplyml.forecasting.train import train_final
 
 log = logging.getLogger("benchmarks.gate")
 EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from supplyml.bench import load_panel
 from supplyml.config import load_config
 from supplyml.features import Split
 from supplyml.forecasting.base import BACKTESTS
+from supplyml.forecasting.bench import load_panel
+from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.peers import (
     BENCH_PEERS,
     finish,
@@ -34,7 +35,6 @@ from supplyml.forecasting.peers import (
     from_intervals,
     interval_levels,
 )
-from supplyml.metrics import evaluate_forecasts
 
 log = logging.getLogger("benchmarks.peers")
 

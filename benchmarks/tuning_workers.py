@@ -58,9 +58,9 @@ def run(cfg, panel_path: Path, workers: int, url: str, tmp: Path) -> dict:
 def main() -> int:
     import pgserver
 
-    from supplyml.bench import load_panel
     from supplyml.config import load_config
     from supplyml.features import Split
+    from supplyml.forecasting.bench import load_panel
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)

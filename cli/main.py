@@ -91,7 +91,7 @@ def _missing_data(cfg) -> str | None:
 def _print_summary(cfg, outputs: dict) -> None:
     import pandas as pd
 
-    from supplyml.backtest import format_table
+    from supplyml.forecasting.backtest import format_table
 
     evaluation = json.loads(outputs["evaluation"])
     registration = json.loads(outputs["registration"])
@@ -177,7 +177,7 @@ def _served_bento(cfg) -> str | None:
 
 
 def _print_verdict(verdict: dict) -> None:
-    from supplyml.backtest import format_table
+    from supplyml.forecasting.backtest import format_table
     from supplyml.gate import Verdict
 
     v = Verdict(**verdict)
@@ -267,7 +267,8 @@ def serve(args) -> int:
 
 
 def predict_command(args) -> int:
-    from supplyml import lifecycle, tracking
+    from supplyml import tracking
+    from supplyml.forecasting import lifecycle
 
     cfg = _config(args)
     tracking.setup_tracking(cfg)
@@ -289,8 +290,9 @@ def model_command(args) -> int:
     owner's commands."""
     import pandas as pd
 
-    from supplyml import lifecycle, registry, tracking
-    from supplyml.backtest import format_table
+    from supplyml import registry, tracking
+    from supplyml.forecasting import lifecycle
+    from supplyml.forecasting.backtest import format_table
 
     cfg = _config(args)
     tracking.setup_tracking(cfg)
@@ -352,9 +354,9 @@ def _bento_of_champions(cfg) -> str:
 
 
 def bench_command(args) -> int:
-    from supplyml import bench
-    from supplyml.backtest import format_table
     from supplyml.data import DataError
+    from supplyml.forecasting import bench
+    from supplyml.forecasting.backtest import format_table
     from supplyml.validation import DataValidationError
 
     cfg = _config(args)
@@ -432,9 +434,9 @@ def _bench_recommend(cfg, out: str) -> int:
 def monitor_command(args) -> int:
     import pandas as pd
 
-    from supplyml import monitor
-    from supplyml.backtest import format_table
     from supplyml.data import DataError
+    from supplyml.forecasting import monitor
+    from supplyml.forecasting.backtest import format_table
     from supplyml.validation import DataValidationError
 
     cfg = _config(args)

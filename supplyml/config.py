@@ -204,7 +204,7 @@ class GateConfig(Section):
 
 
 class MonitorConfig(Section):
-    """When `supplyml monitor` says "retrain" (supplyml.monitor)."""
+    """When `supplyml monitor` says "retrain" (supplyml.forecasting.monitor)."""
 
     # Realised WRMSSE on new actuals may exceed the champion's own held-out WRMSSE by this factor.
     max_wrmsse_ratio: float = Field(1.3, gt=0)

@@ -23,9 +23,9 @@ import pandas as pd
 from mlflow.models import EvaluationResult, MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from supplyml import backtest, evidence
+from supplyml import evidence
 from supplyml.config import Config, GateConfig
-from supplyml.forecasting import Forecaster
+from supplyml.forecasting import Forecaster, backtest
 
 log = logging.getLogger(__name__)
 FIGURES = [

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from supplyml.forecasting import Forecaster
+from supplyml.forecasting.metrics import quantile_col
 from supplyml.inventory import base_stock, classical
-from supplyml.metrics import quantile_col
 
 DECIMALS = 4  # sample means carry no more precision than this
 BASE_STOCK, CLASSICAL, LEARNED = "base_stock", "classical", "learned"  # who decides a replenishment order

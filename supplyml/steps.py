@@ -14,20 +14,20 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, lifecycle, planning, registry, tracking
+from supplyml import planning, registry, tracking
 from supplyml import tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_file, data_version, parse_days, read_table
 from supplyml.features import Split, build_panel, history_days, plan, to_daily
-from supplyml.forecasting import load
+from supplyml.forecasting import backtest, lifecycle, load
 from supplyml.forecasting.peers import DEFAULT_PEERS
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import candidates
+from supplyml.forecasting.train import train_final
 from supplyml.recommending import lifecycle as recommend_lifecycle
 from supplyml.recommending.interactions import interactions as purchases
 from supplyml.recommending.interactions import item_table, purchase_lines
 from supplyml.recommending.search import RecommendSearch
-from supplyml.train import train_final
 
 log = logging.getLogger(__name__)
 POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical

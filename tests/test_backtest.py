@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, stores, weekly_panel
 
-from supplyml import backtest
 from supplyml.config import Config, ModelConfig
+from supplyml.forecasting import backtest
 from supplyml.forecasting.networks import NetworkForecaster
 
 

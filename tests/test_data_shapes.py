@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supplyml import simulation as sim
-from supplyml.bench import load_panel
 from supplyml.config import load_config
 from supplyml.data import DataError
 from supplyml.features import Split, history_days, plan
+from supplyml.forecasting.bench import load_panel
 from supplyml.forecasting.selection import select
 
 pytestmark = pytest.mark.slow

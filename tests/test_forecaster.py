@@ -6,8 +6,8 @@ import pytest
 
 from supplyml.config import ModelConfig
 from supplyml.forecasting import UnknownSeriesError, load
+from supplyml.forecasting.metrics import quantile_col
 from supplyml.forecasting.networks import MLP, DeepAR, NetworkForecaster
-from supplyml.metrics import quantile_col
 
 QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
 

@@ -20,8 +20,9 @@ import requests
 from conftest import REPO, SMALL, run_pipeline, stores
 from mlflow import MlflowClient
 
-from supplyml import lifecycle, registry
+from supplyml import registry
 from supplyml.config import load_config
+from supplyml.forecasting import lifecycle
 
 pytestmark = pytest.mark.slow
 NAME = "supplyml-forecaster"
@@ -103,8 +104,8 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
 def test_3_the_gate_scored_both_models_on_identical_days(tmp):
     """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
     The same version against itself is no difference, and is not promoted."""
-    from supplyml import backtest
-    from supplyml.metrics import evaluate_forecasts
+    from supplyml.forecasting import backtest
+    from supplyml.forecasting.metrics import evaluate_forecasts
 
     cfg = load_config(overrides=[*stores(tmp), *SMALL]).resolved(REPO)
     mlflow.set_tracking_uri(cfg.tracking_uri)

@@ -5,8 +5,8 @@ from scipy.stats import norm
 
 from supplyml.config import M5_QUANTILES
 from supplyml.forecasting.gbm import FEATURE_DAYS
+from supplyml.forecasting.metrics import quantile_col
 from supplyml.forecasting.peers import forecast_lightgbm, forecast_peers
-from supplyml.metrics import quantile_col
 
 QCOLS = [quantile_col(q) for q in M5_QUANTILES]
 START = pd.Timestamp("2024-01-01")

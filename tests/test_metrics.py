@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supplyml.metrics import (
+from supplyml.forecasting.metrics import (
     bias,
     coverage,
     evaluate_forecasts,

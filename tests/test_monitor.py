@@ -16,12 +16,12 @@ from mlflow import MlflowClient
 from test_validation import real_file
 
 from cli import main as cli
-from supplyml import monitor
 from supplyml.config import load_config
 from supplyml.data import read_table
 from supplyml.features import build_panel, to_daily
+from supplyml.forecasting import monitor
+from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.statistical import Statistical
-from supplyml.metrics import evaluate_forecasts
 from supplyml.registry import CHAMPION, register
 from supplyml.tracking import log_forecaster, setup_tracking
 

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from supplyml.config import M5_QUANTILES
+from supplyml.forecasting.metrics import quantile_col
 from supplyml.forecasting.peers import BENCH_PEERS, DEFAULT_PEERS, forecast_peers
-from supplyml.metrics import quantile_col
 
 QCOLS = [quantile_col(q) for q in M5_QUANTILES]
 END = pd.Timestamp("2024-03-31")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from supplyml import registry
-from supplyml.backtest import Reviews, policy_simulations
 from supplyml.config import load_config
+from supplyml.forecasting.backtest import Reviews, policy_simulations
 from supplyml.replenishing import lifecycle, real
 from supplyml.tracking import log_policy, setup_tracking
 

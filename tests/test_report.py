@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supplyml.metrics import evaluate_forecasts, quantile_col
-from supplyml.report import (
+from supplyml.forecasting.metrics import evaluate_forecasts, quantile_col
+from supplyml.forecasting.report import (
     HEADINGS,
     _bands,
     _pick_series,

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from supplyml.metrics import quantile_col
+from supplyml.forecasting.metrics import quantile_col
 
 HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 # The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.

@@ -1,4 +1,4 @@
-"""The network family: Lightning networks (`supplyml.model`) trained on the whole panel at once.
+"""The network family: Lightning networks (`supplyml.forecasting.modules`) trained on the whole panel at once.
 
 `NetworkForecaster.fit` trains the configured architecture; each architecture's class owns how it
 forecasts: `MLP` reads exact negative-binomial marginals and draws blocks of days, `DeepAR` unrolls
@@ -19,10 +19,8 @@ from scipy.stats import nbinom, norm
 
 from supplyml.config import ModelConfig
 from supplyml.forecasting.base import Forecaster, copula_normals, finish, future_flags
-from supplyml.model import NETWORKS, negative_binomial
-from supplyml.model import DeepAR as DeepARNet
-from supplyml.model import MLPForecaster as MLPNet
-from supplyml.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
+from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, negative_binomial
+from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
 
 def make_trainer(max_epochs: int, accelerator: str = "auto", callbacks=(), logger=False, **kw) -> pl.Trainer:

@@ -57,7 +57,7 @@ from statsforecast import StatsForecast
 
 from supplyml.forecasting import gbm, statistical
 from supplyml.forecasting.base import backtest_errors
-from supplyml.metrics import quantile_col
+from supplyml.forecasting.metrics import quantile_col
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from supplyml.forecasting import calibration as cal
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_frame
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
+from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.networks import NetworkForecaster
 from supplyml.forecasting.statistical import MODELS as STATISTICAL
 from supplyml.forecasting.statistical import Statistical
-from supplyml.metrics import evaluate_forecasts
 
 log = logging.getLogger(__name__)
 NETWORK = "network"

@@ -7,8 +7,8 @@ import html
 
 import pandas as pd
 
+from supplyml.forecasting.report import _CSS
 from supplyml.recommending.metrics import METRICS, SUBSETS
-from supplyml.report import _CSS
 
 _NOTES = {
     "all": "every test-window customer the model knows; relevant = everything they bought in the window",

@@ -140,10 +140,10 @@ def known_table(result: dict) -> str:
 
 
 def real_demand(cfg: Config, root: str | Path = ".") -> dict:
-    from supplyml import backtest
-    from supplyml.bench import load_panel
     from supplyml.config import ModelConfig
     from supplyml.data import data_version
+    from supplyml.forecasting import backtest
+    from supplyml.forecasting.bench import load_panel
     from supplyml.forecasting.selection import select
     from supplyml.replenishing import real
 

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from mlflow.models import MetricThreshold
 
-from supplyml import backtest, gate, registry
+from supplyml import gate, registry
 from supplyml.config import Config
 from supplyml.evidence import Comparison, compare
-from supplyml.forecasting import Forecaster
+from supplyml.forecasting import Forecaster, backtest
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

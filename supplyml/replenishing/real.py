@@ -12,8 +12,8 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from supplyml import simulation as sim
-from supplyml.backtest import Reviews, policy_simulations
 from supplyml.config import Config
+from supplyml.forecasting.backtest import Reviews, policy_simulations
 from supplyml.replenishing.env import UNIT, PathDemand, ReplenishmentEnv, observe, path_features
 from supplyml.replenishing.learned import act, train
 

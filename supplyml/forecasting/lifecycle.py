@@ -18,10 +18,10 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from supplyml import backtest, evidence, gate, registry
+from supplyml import evidence, gate, registry
 from supplyml.config import Config
 from supplyml.features import history_days, plan
-from supplyml.forecasting import Forecaster
+from supplyml.forecasting import Forecaster, backtest
 
 log = logging.getLogger(__name__)
 PANEL_ARTIFACT = "evaluation/panel.parquet"

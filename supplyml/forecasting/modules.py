@@ -1,8 +1,8 @@
 """The two networks Optuna chooses between, both with a negative-binomial likelihood on per-series scaled counts.
 
-- `DeepAR`: an LSTM unrolled day by day over context and horizon, fed the previous day's demand
+- `DeepARNet`: an LSTM unrolled day by day over context and horizon, fed the previous day's demand
   (autoregressive; forecasts are drawn path by path).
-- `MLPForecaster`: a direct multi-horizon MLP that reads the whole context window at once and emits
+- `MLPNet`: a direct multi-horizon MLP that reads the whole context window at once and emits
   the distribution of every forecast day in one pass (fast to train and to forecast).
 
 Both take the same windows (see `windows.windows`), so data, training and tuning code is shared.
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from supplyml.windows import CALENDAR, EVENT, LAG, N_FEATURES, PRICE, PROMO, SCALE
+from supplyml.forecasting.windows import CALENDAR, EVENT, LAG, N_FEATURES, PRICE, PROMO, SCALE
 
 FUTURE = [*CALENDAR, PROMO, EVENT]  # what is known about a forecast day in advance
 
@@ -59,7 +59,7 @@ class _Likelihood(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])
 
 
-class DeepAR(_Likelihood):
+class DeepARNet(_Likelihood):
     architecture = "deepar"
 
     def __init__(
@@ -88,7 +88,7 @@ class DeepAR(_Likelihood):
         return mu, alpha
 
 
-class MLPForecaster(_Likelihood):
+class MLPNet(_Likelihood):
     """Context window -> the whole horizon's NB parameters (direct, no error feedback between days).
 
     Inputs: scaled log demand of the context days, their promotion and event flags, rolling means
@@ -138,4 +138,4 @@ class MLPForecaster(_Likelihood):
         return mu[:, :steps], alpha[:, :steps]
 
 
-NETWORKS = {net.architecture: net for net in (DeepAR, MLPForecaster)}
+NETWORKS = {net.architecture: net for net in (DeepARNet, MLPNet)}

@@ -25,11 +25,11 @@ import mlflow
 import pandas as pd
 
 from supplyml import registry, tracking
-from supplyml.bench import load_panel
 from supplyml.config import Config, MonitorConfig
 from supplyml.data import DataError, data_version
 from supplyml.forecasting import Forecaster
-from supplyml.metrics import evaluate_forecasts
+from supplyml.forecasting.bench import load_panel
+from supplyml.forecasting.metrics import evaluate_forecasts
 
 log = logging.getLogger(__name__)
 

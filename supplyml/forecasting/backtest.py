@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from supplyml import report
 from supplyml import simulation as sim
 from supplyml.config import Config
-from supplyml.forecasting import Forecaster
+from supplyml.forecasting import Forecaster, report
+from supplyml.forecasting.metrics import coverage, evaluate_forecasts, quantile_col, series_scores
 from supplyml.forecasting.peers import forecast_peers
-from supplyml.metrics import coverage, evaluate_forecasts, quantile_col, series_scores
 
 log = logging.getLogger(__name__)
 MODEL = "supplyml"

@@ -27,7 +27,7 @@ from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from supplyml.metrics import evaluate_forecasts, quantile_col
+from supplyml.forecasting.metrics import evaluate_forecasts, quantile_col
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import backtest, tracking
+from supplyml import tracking
 from supplyml import tune as tuning
 from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version, read_table
 from supplyml.features import build_panel, history_days, plan, to_daily
-from supplyml.forecasting import Forecaster
+from supplyml.forecasting import Forecaster, backtest
 from supplyml.forecasting.peers import BENCH_PEERS
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import select
