@@ -30,9 +30,8 @@ import pandas as pd
 
 from supplyml import evidence, gate
 from supplyml.config import load_config
-from supplyml.features import Split
+from supplyml.features import Split, load_panel
 from supplyml.forecasting import backtest
-from supplyml.forecasting.bench import load_panel
 from supplyml.forecasting.train import train_final
 
 log = logging.getLogger("benchmarks.gate")

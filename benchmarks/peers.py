@@ -24,9 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from supplyml.config import load_config
-from supplyml.features import Split
+from supplyml.features import Split, load_panel
 from supplyml.forecasting.base import BACKTESTS
-from supplyml.forecasting.bench import load_panel
 from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.peers import (
     BENCH_PEERS,

@@ -59,8 +59,7 @@ def main() -> int:
     import pgserver
 
     from supplyml.config import load_config
-    from supplyml.features import Split
-    from supplyml.forecasting.bench import load_panel
+    from supplyml.features import Split, load_panel
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from cli import progress
+from supplyml import families
 from supplyml.config import ConfigError, load_config
 from supplyml.registry import RegistryError
 from supplyml.tracking_server import TrackingServerError
@@ -291,39 +292,34 @@ def model_command(args) -> int:
     import pandas as pd
 
     from supplyml import registry, tracking
-    from supplyml.forecasting import lifecycle
     from supplyml.forecasting.backtest import format_table
 
     cfg = _config(args)
     tracking.setup_tracking(cfg)
     by = args.by or registry.user()
-    # Per family: its registered model and the figures `list` shows.
-    name, metrics = {
-        "forecast": (cfg.registry.model_name, ("wrmsse", "wspl")),
-        "recommend": (cfg.registry.recommender_name, ("ndcg@10/all", "ndcg@10/new")),
-        "policy": (cfg.registry.policy_name, ("total_cost", "cost_vs_textbook", "cycle_service_level")),
-    }[args.family]
-    if args.family != "forecast" and args.action in ("compare", "promote"):
+    family = families.get(args.family)
+    name = family.model_name(cfg)
+    if not family.judged_by_owner and args.action in ("compare", "promote"):
         log.error(
-            "a %s version is judged by the pipeline's gate on its test window; `supplyml model rollback "
+            "a %s version is judged by the pipeline's gate on its held-out windows; `supplyml model rollback "
             "--family %s` restores the previous champion",
             name,
-            args.family,
+            family.name,
         )
         return 2
     if args.action == "list":
-        table = lifecycle.versions(cfg, name, metrics)
+        table = registry.versions(name, family.listed)
         print(format_table(table) if len(table) else f"{name} has no versions yet")
         trail = registry.audit_trail(name) if len(table) else []
         if trail:
             print("\nChampion moves (oldest first):")
             print(pd.DataFrame(trail)[["n", "at", "by", "action", "from", "to", "why"]].to_string(index=False))
     elif args.action == "show":
-        print(json.dumps(lifecycle.show(cfg, args.version, name), indent=2, default=str))
+        print(json.dumps(registry.show(name, args.version), indent=2, default=str))
     elif args.action == "compare":
-        _print_verdict(lifecycle.compare(cfg, args.old, args.new).to_dict())
+        _print_verdict(family.part("lifecycle").compare(cfg, args.old, args.new).to_dict())
     elif args.action == "promote":
-        result = lifecycle.promote(cfg, args.version, by=by, force=args.force, reason=args.reason)
+        result = family.part("lifecycle").promote(cfg, args.version, by=by, force=args.force, reason=args.reason)
         _print_verdict(result["verdict"].to_dict())
         if not result["promoted"]:
             log.error(
@@ -335,7 +331,8 @@ def model_command(args) -> int:
             f"its Bento: {_bento_of_champions(cfg)}"
         )
     elif args.action == "rollback":
-        record = lifecycle.rollback(cfg, by=by, reason=args.reason or "rollback", name=name)
+        why = args.reason or "rollback"
+        record = registry.rollback(name, by=by, why=why, lock=registry.lock_path(cfg.workdir))
         print(
             f"rolled back: version {record['to']} of {name} is champion again (was {record['from']}); "
             f"its Bento: {_bento_of_champions(cfg)}"
@@ -355,79 +352,19 @@ def _bento_of_champions(cfg) -> str:
 
 def bench_command(args) -> int:
     from supplyml.data import DataError
-    from supplyml.forecasting import bench
-    from supplyml.forecasting.backtest import format_table
     from supplyml.validation import DataValidationError
 
     cfg = _config(args)
-    if args.family == "recommend":
-        return _bench_recommend(cfg, args.out or f"{cfg.workdir}/bench-recommend")
-    if args.family == "policy":
-        return _bench_policy(cfg, args.out or f"{cfg.workdir}/bench-policy")
-    args.out = args.out or f"{cfg.workdir}/bench"
+    family = families.get(args.family)
+    out = args.out or f"{cfg.workdir}/bench/{family.name}"
+    bench = family.part("bench")
     try:
-        result = bench.run(cfg, args.out, root=Path.cwd())
+        result = bench.run(cfg, out, root=Path.cwd())
     except (DataError, DataValidationError) as e:
         log.error("%s", e)
         log.error("the data was rejected before anything trained")
         return 1
-    summary = result["summary"]
-    print(
-        f"\nRolling-origin backtest: {summary['series']} series, origins {', '.join(summary['origins'])}, "
-        f"{summary['horizon']}-day horizon (metrics averaged over origins, seconds summed):"
-    )
-    print(format_table(result["table"]))
-    print("\nReplenishment simulation (all origins pooled):")
-    print(format_table(result["inventory"]))
-    print(
-        "\nCalibration of the champion (interval coverage of daily values and of lead-time + review totals; "
-        "realised cycle service level against its target):"
-    )
-    print("  ".join(f"{k} {v:.3f}" for k, v in summary["calibration"].items()))
-    print(f"\nWrote {args.out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}")
-    return 0
-
-
-def _bench_policy(cfg, out: str) -> int:
-    from supplyml.replenishing import bench
-
-    result = bench.run(cfg, out, root=Path.cwd())
-    s = result["setup"]
-    if result["known"]:
-        print(
-            f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average "
-            f"cost per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and "
-            f"simulated ({s['eval_periods']:,} periods, one demand stream for all):"
-        )
-        print(bench.known_table(result["known"]))
-    if result["real"]:
-        r = result["real"]
-        print(
-            f"\nOn real demand ({cfg.data.path}, {r['series']} series; origins {', '.join(r['origins'])}, pooled): "
-            f"the learned policy trained on the forecaster's sample paths, every policy replayed on actual demand; "
-            f"learned: mean ± 95% t interval over seeds {s['seeds']}:"
-        )
-        print(bench.real_table(r))
-    print(f"\nWrote {out}/results.json ({result['seconds']:.0f} s)")
-    return 0
-
-
-def _bench_recommend(cfg, out: str) -> int:
-    from supplyml.data import DataError
-    from supplyml.recommending import bench
-
-    try:
-        result = bench.run(cfg, out, root=Path.cwd())
-    except DataError as e:
-        log.error("%s", e)
-        return 1
-    s = result["summary"]
-    print(
-        f"\nRecommendations on the test window {s['split']['test_start']} .. {s['split']['end']} "
-        f"(hyperparameters chosen on validation days; stochastic models averaged over seeds {s['seeds']}):"
-    )
-    print(bench.format_table(result["table"]))
-    print(f"\nWrote {out}/results.json and rankings.parquet (model, customer_id, rank, sku, score)")
+    print(bench.render(cfg, result, out))
     return 0
 
 
@@ -564,9 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     owner.add_argument("--by", help="who acts, for the audit trail (default: the OS user)")
     owner.add_argument(
         "--family",
-        choices=["forecast", "recommend", "policy"],
-        default="forecast",
-        help="whose registered model: the forecaster (default), the recommender or the learned policy (list, show, rollback)",
+        choices=list(families.FAMILIES),
+        default=families.FORECASTER,
+        help="whose registered model (default: the forecaster); compare and promote: "
+        + ", ".join(f.name for f in families.FAMILIES.values() if f.judged_by_owner),
     )
     model.add_parser("list", parents=[owner], help="versions with aliases, data version, metrics, verdict; champion moves")
     model.add_parser("show", parents=[owner], help="one version's tags and champion moves").add_argument("version")
@@ -587,15 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--out",
         metavar="DIR",
-        help="where results.json, forecasts.parquet and report.html go (default: WORKDIR/bench, or WORKDIR/bench-FAMILY)",
+        help="where results.json, forecasts.parquet and report.html go (default: WORKDIR/bench/FAMILY)",
     )
     bench.add_argument(
         "--family",
-        choices=["forecast", "recommend", "policy"],
-        default="forecast",
-        help="forecast: demand models vs peers and replenishment policies; recommend: recommenders vs "
-        "peers on a temporal split (recommend.*); policy: learned replenishment policies vs the "
-        "optimum and base stock (policy.*)",
+        choices=list(families.FAMILIES),
+        default=families.FORECASTER,
+        help="; ".join(f"{f.name}: {f.about}" for f in families.FAMILIES.values()),
     )
     bench.set_defaults(func=bench_command)
     mon = sub.add_parser(

@@ -1,4 +1,5 @@
-"""One KFP component per pipeline step. Each body only unpacks KFP inputs and calls `supplyml.steps`.
+"""One KFP component per pipeline step. Each body only unpacks KFP inputs and calls one step:
+`supplyml.steps` (shared) or its family's `steps` module.
 
 KFP ships each function's source on its own, so imports live inside the bodies. Data moves between
 steps only as artifacts; small facts (lineage, params, metrics) move as JSON strings.
@@ -82,8 +83,8 @@ def tune_best(config_json: str, lineage: str, family: str, run_id: str) -> str:
 def train(config_json: str, lineage: str, best: str, panel: Input[Dataset], model: Output[Model]) -> str:
     import json
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.forecasting import steps
 
     return steps.train(Config.from_json(config_json), panel.path, json.loads(best), json.loads(lineage), model.path)
 
@@ -93,10 +94,10 @@ def evaluate(
 ) -> str:
     import json
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.forecasting import steps
 
-    result = steps.evaluate_model(Config.from_json(config_json), panel.path, model.path, run_id, report.path)
+    result = steps.evaluate(Config.from_json(config_json), panel.path, model.path, run_id, report.path)
     for name, row in result["metrics"].items():
         for metric, value in row.items():
             metrics.log_metric(f"{name}.{metric}", value)
@@ -109,8 +110,8 @@ def register(
     import json
     from typing import NamedTuple
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.forecasting import steps
 
     result = steps.register(
         Config.from_json(config_json), panel.path, model.path, run_id, json.loads(evaluation), json.loads(lineage)
@@ -122,8 +123,8 @@ def register(
 def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases: Output[Dataset], items: Output[Dataset]) -> str:
     import json
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.recommending import steps
 
     summary = steps.interactions(Config.from_json(config_json), raw.path, purchases.path, items.path)
     purchases.metadata.update(summary)
@@ -135,10 +136,10 @@ def recommend_train(
 ) -> str:
     import json
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.recommending import steps
 
-    return steps.recommend_train(
+    return steps.train(
         Config.from_json(config_json), purchases.path, items.path, json.loads(best), json.loads(lineage), model.path
     )
 
@@ -156,10 +157,10 @@ def recommend_evaluate(
 ) -> str:
     import json
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.recommending import steps
 
-    result = steps.recommend_evaluate(
+    result = steps.evaluate(
         Config.from_json(config_json), purchases.path, items.path, raw.path, panel.path, model.path, run_id, report.path
     )
     for name, row in result["metrics"].items():
@@ -174,10 +175,10 @@ def recommend_register(
     import json
     from typing import NamedTuple
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.recommending import steps
 
-    result = steps.recommend_register(Config.from_json(config_json), purchases.path, items.path, run_id, json.loads(evaluation))
+    result = steps.register(Config.from_json(config_json), purchases.path, items.path, run_id, json.loads(evaluation))
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
@@ -187,8 +188,8 @@ def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[M
     import json
     from typing import NamedTuple
 
-    from supplyml import steps
     from supplyml.config import Config
+    from supplyml.replenishing import steps
 
     result = steps.policy(Config.from_json(config_json), panel.path, model.path, json.loads(lineage))
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())

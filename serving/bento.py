@@ -19,13 +19,13 @@ from supplyml.config import load_config
 class Args(BaseModel):
     # serving/package.py pins the exact tag as a Bento argument, so a Bento keeps serving the model it
     # was built with even after newer imports; the fallbacks serve ad-hoc `bentoml serve serving.service:...`.
-    model_tag: str = os.environ.get("SUPPLYML_BENTO_MODEL", "supplyml-forecaster:latest")
+    forecaster_tag: str = os.environ.get("SUPPLYML_BENTO_FORECASTER", "supplyml-forecaster:latest")
     recommender_tag: str = os.environ.get("SUPPLYML_BENTO_RECOMMENDER", "")  # "": a Bento without recommendations
     policy_tag: str = os.environ.get("SUPPLYML_BENTO_POLICY", "")  # "": a Bento without a learned policy
 
 
 ARGS = bentoml.use_arguments(Args)
-MODEL = bentoml.models.BentoModel(ARGS.model_tag)
+MODEL = bentoml.models.BentoModel(ARGS.forecaster_tag)
 META = dict(bentoml.models.get(MODEL.tag).info.metadata)
 RECOMMENDER = bentoml.models.BentoModel(ARGS.recommender_tag) if ARGS.recommender_tag else None
 R_META = dict(bentoml.models.get(RECOMMENDER.tag).info.metadata) if RECOMMENDER else None
@@ -33,7 +33,7 @@ POLICY = bentoml.models.BentoModel(ARGS.policy_tag) if ARGS.policy_tag else None
 P_META = dict(bentoml.models.get(POLICY.tag).info.metadata) if POLICY else None
 TRAINED_FOR = (P_META["policy"]["lead_time"], P_META["policy"]["review_period"]) if P_META else None
 # The textbook policy that won on the forecaster's held-out origins decides where the learned one does not.
-DEFAULT_POLICY = META.get("default_policy", planning.BASE_STOCK)
+DEFAULT_POLICY = META.get("policy", planning.BASE_STOCK)  # versions from before the choice: base stock
 MA_WINDOW = int(META.get("ma_window", 28))
 # The horizon limit comes from the model's metadata (written at packaging from the config), so request
 # schemas and the OpenAPI page state it, and a violation is an ordinary field error.

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from supplyml import families
 from supplyml.config import Config
 
 log = logging.getLogger(__name__)
@@ -47,99 +48,83 @@ def bentoml_env(cfg: Config) -> dict[str, str]:
     return {"BENTOML_HOME": str(Path(cfg.serving.bentoml_home).resolve())}
 
 
-def package(cfg: Config, version: str, lineage: dict, metrics: dict, recommender=None, policy=None) -> str:
-    """Import MLflow version `version` of cfg.registry.model_name (and `recommender` and `policy`, registered
-    versions of cfg.registry.recommender_name and policy_name, when given) and build their Bento; returns
-    the Bento tag."""
+def package(cfg: Config, champions: dict) -> str:
+    """Import each family's version in `champions` (family name -> registered MLflow model version; the
+    forecaster's is required) into the BentoML model store and build their Bento; returns the Bento tag.
+    Lineage labels come from the forecaster's version tags."""
     bentoml = _bentoml(cfg)
     import mlflow
 
     mlflow.set_tracking_uri(cfg.tracking_uri)  # `models:/` URIs resolve through the tracking server
-    name, version = cfg.registry.model_name, str(version)
-    labels = {k: str(v) for k, v in lineage.items()}
-    # The textbook policy this version's held-out origins chose (versions from before the choice: base stock).
-    default_policy = mlflow.MlflowClient().get_model_version(name, version).tags.get("policy", "base_stock")
-    metadata = {
-        **labels,
-        "model_name": name,
-        "model_version": version,
-        "metrics": metrics,
+    forecaster = champions[families.FORECASTER]
+    lineage = {k: str(forecaster.tags[k]) for k in LINEAGE if k in forecaster.tags}
+    # What /forecast and /replenish decide with, pinned from the config the versions were trained under.
+    settings = {
         "max_horizon": cfg.serving.max_horizon,
-        "default_policy": default_policy,
         "ma_window": cfg.inventory.ma_window,
         "replenish_samples": cfg.inventory.num_sample_paths,
         "seed": cfg.seed,
     }
-    model = bentoml.mlflow.import_model(
-        name, f"models:/{name}/{version}", labels={**labels, "mlflow_version": version}, metadata=metadata
-    )
-    args, bento_labels = {"model_tag": str(model.tag)}, {}
-    for family, registered, extra in (("recommender", recommender, ()), ("policy", policy, ("policy",))):
-        bento_labels[f"mlflow_{family}"] = "none"
-        if registered is None:
+    args, labels = {}, {}
+    for family in families.FAMILIES.values():
+        role, v = family.served_as, champions.get(family.name)
+        labels[f"mlflow_{role}"] = "none"
+        if v is None:
             continue
-        r_name, r_version, tags = registered.name, str(registered.version), registered.tags
-        r_labels = {k: str(tags[k]) for k in LINEAGE if k in tags}
+        own = {k: str(v.tags[k]) for k in LINEAGE if k in v.tags}
         imported = bentoml.mlflow.import_model(
-            r_name,
-            f"models:/{r_name}/{r_version}",
-            labels={**r_labels, "mlflow_version": r_version},
+            v.name,
+            f"models:/{v.name}/{v.version}",
+            labels={**own, "mlflow_version": str(v.version)},
             metadata={
-                **r_labels,
-                "model_name": r_name,
-                "model_version": r_version,
-                "metrics": json.loads(tags.get("metrics", "{}")),
-                **{k: json.loads(tags[k]) for k in extra},
+                **own,
+                **settings,
+                "model_name": v.name,
+                "model_version": str(v.version),
+                "metrics": json.loads(v.tags.get("metrics", "{}")),
+                **{k: _tag_value(v.tags[k]) for k in family.served_tags if k in v.tags},
             },
         )
-        args[f"{family}_tag"] = str(imported.tag)
-        bento_labels |= {family: str(imported.tag), f"mlflow_{family}": f"{r_name}/{r_version}"}
+        args[f"{role}_tag"] = str(imported.tag)
+        labels |= {role: str(imported.tag), f"mlflow_{role}": f"{v.name}/{v.version}"}
     start = time.monotonic()
     bento = bentoml.bentos.build_bentofile(
-        str(BENTOFILE),
-        build_ctx=str(ROOT),
-        name=cfg.serving.bento_name,
-        reload=True,
-        labels={**labels, "model": str(model.tag), "mlflow_model": f"{name}/{version}", **bento_labels},
-        args=args,
-    )  # serving/service.py reads them: the Bento serves exactly these models
+        str(BENTOFILE), build_ctx=str(ROOT), name=cfg.serving.bento_name, reload=True, labels={**lineage, **labels}, args=args
+    )  # serving/bento.py reads the arguments: the Bento serves exactly these models
     log.info(
-        "built Bento %s around %s (MLflow %s version %s; recommender %s; policy %s) in %.1f s",
+        "built Bento %s around %s in %.1f s",
         bento.tag,
-        model.tag,
-        name,
-        version,
-        bento_labels["mlflow_recommender"],
-        bento_labels["mlflow_policy"],
+        ", ".join(f"{k[len('mlflow_') :]} {v}" for k, v in labels.items() if k.startswith("mlflow_")),
         time.monotonic() - start,
     )
     return str(bento.tag)
 
 
+def _tag_value(raw: str):
+    """A version tag as the service reads it: JSON where it is JSON (a policy's setting), else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def champion_bento(cfg: Config, build: bool = True) -> str | None:
-    """The Bento of the champions (the forecaster's, and the recommender's and the learned policy's when
-    they have one): reused if one was built from them, else built now (or None with build=False). Lineage
-    comes from the versions' tags."""
+    """The Bento of every family's champion (the forecaster's is required): reused if one was built from
+    them, else built now (or None with build=False)."""
     import mlflow
 
     from supplyml import registry
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    name = cfg.registry.model_name
-    champion = registry.champion_version(name)
-    if champion is None:
+    champions = {f.name: v for f in families.FAMILIES.values() if (v := registry.champion_version(f.model_name(cfg))) is not None}
+    if families.FORECASTER not in champions:
         raise NoChampionError(
-            f"{name} has no champion in {cfg.tracking_uri}: run `supplyml pipeline run` (or "
-            "`make run`) first, or `supplyml model promote VERSION`"
+            f"{families.get(families.FORECASTER).model_name(cfg)} has no champion in {cfg.tracking_uri}: run "
+            "`supplyml pipeline run` (or `make run`) first, or `supplyml model promote VERSION`"
         )
-    recommender = registry.champion_version(cfg.registry.recommender_name)
-    policy = registry.champion_version(cfg.registry.policy_name)
     wanted = {
-        "mlflow_model": f"{name}/{champion.version}",
-        **{
-            f"mlflow_{family}": f"{v.name}/{v.version}" if v else "none"
-            for family, v in (("recommender", recommender), ("policy", policy))
-        },
+        f"mlflow_{f.served_as}": f"{v.name}/{v.version}" if (v := champions.get(f.name)) else "none"
+        for f in families.FAMILIES.values()
     }
     bentoml = _bentoml(cfg)
     try:
@@ -152,17 +137,7 @@ def champion_bento(cfg: Config, build: bool = True) -> str | None:
         built = []
     if built:
         return str(max(built, key=lambda b: b.info.creation_time).tag)
-    if not build:
-        return None
-    tags = champion.tags
-    return package(
-        cfg,
-        champion.version,
-        {k: tags[k] for k in LINEAGE if k in tags},
-        json.loads(tags.get("metrics", "{}")),
-        recommender,
-        policy,
-    )
+    return package(cfg, champions) if build else None
 
 
 def serve_command(cfg: Config) -> list[str]:

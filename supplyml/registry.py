@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -198,3 +199,38 @@ def user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, as in some containers
         return "unknown"
+
+
+def lock_path(workdir: str) -> Path:
+    """The file lock that serialises champion moves of every registered model under `workdir`."""
+    return Path(workdir) / "registry.lock"
+
+
+def versions(name: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """One row per version of `name`, newest first: aliases, data version, the
+    `metrics` of its held-out evaluation, gate verdict."""
+    client = MlflowClient()
+    rows = []
+    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
+        full = client.get_model_version(name, v.version)  # search results may omit aliases
+        figures = json.loads(full.tags.get("metrics", "{}"))
+        verdict = json.loads(full.tags.get("verdict", "null") or "null")
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ",".join(full.aliases) or "-",
+                "data": full.tags.get("dvc_md5", "-")[:10],
+                "git": full.tags.get("git_commit", "-")[:8],
+                "holdout_start": full.tags.get("holdout_start", full.tags.get("test_start", "-")),
+                **{m: figures.get(m) for m in metrics},
+                "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected",
+            }
+        )
+    return pd.DataFrame(rows).set_index("version") if rows else pd.DataFrame()
+
+
+def show(name: str, version: str) -> dict:
+    """A version's aliases, run, tags and the champion moves that involve it."""
+    v = get_version(name, version)
+    moves = [r for r in audit_trail(name) if v.version in (r["to"], r["from"])]
+    return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags), "champion_moves": moves}

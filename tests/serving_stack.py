@@ -120,7 +120,7 @@ def _package(cfg, panel) -> str:
     setup_tracking(cfg)
     with mlflow.start_run():
         uri = log_forecaster(forecaster, cfg)
-    version = register(uri, cfg.registry.model_name, LINEAGE)
+    version = register(uri, cfg.registry.model_name, {**LINEAGE, "metrics": json.dumps(METRICS)})
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
     with mlflow.start_run():
@@ -131,11 +131,11 @@ def _package(cfg, panel) -> str:
     client.set_registered_model_alias(cfg.registry.policy_name, "champion", p_version.version)
     return package(
         cfg,
-        version.version,
-        LINEAGE,
-        METRICS,
-        recommender=client.get_model_version(cfg.registry.recommender_name, r_version.version),
-        policy=client.get_model_version(cfg.registry.policy_name, p_version.version),
+        {
+            "forecast": client.get_model_version(cfg.registry.model_name, version.version),
+            "recommend": client.get_model_version(cfg.registry.recommender_name, r_version.version),
+            "policy": client.get_model_version(cfg.registry.policy_name, p_version.version),
+        },
     )
 
 

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from supplyml import simulation as sim
 from supplyml.config import load_config
 from supplyml.data import DataError
-from supplyml.features import Split, history_days, plan
-from supplyml.forecasting.bench import load_panel
+from supplyml.features import Split, history_days, load_panel, plan
 from supplyml.forecasting.selection import select
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import pandas as pd
 from supplyml import tracking
 from supplyml import tune as tuning
 from supplyml.config import Config, ModelConfig
-from supplyml.data import data_version, read_table
-from supplyml.features import build_panel, history_days, plan, to_daily
+from supplyml.data import data_version
+from supplyml.features import history_days, load_panel, plan
 from supplyml.forecasting import Forecaster, backtest
 from supplyml.forecasting.peers import BENCH_PEERS
 from supplyml.forecasting.search import ForecastSearch
@@ -29,17 +29,6 @@ from supplyml.forecasting.selection import select
 from supplyml.replenishing import lifecycle as policies
 
 log = logging.getLogger(__name__)
-
-
-def load_panel(cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Read, gate (GX) and featurize the configured data, as the pipeline's first three steps do."""
-    from supplyml import validation
-
-    raw = read_table(cfg.data.path, cfg.data)
-    validation.check(validation.validate_raw(raw, cfg.data, docs_dir=docs_dir))
-    panel = build_panel(to_daily(raw, cfg.data), cfg.features)
-    validation.check(validation.validate_panel(panel, docs_dir=docs_dir))
-    return panel
 
 
 def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
@@ -111,3 +100,21 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
 def _records(frame: pd.DataFrame, index: bool = True):
     frame = frame.astype({c: float for c in frame.select_dtypes("number")})
     return {str(k): v for k, v in frame.to_dict(orient="index").items()} if index else frame.to_dict(orient="records")
+
+
+def render(cfg: Config, result: dict, out: str) -> str:
+    """What `supplyml bench` prints."""
+    summary = result["summary"]
+    return "\n".join(
+        [
+            f"\nRolling-origin backtest: {summary['series']} series, origins {', '.join(summary['origins'])}, "
+            f"{summary['horizon']}-day horizon (metrics averaged over origins, seconds summed):",
+            backtest.format_table(result["table"]),
+            "\nReplenishment simulation (all origins pooled):",
+            backtest.format_table(result["inventory"]),
+            "\nCalibration of the champion (interval coverage of daily values and of lead-time + review totals; "
+            "realised cycle service level against its target):",
+            "  ".join(f"{k} {v:.3f}" for k, v in summary["calibration"].items()),
+            f"\nWrote {out}/results.json, forecasts.parquet, report.html; MLflow run {summary['mlflow_run_id']}",
+        ]
+    )

@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 PANEL_ARTIFACT = "evaluation/panel.parquet"
 
 
-def lock_path(cfg: Config) -> Path:
-    return Path(cfg.workdir) / "registry.lock"
-
-
 def judge(
     cfg: Config,
     panel: pd.DataFrame,
@@ -137,46 +133,10 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
         by=by,
         why=why,
         figures=_figures(verdict),
-        lock=lock_path(cfg),
+        lock=registry.lock_path(cfg.workdir),
     )
     MlflowClient().set_model_version_tag(name, v.version, "verdict", json.dumps(verdict.to_dict(), default=float))
     return {"promoted": True, "version": v.version, "verdict": verdict, "record": record}
-
-
-def rollback(cfg: Config, *, by: str, reason: str, name: str | None = None) -> dict:
-    """Restore the previous champion of `name` (default: the forecaster)."""
-    return registry.rollback(name or cfg.registry.model_name, by=by, why=reason, lock=lock_path(cfg))
-
-
-def versions(cfg: Config, name: str | None = None, metrics: tuple[str, ...] = ("wrmsse", "wspl")) -> pd.DataFrame:
-    """One row per version of `name` (default: the forecaster), newest first: aliases, data version, the
-    `metrics` of its held-out evaluation, gate verdict."""
-    client = MlflowClient()
-    name = name or cfg.registry.model_name
-    rows = []
-    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
-        full = client.get_model_version(name, v.version)  # search results may omit aliases
-        figures = json.loads(full.tags.get("metrics", "{}"))
-        verdict = json.loads(full.tags.get("verdict", "null") or "null")
-        rows.append(
-            {
-                "version": int(v.version),
-                "aliases": ",".join(full.aliases) or "-",
-                "data": full.tags.get("dvc_md5", "-")[:10],
-                "git": full.tags.get("git_commit", "-")[:8],
-                "holdout_start": full.tags.get("holdout_start", full.tags.get("test_start", "-")),
-                **{m: figures.get(m) for m in metrics},
-                "verdict": "-" if verdict is None else "promote" if verdict["promote"] else "rejected",
-            }
-        )
-    return pd.DataFrame(rows).set_index("version") if rows else pd.DataFrame()
-
-
-def show(cfg: Config, version: str, name: str | None = None) -> dict:
-    name = name or cfg.registry.model_name
-    v = registry.get_version(name, version)
-    moves = [r for r in registry.audit_trail(name) if v.version in (r["to"], r["from"])]
-    return {"version": v.version, "aliases": list(v.aliases), "run_id": v.run_id, "tags": dict(v.tags), "champion_moves": moves}
 
 
 def compare(cfg: Config, old: str, new: str) -> gate.Verdict:

@@ -27,8 +27,8 @@ import pandas as pd
 from supplyml import registry, tracking
 from supplyml.config import Config, MonitorConfig
 from supplyml.data import DataError, data_version
+from supplyml.features import load_panel
 from supplyml.forecasting import Forecaster
-from supplyml.forecasting.bench import load_panel
 from supplyml.forecasting.metrics import evaluate_forecasts
 
 log = logging.getLogger(__name__)

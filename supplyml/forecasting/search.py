@@ -87,3 +87,11 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def tuning_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> ForecastSearch:
+    """The tune steps' search: on the fitting days of the pipeline's split (None only names the study)."""
+    from supplyml.features import Split
+
+    fit = None if panel is None else Split.from_panel(panel, cfg.features).fit(panel)
+    return ForecastSearch(fit, cfg, data_md5)

@@ -13,7 +13,6 @@ Writes results.json (the table, chosen params, grid scores, split dates) and ran
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supplyml.config import Config, load_config
+from supplyml.config import Config
 from supplyml.data import data_version
 from supplyml.recommending import metrics
 from supplyml.recommending.base import RECOMMENDERS, Recommender
@@ -202,18 +201,14 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m supplyml.recommending.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="directory for results.json and rankings.parquet")
-    ap.add_argument("--config", default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    t0 = time.perf_counter()
-    result = run(load_config(args.config, args.overrides), args.out)
-    print(format_table(result["table"]))
-    print(f"wall: {time.perf_counter() - t0:.1f} s")
-
-
-if __name__ == "__main__":
-    main()
+def render(cfg: Config, result: dict, out: str) -> str:
+    """What `supplyml bench --family recommend` prints."""
+    s = result["summary"]
+    return "\n".join(
+        [
+            f"\nRecommendations on the test window {s['split']['test_start']} .. {s['split']['end']} "
+            f"(hyperparameters chosen on validation days; stochastic models averaged over seeds {s['seeds']}):",
+            format_table(result["table"]),
+            f"\nWrote {out}/results.json and rankings.parquet (model, customer_id, rank, sku, score)",
+        ]
+    )

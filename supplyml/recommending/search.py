@@ -77,3 +77,14 @@ class RecommendSearch:
         scores, _ = score_window(model, split.train, split.val, cfg.recommend.k)
         trial.set_user_attr("validation", scores)
         return scores[cfg.recommend.select_metric]
+
+
+def tuning_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> RecommendSearch:
+    """The tune steps' search: on the days before the first held-out window, which its own split leaves
+    out (None only names the study)."""
+    from supplyml.recommending import lifecycle
+
+    if frame is None:
+        return RecommendSearch(None, cfg, data_md5)
+    first = lifecycle.windows(cfg, frame)[0]
+    return RecommendSearch(frame[frame["ds"] <= first.end], cfg, data_md5)

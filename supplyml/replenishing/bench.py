@@ -142,8 +142,8 @@ def known_table(result: dict) -> str:
 def real_demand(cfg: Config, root: str | Path = ".") -> dict:
     from supplyml.config import ModelConfig
     from supplyml.data import data_version
+    from supplyml.features import load_panel
     from supplyml.forecasting import backtest
-    from supplyml.forecasting.bench import load_panel
     from supplyml.forecasting.selection import select
     from supplyml.replenishing import real
 
@@ -223,3 +223,24 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     result["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def render(cfg: Config, result: dict, out: str) -> str:
+    """What `supplyml bench --family policy` prints."""
+    s, lines = result["setup"], []
+    if result["known"]:
+        lines += [
+            f"\nLearned policies on Zipkin's lost-sales instances (Poisson mean 5, h = 1, p = 4): long-run average "
+            f"cost per period, mean ± 95% t interval over training seeds {s['seeds']}; exact (dynamic program) and "
+            f"simulated ({s['eval_periods']:,} periods, one demand stream for all):",
+            known_table(result["known"]),
+        ]
+    if result["real"]:
+        r = result["real"]
+        lines += [
+            f"\nOn real demand ({cfg.data.path}, {r['series']} series; origins {', '.join(r['origins'])}, pooled): "
+            f"the learned policy trained on the forecaster's sample paths, every policy replayed on actual demand; "
+            f"learned: mean ± 95% t interval over seeds {s['seeds']}:",
+            real_table(r),
+        ]
+    return "\n".join([*lines, f"\nWrote {out}/results.json ({result['seconds']:.0f} s)"])

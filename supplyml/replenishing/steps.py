@@ -1,0 +1,70 @@
+"""The learned replenishment policy's pipeline step."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import mlflow
+import pandas as pd
+
+from supplyml import registry, tracking
+from supplyml.config import Config
+from supplyml.features import Split, history_days, plan
+from supplyml.forecasting import backtest, load
+from supplyml.steps import lineage_tags, register_version
+
+log = logging.getLogger(__name__)
+
+
+def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
+    """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews, judge it
+    there on actual demand against the served textbook policy and the champion policy (the gate), log it
+    with its evaluation to its own run, register it. A champion policy that no longer beats the textbook
+    policy on this evidence is retired: /replenish stops deciding with it."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+    from supplyml.replenishing import real
+
+    tracking.setup_tracking(cfg)
+    panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))
+    starts = Split.from_panel(panel, cfg.features).origins()
+    reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
+    setting = policy_lifecycle.setting(cfg)
+    with mlflow.start_run(run_name="policy", tags=lineage_tags(lineage)) as run:
+        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
+        model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
+        verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
+        log.info(
+            "policies at %d origins from %s, actual demand\n%s\n%s",
+            len(starts),
+            starts[0].date(),
+            backtest.format_table(table),
+            verdict.summary(),
+        )
+        mlflow.log_metrics({f"{who}.{k}": float(v) for who, row in table.iterrows() for k, v in row.items()})
+        mlflow.log_table(table.reset_index(names="policy"), "evaluation/policies.json")
+        mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
+        mlflow.log_dict(rejudged, "evaluation/champion.json")
+        example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+        model_uri = tracking.log_policy(model, setting, example)
+    tags = {
+        **lineage_tags(lineage),
+        "run_id": run.info.run_id,
+        policy_lifecycle.SETTING_TAG: json.dumps(setting),
+        "metrics": json.dumps(verdict.challenger),
+        "test_start": str(starts[0].date()),
+    }
+    out = register_version(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
+    if rejudged["retire"] and not out["promoted"]:
+        log.warning("champion policy v%s retired: %s", rejudged["version"], "; ".join(rejudged["reasons"]))
+        registry.retire_champion(
+            cfg.registry.policy_name,
+            rejudged["version"],
+            by="pipeline",
+            why="no longer beats the textbook policy on the held-out origins",
+            lock=registry.lock_path(cfg.workdir),
+            figures={"evidence": rejudged["evidence"]},
+        )
+        out.update(champion=None, retired=rejudged["version"], promoted=True)  # the Bento must drop it
+    return out
