@@ -90,81 +90,17 @@ def _missing_data(cfg) -> str | None:
 
 
 def _print_summary(cfg, outputs: dict) -> None:
-    import pandas as pd
-
-    from supplyml.forecasting.backtest import format_table
-
-    evaluation = json.loads(outputs["evaluation"])
-    registration = json.loads(outputs["registration"])
-    print(
-        f"\nEvaluation at the held-out origins {evaluation['holdout_origins']} (averaged; lower is better, coverage "
-        "should match its level):"
-    )
-    print(format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")))
-    decision = evaluation["policy"]
-    print(f"\nServed textbook policy: {decision['served']} (by total cost at the service target)")
-    for reason in decision["reasons"]:
-        print(f"  - {reason}")
-    _print_verdict(registration["verdict"])
-    state = "promoted to champion" if registration["promoted"] else "not promoted"
-    print(f"\nRegistered {registration['name']} version {registration['version']}: {state}.")
-    for reason in registration["reasons"][len(registration["verdict"]["reasons"]) :]:
-        print(f"  {reason}")
-    recommendation = json.loads(outputs.get("recommendation", "null"))  # absent with pipeline.recommend=false
-    policy = json.loads(outputs.get("policy", "null"))  # absent with pipeline.policy=false
-    if recommendation is not None:
-        _print_recommendation(recommendation)
-    if policy is not None:
-        _print_policy(cfg, policy)
-    others = [r for r in (recommendation, policy) if r is not None]
-    champions = (
-        ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in (registration, *others))
-        if others
-        else f"version {registration['champion']}"
-    )
+    """Each family's figures and verdict (a family the run left out has no output), then the champions."""
+    registered = []
+    for family in families.FAMILIES.values():
+        steps = family.part("steps")
+        if steps.OUTPUT in outputs:
+            print(steps.summary(cfg, outputs))
+            registered.append(json.loads(outputs[steps.OUTPUT]))
+    champions = ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in registered)
     print(f"\nChampion: {champions}; its Bento: {_served_bento(cfg) or outputs['bento']}")
-    if registration["champion"]:
+    if registered[0]["champion"]:  # the forecaster's: every Bento serves one
         print("Serve it with:  supplyml serve   (or: make serve)")
-
-
-def _print_recommendation(recommendation: dict) -> None:
-    verdict = recommendation["verdict"]
-    ours = verdict["challenger"]
-    against = (
-        f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}"
-        if verdict["champion"]
-        else ", no champion yet"
-    )
-    print(
-        f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
-        f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days, paired per customer)"
-    )
-    state = "promoted to champion" if recommendation["promoted"] else "not promoted"
-    print(f"Registered {recommendation['name']} version {recommendation['version']}: {state}.")
-    for reason in recommendation["reasons"]:
-        print(f"  - {reason}")
-
-
-def _print_policy(cfg, policy: dict) -> None:
-    ours = policy["verdict"]["challenger"]
-    print(
-        f"\nLearned replenishment policy ({cfg.policy.algorithm}) at the held-out origins' reviews, actual demand: "
-        f"total cost {ours['total_cost']:,.2f} ({ours['cost_vs_textbook']:+.1%} against the served textbook "
-        f"policy); cycle service level {ours['cycle_service_level']:.3f}, fill rate {ours['fill_rate']:.3f}"
-    )
-    state = (
-        "promoted to champion: /replenish decides with it by default"
-        if policy["promoted"] and policy.get("champion") == policy["version"]
-        else "not promoted"
-    )
-    print(f"Registered {policy['name']} version {policy['version']}: {state}.")
-    for reason in policy["reasons"]:
-        print(f"  - {reason}")
-    if policy.get("retired"):
-        print(
-            f"  Champion policy version {policy['retired']} retired: it no longer beats the textbook policy on "
-            "these origins, so /replenish stops deciding with it."
-        )
 
 
 def _served_bento(cfg) -> str | None:
@@ -178,18 +114,9 @@ def _served_bento(cfg) -> str | None:
 
 
 def _print_verdict(verdict: dict) -> None:
-    from supplyml.forecasting.backtest import format_table
-    from supplyml.gate import Verdict
+    from supplyml.gate import describe
 
-    v = Verdict(**verdict)
-    where = (
-        f"against champion version {v.champion_version}, same held-out origins, paired per series"
-        if v.champion
-        else "no champion yet"
-    )
-    print(f"\nChampion gate ({where}):")
-    print(format_table(v.table()))
-    print(v.summary())
+    print(describe(verdict))
 
 
 def pipeline_compile(args) -> int:

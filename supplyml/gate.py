@@ -319,3 +319,20 @@ def _figure(rule: Rule, candidate: dict, champion: dict | None) -> str:
     if rule.against_champion and champion is not None and rule.metric in champion:
         value += f" vs champion {champion[rule.metric]:.4g}"
     return value
+
+
+def describe(verdict: dict) -> str:
+    """A verdict as `supplyml pipeline run` and `supplyml model compare` print it."""
+    v = Verdict(**verdict)
+    where = (
+        f"against champion version {v.champion_version}, same held-out origins, paired per series"
+        if v.champion
+        else "no champion yet"
+    )
+    return "\n".join([f"\nChampion gate ({where}):", backtest.format_table(v.table()), v.summary()])
+
+
+def registered(out: dict, skip: int = 0) -> list[str]:
+    """The registration line of a family's pipeline output, and its reasons after the first `skip`."""
+    state = "promoted to champion" if out["promoted"] else "not promoted"
+    return [f"Registered {out['name']} version {out['version']}: {state}.", *(f"  - {r}" for r in out["reasons"][skip:])]

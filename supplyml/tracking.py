@@ -147,7 +147,7 @@ class PolicyModel(PythonModel):
     def load_context(self, context) -> None:
         from supplyml.replenishing.learned import ALGORITHMS
 
-        self.policy = ALGORITHMS[self.setting["algorithm"]].load(context.artifacts["policy"], device="cpu")
+        self.policy = ALGORITHMS[self.setting["algorithm"]].cls.load(context.artifacts["policy"], device="cpu")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from supplyml.replenishing.learned import act

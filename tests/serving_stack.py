@@ -91,22 +91,30 @@ def cfg(tmp_path_factory):
     )
 
 
+@contextlib.contextmanager
+def tracking_put_back():
+    """Packaging and `serve_command` point MLflow at the serving store, which mlflow also exports to the
+    environment (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID): both are put back, or every later test in
+    this session would read the serving store."""
+    uri, experiment = os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_ID")
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(uri)
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        if experiment is not None:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
+
+
 @pytest.fixture(scope="session")
 def bento(cfg, panel):
-    """The Bento's tag. Packaging sets the tracking URI and the experiment, which mlflow also exports to the
-    environment: both are put back, or every later test on this worker would read the serving store."""
+    """The Bento's tag."""
     from serving.package import bentoml_env
 
-    uri, experiment = os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_ID")
-    with pytest.MonkeyPatch.context() as env:
+    with tracking_put_back(), pytest.MonkeyPatch.context() as env:
         for k, v in bentoml_env(cfg).items():
             env.setenv(k, v)
-        tag = _package(cfg, panel)
-    mlflow.set_tracking_uri(uri)
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    if experiment is not None:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
-    return tag
+        return _package(cfg, panel)
 
 
 def _package(cfg, panel) -> str:
@@ -195,7 +203,8 @@ def serve(cfg, env: dict | None = None, cli: list[str] | None = None):
     SET=...` does). Yields its URL, process and log file."""
     from serving.package import bentoml_env, serve_command
 
-    cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "cli", "serve", *store_args(cfg), *cli]
+    with tracking_put_back():
+        cmd = serve_command(cfg) if cli is None else [sys.executable, "-m", "cli", "serve", *store_args(cfg), *cli]
     log_path = Path(cfg.serving.bentoml_home).parent / f"serve-{cfg.serving.port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, env={**os.environ, **bentoml_env(cfg), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)

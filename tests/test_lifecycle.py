@@ -135,7 +135,7 @@ def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp)
     assert not v["promote"] and champion(tmp) == "2"
     assert any(r.startswith("FAILED: wrmsse significantly worse than the champion") for r in v["reasons"])
     assert "Registered supplyml-forecaster version 3: not promoted." in run.output
-    assert "Champion: version 2; its Bento: supplyml_forecast:" in run.output
+    assert "Champion: supplyml-forecaster version 2; its Bento: supplyml_forecast:" in run.output
     assert "Skipping conditional task" in run.output  # package did not run; keep did
     html = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
     assert "Champion vs challenger" in html and "FAILED: wrmsse significantly worse" in html

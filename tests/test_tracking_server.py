@@ -152,7 +152,7 @@ def trained(server, tmp_path_factory):
 @pytest.mark.slow
 def test_the_pipeline_registers_its_champion_on_the_server_with_proxied_artifacts(server, trained, admin):
     tmp, run = trained
-    assert "Champion: version 1" in run.output
+    assert "Champion: supplyml-forecaster version 1;" in run.output
     champion = admin.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == "1" and champion.tags["pipeline_run_id"]
     experiment = admin.get_experiment_by_name("supplyml")

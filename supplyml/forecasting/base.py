@@ -19,13 +19,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
 from supplyml.forecasting.metrics import quantile_col
+
+if TYPE_CHECKING:
+    from supplyml.config import Config, ModelConfig
 
 HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 # The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.
@@ -73,6 +76,15 @@ class Forecaster(ABC):
     kind: ClassVar[str]
     # Days of history a forecast conditions on; None keeps all (local statistical models refit on it).
     history_days: int | None = None
+    # The names `selection.candidates` may give this family, and whether it trains with the tuned
+    # hyperparameters (the rest are the selection's peers).
+    candidates: ClassVar[tuple[str, ...]] = ()
+    tuned: ClassVar[bool] = False
+
+    @classmethod
+    def candidate(cls, name: str, cfg: Config, params: ModelConfig) -> Callable[[pd.DataFrame], Forecaster]:
+        """How selection fits candidate `name` (one of `candidates`) on a panel."""
+        raise NotImplementedError(f"{cls.__name__} is not a selection candidate")
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -81,6 +81,11 @@ def frame(panel: pd.DataFrame) -> pd.DataFrame:
 class LightGBM(Forecaster):
     kind = "lightgbm"
     history_days = FEATURE_DAYS + 7
+    candidates = ("lightgbm",)
+
+    @classmethod
+    def candidate(cls, name, cfg, params):
+        return lambda panel: cls.fit(panel, cfg.features.horizon, seed=cfg.seed, n_jobs=cfg.evaluation.n_jobs)
 
     def __init__(self, mlf, residuals: Residuals, history: pd.DataFrame):
         self.mlf, self.residuals = mlf, residuals

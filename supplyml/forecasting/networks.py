@@ -41,6 +41,12 @@ class NetworkForecaster(Forecaster):
     """Shared by the architectures: training, history as arrays, save and load of weights."""
 
     network: type[pl.LightningModule]
+    candidates = ("network",)  # `model.architecture` picks the subclass
+    tuned = True
+
+    @classmethod
+    def candidate(cls, name, cfg, params):
+        return lambda panel: NetworkForecaster.fit(panel, params, cfg.features.horizon, seed=cfg.seed)[0]
 
     def __init__(self, module, history: pd.DataFrame, horizon: int, num_samples: int = 100, seed: int = 0):
         self.module = module.eval()

@@ -30,27 +30,16 @@ from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.networks import NetworkForecaster
-from supplyml.forecasting.statistical import MODELS as STATISTICAL
 from supplyml.forecasting.statistical import Statistical
 
 log = logging.getLogger(__name__)
-NETWORK = "network"
+FAMILIES: tuple[type[Forecaster], ...] = (NetworkForecaster, LightGBM, Statistical)  # the families that compete
+CANDIDATES = {name: cls for cls in FAMILIES for name in cls.candidates}
 
 
 def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFrame], Forecaster]]:
     """How each candidate name in `selection.candidates` is fitted on a panel."""
-    h, ev = cfg.features.horizon, cfg.evaluation
-    out: dict[str, Callable[[pd.DataFrame], Forecaster]] = {
-        NETWORK: lambda p: NetworkForecaster.fit(p, params, h, seed=cfg.seed)[0],
-        "lightgbm": lambda p: LightGBM.fit(p, h, seed=cfg.seed, n_jobs=ev.n_jobs),
-    }
-
-    def statistical(name: str) -> Callable[[pd.DataFrame], Forecaster]:
-        return lambda p: Statistical.fit(p, name, h, ev.season_length, ev.n_jobs)
-
-    for name in STATISTICAL:
-        out[name] = statistical(name)
-    return out
+    return {name: cls.candidate(name, cfg, params) for name, cls in CANDIDATES.items()}
 
 
 def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
@@ -154,7 +143,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     evidence = {
         "origins": [str(o.date()) for o in origins],
         "candidates": names,
-        "peers": [n for n in fitted if n != NETWORK],
+        "peers": [n for n in fitted if not CANDIDATES[n].tuned],
         "chosen": chosen,
         "weights": weights,
         "validation": scores,

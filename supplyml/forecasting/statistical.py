@@ -63,6 +63,12 @@ def cross_validation(sf: StatsForecast, alias: str, horizon: int) -> Callable[[p
 
 class Statistical(Forecaster):
     kind = "statsforecast"
+    candidates = tuple(MODELS)
+
+    @classmethod
+    def candidate(cls, name, cfg, params):
+        ev = cfg.evaluation
+        return lambda panel: cls.fit(panel, name, cfg.features.horizon, ev.season_length, ev.n_jobs)
 
     def __init__(self, name: str, season: int, n_jobs: int, residuals: Residuals, history: pd.DataFrame):
         if name not in MODELS:

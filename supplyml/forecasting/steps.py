@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import planning, tracking
+from supplyml import gate, planning, tracking
 from supplyml.config import Config
 from supplyml.features import Split, history_days, plan
 from supplyml.forecasting import backtest, lifecycle, load
@@ -20,6 +20,7 @@ from supplyml.forecasting.train import train_final
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
+OUTPUT = "registration"  # the pipeline output that holds its registration (and `summary` reads)
 POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical
 
 
@@ -135,4 +136,23 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
             "holdout_origins": evaluation["holdout_origins"],
             POLICY_TAG: evaluation["policy"]["served"],
         },
+    )
+
+
+def summary(cfg: Config, outputs: dict) -> str:
+    """What `supplyml pipeline run` prints of this family: the held-out figures, the served textbook
+    policy, the gate's verdict and the registration."""
+    evaluation, registration = json.loads(outputs["evaluation"]), json.loads(outputs[OUTPUT])
+    decision = evaluation["policy"]
+    return "\n".join(
+        [
+            f"\nEvaluation at the held-out origins {evaluation['holdout_origins']} (averaged; lower is better, "
+            "coverage should match its level):",
+            backtest.format_table(pd.DataFrame.from_dict(evaluation["metrics"], orient="index")),
+            f"\nServed textbook policy: {decision['served']} (by total cost at the service target)",
+            *(f"  - {reason}" for reason in decision["reasons"]),
+            gate.describe(registration["verdict"]),
+            "",
+            *gate.registered(registration, skip=len(registration["verdict"]["reasons"])),
+        ]
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import tracking
+from supplyml import gate, tracking
 from supplyml.config import Config
 from supplyml.recommending import lifecycle as recommend_lifecycle
 from supplyml.recommending.interactions import interactions as purchases
@@ -18,6 +18,7 @@ from supplyml.recommending.interactions import item_table, purchase_lines
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
+OUTPUT = "recommendation"  # the pipeline output that holds its registration
 
 
 def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:
@@ -121,4 +122,24 @@ def recommendregister_version(cfg: Config, frame_in: str, items_in: str, run_id:
             "metrics": json.dumps({k: v for k, v in evaluation["metrics"]["model"].items() if v == v}),
             "test_start": evaluation["test_start"],
         },
+    )
+
+
+def summary(cfg: Config, outputs: dict) -> str:
+    """What `supplyml pipeline run` prints of this family: the test window's NDCG@10 against popularity
+    and the champion, and the registration."""
+    recommendation = json.loads(outputs[OUTPUT])
+    verdict = recommendation["verdict"]
+    ours = verdict["challenger"]
+    against = (
+        f", champion version {verdict['champion_version']} {verdict['champion']['ndcg@10']:.4f}"
+        if verdict["champion"]
+        else ", no champion yet"
+    )
+    return "\n".join(
+        [
+            f"\nRecommendations on the test window: NDCG@10 {ours['ndcg@10']:.4f} (popularity peer "
+            f"{ours['ndcg@10'] - ours['ndcg_gap_to_popularity']:.4f}{against}; same days, paired per customer)",
+            *gate.registered(recommendation),
+        ]
     )

@@ -8,6 +8,9 @@ environment's observations, in units ordered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from stable_baselines3 import DQN, PPO
@@ -15,7 +18,22 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from supplyml.replenishing.env import ReplenishmentEnv, StableBaselinesEnv
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "ppo": PPO}
+
+@dataclass(frozen=True)
+class Algorithm:
+    cls: type[BaseAlgorithm]
+    # Its own settings that Optuna searches beside learning rate, discount and width: name -> "float" (a
+    # range in `policy.search_space`) or "categorical" (a list there).
+    searched: dict[str, str]
+    # Its settings for training on `n` series side by side, from the configured ones.
+    for_series: Callable[[dict, int], dict] = lambda params, n: params
+
+
+ALGORITHMS = {
+    "dqn": Algorithm(DQN, {"exploration_fraction": "float", "target_update_interval": "categorical"}),
+    # Thousands of series side by side: two episodes per rollout already make a large batch.
+    "ppo": Algorithm(PPO, {"n_steps": "categorical", "ent_coef": "float"}, lambda params, n: {**params, "n_steps": 2 * n}),
+}
 
 
 def device() -> str:
@@ -32,7 +50,7 @@ def train(algorithm: str, env: ReplenishmentEnv, params: dict, timesteps: int, s
     width = params.pop("width", None)
     if width is not None:
         params["policy_kwargs"] = {"net_arch": [width, width]}
-    model = ALGORITHMS[algorithm]("MlpPolicy", StableBaselinesEnv(env, seed), seed=seed, device=device(), verbose=0, **params)
+    model = ALGORITHMS[algorithm].cls("MlpPolicy", StableBaselinesEnv(env, seed), seed=seed, device=device(), verbose=0, **params)
     return model.learn(total_timesteps=timesteps)
 
 

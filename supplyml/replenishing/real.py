@@ -15,7 +15,7 @@ from supplyml import simulation as sim
 from supplyml.config import Config
 from supplyml.forecasting.backtest import Reviews, policy_simulations
 from supplyml.replenishing.env import UNIT, PathDemand, ReplenishmentEnv, observe, path_features
-from supplyml.replenishing.learned import act, train
+from supplyml.replenishing.learned import ALGORITHMS, act, train
 
 LEARNED = "learned"
 
@@ -30,10 +30,7 @@ def environment(r: Reviews, cfg: Config, seed: int) -> ReplenishmentEnv:
 
 def fit(r: Reviews, cfg: Config, seed: int, algorithm: str | None = None) -> BaseAlgorithm:
     algorithm = algorithm or cfg.policy.algorithm
-    params = dict(cfg.policy.params[algorithm])
-    if algorithm == "ppo":
-        # Thousands of series side by side: two episodes per rollout already make a large batch.
-        params["n_steps"] = 2 * r.paths.shape[1]
+    params = ALGORITHMS[algorithm].for_series(dict(cfg.policy.params[algorithm]), r.paths.shape[1])
     return train(algorithm, environment(r, cfg, seed), params, cfg.policy.timesteps, seed)
 
 

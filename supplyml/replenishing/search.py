@@ -13,7 +13,7 @@ import optuna
 
 from supplyml.config import Config
 from supplyml.replenishing import known
-from supplyml.replenishing.learned import train
+from supplyml.replenishing.learned import ALGORITHMS, train
 
 TRIAL_SEED = 100
 
@@ -44,8 +44,7 @@ class PolicySearch:
         return {name: params[name] for name in self._searched() if name in params}
 
     def _searched(self) -> tuple[str, ...]:
-        own = ("n_steps", "ent_coef") if self.algorithm == "ppo" else ("exploration_fraction", "target_update_interval")
-        return ("learning_rate", "gamma", "width", *own)
+        return ("learning_rate", "gamma", "width", *ALGORITHMS[self.algorithm].searched)
 
     def objective(self, trial: optuna.Trial) -> float:
         space = self.cfg.policy.search_space
@@ -54,16 +53,9 @@ class PolicySearch:
             "gamma": trial.suggest_categorical("gamma", space.gamma),
             "width": trial.suggest_categorical("width", space.width),
         }
-        if self.algorithm == "ppo":
-            chosen |= {
-                "n_steps": trial.suggest_categorical("n_steps", space.n_steps),
-                "ent_coef": trial.suggest_float("ent_coef", *space.ent_coef),
-            }
-        else:
-            chosen |= {
-                "exploration_fraction": trial.suggest_float("exploration_fraction", *space.exploration_fraction),
-                "target_update_interval": trial.suggest_categorical("target_update_interval", space.target_update_interval),
-            }
+        for name, kind in ALGORITHMS[self.algorithm].searched.items():
+            values = getattr(space, name)
+            chosen[name] = trial.suggest_float(name, *values) if kind == "float" else trial.suggest_categorical(name, values)
         trial.set_user_attr("model", chosen)
         p = self.cfg.policy
         system = known.instance(p.tune_lead_time)

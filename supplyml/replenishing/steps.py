@@ -15,6 +15,7 @@ from supplyml.forecasting import backtest, load
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
+OUTPUT = "policy"  # the pipeline output that holds its registration
 
 
 def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
@@ -68,3 +69,26 @@ def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
         )
         out.update(champion=None, retired=rejudged["version"], promoted=True)  # the Bento must drop it
     return out
+
+
+def summary(cfg: Config, outputs: dict) -> str:
+    """What `supplyml pipeline run` prints of this family: the learned policy's cost and service against
+    the served textbook policy, the registration, and a champion it retired."""
+    policy = json.loads(outputs[OUTPUT])
+    ours = policy["verdict"]["challenger"]
+    promoted = policy["promoted"] and policy.get("champion") == policy["version"]
+    lines = [
+        f"\nLearned replenishment policy ({cfg.policy.algorithm}) at the held-out origins' reviews, actual demand: "
+        f"total cost {ours['total_cost']:,.2f} ({ours['cost_vs_textbook']:+.1%} against the served textbook "
+        f"policy); cycle service level {ours['cycle_service_level']:.3f}, fill rate {ours['fill_rate']:.3f}",
+        f"Registered {policy['name']} version {policy['version']}: "
+        + ("promoted to champion: /replenish decides with it by default" if promoted else "not promoted")
+        + ".",
+        *(f"  - {reason}" for reason in policy["reasons"]),
+    ]
+    if policy.get("retired"):
+        lines.append(
+            f"  Champion policy version {policy['retired']} retired: it no longer beats the textbook policy on "
+            "these origins, so /replenish stops deciding with it."
+        )
+    return "\n".join(lines)
