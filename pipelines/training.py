@@ -1,5 +1,6 @@
 """The training pipeline: wiring only. Every step is a component from `components.steps`."""
 
+import json
 import logging
 from typing import NamedTuple
 
@@ -7,8 +8,11 @@ from kfp import dsl, kubernetes
 
 from components import steps
 from supplyml.config import OPTUNA_STORAGE_ENV, Config
+from supplyml.forecasting.search import tunes
 
 log = logging.getLogger(__name__)
+# The train step's `best` when the recipe has no tuned candidate (statistical models, LightGBM): no study ran.
+UNTUNED = {"params": {}, "study": "none", "trial": "none", "value": None}
 
 
 def build(cfg: Config):
@@ -122,8 +126,9 @@ def build(cfg: Config):
         checked = validate(config_json=config_json, lineage=raw.outputs["Output"], raw=raw.outputs["raw"])
         panel = featurize(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])
         lineage = panel.outputs["Output"]
-        study, workers, best = tuned(config_json, lineage, "forecast", panel.outputs["panel"])
-        fitted = gpu(train(config_json=config_json, lineage=lineage, best=best.output, panel=panel.outputs["panel"]))
+        tuning = tuned(config_json, lineage, "forecast", panel.outputs["panel"]) if tunes(cfg) else []
+        best = tuning[-1].output if tuning else json.dumps(UNTUNED)
+        fitted = gpu(train(config_json=config_json, lineage=lineage, best=best, panel=panel.outputs["panel"]))
         scored = evaluate(
             config_json=config_json, run_id=fitted.outputs["Output"], panel=panel.outputs["panel"], model=fitted.outputs["model"]
         )
@@ -155,7 +160,7 @@ def build(cfg: Config):
         for task in later:
             built.after(task)
             kept.after(task)
-        mlflow_login(study, workers, best, fitted, scored, registered, built, kept, *([learned] if learned else []))
+        mlflow_login(*tuning, fitted, scored, registered, built, kept, *([learned] if learned else []))
         outputs = [scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output)]
         return Outputs(*outputs, *(t.outputs["registration"] for t in later))
 

@@ -34,6 +34,12 @@ def setup_tracking(cfg: Config) -> str:
     return cfg.tracking_uri
 
 
+def _pinned(*distributions: str) -> list[str]:
+    """pip requirements of a logged model: the running versions of what it loads with (torch's local
+    version label, such as +cpu, dropped), and supplyml itself."""
+    return [f"{d}=={version(d).split('+')[0]}" for d in ("torch", "mlflow", "pandas", *distributions)] + ["supplyml"]
+
+
 class ForecasterModel(PythonModel):
     """Pyfunc face of the Forecaster: rows of `unique_id` in, mean and quantiles per day out.
 
@@ -55,9 +61,6 @@ class ForecasterModel(PythonModel):
 def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
     """Log to the active run with a signature; returns the model URI. Requirements are given, not inferred:
     inference would load the model in a subprocess just to list what we already know."""
-    import lightning
-    import torch
-
     example = pd.DataFrame({"unique_id": forecaster.skus[:2]})
     output = forecaster.predict(example["unique_id"].tolist(), 2, cfg.evaluation.quantiles)
     signature = infer_signature(example, output, params={"horizon": cfg.features.horizon})
@@ -69,14 +72,7 @@ def log_forecaster(forecaster: Forecaster, cfg: Config) -> str:
             artifacts={"forecaster": tmp},
             signature=signature,
             input_example=example,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"lightning=={lightning.__version__}",
-                f"mlflow=={mlflow.__version__}",
-                f"pandas=={pd.__version__}",
-                *(f"{p}=={version(p)}" for p in ("lightgbm", "mlforecast", "statsforecast")),
-                "supplyml",
-            ],
+            pip_requirements=_pinned("lightning", "lightgbm", "mlforecast", "statsforecast"),
         )
     return info.model_uri
 
@@ -108,10 +104,6 @@ class RecommenderModel(PythonModel):
 
 def log_recommender(recommender, cfg: Config) -> str:
     """Log a fitted Recommender to the active run with a signature; returns the model URI."""
-    import lightning
-    import scipy
-    import torch
-
     model = RecommenderModel(cfg.recommend.k)
     model.recommender = recommender
     example = pd.DataFrame({"customer_id": recommender.customers[:2]})
@@ -124,14 +116,7 @@ def log_recommender(recommender, cfg: Config) -> str:
             artifacts={"recommender": tmp},
             signature=signature,
             input_example=example,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"lightning=={lightning.__version__}",
-                f"mlflow=={mlflow.__version__}",
-                f"pandas=={pd.__version__}",
-                f"scipy=={scipy.__version__}",
-                "supplyml",
-            ],
+            pip_requirements=_pinned("lightning", "scipy"),
         )
     return info.model_uri
 
@@ -157,10 +142,6 @@ class PolicyModel(PythonModel):
 
 def log_policy(policy, setting: dict, observations: pd.DataFrame) -> str:
     """Log a trained stable-baselines3 policy to the active run with a signature; returns the model URI."""
-    import gymnasium
-    import stable_baselines3
-    import torch
-
     model = PolicyModel(setting)
     model.policy = policy
     signature = infer_signature(observations, model.predict(None, observations))
@@ -173,13 +154,6 @@ def log_policy(policy, setting: dict, observations: pd.DataFrame) -> str:
             artifacts={"policy": str(path)},
             signature=signature,
             input_example=observations,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"mlflow=={mlflow.__version__}",
-                f"stable-baselines3=={stable_baselines3.__version__}",
-                f"gymnasium=={gymnasium.__version__}",
-                f"pandas=={pd.__version__}",
-                "supplyml",
-            ],
+            pip_requirements=_pinned("stable-baselines3", "gymnasium"),
         )
     return info.model_uri

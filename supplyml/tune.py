@@ -14,7 +14,6 @@ from typing import Literal, Protocol
 
 import mlflow
 import optuna
-import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -76,6 +75,8 @@ def work(search: Search, cfg: Config, tags: dict[str, str], worker: int = 0) -> 
     `tune.timeout_s` passes; returns how many trials this worker ran. Each trial is a nested MLflow run
     under the active one. Workers differ only in their sampler's seed, so they do not propose alike."""
     if cfg.tune.workers > 1:
+        import torch  # here, not at the top: the study and best-trial steps need no torch
+
         # Workers sharing a machine (kfp.local; a node's pods) would each take every core: measured on 2
         # cores, 2 workers ran 8 trials in 107 s that way, 35 s with a core each, 61 s for 1 worker.
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // cfg.tune.workers))

@@ -8,7 +8,23 @@ import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # Each test worker (`make test` runs one per core) and the processes it starts take their share of the
+    # cores: torch's threads stall when another worker holds a core (a tuning step ran 6x slower).
+    THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = THREADS
+pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server (it imports torch: after the above)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
+def pytest_collection_modifyitems(items):
+    """Each module runs whole on one worker (`--dist loadgroup`): its module fixtures are built once and
+    order-dependent steps stay in order. The serving modules share one worker: their one Bento and server."""
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("serving" if module.startswith("test_serving") else module))
+
 
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
 # The 2-epoch slice is not judged against the peers (AutoETS beats it there): the tests judge the lifecycle.

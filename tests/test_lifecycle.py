@@ -1,6 +1,8 @@
 """The model lifecycle through real kfp.local runs, a real MLflow sqlite registry and the real CLI:
 a worse candidate is never promoted, a better one is, a forced promotion is recorded, rollback walks
-back, and failures leave the champion as it was. The steps build on each other, in order."""
+back, and failures leave the champion as it was. Two module fixtures hold the story: `runs` (three
+pipeline runs: a weak champion, a better challenger, a worse one) and `moves` (the owner's commands after
+them); each test asks for the one it reads, so none depends on another test's order."""
 
 import json
 import os
@@ -13,7 +15,6 @@ import time
 from pathlib import Path
 
 import mlflow
-import optuna
 import pandas as pd
 import pytest
 import requests
@@ -60,23 +61,52 @@ def verdict(tmp: Path, version: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tmp(tmp_path_factory):
-    return tmp_path_factory.mktemp("lifecycle")
+def runs(tmp_path_factory) -> tuple[Path, dict]:
+    """Version 1 (seasonal naive), 2 (AutoETS, better) and 3 (seasonal naive again, worse than 2), each by
+    a pipeline run on the same stores; the registry as they left it."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    out = {}
+    for version, recipe in (("1", NAIVE), ("2", BETTER), ("3", NAIVE)):
+        out[version] = run_pipeline(tmp, "--set", recipe, *FORECAST_ONLY)
+        assert out[version].returncode == 0, out[version].output[-5000:]
+    return tmp, out
 
 
-def test_1_first_run_a_weak_champion(tmp):
-    run = run_pipeline(tmp, "--set", NAIVE, *FORECAST_ONLY)
-    assert run.returncode == 0, run.output[-5000:]
+@pytest.fixture(scope="module")
+def moves(runs) -> tuple[Path, dict]:
+    """After the runs, the owner's commands in turn: promote 3 (refused), promote 3 forced, two rollbacks,
+    the listing; with the champion after each."""
+    tmp, _ = runs
+    out = {}
+    for name, args in (
+        ("refused", ("model", "promote", "3")),
+        ("forced", ("model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")),
+        ("first rollback", ("model", "rollback", "--reason", "undo the drill")),
+        ("second rollback", ("model", "rollback", "--reason", "back to the first")),
+        ("listing", ("model", "list")),
+    ):
+        out[name] = (cli(tmp, *args), champion(tmp))
+    return tmp, out
+
+
+def test_1_first_run_a_weak_champion(runs):
+    tmp, out = runs
+    run = out["1"]
     assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
-    assert champion(tmp) == "1" and verdict(tmp, "1")["champion"] is None
+    assert verdict(tmp, "1")["promote"] and verdict(tmp, "1")["champion"] is None
+    first = registry.audit_trail(NAME)[0]
+    assert (first["by"], first["action"], first["from"], first["to"]) == ("pipeline", "promote", None, "1")
 
 
-def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
-    run = run_pipeline(tmp, "--set", BETTER, *FORECAST_ONLY)
-    assert run.returncode == 0, run.output[-5000:]
+def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
+    tmp, out = runs
+    run = out["2"]
     v = verdict(tmp, "2")
-    assert v["promote"] and v["champion_version"] == "1" and champion(tmp) == "2"
-    assert optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")[0].n_trials == 2  # the study resumed, not re-tuned
+    assert v["promote"] and v["champion_version"] == "1"
+    # Neither recipe has a tuned candidate: the pipeline ran no tune step, and the version says no study.
+    steps = run.output[run.output.index("Pipeline steps") : run.output.index("Evaluation at the held-out")]
+    assert "tune-" not in steps and "train " in steps
+    assert MlflowClient().get_model_version(NAME, "2").tags["optuna_study"] == "none"
     assert v["challenger"]["wrmsse"] < v["champion"]["wrmsse"]
     # The claim rests on three held-out origins, paired per series: significant, its interval below zero.
     wrmsse = v["evidence"][0]
@@ -92,21 +122,22 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(tmp):
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     trail = registry.audit_trail(NAME)
-    assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail] == [
+    assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail[:2]] == [
         ("pipeline", "promote", None, "1"),
         ("pipeline", "promote", "1", "2"),
     ]
     assert trail[1]["figures"]["champion"]["wrmsse"] == pytest.approx(v["champion"]["wrmsse"])
-    report = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-1].read_text()
+    report = sorted((tmp / "kfp").glob("*/evaluate/report"), key=os.path.getmtime)[-2].read_text()  # run 2's
     assert "Champion vs challenger" in report and "champion (v1)" in report
 
 
-def test_3_the_gate_scored_both_models_on_identical_days(tmp):
+def test_3_the_gate_scored_both_models_on_identical_days(runs):
     """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
     The same version against itself is no difference, and is not promoted."""
     from supplyml.forecasting import backtest
     from supplyml.forecasting.metrics import evaluate_forecasts
 
+    tmp, _ = runs
     cfg = load_config(overrides=[*stores(tmp), *SMALL]).resolved(REPO)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     panel, starts, _ = lifecycle.held_out(cfg, "2")
@@ -128,11 +159,11 @@ def test_3_the_gate_scored_both_models_on_identical_days(tmp):
     assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
 
 
-def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp):
-    run = run_pipeline(tmp, "--set", NAIVE, *FORECAST_ONLY)
-    assert run.returncode == 0, run.output[-5000:]
+def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(runs):
+    tmp, out = runs
+    run = out["3"]
     v = verdict(tmp, "3")
-    assert not v["promote"] and champion(tmp) == "2"
+    assert not v["promote"] and v["champion_version"] == "2"
     assert any(r.startswith("FAILED: wrmsse significantly worse than the champion") for r in v["reasons"])
     assert "Registered supplyml-forecaster version 3: not promoted." in run.output
     assert "Champion: supplyml-forecaster version 2; its Bento: supplyml_forecast:" in run.output
@@ -141,37 +172,35 @@ def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(tmp)
     assert "Champion vs challenger" in html and "FAILED: wrmsse significantly worse" in html
 
 
-def test_5_promote_refuses_a_worse_version_unless_forced(tmp):
-    refused = cli(tmp, "model", "promote", "3")
+def test_5_promote_refuses_a_worse_version_unless_forced(moves):
+    tmp, out = moves
+    refused, after = out["refused"]
     assert refused.returncode == 1 and "was not promoted: the gate failed" in refused.stderr
-    assert "FAILED: wrmsse significantly worse" in refused.stdout and champion(tmp) == "2"
-    forced = cli(tmp, "model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")
+    assert "FAILED: wrmsse significantly worse" in refused.stdout and after == "2"
+    forced, after = out["forced"]
     assert forced.returncode == 0, forced.stderr[-3000:]
-    assert champion(tmp) == "3"
-    last = registry.audit_trail(NAME)[-1]
-    assert (last["action"], last["by"], last["from"], last["to"], last["why"]) == (
-        "force",
-        "alice",
-        "2",
-        "3",
-        "drill: serve the naive model",
-    )
+    assert after == "3"
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+    force = [r for r in registry.audit_trail(NAME) if r["action"] == "force"]
+    assert [(r["by"], r["from"], r["to"], r["why"]) for r in force] == [("alice", "2", "3", "drill: serve the naive model")]
 
 
-def test_6_rollback_restores_the_previous_champions_in_turn(tmp):
-    first = cli(tmp, "model", "rollback", "--reason", "undo the drill")
+def test_6_rollback_restores_the_previous_champions_in_turn(moves):
+    _, out = moves
+    first, after = out["first rollback"]
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "version 2 of supplyml-forecaster is champion again (was 3)" in first.stdout and champion(tmp) == "2"
-    second = cli(tmp, "model", "rollback", "--reason", "back to the first")
-    assert second.returncode == 0 and champion(tmp) == "1"
-    listing = cli(tmp, "model", "list")
+    assert "version 2 of supplyml-forecaster is champion again (was 3)" in first.stdout and after == "2"
+    second, after = out["second rollback"]
+    assert second.returncode == 0 and after == "1"
+    listing, _ = out["listing"]
     assert listing.returncode == 0
     rows = {line.split()[0]: line for line in listing.stdout.splitlines() if line[:1].isdigit()}
     assert "champion" in rows["1"] and "previous_champion" not in rows["1"] and "rejected" in rows["3"]
 
 
-def test_7_the_served_champion_is_the_rolled_back_version(tmp):
+def test_7_the_served_champion_is_the_rolled_back_version(moves):
     """`supplyml serve`, as make serve runs it, on a free port: it serves the champion's Bento."""
+    tmp, _ = moves
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -200,7 +229,8 @@ def test_7_the_served_champion_is_the_rolled_back_version(tmp):
         proc.wait(30)
 
 
-def test_8_failures_leave_the_champion_as_it_was(tmp):
+def test_8_failures_leave_the_champion_as_it_was(moves):
+    tmp, _ = moves
     down = cli(
         tmp, "model", "promote", "2", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     )

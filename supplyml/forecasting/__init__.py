@@ -1,8 +1,8 @@
 """Demand forecasting families behind one protocol (`base.Forecaster`): networks, LightGBM,
-statistical models, and combinations of them. Importing the package registers every family, so
-`load` can restore any saved model."""
+statistical models, and combinations of them. The families' modules are imported where they are used
+(`load` imports them all before it restores a saved model), so what needs only the protocol does not
+pay for torch and Lightning."""
 
-from supplyml.forecasting import combination, gbm, networks, statistical  # noqa: F401  (registers families)
 from supplyml.forecasting.base import Forecaster, UnknownSeriesError, load
 
 __all__ = ["Forecaster", "UnknownSeriesError", "load"]

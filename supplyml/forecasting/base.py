@@ -14,6 +14,7 @@ the sampled lead-time-plus-review totals that met it on validation data.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 # The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.
 LEVEL_GRID = np.array([0.005, 0.01, 0.025, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.975, 0.99, 0.995])
-FAMILIES: dict[str, type[Forecaster]] = {}
+FAMILIES: dict[str, type[Forecaster]] = {}  # kind -> class, filled as each family's module is imported
+FAMILY_MODULES = ("combination", "gbm", "networks", "statistical")
 
 
 class UnknownSeriesError(KeyError):
@@ -182,6 +184,8 @@ def load(path: str | Path) -> Forecaster:
     """Any saved model, whatever its family."""
     path = Path(path)
     meta = json.loads((path / "model.json").read_text())
+    for module in FAMILY_MODULES:  # each registers its kinds on import
+        importlib.import_module(f"supplyml.forecasting.{module}")
     if meta["kind"] not in FAMILIES:
         raise ValueError(f"{path}: unknown model family {meta['kind']!r}; known: {sorted(FAMILIES)}")
     model = FAMILIES[meta["kind"]]._load_state(path, meta, pd.read_parquet(path / "history.parquet"))

@@ -20,6 +20,7 @@ from scipy.stats import nbinom, norm
 from supplyml.config import ModelConfig
 from supplyml.forecasting.base import Forecaster, copula_normals, finish, future_flags
 from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, negative_binomial
+from supplyml.forecasting.search import TUNED
 from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
 
@@ -41,7 +42,7 @@ class NetworkForecaster(Forecaster):
     """Shared by the architectures: training, history as arrays, save and load of weights."""
 
     network: type[pl.LightningModule]
-    candidates = ("network",)  # `model.architecture` picks the subclass
+    candidates = TUNED  # `model.architecture` picks the subclass
     tuned = True
 
     @classmethod

@@ -8,11 +8,12 @@ from typing import ClassVar, Literal, cast
 
 import optuna
 import pandas as pd
-from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from supplyml.config import Architecture, Config, ModelConfig
-from supplyml.forecasting.networks import NetworkForecaster
 
+# The candidates that train with the searched hyperparameters (`selection.candidates`): without one of
+# them in the recipe there is nothing to tune, and the pipeline leaves the tune steps out.
+TUNED = ("network",)
 SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
 
 
@@ -57,6 +58,11 @@ class ForecastSearch:
         return {param_name(f, model.architecture): getattr(model, f) for f in SEARCHED}
 
     def objective(self, trial: optuna.Trial) -> float:
+        # Lightning here, not at the top: naming the study (the pipeline, the tune steps) needs none of it.
+        from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+        from supplyml.forecasting.networks import NetworkForecaster
+
         cfg = self.cfg
         chosen = suggest(trial, cfg)
         trial.set_user_attr("model", chosen)
@@ -70,6 +76,19 @@ class ForecastSearch:
             seed=cfg.seed,
         )
         return float(trainer.callback_metrics["val_loss"])
+
+
+def tuning_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> ForecastSearch:
+    """The tune steps' search: on the fitting days of the pipeline's split (None only names the study)."""
+    from supplyml.features import Split
+
+    fit = None if panel is None else Split.from_panel(panel, cfg.features).fit(panel)
+    return ForecastSearch(fit, cfg, data_md5)
+
+
+def tunes(cfg: Config) -> bool:
+    """Whether the recipe has a candidate that trains with the tuned hyperparameters."""
+    return any(name in TUNED for name in cfg.selection.candidates)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,11 +106,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def tuning_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> ForecastSearch:
-    """The tune steps' search: on the fitting days of the pipeline's split (None only names the study)."""
-    from supplyml.features import Split
-
-    fit = None if panel is None else Split.from_panel(panel, cfg.features).fit(panel)
-    return ForecastSearch(fit, cfg, data_md5)
