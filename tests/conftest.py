@@ -17,15 +17,6 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server (it imports torch: after the above)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
-def pytest_collection_modifyitems(items):
-    """Each module runs whole on one worker (`--dist loadgroup`): its module fixtures are built once and
-    order-dependent steps stay in order. The serving modules share one worker: their one Bento and server."""
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("serving" if module.startswith("test_serving") else module))
-
-
 # A small slice that still goes through every real step: ~50 SKUs, 2 trials, 1-2 epochs.
 # The 2-epoch slice is not judged against the peers (AutoETS beats it there): the tests judge the lifecycle.
 SMALL = [
@@ -45,11 +36,10 @@ def stores(tmp: Path) -> list[str]:
     return [f"workdir={tmp}"]
 
 
-@pytest.fixture(autouse=True)
-def _tracking_uri_not_leaked():
+def _put_tracking_back():
     """`mlflow.set_tracking_uri` and `mlflow.set_experiment` also export MLFLOW_TRACKING_URI and
-    MLFLOW_EXPERIMENT_ID, which child processes inherit: a test that sets them must not send the next
-    test's runs into its own store or experiment."""
+    MLFLOW_EXPERIMENT_ID, which child processes inherit: a test or a module's fixture that sets them must
+    not send later tests' runs into its own store or experiment."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
     experiment = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield
@@ -58,6 +48,11 @@ def _tracking_uri_not_leaked():
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     else:
         os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
+
+
+_tracking_uri_not_leaked = pytest.fixture(autouse=True)(_put_tracking_back)
+# Autouse fixtures of a scope set up before the others of that scope: this one sees the module as it began.
+_tracking_uri_not_leaked_by_a_module = pytest.fixture(autouse=True, scope="module")(_put_tracking_back)
 
 
 def rejected(report):

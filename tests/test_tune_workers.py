@@ -92,7 +92,7 @@ def test_a_killed_worker_leaves_no_trial_running(setup):
     tune.create(cfg, search(cfg))
     doomed = start(cfg, 0)
     deadline = time.monotonic() + 180
-    while not [t for t in trials(cfg) if t.state == TrialState.RUNNING]:
+    while not [t for t in trials(cfg) if t.state == TrialState.RUNNING and t.params]:  # running, its params chosen
         assert doomed.poll() is None and time.monotonic() < deadline, doomed.stdout.read()
         time.sleep(0.2)
     time.sleep(1.0)  # beating, mid-trial

@@ -58,14 +58,14 @@ class ForecastSearch:
         return {param_name(f, model.architecture): getattr(model, f) for f in SEARCHED}
 
     def objective(self, trial: optuna.Trial) -> float:
+        cfg = self.cfg
+        chosen = suggest(trial, cfg)
+        trial.set_user_attr("model", chosen)
         # Lightning here, not at the top: naming the study (the pipeline, the tune steps) needs none of it.
         from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
         from supplyml.forecasting.networks import NetworkForecaster
 
-        cfg = self.cfg
-        chosen = suggest(trial, cfg)
-        trial.set_user_attr("model", chosen)
         params = ModelConfig(**{**cfg.model.model_dump(), **chosen, "max_epochs": cfg.tune.max_epochs})
         _, trainer = NetworkForecaster.fit(
             self.panel,

@@ -101,7 +101,7 @@ def evaluate(
     }
 
 
-def recommendregister_version(cfg: Config, frame_in: str, items_in: str, run_id: str, evaluation: dict) -> dict:
+def register(cfg: Config, frame_in: str, items_in: str, run_id: str, evaluation: dict) -> dict:
     """The judged recipe refitted on every day (so it knows the latest purchases), logged as an MLflow
     model and registered with its lineage and verdict; `champion` moves to it if the gate said so."""
     tracking.setup_tracking(cfg)
