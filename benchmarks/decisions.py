@@ -24,11 +24,11 @@ from pathlib import Path
 import pandas as pd
 
 from supplyml.config import load_config
-from supplyml.features import load_panel
 from supplyml.forecasting import backtest
 from supplyml.forecasting.base import Calibration
 from supplyml.forecasting.networks import NetworkForecaster
 from supplyml.forecasting.selection import select
+from supplyml.validation import load_panel
 
 log = logging.getLogger("benchmarks.decisions")
 

@@ -30,9 +30,10 @@ import pandas as pd
 
 from supplyml import evidence, gate
 from supplyml.config import load_config
-from supplyml.features import Split, load_panel
+from supplyml.features import Split
 from supplyml.forecasting import backtest
 from supplyml.forecasting.train import train_final
+from supplyml.validation import load_panel
 
 log = logging.getLogger("benchmarks.gate")
 EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)

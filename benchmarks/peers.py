@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from supplyml.config import load_config
-from supplyml.features import Split, load_panel
+from supplyml.features import Split
 from supplyml.forecasting.base import BACKTESTS
 from supplyml.forecasting.metrics import evaluate_forecasts
 from supplyml.forecasting.peers import (
@@ -34,6 +34,7 @@ from supplyml.forecasting.peers import (
     from_intervals,
     interval_levels,
 )
+from supplyml.validation import load_panel
 
 log = logging.getLogger("benchmarks.peers")
 

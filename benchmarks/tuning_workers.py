@@ -59,7 +59,8 @@ def main() -> int:
     import pgserver
 
     from supplyml.config import load_config
-    from supplyml.features import Split, load_panel
+    from supplyml.features import Split
+    from supplyml.validation import load_panel
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,6 @@ from supplyml.data import (
     parse_days,
     parse_flag,
     parse_number,
-    read_table,
     row_examples,
     series_ids,
 )
@@ -365,23 +363,3 @@ def calendar_features(ds: pd.DatetimeIndex | pd.Series) -> np.ndarray:
     dow = 2 * np.pi * ds.dayofweek.to_numpy() / 7
     month = 2 * np.pi * (ds.month.to_numpy() - 1) / 12
     return np.stack([np.sin(dow), np.cos(dow), np.sin(month), np.cos(month)], axis=1).astype(np.float32)
-
-
-def gated_panel(raw: pd.DataFrame, cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
-    """The daily panel of gated input `raw`, itself gated by the strict panel suite before anything
-    trains on it (the pipeline's featurize step)."""
-    from supplyml import validation  # GX takes seconds to import; only the gating paths pay for it
-
-    panel = build_panel(to_daily(raw, cfg.data), cfg.features)
-    validation.check(validation.validate_panel(panel, docs_dir=docs_dir))  # logs its summary
-    return panel
-
-
-def load_panel(cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Read, gate and featurize the configured data, as the pipeline's ingest, validate and featurize
-    steps do (the bench, the monitor and the benchmarks start here)."""
-    from supplyml import validation
-
-    raw = read_table(cfg.data.path, cfg.data)
-    validation.check(validation.validate_raw(raw, cfg.data, docs_dir=docs_dir))
-    return gated_panel(raw, cfg, docs_dir)

@@ -19,7 +19,7 @@ from supplyml import families, registry, tracking
 from supplyml import tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_file, data_version, parse_days, read_table
-from supplyml.features import Split, gated_panel, history_days, plan
+from supplyml.features import Split, history_days, plan
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ def validate(cfg: Config, raw_in: str, docs_dir: str) -> dict:
 def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     """Daily demand panel `unique_id, ds, y, price, promo, event`, itself gated by the strict panel
     suite before anything trains on it."""
-    panel = gated_panel(pd.read_parquet(raw_in), cfg, docs_dir)
+    from supplyml import validation
+
+    panel = validation.gated_panel(pd.read_parquet(raw_in), cfg, docs_dir)
     panel.to_parquet(panel_out)
     days = history_days(panel["ds"])
     split = Split.from_panel(panel, plan(cfg, days).features)

@@ -25,9 +25,9 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from supplyml.config import DataConfig
-from supplyml.data import PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping
-from supplyml.features import panel_rules
+from supplyml.config import Config, DataConfig
+from supplyml.data import PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping, read_table
+from supplyml.features import build_panel, panel_rules, to_daily
 
 log = logging.getLogger(__name__)
 
@@ -429,3 +429,19 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def gated_panel(raw: pd.DataFrame, cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
+    """The daily panel of gated input `raw`, itself gated by the strict panel suite before anything
+    trains on it (the pipeline's featurize step)."""
+    panel = build_panel(to_daily(raw, cfg.data), cfg.features)
+    check(validate_panel(panel, docs_dir=docs_dir))  # logs its summary
+    return panel
+
+
+def load_panel(cfg: Config, docs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read, gate and featurize the configured data, as the pipeline's ingest, validate and featurize
+    steps do (the bench, the monitor and the benchmarks start here)."""
+    raw = read_table(cfg.data.path, cfg.data)
+    check(validate_raw(raw, cfg.data, docs_dir=docs_dir))
+    return gated_panel(raw, cfg, docs_dir)

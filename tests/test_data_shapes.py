@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from supplyml import simulation as sim
 from supplyml.config import load_config
 from supplyml.data import DataError
-from supplyml.features import Split, history_days, load_panel, plan
+from supplyml.features import Split, history_days, plan
 from supplyml.forecasting.selection import select
+from supplyml.validation import load_panel
 
 pytestmark = pytest.mark.slow
 

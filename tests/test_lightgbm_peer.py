@@ -98,3 +98,16 @@ def test_all_series_too_short_is_rejected():
     df = pd.DataFrame({"unique_id": "x", "ds": pd.date_range(START, periods=20), "y": 1.0})
     with pytest.raises(ValueError, match=f">= {FEATURE_DAYS} training days"):
         forecast_lightgbm(df, 7, [0.5])
+
+
+def test_a_panel_whose_training_rows_sold_nothing_is_refused_with_a_valueerror():
+    # Sales only in the first 20 days: every row with all its lags (day 29 on) is zero, and LightGBM's
+    # Tweedie objective refuses zero labels. Selection leaves a candidate out on a ValueError.
+    from conftest import weekly_panel as poisson_panel
+
+    from supplyml.forecasting.gbm import LightGBM
+
+    panel = poisson_panel(days=90, n=2)
+    panel.loc[panel.groupby("unique_id").cumcount() >= 20, "y"] = 0.0
+    with pytest.raises(ValueError, match="lightgbm cannot fit this panel"):
+        LightGBM.fit(panel, 14)

@@ -10,6 +10,7 @@ import pytest
 
 from supplyml.config import load_config
 from supplyml.recommending import lifecycle
+from supplyml.recommending.interactions import split, windows
 from supplyml.recommending.peers import Popularity
 from supplyml.registry import register
 from supplyml.tracking import log_recommender, setup_tracking
@@ -65,7 +66,7 @@ def champion(cfg, recipe: dict) -> None:
 
 
 def judged(cfg, challenger: dict):
-    data = lifecycle.split(cfg, FRAME)
+    data = split(cfg, FRAME)
     model = lifecycle.fit(challenger, data.fit, {})
     table = lifecycle.peer_table(cfg, data, model)
     return table, lifecycle.judge(cfg, [data], table, challenger, {}, model)
@@ -107,7 +108,7 @@ MANY = MANY.assign(ds=pd.Timestamp("2011-01-01") + pd.to_timedelta(MANY.pop("day
 
 
 def _judged_many(cfg, challenger):
-    data = lifecycle.split(cfg, MANY)
+    data = split(cfg, MANY)
     model = lifecycle.fit(challenger, data.fit, {})
     table = lifecycle.peer_table(cfg, data, model)
     return table, lifecycle.judge(cfg, [data], table, challenger, {}, model)
@@ -183,7 +184,7 @@ def test_the_held_out_windows_roll_back_from_the_data_end(cfg):
     # MANY spans days 1..4; two windows of one day: the last on day 4 (fitted on days 1-3), the one
     # before on day 3 (fitted on days 1-2), each with the day before it for validation.
     two = cfg.model_copy(update={"features": cfg.features.model_copy(update={"test_origins": 2})})
-    first, last = lifecycle.windows(two, MANY)
+    first, last = windows(two, MANY)
     assert [str(w.test_start.date()) for w in (first, last)] == ["2011-01-03", "2011-01-04"]
     assert str(first.val_start.date()) == "2011-01-02" and first.fit["ds"].max() == pd.Timestamp("2011-01-02")
     assert set(first.test["customer_id"]) == {"u00"} and len(last.test) == 30

@@ -36,6 +36,8 @@ HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 LEVEL_GRID = np.array([0.005, 0.01, 0.025, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.975, 0.99, 0.995])
 FAMILIES: dict[str, type[Forecaster]] = {}  # kind -> class, filled as each family's module is imported
 FAMILY_MODULES = ("combination", "gbm", "networks", "statistical")
+# The candidates that train with the tuned hyperparameters (`forecasting.search`): the network.
+TUNED = ("network",)
 
 
 class UnknownSeriesError(KeyError):

@@ -21,12 +21,13 @@ from supplyml import tracking
 from supplyml import tune as tuning
 from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version
-from supplyml.features import history_days, load_panel, plan
+from supplyml.features import history_days, plan
 from supplyml.forecasting import Forecaster, backtest
 from supplyml.forecasting.peers import BENCH_PEERS
 from supplyml.forecasting.search import ForecastSearch
 from supplyml.forecasting.selection import select
 from supplyml.replenishing import lifecycle as policies
+from supplyml.validation import load_panel
 
 log = logging.getLogger(__name__)
 

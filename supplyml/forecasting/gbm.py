@@ -97,10 +97,15 @@ class LightGBM(Forecaster):
         lengths = df.groupby("unique_id").size()
         if lengths.max() < FEATURE_DAYS:
             raise ValueError(f"lightgbm needs a series with >= {FEATURE_DAYS} days; the longest has {lengths.max()}")
+        from lightgbm.basic import LightGBMError
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
-            mlf = make_mlforecast(seed, n_jobs).fit(df, static_features=[])
-            errors, _ = backtest_errors(df, horizon, FEATURE_DAYS, cross_validation(horizon, seed, n_jobs))
+            try:
+                mlf = make_mlforecast(seed, n_jobs).fit(df, static_features=[])
+                errors, _ = backtest_errors(df, horizon, FEATURE_DAYS, cross_validation(horizon, seed, n_jobs))
+            except LightGBMError as e:  # e.g. Tweedie on rows that sold nothing: a panel it cannot fit
+                raise ValueError(f"lightgbm cannot fit this panel: {e}") from e
         return cls(mlf, Residuals.from_errors(errors, df), panel)
 
     def quantiles(self, skus, horizon, levels, future=None):

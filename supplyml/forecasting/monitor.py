@@ -27,9 +27,9 @@ import pandas as pd
 from supplyml import registry, tracking
 from supplyml.config import Config, MonitorConfig
 from supplyml.data import DataError, data_version
-from supplyml.features import load_panel
 from supplyml.forecasting import Forecaster
 from supplyml.forecasting.metrics import evaluate_forecasts
+from supplyml.validation import load_panel
 
 log = logging.getLogger(__name__)
 

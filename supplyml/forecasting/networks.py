@@ -18,9 +18,8 @@ from lightning.pytorch.callbacks import StochasticWeightAveraging
 from scipy.stats import nbinom, norm
 
 from supplyml.config import ModelConfig
-from supplyml.forecasting.base import Forecaster, copula_normals, finish, future_flags
+from supplyml.forecasting.base import TUNED, Forecaster, copula_normals, finish, future_flags
 from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, negative_binomial
-from supplyml.forecasting.search import TUNED
 from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
 

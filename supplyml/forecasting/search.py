@@ -10,10 +10,8 @@ import optuna
 import pandas as pd
 
 from supplyml.config import Architecture, Config, ModelConfig
+from supplyml.forecasting.base import TUNED
 
-# The candidates that train with the searched hyperparameters (`selection.candidates`): without one of
-# them in the recipe there is nothing to tune, and the pipeline leaves the tune steps out.
-TUNED = ("network",)
 SEARCHED = ("architecture", "hidden_size", "num_layers", "learning_rate", "dropout", "context_length")
 
 
@@ -87,7 +85,8 @@ def tuning_search(cfg: Config, panel: pd.DataFrame | None, data_md5: str) -> For
 
 
 def tunes(cfg: Config) -> bool:
-    """Whether the recipe has a candidate that trains with the tuned hyperparameters."""
+    """Whether the recipe has a candidate that trains with the tuned hyperparameters: without one there
+    is nothing to tune, and the pipeline leaves the tune steps out."""
     return any(name in TUNED for name in cfg.selection.candidates)
 
 

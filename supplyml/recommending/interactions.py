@@ -186,3 +186,17 @@ def purchased_items(history: pd.DataFrame) -> dict[str, set[str]]:
 def catalogue(history: pd.DataFrame) -> list[str]:
     """The SKUs a model fitted on `history` may recommend, in a fixed (sorted) order."""
     return sorted(np.unique(history["sku"]).tolist())
+
+
+def split(cfg: Config, frame: pd.DataFrame) -> Split:
+    return temporal_split(frame, cfg.recommend.test_days, cfg.recommend.val_days)
+
+
+def windows(cfg: Config, frame: pd.DataFrame) -> list[Split]:
+    """The gate's held-out windows, oldest first: `features.test_origins` windows of `recommend.test_days`,
+    the last ending with the data, each split from the days up to its own end. Tuning reads the first
+    window's validation days, so no evidence window was chosen on."""
+    end, days = frame["ds"].max(), cfg.recommend.test_days
+    return [
+        split(cfg, frame[frame["ds"] <= end - pd.Timedelta(days=k * days)]) for k in reversed(range(cfg.features.test_origins))
+    ]

@@ -20,7 +20,7 @@ from mlflow.models import MetricThreshold
 from supplyml import gate, registry
 from supplyml.config import Config
 from supplyml.recommending.base import RECOMMENDERS, Recommender
-from supplyml.recommending.interactions import Split, catalogue, purchased_items, relevant_items, temporal_split
+from supplyml.recommending.interactions import Split, catalogue, purchased_items, relevant_items
 from supplyml.recommending.metrics import ndcg_per_customer, split_relevant
 from supplyml.recommending.peers import PEERS
 from supplyml.recommending.scoring import score_window
@@ -40,20 +40,6 @@ def fit(recipe: dict, frame: pd.DataFrame, descriptions: dict[str, str]) -> Reco
     model = RECOMMENDERS[recipe["model"]](**recipe["params"]).fit(frame, catalogue(frame))
     model.descriptions = {s: descriptions[s] for s in model.items if s in descriptions}
     return model
-
-
-def split(cfg: Config, frame: pd.DataFrame) -> Split:
-    return temporal_split(frame, cfg.recommend.test_days, cfg.recommend.val_days)
-
-
-def windows(cfg: Config, frame: pd.DataFrame) -> list[Split]:
-    """The gate's held-out windows, oldest first: `features.test_origins` windows of `recommend.test_days`,
-    the last ending with the data, each split from the days up to its own end. Tuning reads the first
-    window's validation days, so no evidence window was chosen on."""
-    end, days = frame["ds"].max(), cfg.recommend.test_days
-    return [
-        split(cfg, frame[frame["ds"] <= end - pd.Timedelta(days=k * days)]) for k in reversed(range(cfg.features.test_origins))
-    ]
 
 
 def peer_table(cfg: Config, data: Split, model: Recommender) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from supplyml.config import Config
 from supplyml.recommending.base import RECOMMENDERS
-from supplyml.recommending.interactions import catalogue, temporal_split
+from supplyml.recommending.interactions import catalogue, temporal_split, windows
 from supplyml.recommending.scoring import score_window
 
 SEARCHED = ("architecture", "dim", "lr", "repeat_slots", "half_life_days", "popularity_weight", "segment_weight")
@@ -82,9 +82,7 @@ class RecommendSearch:
 def tuning_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> RecommendSearch:
     """The tune steps' search: on the days before the first held-out window, which its own split leaves
     out (None only names the study)."""
-    from supplyml.recommending import lifecycle
-
     if frame is None:
         return RecommendSearch(None, cfg, data_md5)
-    first = lifecycle.windows(cfg, frame)[0]
+    first = windows(cfg, frame)[0]
     return RecommendSearch(frame[frame["ds"] <= first.end], cfg, data_md5)

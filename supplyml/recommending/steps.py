@@ -14,7 +14,7 @@ from supplyml import gate, tracking
 from supplyml.config import Config
 from supplyml.recommending import lifecycle as recommend_lifecycle
 from supplyml.recommending.interactions import interactions as purchases
-from supplyml.recommending.interactions import item_table, purchase_lines
+from supplyml.recommending.interactions import item_table, purchase_lines, split, windows
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> di
     (description, median price) the answers show."""
     lines = purchase_lines(pd.read_parquet(raw_in), cfg.data)
     frame = purchases(lines)
-    data = recommend_lifecycle.windows(cfg, frame)[-1]  # fails here, naming the dates, if the history is too short
+    data = windows(cfg, frame)[-1]  # fails here, naming the dates, if the history is too short
     frame.to_parquet(frame_out)
     item_table(lines).to_parquet(items_out)
     return {
@@ -45,7 +45,7 @@ def _descriptions(items_in: str) -> dict[str, str]:
 def train(cfg: Config, frame_in: str, items_in: str, best: dict, lineage: dict, model_out: str) -> str:
     """The tuned recipe fitted on the days before the test window (what the gate judges); returns its run id."""
     tracking.setup_tracking(cfg)
-    data = recommend_lifecycle.split(cfg, pd.read_parquet(frame_in))
+    data = split(cfg, pd.read_parquet(frame_in))
     recipe = recommend_lifecycle.recipe(cfg, best["params"])
     tags = lineage_tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"], "family": "recommend"})
     with mlflow.start_run(run_name="train-recommender", tags=tags) as run:
@@ -69,7 +69,7 @@ def evaluate(
     from supplyml.recommending.report import render
 
     tracking.setup_tracking(cfg)
-    held_out = recommend_lifecycle.windows(cfg, pd.read_parquet(frame_in))
+    held_out = windows(cfg, pd.read_parquet(frame_in))
     data = held_out[-1]
     model = load_recommender(model_in)
     recipe = json.loads(Path(model_in, "recipe.json").read_text())

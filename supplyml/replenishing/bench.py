@@ -142,10 +142,10 @@ def known_table(result: dict) -> str:
 def real_demand(cfg: Config, root: str | Path = ".") -> dict:
     from supplyml.config import ModelConfig
     from supplyml.data import data_version
-    from supplyml.features import load_panel
     from supplyml.forecasting import backtest
     from supplyml.forecasting.selection import select
     from supplyml.replenishing import real
+    from supplyml.validation import load_panel
 
     _one_thread()
     panel = load_panel(cfg)
