@@ -91,15 +91,17 @@ def _missing_data(cfg) -> str | None:
 
 def _print_summary(cfg, outputs: dict) -> None:
     """Each family's figures and verdict (a family the run left out has no output), then the champions."""
-    registered = []
+    registered = {}
     for family in families.FAMILIES.values():
         steps = family.part("steps")
         if steps.OUTPUT in outputs:
             print(steps.summary(cfg, outputs))
-            registered.append(json.loads(outputs[steps.OUTPUT]))
-    champions = ", ".join(f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in registered)
+            registered[family.name] = json.loads(outputs[steps.OUTPUT])
+    champions = ", ".join(
+        f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in registered.values()
+    )
     print(f"\nChampion: {champions}; its Bento: {_served_bento(cfg) or outputs['bento']}")
-    if registered[0]["champion"]:  # the forecaster's: every Bento serves one
+    if registered[families.FORECASTER]["champion"]:  # every Bento serves the forecaster's
         print("Serve it with:  supplyml serve   (or: make serve)")
 
 

@@ -38,34 +38,34 @@ FAMILIES = {
     f.name: f
     for f in (
         Family(
-            "forecast",
-            "supplyml.forecasting",
-            "model_name",
-            "forecaster",
-            ("wrmsse", "wspl"),
-            True,
-            ("policy",),  # the textbook policy its held-out origins chose (forecasting.steps.POLICY_TAG)
-            "demand forecasters vs peers and the replenishment policies they drive",
+            name="forecast",
+            package="supplyml.forecasting",
+            registered="model_name",
+            served_as="forecaster",
+            listed=("wrmsse", "wspl"),
+            judged_by_owner=True,
+            served_tags=("policy",),  # the textbook policy its held-out origins chose (forecasting.steps.POLICY_TAG)
+            about="demand forecasters vs peers and the replenishment policies they drive",
         ),
         Family(
-            "recommend",
-            "supplyml.recommending",
-            "recommender_name",
-            "recommender",
-            ("ndcg@10/all", "ndcg@10/new"),
-            False,
-            (),
-            "recommenders vs peers on a temporal split (recommend.*)",
+            name="recommend",
+            package="supplyml.recommending",
+            registered="recommender_name",
+            served_as="recommender",
+            listed=("ndcg@10/all", "ndcg@10/new"),
+            judged_by_owner=False,
+            served_tags=(),
+            about="recommenders vs peers on a temporal split (recommend.*)",
         ),
         Family(
-            "policy",
-            "supplyml.replenishing",
-            "policy_name",
-            "policy",
-            ("total_cost", "cost_vs_textbook", "cycle_service_level"),
-            False,
-            ("policy",),  # the setting it was trained for (replenishing.lifecycle.SETTING_TAG)
-            "learned replenishment policies vs the optimum and base stock (policy.*)",
+            name="policy",
+            package="supplyml.replenishing",
+            registered="policy_name",
+            served_as="policy",
+            listed=("total_cost", "cost_vs_textbook", "cycle_service_level"),
+            judged_by_owner=False,
+            served_tags=("policy",),  # the setting it was trained for (replenishing.lifecycle.SETTING_TAG)
+            about="learned replenishment policies vs the optimum and base stock (policy.*)",
         ),
     )
 }

@@ -33,8 +33,8 @@ from supplyml.forecasting.networks import NetworkForecaster
 from supplyml.forecasting.statistical import Statistical
 
 log = logging.getLogger(__name__)
-FAMILIES: tuple[type[Forecaster], ...] = (NetworkForecaster, LightGBM, Statistical)  # the families that compete
-CANDIDATES = {name: cls for cls in FAMILIES for name in cls.candidates}
+COMPETING: tuple[type[Forecaster], ...] = (NetworkForecaster, LightGBM, Statistical)  # the forecaster classes that compete
+CANDIDATES = {name: cls for cls in COMPETING for name in cls.candidates}
 
 
 def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFrame], Forecaster]]:
