@@ -1,6 +1,10 @@
 """Model families behind the protocol, selection on validation origins, and calibration, on numbers
 worked out by hand or from the distributions the data were drawn from."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -180,3 +184,30 @@ def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_c
     for member in model.members.values():  # refitted on every day, not only those before validation
         assert member.last_date == panel["ds"].max()
     assert 0 < model.order_level(0.95) < 1 and model.calibration.rho in cfg.selection.path_correlations
+
+
+def test_a_statistical_recipe_neither_selects_nor_loads_through_torch(tmp_path):
+    """The families are imported only as far as a step needs them: a statistical model is selected, saved
+    and loaded in a fresh interpreter without torch (which alone costs a pipeline step about 2 s)."""
+    code = f"""
+import sys
+from conftest import weekly_panel
+from supplyml.config import Config, ModelConfig
+from supplyml.forecasting import load
+from supplyml.forecasting.selection import select
+cfg = Config.model_validate({{"features": {{"horizon": 7}}, "evaluation": {{"n_jobs": 1}},
+                              "selection": {{"candidates": ["window_average", "seasonal_naive"], "origins": 2}}}})
+model, evidence = select(weekly_panel(days=90, n=3), cfg, ModelConfig())
+model.save({str(tmp_path)!r})
+print(type(load({str(tmp_path)!r})).__name__, set(evidence["chosen"].split(" + ")) <= set(cfg.selection.candidates))
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["Combination", "True", "False"]
+
+
+def test_an_unknown_candidate_is_named_with_every_familys_names_to_choose_from():
+    cfg = Config.model_validate({"selection": {"candidates": ["window_average", "prophet"]}})
+    with pytest.raises(ValueError, match=r"unknown names \['prophet'\]; choose from .*'network'.*'seasonal_naive'"):
+        select(weekly_panel(days=90, n=3), cfg, ModelConfig())

@@ -34,8 +34,13 @@ if TYPE_CHECKING:
 HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 # The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.
 LEVEL_GRID = np.array([0.005, 0.01, 0.025, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.975, 0.99, 0.995])
-FAMILIES: dict[str, type[Forecaster]] = {}  # kind -> class, filled as each family's module is imported
-FAMILY_MODULES = ("combination", "gbm", "networks", "statistical")
+# Filled as each family's module is imported: kind (what a saved model names) -> class, and selection
+# candidate name -> the class that fits it.
+FAMILIES: dict[str, type[Forecaster]] = {}
+CANDIDATES: dict[str, type[Forecaster]] = {}
+# The family modules, cheapest import first: a step imports them in turn only until it has what it needs,
+# since the networks bring torch and Lightning (about 2 s of every process that imports them).
+FAMILY_MODULES = ("statistical", "gbm", "combination", "networks")
 # The candidates that train with the tuned hyperparameters (`forecasting.search`): the network.
 TUNED = ("network",)
 
@@ -94,6 +99,8 @@ class Forecaster(ABC):
         super().__init_subclass__(**kw)
         if "kind" in cls.__dict__:
             FAMILIES[cls.kind] = cls
+        if "candidates" in cls.__dict__:
+            CANDIDATES.update(dict.fromkeys(cls.candidates, cls))
 
     def __init__(self, history: pd.DataFrame, calibration: Calibration | None = None):
         self.calibration = calibration or Calibration()
@@ -186,14 +193,27 @@ def load(path: str | Path) -> Forecaster:
     """Any saved model, whatever its family."""
     path = Path(path)
     meta = json.loads((path / "model.json").read_text())
-    for module in FAMILY_MODULES:  # each registers its kinds on import
-        importlib.import_module(f"supplyml.forecasting.{module}")
+    _import_until(lambda: meta["kind"] in FAMILIES)
     if meta["kind"] not in FAMILIES:
         raise ValueError(f"{path}: unknown model family {meta['kind']!r}; known: {sorted(FAMILIES)}")
     model = FAMILIES[meta["kind"]]._load_state(path, meta, pd.read_parquet(path / "history.parquet"))
     cal = meta["calibration"]
     model.calibration = Calibration(**{**cal, **{k: tuple(cal[k]) if cal[k] else None for k in ("daily", "total")}})
     return model
+
+
+def candidate_classes(names: list[str]) -> dict[str, type[Forecaster]]:
+    """Each of `names` that a family offers as a selection candidate -> its class; the families are
+    imported only until every name is found (all of them when one is unknown)."""
+    _import_until(lambda: set(names) <= CANDIDATES.keys())
+    return {n: CANDIDATES[n] for n in names if n in CANDIDATES}
+
+
+def _import_until(done: Callable[[], bool]) -> None:
+    for module in FAMILY_MODULES:
+        if done():
+            return
+        importlib.import_module(f"supplyml.forecasting.{module}")
 
 
 def to_frame(skus: list[str], dates: pd.DatetimeIndex, mean: np.ndarray, q: np.ndarray, quantiles) -> pd.DataFrame:

@@ -25,21 +25,19 @@ import pandas as pd
 from supplyml.config import Config, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
-from supplyml.forecasting.base import LEVEL_GRID, Calibration, Forecaster, to_frame
+from supplyml.forecasting.base import CANDIDATES, LEVEL_GRID, Calibration, Forecaster, candidate_classes, to_frame
 from supplyml.forecasting.combination import Combination
-from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.metrics import evaluate_forecasts
-from supplyml.forecasting.networks import NetworkForecaster
-from supplyml.forecasting.statistical import Statistical
 
 log = logging.getLogger(__name__)
-COMPETING: tuple[type[Forecaster], ...] = (NetworkForecaster, LightGBM, Statistical)  # the forecaster classes that compete
-CANDIDATES = {name: cls for cls in COMPETING for name in cls.candidates}
 
 
-def builders(cfg: Config, params: ModelConfig) -> dict[str, Callable[[pd.DataFrame], Forecaster]]:
-    """How each candidate name in `selection.candidates` is fitted on a panel."""
-    return {name: cls.candidate(name, cfg, params) for name, cls in CANDIDATES.items()}
+def builders(cfg: Config, params: ModelConfig, names: list[str]) -> dict[str, Callable[[pd.DataFrame], Forecaster]]:
+    """How each candidate in `names` is fitted on a panel; only their families are imported."""
+    classes = candidate_classes(names)
+    if unknown := [n for n in names if n not in classes]:
+        raise ValueError(f"selection.candidates has unknown names {unknown}; choose from {sorted(CANDIDATES)}")
+    return {name: cls.candidate(name, cfg, params) for name, cls in classes.items()}
 
 
 def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
@@ -96,11 +94,8 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     h = cfg.features.horizon
     origins = validation_origins(panel["ds"].max(), cfg)
     first = panel.groupby("unique_id")["ds"].min()
-    make = builders(cfg, params)
     names = candidates(cfg, panel["unique_id"].nunique())
-    unknown = [n for n in names if n not in make]
-    if unknown:
-        raise ValueError(f"selection.candidates has unknown names {unknown}; choose from {sorted(make)}")
+    make = builders(cfg, params, names)
     train = panel[panel["ds"] < origins[0]]
     fitted = {}
     for name in names:
