@@ -28,6 +28,7 @@ SMALL = [
     "recommend.params.epochs=2",
     "policy.timesteps=2000",
     "gate.must_match_best_peer=false",
+    "evaluation.n_jobs=1",  # the peers on 50 series: a process pool per forecast costs more than it saves
 ]
 
 

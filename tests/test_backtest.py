@@ -141,6 +141,8 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         "tune.max_epochs=1",
         "model.max_epochs=2",
         "inventory.num_sample_paths=100",
+        "evaluation.origins=2",  # the bench's rolling origins (3 by default)
+        "selection.origins=2",  # validation origins before each of them (5 by default)
         *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()],
     ]
     out = tmp_path / "out"
@@ -178,11 +180,11 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
     ):
         assert row in proc.stdout
     results = json.loads((out / "results.json").read_text())
-    assert len(results["origins"]) == 3 and results["series"] == 8
+    assert len(results["origins"]) == 2 and results["series"] == 8
     assert set(results["average"]) == {"supplyml", "seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm"}
     fc = pd.read_parquet(out / "forecasts.parquet")
     assert list(fc.columns[:4]) == ["unique_id", "ds", "origin", "mean"] and "q0.995" in fc
-    assert len(fc) == 8 * 28 * 3 and fc["unique_id"].str.contains("@").all()
+    assert len(fc) == 8 * 28 * 2 and fc["unique_id"].str.contains("@").all()
     assert "<img" in (out / "report.html").read_text()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     run = mlflow.get_run(results["mlflow_run_id"])

@@ -129,7 +129,9 @@ def admin(server, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(server, tmp_path_factory):
-    """One small-slice pipeline run against the server, its local stores under a temp folder."""
+    """One small-slice pipeline run against the server, its local stores under a temp folder. A statistical
+    recipe: what this module tests is where runs, versions and artifacts go, which the tuned network's
+    path through the same tracking calls does not change (test_pipeline runs that path)."""
     tmp = tmp_path_factory.mktemp("client")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -140,6 +142,8 @@ def trained(server, tmp_path_factory):
             tmp,
             "--set",
             f"registry.tracking_uri={server.url}",
+            "--set",
+            "selection.candidates=[seasonal_naive]",
             "--set",
             "pipeline.recommend=false",
             "--set",
