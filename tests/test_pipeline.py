@@ -157,25 +157,21 @@ def test_the_learned_policy_is_trained_judged_on_actual_demand_and_registered(st
 
 
 def test_the_served_textbook_policy_is_chosen_on_the_held_out_origins(stack):
+    """On this slice the 28-day moving-average policy falls short of the service bar (0.95 less 0.03) at the
+    held-out origins, 0.87 pooled, and base stock's paths meet it, 0.96: base stock is served however the
+    costs compare. (Each branch of the rule, both verdicts: test_evidence.)"""
     tmp, run = stack
     version = client(tmp).get_model_version_by_alias("supplyml-forecaster", "champion")
     decision = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/evaluation/policy.json")
     metrics = mlflow.get_run(version.run_id).data.metrics
-    cheaper = decision["evidence"][0]
-    # Base stock's and the classical policy's pooled costs are the inventory table's.
-    assert cheaper["challenger"] == pytest.approx(metrics["inventory.forecast.total_cost"])
-    assert cheaper["champion"] == pytest.approx(metrics["inventory.28-day.total_cost"])
-    # The rule, from the recorded p-values: a policy significantly short of the service bar does not qualify
-    # while the other does; at the target, cheaper wins; both short, cheaper and service not worse.
-    service, (ours, theirs) = decision["evidence"][1], decision["evidence"][2:]
-    assert ours["metric"].startswith("forecast cycle_service_level") and theirs["champion"] == pytest.approx(0.92)
-    short, short_classical = ours["p_worse"] < 0.05, theirs["p_worse"] < 0.05
-    if short != short_classical:
-        won = short_classical
-    else:
-        won = cheaper["p_better"] < 0.05 and (not short or service["p_worse"] >= 0.05)
-    assert decision["served"] == ("base_stock" if won else "classical") == version.tags["policy"]
-    assert f"Served textbook policy: {decision['served']}" in run.output
+    ours, theirs = decision["evidence"][2:]
+    assert ours["metric"].startswith("forecast cycle_service_level") and theirs["metric"].startswith("classical")
+    assert ours["champion"] == theirs["champion"] == pytest.approx(0.92)
+    assert ours["challenger"] == pytest.approx(metrics["inventory.forecast.cycle_service_level"]) > 0.92
+    assert theirs["challenger"] == pytest.approx(metrics["inventory.28-day.cycle_service_level"]) < 0.90
+    assert theirs["p_worse"] < 0.05 <= ours["p_worse"]
+    assert decision["served"] == "base_stock" == version.tags["policy"]
+    assert "Served textbook policy: base_stock" in run.output
 
 
 def test_corrupted_data_stops_at_validation_and_registers_nothing(tmp_path):
