@@ -14,6 +14,16 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = THREADS
+# The modules that run whole pipelines, longest first, start before the rest: each file runs whole on one
+# worker, in collection order (--no-loadscope-reorder), and the short files then fill in around them
+# instead of one worker finishing a long file alone at the end.
+LONGEST_FIRST = ("test_lifecycle.py", "test_pipeline.py", "test_tracking_server.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
 pytest_plugins = ["serving_stack"]  # the serving tests' one Bento and server (it imports torch: after the above)
 
 
