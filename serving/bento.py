@@ -1,6 +1,6 @@
-"""What this Bento serves, read once when the server starts: the packaged models' tags and metadata (from
-the Bento's arguments), the limits (the config in the Bento, then `SUPPLYML_SET` overrides) and the
-lineage headers every answer carries."""
+"""What this Bento serves, read once when the server starts: the packaged models' tags and how the answers
+are computed (the Bento's arguments), the models' metadata, the limits (the config in the Bento, then
+`SUPPLYML_SET` overrides) and the lineage headers every answer carries."""
 
 from __future__ import annotations
 
@@ -15,13 +15,21 @@ from pydantic import (
 from supplyml import planning
 from supplyml.config import load_config
 
+# The config in the Bento, then serve-time overrides in the --set syntax.
+CONFIG = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", "")))
+
 
 class Args(BaseModel):
-    # serving/package.py pins the exact tag as a Bento argument, so a Bento keeps serving the model it
+    # serving/package.py pins the exact tags as Bento arguments, so a Bento keeps serving the models it
     # was built with even after newer imports; the fallbacks serve ad-hoc `bentoml serve serving.service:...`.
     forecaster_tag: str = os.environ.get("SUPPLYML_BENTO_FORECASTER", "supplyml-forecaster:latest")
     recommender_tag: str = os.environ.get("SUPPLYML_BENTO_RECOMMENDER", "")  # "": a Bento without recommendations
     policy_tag: str = os.environ.get("SUPPLYML_BENTO_POLICY", "")  # "": a Bento without a learned policy
+    # How /forecast and /replenish answer, pinned at packaging from the config the models were trained under.
+    max_horizon: int = CONFIG.serving.max_horizon
+    ma_window: int = CONFIG.inventory.ma_window
+    replenish_samples: int = CONFIG.inventory.num_sample_paths
+    seed: int = CONFIG.seed
 
 
 ARGS = bentoml.use_arguments(Args)
@@ -34,12 +42,9 @@ P_META = dict(bentoml.models.get(POLICY.tag).info.metadata) if POLICY else None
 TRAINED_FOR = (P_META["policy"]["lead_time"], P_META["policy"]["review_period"]) if P_META else None
 # The textbook policy that won on the forecaster's held-out origins decides where the learned one does not.
 DEFAULT_POLICY = META.get("policy", planning.BASE_STOCK)  # versions from before the choice: base stock
-MA_WINDOW = int(META.get("ma_window", 28))
-# The horizon limit comes from the model's metadata (written at packaging from the config), so request
-# schemas and the OpenAPI page state it, and a violation is an ordinary field error.
-MAX_HORIZON = int(META["max_horizon"])
-# Limits and batching: the config file in the Bento, then serve-time overrides in the --set syntax.
-SERVING = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", ""))).serving
+# The request schemas and the OpenAPI page state the horizon limit, so a violation is an ordinary field error.
+MAX_HORIZON = ARGS.max_horizon
+SERVING = CONFIG.serving  # limits and batching
 TOKEN = os.environ.get("SUPPLYML_API_TOKEN") or None  # read once, when the server starts; never logged
 OPEN_PATHS = {"/livez", "/healthz", "/readyz", "/metrics"}  # probes and scrapers carry no token
 

@@ -59,13 +59,13 @@ def package(cfg: Config, champions: dict) -> str:
     forecaster = champions[families.FORECASTER]
     lineage = {k: str(forecaster.tags[k]) for k in LINEAGE if k in forecaster.tags}
     # What /forecast and /replenish decide with, pinned from the config the versions were trained under.
-    settings = {
+    args: dict = {
         "max_horizon": cfg.serving.max_horizon,
         "ma_window": cfg.inventory.ma_window,
         "replenish_samples": cfg.inventory.num_sample_paths,
         "seed": cfg.seed,
     }
-    args, labels = {}, {}
+    labels = {}
     for family in families.FAMILIES.values():
         role, v = family.served_as, champions.get(family.name)
         labels[f"mlflow_{role}"] = "none"
@@ -78,7 +78,6 @@ def package(cfg: Config, champions: dict) -> str:
             labels={**own, "mlflow_version": str(v.version)},
             metadata={
                 **own,
-                **settings,
                 "model_name": v.name,
                 "model_version": str(v.version),
                 "metrics": json.loads(v.tags.get("metrics", "{}")),

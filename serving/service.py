@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse
 
 from serving.adapters import answers, batch_of_one, single
 from serving.bento import (
+    ARGS,
     DEFAULT_POLICY,
-    MA_WINDOW,
     MAX_HORIZON,
     META,
     MODEL,
@@ -90,16 +90,16 @@ class SupplyForecast:
         planning.replenish(
             self.forecaster,
             [{"sku": sku, "on_hand": 0, "lead_time_days": 0, "review_period_days": 1, "service_level": 0.5}],
-            META["replenish_samples"],
-            META["seed"],
+            ARGS.replenish_samples,
+            ARGS.seed,
         )
         if self.policy is not None:
             L, R = TRAINED_FOR
             planning.replenish(
                 self.forecaster,
                 [{"sku": sku, "on_hand": 0, "lead_time_days": L, "review_period_days": R, "service_level": 0.5}],
-                META["replenish_samples"],
-                META["seed"],
+                ARGS.replenish_samples,
+                ARGS.seed,
                 self.policy,
             )
         gc.freeze()
@@ -122,11 +122,11 @@ class SupplyForecast:
             lambda ok: planning.replenish_many(
                 self.forecaster,
                 [r.items for r in ok],
-                META["replenish_samples"],
-                META["seed"],
+                ARGS.replenish_samples,
+                ARGS.seed,
                 self.policy,
                 DEFAULT_POLICY,
-                MA_WINDOW,
+                ARGS.ma_window,
             ),
         )
 
@@ -188,6 +188,9 @@ class SupplyForecast:
             }
         return {
             **META,
+            "max_horizon": ARGS.max_horizon,
+            "replenish_samples": ARGS.replenish_samples,
+            "seed": ARGS.seed,
             "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
             "bento_model": str(self.model.tag),
             "skus": self.forecaster.skus,

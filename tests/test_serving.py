@@ -73,14 +73,20 @@ def test_an_item_may_ask_for_the_classical_policy(url, panel):
     assert requests.get(f"{url}/metadata", timeout=30).json()["default_policy"] == "base_stock"
 
 
-def test_metadata_names_model_data_and_metrics(url, bento, panel):
+def test_metadata_names_model_data_and_metrics(url, bento, panel, cfg):
+    import bentoml
+
     r = requests.get(f"{url}/metadata", timeout=30)
     assert r.status_code == 200, r.text
     meta = r.json()
     assert meta["model_name"] == "supplyml-forecaster" and meta["model_version"] == "1"
     assert {k: meta[k] for k in LINEAGE} == LINEAGE and meta["metrics"] == METRICS
     assert meta["bento"] == bento and meta["bento_model"].startswith("supplyml-forecaster:")
-    assert meta["max_horizon"] == MAX_HORIZON
+    # How answers are computed is the Bento's, pinned from the packaging config (serving_stack's: horizon
+    # 30, 200 paths), in its arguments; no model's metadata carries it.
+    settings = {"max_horizon": 30, "replenish_samples": 200, "seed": cfg.seed}
+    assert {k: meta[k] for k in settings} == settings == {k: bentoml.bentos.get(bento).info.args[k] for k in settings}
+    assert not settings.keys() & bentoml.models.get(meta["bento_model"]).info.metadata.keys()
     assert meta["skus"] == SKUS and meta["history_end"] == panel["ds"].max().date().isoformat()
 
 
