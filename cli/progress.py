@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import sys
 import time
@@ -64,17 +65,26 @@ class StepLog(io.TextIOBase):
 
 @contextlib.contextmanager
 def steps(log_path: Path) -> Iterator[StepLog]:
-    """Within the block, sys.stdout is a StepLog writing to `log_path`; on a failed step, its last lines
-    are shown on the terminal."""
+    """Within the block, sys.stdout, sys.stderr (warnings) and the terminal's log handlers write to a
+    StepLog on `log_path`; on a failed step, its last lines are shown on the terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     terminal = sys.stdout
     print(f"Pipeline steps (full log: {log_path}):", flush=True)
+    # kfp.local logs through the root logger's handlers, which hold the terminal's streams themselves.
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    ]
     with log_path.open("w") as file:
         stream = StepLog(file, terminal)
+        before = [h.setStream(stream) for h in handlers]
         try:
-            with contextlib.redirect_stdout(stream):
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                 yield stream
         finally:
+            for h, old in zip(handlers, before):
+                h.setStream(old)
             if stream.failed and stream.tail:
                 print(f"\nThe last lines of step {stream.failed!r}'s log:", file=terminal)
                 print("\n".join(f"  {line}" for line in stream.tail), file=terminal, flush=True)

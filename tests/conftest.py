@@ -90,12 +90,13 @@ def run_pipeline(tmp: Path, *extra: str) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "pipeline", "run", *args, *extra],
         cwd=REPO,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # interleaved, as on the user's terminal
         text=True,
         timeout=900,
         env=env,
     )
-    return Run(proc.returncode, proc.stdout + proc.stderr)
+    return Run(proc.returncode, proc.stdout)
 
 
 @pytest.fixture(scope="session")
