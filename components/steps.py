@@ -182,7 +182,25 @@ def recommend_register(
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]) -> NamedTuple(
+def policy_train(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]) -> str:
+    import json
+
+    from supplyml.config import Config
+    from supplyml.replenishing import steps
+
+    return json.dumps(steps.train(Config.from_json(config_json), panel.path, model.path, json.loads(lineage)))
+
+
+def policy_evaluate(config_json: str, trained: str, panel: Input[Dataset], model: Input[Model]) -> str:
+    import json
+
+    from supplyml.config import Config
+    from supplyml.replenishing import steps
+
+    return json.dumps(steps.evaluate(Config.from_json(config_json), panel.path, model.path, json.loads(trained)))
+
+
+def policy_register(config_json: str, lineage: str, trained: str, evaluation: str) -> NamedTuple(
     "Registered", registration=str, promoted=str
 ):
     import json
@@ -191,7 +209,7 @@ def policy(config_json: str, lineage: str, panel: Input[Dataset], model: Input[M
     from supplyml.config import Config
     from supplyml.replenishing import steps
 
-    result = steps.policy(Config.from_json(config_json), panel.path, model.path, json.loads(lineage))
+    result = steps.register(Config.from_json(config_json), json.loads(trained), json.loads(evaluation), json.loads(lineage))
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 

@@ -41,8 +41,11 @@ def build(cfg: Config):
             steps.keep,
         ],
     )
-    interactions, recommend_train, recommend_evaluate, recommend_register, policy = map(
-        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register, steps.policy]
+    interactions, recommend_train, recommend_evaluate, recommend_register = map(
+        component, [steps.interactions, steps.recommend_train, steps.recommend_evaluate, steps.recommend_register]
+    )
+    policy_train, policy_evaluate, policy_register = map(
+        component, [steps.policy_train, steps.policy_evaluate, steps.policy_register]
     )
 
     def gpu(task):
@@ -109,6 +112,16 @@ def build(cfg: Config):
         mlflow_login(*tuning, fitted, scored, registered)
         return registered
 
+    def policies(config_json, lineage, panel, forecaster):
+        """The learned policy, trained on this forecaster's paths over the test window (the evaluation's
+        evidence), judged there on actual demand, registered."""
+        data = {"panel": panel.outputs["panel"], "model": forecaster.outputs["model"]}
+        trained = gpu(policy_train(config_json=config_json, lineage=lineage, **data))
+        scored = policy_evaluate(config_json=config_json, trained=trained.output, **data)
+        registered = policy_register(config_json=config_json, lineage=lineage, trained=trained.output, evaluation=scored.output)
+        mlflow_login(trained, scored, registered)
+        return registered
+
     fields = {
         "evaluation": str,
         "registration": str,
@@ -141,12 +154,7 @@ def build(cfg: Config):
             model=fitted.outputs["model"],
         )
         recommended = recommendations(config_json, checked, raw, panel) if cfg.pipeline.recommend else None
-        # The policy learns on this forecaster's paths over the test window: the evaluation's evidence.
-        learned = (
-            gpu(policy(config_json=config_json, lineage=lineage, panel=panel.outputs["panel"], model=fitted.outputs["model"]))
-            if cfg.pipeline.policy
-            else None
-        )
+        learned = policies(config_json, lineage, panel, fitted) if cfg.pipeline.policy else None
         later = [t for t in (recommended, learned) if t is not None]
         # A new Bento only when a gate promoted; otherwise the champions' stays the one served. One Bento
         # holds every champion, so at most one package task runs, once every family has registered.
@@ -160,7 +168,7 @@ def build(cfg: Config):
         for task in later:
             built.after(task)
             kept.after(task)
-        mlflow_login(*tuning, fitted, scored, registered, built, kept, *([learned] if learned else []))
+        mlflow_login(*tuning, fitted, scored, registered, built, kept)
         outputs = [scored.outputs["Output"], registered.outputs["registration"], dsl.OneOf(built.output, kept.output)]
         return Outputs(*outputs, *(t.outputs["registration"] for t in later))
 

@@ -27,19 +27,19 @@ def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_an
     executors = ir["deploymentSpec"]["executors"]
     # Shared: ingest, validate. Forecasting: featurize, tuning (three), train, evaluate, register, package or
     # keep. Recommendations (-2: the second use of a component): interactions, tuning, train, evaluate,
-    # register, package. The learned policy: policy, package (-3).
-    assert len(executors) == 21
+    # register, package. The learned policy: train, evaluate, register, package (-3).
+    assert len(executors) == 23
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/supplyml:test"}
     gpu = {name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
-    assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy"}
-    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 13
+    assert gpu == {"exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy-train"}
+    assert len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false")["deploymentSpec"]["executors"]) == 15
     assert (
         len(compile_to(tmp_path / "f.yaml", "pipeline.recommend=false", "pipeline.policy=false")["deploymentSpec"]["executors"])
         == 11
     )
     # Data without customers has no recommender branch, whatever pipeline.recommend says.
-    assert len(compile_to(tmp_path / "c.yaml", "data.columns.customer=null")["deploymentSpec"]["executors"]) == 13
-    assert len(compile_to(tmp_path / "c.yaml", "data.format=panel")["deploymentSpec"]["executors"]) == 13
+    assert len(compile_to(tmp_path / "c.yaml", "data.columns.customer=null")["deploymentSpec"]["executors"]) == 15
+    assert len(compile_to(tmp_path / "c.yaml", "data.format=panel")["deploymentSpec"]["executors"]) == 15
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
@@ -71,13 +71,15 @@ def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_fr
         "exec-recommend-evaluate",
         "exec-recommend-register",
         "exec-package-2",
-        "exec-policy",
+        "exec-policy-train",
+        "exec-policy-evaluate",
+        "exec-policy-register",
         "exec-package-3",
     }
     tolerations = {name: e["tolerations"] for name, e in cluster.items() if "tolerations" in e}
     assert tolerations == {
         n: [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-        for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy")
+        for n in ("exec-tune-worker", "exec-train", "exec-tune-worker-2", "exec-recommend-train", "exec-policy-train")
     }
 
 
@@ -123,10 +125,10 @@ def test_package_runs_only_when_the_gate_promoted(tmp_path):
     )
     assert tasks[branch_of["package-3"]][1]["triggerPolicy"]["condition"] == (
         "!(inputs.parameter_values['pipelinechannel--recommend-register-promoted'] == 'true') && "
-        "inputs.parameter_values['pipelinechannel--policy-promoted'] == 'true'"
+        "inputs.parameter_values['pipelinechannel--policy-register-promoted'] == 'true'"
     )
     root = compile_to(tmp_path / "p.yaml")["root"]["dag"]["tasks"]
-    assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["policy", "recommend-register", "register"]
+    assert sorted(root[next(iter(branches_of(root)))]["dependentTasks"]) == ["policy-register", "recommend-register", "register"]
 
 
 def branches_of(tasks: dict) -> list[str]:

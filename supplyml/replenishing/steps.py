@@ -1,4 +1,5 @@
-"""The learned replenishment policy's pipeline step."""
+"""The learned replenishment policy's pipeline steps: train it on the forecaster's paths, judge it on actual
+demand, register it."""
 
 from __future__ import annotations
 
@@ -18,45 +19,73 @@ log = logging.getLogger(__name__)
 OUTPUT = "policy"  # the pipeline output that holds its registration
 
 
-def policy(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
-    """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews, judge it
-    there on actual demand against the served textbook policy and the champion policy (the gate), log it
-    with its evaluation to its own run, register it. A champion policy that no longer beats the textbook
-    policy on this evidence is retired: /replenish stops deciding with it."""
+def _evidence(cfg: Config, panel_in: str, model_in: str):
+    """The held-out origins' reviews on the forecaster's sample paths (seeded: train and evaluate see the
+    same), and the config planned for the panel."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+
+    panel = pd.read_parquet(panel_in)
+    cfg = plan(cfg, history_days(panel["ds"]))
+    starts = Split.from_panel(panel, cfg.features).origins()
+    return cfg, starts, policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
+
+
+def train(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
+    """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews and log it
+    to its own run; returns the run id and the logged model's URI."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
     from supplyml.replenishing import real
 
     tracking.setup_tracking(cfg)
-    panel = pd.read_parquet(panel_in)
-    cfg = plan(cfg, history_days(panel["ds"]))
-    starts = Split.from_panel(panel, cfg.features).origins()
-    reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
+    cfg, starts, reviews = _evidence(cfg, panel_in, model_in)
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=lineage_tags(lineage)) as run:
         mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
         model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
-        verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
-        log.info(
-            "policies at %d origins from %s, actual demand\n%s\n%s",
-            len(starts),
-            starts[0].date(),
-            backtest.format_table(table),
-            verdict.summary(),
-        )
+        example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+        model_uri = tracking.log_policy(model, setting, example)
+    return {"run_id": run.info.run_id, "model_uri": model_uri}
+
+
+def evaluate(cfg: Config, panel_in: str, model_in: str, trained: dict) -> dict:
+    """Judge the trained policy on actual demand at the same reviews against the served textbook policy and
+    the champion policy (the gate); the tables and verdicts go to its run."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+
+    tracking.setup_tracking(cfg)
+    cfg, starts, reviews = _evidence(cfg, panel_in, model_in)
+    model = mlflow.pyfunc.load_model(trained["model_uri"]).unwrap_python_model().policy
+    verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
+    log.info(
+        "policies at %d origins from %s, actual demand\n%s\n%s",
+        len(starts),
+        starts[0].date(),
+        backtest.format_table(table),
+        verdict.summary(),
+    )
+    with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"{who}.{k}": float(v) for who, row in table.iterrows() for k, v in row.items()})
         mlflow.log_table(table.reset_index(names="policy"), "evaluation/policies.json")
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(rejudged, "evaluation/champion.json")
-        example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
-        model_uri = tracking.log_policy(model, setting, example)
+    return {"verdict": verdict.to_dict(), "rejudged": rejudged, "test_start": str(starts[0].date())}
+
+
+def register(cfg: Config, trained: dict, evaluation: dict, lineage: dict) -> dict:
+    """Register the policy; the gate's verdict decides whether it becomes champion. A champion policy that
+    no longer beats the textbook policy on this evidence is retired: /replenish stops deciding with it."""
+    from supplyml.replenishing import lifecycle as policy_lifecycle
+
+    tracking.setup_tracking(cfg)
+    verdict, rejudged = evaluation["verdict"], evaluation["rejudged"]
     tags = {
         **lineage_tags(lineage),
-        "run_id": run.info.run_id,
-        policy_lifecycle.SETTING_TAG: json.dumps(setting),
-        "metrics": json.dumps(verdict.challenger),
-        "test_start": str(starts[0].date()),
+        "run_id": trained["run_id"],
+        policy_lifecycle.SETTING_TAG: json.dumps(policy_lifecycle.setting(cfg)),
+        "metrics": json.dumps(verdict["challenger"]),
+        "test_start": evaluation["test_start"],
     }
-    out = register_version(cfg, cfg.registry.policy_name, model_uri, verdict.to_dict(), tags)
+    out = register_version(cfg, cfg.registry.policy_name, trained["model_uri"], verdict, tags)
     if rejudged["retire"] and not out["promoted"]:
         log.warning("champion policy v%s retired: %s", rejudged["version"], "; ".join(rejudged["reasons"]))
         registry.retire_champion(
