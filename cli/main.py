@@ -60,7 +60,10 @@ def pipeline_run(args) -> int:
             run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))
     except RuntimeError as e:
         step = re.search(r"Inner task failed: \W*(\w+)", progress.ANSI.sub("", str(e)))
-        step = step.group(1) if step else "unknown"
+        if not step:  # not a task's failure: kfp.local itself, so say what it said
+            log.error("pipeline stopped: %s (the whole log: %s)", e, log_path)
+            return 1
+        step = step.group(1)
         log.error("pipeline stopped at step %r; the end of its log is above, all of it in %s", step, log_path)
         if step == "ingest":  # it read nothing, so it wrote no Data Docs
             log.error("the data could not be read: no model was trained or registered; the ingest log above says why")

@@ -87,6 +87,7 @@ def run_pipeline(tmp: Path, *extra: str) -> Run:
     args = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
     # As from a user's shell: a store that another test's fixture exported (mlflow does) is not this run's.
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    env["PYTHONUNBUFFERED"] = "1"  # a pipe would hold stdout back while stderr goes through
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "pipeline", "run", *args, *extra],
         cwd=REPO,

@@ -148,7 +148,7 @@ def _package(cfg, panel) -> str:
 
 
 def _policy(cfg, panel, forecaster):
-    """A learned policy as the pipeline's policy step trains one: on the forecaster's paths at the reviews
+    """A learned policy as the pipeline's policy-train step trains one: on the forecaster's paths at the reviews
     of the last 28 days (lead time 3, review period 7: inventory.* defaults)."""
     from supplyml.replenishing import lifecycle, real
 

@@ -133,7 +133,7 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
 
 def test_3_the_gate_scored_both_models_on_identical_days(runs):
     """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
-    (That a tie keeps the champion is test_evidence's and test_registry's.)"""
+    The same version against itself (what `supplyml model compare` runs) is no difference, and is not promoted."""
     from supplyml.forecasting import backtest
     from supplyml.forecasting.metrics import evaluate_forecasts
 
@@ -150,6 +150,13 @@ def test_3_the_gate_scored_both_models_on_identical_days(runs):
         forecast = old.with_history(panel[panel["ds"] < start]).predict(None, h, cfg.evaluation.quantiles, future=test)
         by_hand.append(evaluate_forecasts(fit, test, forecast, cfg.evaluation.quantiles)["wrmsse"])
     assert [o["champion"] for o in verdict(tmp, "2")["evidence"][0]["per_origin"]] == pytest.approx(by_hand)
+
+    same = lifecycle.compare(cfg, "2", "2")
+    assert not same.promote and same.evidence[0]["difference"] == 0
+    assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
+    # The version's recorded comparison with the best peer is applied, as the pipeline applied it.
+    assert same.evidence[-1] == verdict(tmp, "2")["evidence"][-1]
+    assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(runs):

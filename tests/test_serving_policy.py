@@ -43,7 +43,7 @@ def by_hand(forecaster, it, cfg) -> tuple[np.ndarray, dict]:
     n = cfg.inventory.num_sample_paths
     paths = forecaster.sample([it["sku"]], L + R, n, cfg.seed)[0]
     level = 0.55 + (0.95 - 0.5) / (0.99 - 0.5) * (0.995 - 0.55)
-    assert it["service_level"] == 0.95 and level == pytest.approx(0.958673, abs=1e-6)
+    assert it["service_level"] == 0.95
     S = np.sort(paths.sum(axis=1))[math.ceil(level * n) - 1]
     expected = paths.sum(axis=1).mean()
     return paths, {

@@ -100,6 +100,8 @@ class Forecaster(ABC):
         if "kind" in cls.__dict__:
             FAMILIES[cls.kind] = cls
         if "candidates" in cls.__dict__:
+            if taken := [n for n in cls.candidates if CANDIDATES.get(n, cls) is not cls]:
+                raise TypeError(f"{cls.__name__} offers candidate names that another family has: {taken}")
             CANDIDATES.update(dict.fromkeys(cls.candidates, cls))
 
     def __init__(self, history: pd.DataFrame, calibration: Calibration | None = None):

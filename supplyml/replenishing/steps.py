@@ -20,8 +20,8 @@ OUTPUT = "policy"  # the pipeline output that holds its registration
 
 
 def _evidence(cfg: Config, panel_in: str, model_in: str):
-    """The held-out origins' reviews on the forecaster's sample paths (seeded: train and evaluate see the
-    same), and the config planned for the panel."""
+    """The held-out origins' reviews on the forecaster's sample paths, and the config planned for the panel.
+    Train and evaluate each draw them, with the same seed: the same paths on the same kind of device."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
 
     panel = pd.read_parquet(panel_in)
