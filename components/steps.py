@@ -182,22 +182,23 @@ def recommend_register(
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def policy_train(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model]) -> str:
+def policy_train(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model], reviews: Output[Dataset]) -> str:
     import json
 
     from supplyml.config import Config
     from supplyml.replenishing import steps
 
-    return json.dumps(steps.train(Config.from_json(config_json), panel.path, model.path, json.loads(lineage)))
+    cfg = Config.from_json(config_json)
+    return json.dumps(steps.train(cfg, panel.path, model.path, json.loads(lineage), reviews.path))
 
 
-def policy_evaluate(config_json: str, trained: str, panel: Input[Dataset], model: Input[Model]) -> str:
+def policy_evaluate(config_json: str, trained: str, panel: Input[Dataset], reviews: Input[Dataset]) -> str:
     import json
 
     from supplyml.config import Config
     from supplyml.replenishing import steps
 
-    return json.dumps(steps.evaluate(Config.from_json(config_json), panel.path, model.path, json.loads(trained)))
+    return json.dumps(steps.evaluate(Config.from_json(config_json), panel.path, reviews.path, json.loads(trained)))
 
 
 def policy_register(config_json: str, lineage: str, trained: str, evaluation: str) -> NamedTuple(

@@ -115,10 +115,20 @@ def build(cfg: Config):
     def policies(config_json, lineage, panel, forecaster):
         """The learned policy, trained on this forecaster's paths over the test window (the evaluation's
         evidence), judged there on actual demand, registered."""
-        data = {"panel": panel.outputs["panel"], "model": forecaster.outputs["model"]}
-        trained = gpu(policy_train(config_json=config_json, lineage=lineage, **data))
-        scored = policy_evaluate(config_json=config_json, trained=trained.output, **data)
-        registered = policy_register(config_json=config_json, lineage=lineage, trained=trained.output, evaluation=scored.output)
+        trained = gpu(
+            policy_train(
+                config_json=config_json, lineage=lineage, panel=panel.outputs["panel"], model=forecaster.outputs["model"]
+            )
+        )
+        scored = policy_evaluate(
+            config_json=config_json,
+            trained=trained.outputs["Output"],
+            panel=panel.outputs["panel"],
+            reviews=trained.outputs["reviews"],
+        )
+        registered = policy_register(
+            config_json=config_json, lineage=lineage, trained=trained.outputs["Output"], evaluation=scored.output
+        )
         mlflow_login(trained, scored, registered)
         return registered
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -19,25 +21,24 @@ log = logging.getLogger(__name__)
 OUTPUT = "policy"  # the pipeline output that holds its registration
 
 
-def _evidence(cfg: Config, panel_in: str, model_in: str):
-    """The held-out origins' reviews on the forecaster's sample paths, and the config planned for the panel.
-    Train and evaluate each draw them, with the same seed: the same paths on the same kind of device."""
-    from supplyml.replenishing import lifecycle as policy_lifecycle
-
+def _planned(cfg: Config, panel_in: str) -> tuple[Config, pd.DataFrame, list[pd.Timestamp]]:
+    """The config planned for the panel, the panel, and its held-out origins."""
     panel = pd.read_parquet(panel_in)
     cfg = plan(cfg, history_days(panel["ds"]))
-    starts = Split.from_panel(panel, cfg.features).origins()
-    return cfg, starts, policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
+    return cfg, panel, Split.from_panel(panel, cfg.features).origins()
 
 
-def train(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
+def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out: str) -> dict:
     """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews and log it
-    to its own run; returns the run id and the logged model's URI."""
+    to its own run; returns the run id and the logged model's URI. The reviews (actual demand and the paths
+    drawn at each) go to `reviews_out`, so evaluate judges on exactly these without drawing them again."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
     from supplyml.replenishing import real
 
     tracking.setup_tracking(cfg)
-    cfg, starts, reviews = _evidence(cfg, panel_in, model_in)
+    cfg, panel, starts = _planned(cfg, panel_in)
+    reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
+    Path(reviews_out).write_bytes(pickle.dumps(reviews))
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=lineage_tags(lineage)) as run:
         mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
@@ -47,13 +48,14 @@ def train(cfg: Config, panel_in: str, model_in: str, lineage: dict) -> dict:
     return {"run_id": run.info.run_id, "model_uri": model_uri}
 
 
-def evaluate(cfg: Config, panel_in: str, model_in: str, trained: dict) -> dict:
+def evaluate(cfg: Config, panel_in: str, reviews_in: str, trained: dict) -> dict:
     """Judge the trained policy on actual demand at the same reviews against the served textbook policy and
     the champion policy (the gate); the tables and verdicts go to its run."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
 
     tracking.setup_tracking(cfg)
-    cfg, starts, reviews = _evidence(cfg, panel_in, model_in)
+    cfg, _, starts = _planned(cfg, panel_in)
+    reviews = pickle.loads(Path(reviews_in).read_bytes())  # train's, written by this same code
     model = mlflow.pyfunc.load_model(trained["model_uri"]).unwrap_python_model().policy
     verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
     log.info(
