@@ -1,5 +1,7 @@
 """A learned policy really learns: PPO from stable-baselines3 on Zipkin's lead-time-1 instance."""
 
+import tempfile
+
 import pytest
 
 from supplyml.config import Config
@@ -25,3 +27,10 @@ def test_ppo_learns_a_policy_near_the_optimum_and_better_than_standard_base_stoc
 def test_an_unknown_algorithm_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown algorithm 'a2c'; choose one of \\['dqn', 'ppo'\\]"):
         train("a2c", known.environment(known.instance(1), 2, seed=0), {}, 1000, seed=0)
+
+
+def test_training_leaves_no_logger_folder_behind(tmp_path, monkeypatch):
+    # SB3's default logger makes an empty tempdir/SB3-<time> folder per fit and never removes it.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    train("dqn", known.environment(known.instance(1), 2, seed=0), {}, 200, seed=0)
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 
 from supplyml.replenishing.env import ReplenishmentEnv, StableBaselinesEnv
 
@@ -51,6 +52,8 @@ def train(algorithm: str, env: ReplenishmentEnv, params: dict, timesteps: int, s
     if width is not None:
         params["policy_kwargs"] = {"net_arch": [width, width]}
     model = ALGORITHMS[algorithm].cls("MlpPolicy", StableBaselinesEnv(env, seed), seed=seed, device=device(), verbose=0, **params)
+    # A logger with no outputs: SB3's default makes an empty temp folder per fit and never removes it.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     return model.learn(total_timesteps=timesteps)
 
 
