@@ -151,11 +151,12 @@ def test_3_the_gate_scored_both_models_on_identical_days(runs):
         by_hand.append(evaluate_forecasts(fit, test, forecast, cfg.evaluation.quantiles)["wrmsse"])
     assert [o["champion"] for o in verdict(tmp, "2")["evidence"][0]["per_origin"]] == pytest.approx(by_hand)
 
-    same = lifecycle.compare(cfg, "2", "2")
+    # Version 1 (seasonal naive), not 2: re-anchoring AutoETS at every origin, twice, took 78 s alone.
+    same = lifecycle.compare(cfg, "1", "1")
     assert not same.promote and same.evidence[0]["difference"] == 0
     assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
     # The version's recorded comparison with the best peer is applied, as the pipeline applied it.
-    assert same.evidence[-1] == verdict(tmp, "2")["evidence"][-1]
+    assert same.evidence[-1] == verdict(tmp, "1")["evidence"][-1]
     assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
 
 
