@@ -96,10 +96,9 @@ def _print_summary(cfg, outputs: dict) -> None:
     """Each family's figures and verdict (a family the run left out has no output), then the champions."""
     registered = {}
     for family in families.FAMILIES.values():
-        steps = family.part("steps")
-        if steps.OUTPUT in outputs:
-            print(steps.summary(cfg, outputs))
-            registered[family.name] = json.loads(outputs[steps.OUTPUT])
+        if family.output in outputs:
+            print(family.part("steps").summary(cfg, outputs))
+            registered[family.name] = json.loads(outputs[family.output])
     champions = ", ".join(
         f"{r['name']} version {r['champion']}" if r["champion"] else f"no {r['name']}" for r in registered.values()
     )

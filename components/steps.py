@@ -1,13 +1,11 @@
-"""One KFP component per pipeline step. Each body only unpacks KFP inputs and calls one step:
-`supplyml.steps` (shared) or its family's `steps` module.
+"""The shared pipeline steps as KFP components; each family's are in `components.<its package>`. Each
+body only unpacks KFP inputs and calls one step of `supplyml.steps`.
 
 KFP ships each function's source on its own, so imports live inside the bodies. Data moves between
 steps only as artifacts; small facts (lineage, params, metrics) move as JSON strings.
 """
 
-from typing import NamedTuple
-
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Output
 
 
 def ingest(config_json: str, root: str, pipeline_run_id: str, raw: Output[Dataset]) -> str:
@@ -78,140 +76,6 @@ def tune_best(config_json: str, lineage: str, family: str, run_id: str) -> str:
     from supplyml.config import Config
 
     return json.dumps(steps.tune_best(Config.from_json(config_json), json.loads(lineage), run_id, family))
-
-
-def train(config_json: str, lineage: str, best: str, panel: Input[Dataset], model: Output[Model]) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.forecasting import steps
-
-    return steps.train(Config.from_json(config_json), panel.path, json.loads(best), json.loads(lineage), model.path)
-
-
-def evaluate(
-    config_json: str, run_id: str, panel: Input[Dataset], model: Input[Model], report: Output[HTML], metrics: Output[Metrics]
-) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.forecasting import steps
-
-    result = steps.evaluate(Config.from_json(config_json), panel.path, model.path, run_id, report.path)
-    for name, row in result["metrics"].items():
-        for metric, value in row.items():
-            metrics.log_metric(f"{name}.{metric}", value)
-    return json.dumps(result)
-
-
-def register(
-    config_json: str, lineage: str, run_id: str, evaluation: str, panel: Input[Dataset], model: Input[Model]
-) -> NamedTuple("Registered", registration=str, promoted=str):
-    import json
-    from typing import NamedTuple
-
-    from supplyml.config import Config
-    from supplyml.forecasting import steps
-
-    result = steps.register(
-        Config.from_json(config_json), panel.path, model.path, run_id, json.loads(evaluation), json.loads(lineage)
-    )
-    # A string, so `dsl.If` compares it the same way locally and on Kubeflow.
-    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
-
-
-def interactions(config_json: str, lineage: str, raw: Input[Dataset], purchases: Output[Dataset], items: Output[Dataset]) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.recommending import steps
-
-    summary = steps.interactions(Config.from_json(config_json), raw.path, purchases.path, items.path)
-    purchases.metadata.update(summary)
-    return json.dumps({**json.loads(lineage), "customers": summary["customers"]})
-
-
-def recommend_train(
-    config_json: str, lineage: str, best: str, purchases: Input[Dataset], items: Input[Dataset], model: Output[Model]
-) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.recommending import steps
-
-    return steps.train(
-        Config.from_json(config_json), purchases.path, items.path, json.loads(best), json.loads(lineage), model.path
-    )
-
-
-def recommend_evaluate(
-    config_json: str,
-    run_id: str,
-    purchases: Input[Dataset],
-    items: Input[Dataset],
-    raw: Input[Dataset],
-    panel: Input[Dataset],
-    model: Input[Model],
-    report: Output[HTML],
-    metrics: Output[Metrics],
-) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.recommending import steps
-
-    result = steps.evaluate(
-        Config.from_json(config_json), purchases.path, items.path, raw.path, panel.path, model.path, run_id, report.path
-    )
-    for name, row in result["metrics"].items():
-        for metric, value in row.items():
-            metrics.log_metric(f"{name}.{metric}", value)
-    return json.dumps(result)
-
-
-def recommend_register(
-    config_json: str, run_id: str, evaluation: str, purchases: Input[Dataset], items: Input[Dataset]
-) -> NamedTuple("Registered", registration=str, promoted=str):
-    import json
-    from typing import NamedTuple
-
-    from supplyml.config import Config
-    from supplyml.recommending import steps
-
-    result = steps.register(Config.from_json(config_json), purchases.path, items.path, run_id, json.loads(evaluation))
-    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
-
-
-def policy_train(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model], reviews: Output[Dataset]) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.replenishing import steps
-
-    cfg = Config.from_json(config_json)
-    return json.dumps(steps.train(cfg, panel.path, model.path, json.loads(lineage), reviews.path))
-
-
-def policy_evaluate(config_json: str, trained: str, panel: Input[Dataset], reviews: Input[Dataset]) -> str:
-    import json
-
-    from supplyml.config import Config
-    from supplyml.replenishing import steps
-
-    return json.dumps(steps.evaluate(Config.from_json(config_json), panel.path, reviews.path, json.loads(trained)))
-
-
-def policy_register(config_json: str, lineage: str, trained: str, evaluation: str) -> NamedTuple(
-    "Registered", registration=str, promoted=str
-):
-    import json
-    from typing import NamedTuple
-
-    from supplyml.config import Config
-    from supplyml.replenishing import steps
-
-    result = steps.register(Config.from_json(config_json), json.loads(trained), json.loads(evaluation), json.loads(lineage))
-    return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
 def package(config_json: str) -> str:

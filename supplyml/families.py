@@ -1,6 +1,7 @@
-"""The model families: the one place that names them. The CLI, the tuning steps and packaging iterate
-over FAMILIES and reach a family's parts by their module names, so a new family is one package of the
-same shape plus one entry here (CONTRIBUTING.md, "Adding a model family").
+"""The model families: the one place that names them. The CLI, the pipeline, the tuning steps and
+packaging iterate over FAMILIES and reach a family's parts by their module names, so a new family is
+one package of the same shape, its KFP components (`components.<package>`, with its branch of the
+training pipeline) and one entry here (CONTRIBUTING.md, "Adding a model family").
 
 A family's package has, where they apply: `search` (`tuning_search(cfg, frame, data_md5)`, the
 Optuna search its tune steps run), `steps` (its pipeline steps), `lifecycle` (its gate), `bench`
@@ -21,6 +22,7 @@ class Family:
     name: str  # `--family NAME`, the tuning study's family
     package: str  # its package: parts are imported from it on first use (they import torch, Lightning, ...)
     registered: str  # the `registry.*` field naming its MLflow model
+    output: str  # the training pipeline's output that holds its registration (its steps' `summary` reads it)
     served_as: str  # its model's role in the Bento (`serving/`): the forecaster, or an optional extra
     listed: tuple[str, ...]  # the held-out figures `supplyml model list` shows per version
     judged_by_owner: bool  # `supplyml model compare` and `promote` re-judge its versions; else only the pipeline's gate
@@ -39,6 +41,7 @@ FAMILIES = {
     for f in (
         Family(
             name="forecast",
+            output="registration",
             package="supplyml.forecasting",
             registered="model_name",
             served_as="forecaster",
@@ -49,6 +52,7 @@ FAMILIES = {
         ),
         Family(
             name="recommend",
+            output="recommendation",
             package="supplyml.recommending",
             registered="recommender_name",
             served_as="recommender",
@@ -59,6 +63,7 @@ FAMILIES = {
         ),
         Family(
             name="policy",
+            output="policy",
             package="supplyml.replenishing",
             registered="policy_name",
             served_as="policy",

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import gate, planning, tracking
+from supplyml import families, gate, planning, tracking
 from supplyml.config import Config
 from supplyml.features import Split, history_days, plan
 from supplyml.forecasting import backtest, lifecycle, load
@@ -20,7 +20,7 @@ from supplyml.forecasting.train import train_final
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = "registration"  # the pipeline output that holds its registration (and `summary` reads)
+OUTPUT = families.get("forecast").output  # the pipeline output that holds its registration
 POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import gate, tracking
+from supplyml import families, gate, tracking
 from supplyml.config import Config
 from supplyml.recommending import lifecycle as recommend_lifecycle
 from supplyml.recommending.interactions import interactions as purchases
@@ -18,7 +18,7 @@ from supplyml.recommending.interactions import item_table, purchase_lines, split
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = "recommendation"  # the pipeline output that holds its registration
+OUTPUT = families.get("recommend").output  # the pipeline output that holds its registration
 
 
 def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:

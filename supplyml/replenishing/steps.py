@@ -11,14 +11,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import registry, tracking
+from supplyml import families, registry, tracking
 from supplyml.config import Config
 from supplyml.features import Split, history_days, plan
 from supplyml.forecasting import backtest, load
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = "policy"  # the pipeline output that holds its registration
+OUTPUT = families.get("policy").output  # the pipeline output that holds its registration
 
 
 def _planned(cfg: Config, panel_in: str) -> tuple[Config, pd.DataFrame, list[pd.Timestamp]]:
