@@ -14,6 +14,7 @@ from pydantic import (
 
 from supplyml import planning
 from supplyml.config import load_config
+from supplyml.data import FLAGS
 
 # The config in the Bento, then serve-time overrides in the --set syntax.
 CONFIG = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", "")))
@@ -65,7 +66,7 @@ P_LINEAGE = (
     {"X-Supplyml-Policy": str(P_META["model_name"]), "X-Supplyml-Policy-Version": str(P_META["model_version"])} if P_META else {}
 )
 # Flags the model learnt from (all, for a Bento packaged before this was recorded).
-TRAINED_FLAGS = set(META.get("trained_flags", ",".join(planning.FLAGS)).split(",")) - {""}
+TRAINED_FLAGS = set(META.get("trained_flags", ",".join(FLAGS)).split(",")) - {""}
 COUNTED = {
     "/forecast": ("skus", SERVING.max_skus, "serving.max_skus"),
     "/replenish": ("items", SERVING.max_items, "serving.max_items"),

@@ -54,6 +54,8 @@ def text_columns(cfg: DataConfig) -> list[str]:
 # ---------------------------------------------------------------- daily panel input
 
 PANEL_REQUIRED = ("unique_id", "ds", "y")
+FLAGS = ("promo", "event")  # 0/1 daily flags a shop knows in advance: a forecaster may read them for future days
+DAILY_COLUMNS = [*PANEL_REQUIRED, "price", *FLAGS]  # the featurized panel, one row per series and day
 
 
 def explicit_panel_columns(pc: PanelColumns) -> set[str]:

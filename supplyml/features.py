@@ -11,6 +11,8 @@ import pandas as pd
 
 from supplyml.config import Config, DataConfig, FeatureConfig
 from supplyml.data import (
+    DAILY_COLUMNS,
+    FLAGS,
     DataError,
     is_product,
     panel_mapping,
@@ -22,8 +24,6 @@ from supplyml.data import (
 )
 
 log = logging.getLogger(__name__)
-
-DAILY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 
 
 def to_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
             )
     daily = values[["unique_id", "ds", "y"]].assign(
         price=values["price"] if "price" in values else np.nan,
-        **{role: values[role].fillna(0.0) if role in values else 0.0 for role in ("promo", "event")},
+        **{role: values[role].fillna(0.0) if role in values else 0.0 for role in FLAGS},
     )
     log.info(
         "panel input: %d rows, %d series%s",
@@ -215,7 +215,7 @@ def panel_rules(raw: pd.DataFrame, used: dict[str, str]) -> tuple[pd.DataFrame, 
             "Leave a price empty where it is unknown.",
             [col],
         )
-    for role in ("promo", "event"):
+    for role in FLAGS:
         if role in used:
             col = used[role]
             values[role] = flag = parse_flag(raw[col])

@@ -17,13 +17,13 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
+from supplyml.data import FLAGS
 from supplyml.forecasting import Forecaster
 from supplyml.forecasting.metrics import quantile_col
 from supplyml.inventory import base_stock, classical
 
 DECIMALS = 4  # sample means carry no more precision than this
 BASE_STOCK, CLASSICAL, LEARNED = "base_stock", "classical", "learned"  # who decides a replenishment order
-FLAGS = ("promo", "event")
 QUANTILES = [0.05, 0.5, 0.95]  # levels answered when a caller names none
 
 

@@ -26,7 +26,7 @@ from great_expectations.data_context.types.base import (
 )
 
 from supplyml.config import Config, DataConfig
-from supplyml.data import PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping, read_table
+from supplyml.data import FLAGS, PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping, read_table
 from supplyml.features import build_panel, panel_rules, to_daily
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ def validate_panel(
             gxe.ExpectColumnValuesToNotBeNull(column="price"),
             gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True),
         ]
-    for col in ("promo", "event"):
+    for col in FLAGS:
         if col in present:
             exps += [
                 gxe.ExpectColumnValuesToNotBeNull(column=col),

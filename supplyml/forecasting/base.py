@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from supplyml.data import DAILY_COLUMNS, FLAGS
 from supplyml.forecasting.metrics import quantile_col
 
 if TYPE_CHECKING:
     from supplyml.config import Config, ModelConfig
 
-HISTORY_COLUMNS = ["unique_id", "ds", "y", "price", "promo", "event"]
 # The daily quantile function behind sample paths: dense in the tails, where order-up-to levels read.
 LEVEL_GRID = np.array([0.005, 0.01, 0.025, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.975, 0.99, 0.995])
 # Filled as each family's module is imported: kind (what a saved model names) -> class, and selection
@@ -119,7 +119,7 @@ class Forecaster(ABC):
     def _anchor(self, history: pd.DataFrame) -> None:
         """Set the history-derived state; families with more of it extend this. Called on a model
         being built (constructor, `with_history`'s copy), never on one already handed out."""
-        self.history = history[[c for c in HISTORY_COLUMNS if c in history]].sort_values(["unique_id", "ds"], ignore_index=True)
+        self.history = history[[c for c in DAILY_COLUMNS if c in history]].sort_values(["unique_id", "ds"], ignore_index=True)
         self._ids = list(pd.unique(self.history["unique_id"]))
         self._row = {uid: i for i, uid in enumerate(self._ids)}
 
@@ -319,7 +319,7 @@ class Residuals:
 def future_flags(future: pd.DataFrame | None, skus: list[str], dates: pd.DatetimeIndex) -> dict[str, np.ndarray | None]:
     """Promotion and event flags (n, h) of the forecast days, when the caller knows them (else None)."""
     out: dict[str, np.ndarray | None] = {}
-    for col in ("promo", "event"):
+    for col in FLAGS:
         if future is None or col not in future:
             out[col] = None
             continue

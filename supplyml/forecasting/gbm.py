@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from supplyml.data import FLAGS
 from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors, future_flags
 
 LAGS = (7, 14, 28)
-FLAGS = ("promo", "event")
 ROLLING_MEAN_WINDOWS = (7, 28)  # over lag 1
 DATE_FEATURES = ("dayofweek", "month", "day")
 # Days of history before a row has every feature: lag 28 and the 28-day mean of lag 1 need 28.

@@ -10,8 +10,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import families, gate, planning, tracking
+from supplyml import families, gate, tracking
 from supplyml.config import Config
+from supplyml.data import FLAGS
 from supplyml.features import Split, history_days, plan
 from supplyml.forecasting import backtest, lifecycle, load
 from supplyml.forecasting.peers import DEFAULT_PEERS
@@ -33,7 +34,7 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     fit = Split.from_panel(panel, cfg.features).fit(panel)
     # The known-future flags the model learnt from: the server refuses the others instead of feeding a
     # network an input it never saw.
-    flags = ",".join(f for f in planning.FLAGS if fit[f].any())
+    flags = ",".join(f for f in FLAGS if fit[f].any())
     tags = lineage_tags({**lineage, "optuna_study": best["study"], "optuna_trial": best["trial"], "trained_flags": flags})
     with mlflow.start_run(run_name="train", tags=tags) as run:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")

@@ -21,6 +21,7 @@ from supplyml import gate, registry
 from supplyml.config import Config
 from supplyml.evidence import Comparison, compare
 from supplyml.forecasting import Forecaster, backtest
+from supplyml.planning import LEARNED
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -134,7 +135,7 @@ def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) ->
     from supplyml.replenishing import real
 
     current = registry.champion_version(cfg.registry.policy_name)
-    models = {real.LEARNED: model}
+    models = {LEARNED: model}
     if current is not None and json.loads(current.tags[SETTING_TAG]) == setting(cfg):
         models["champion"] = registry.load_policy(cfg.registry.policy_name).policy
     sims = [{**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}} for r in reviews]
@@ -149,7 +150,7 @@ def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) ->
         ignore_index=True,
     )
     base = textbook(cfg, units)
-    ours = {k: float(table.loc[real.LEARNED, k]) for k in FIGURES}
+    ours = {k: float(table.loc[LEARNED, k]) for k in FIGURES}
     ours["cost_vs_textbook"] = ours["total_cost"] / float(table.loc[base["simulation"], "total_cost"]) - 1
     ours["csl_shortfall"] = max(0.0, cfg.inventory.service_level - ours["cycle_service_level"])
     promote, reasons = gate.check(
@@ -164,12 +165,12 @@ def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) ->
         ours,
         None,
     )
-    won, why, comparisons = versus(cfg, units, real.LEARNED, base["simulation"])
+    won, why, comparisons = versus(cfg, units, LEARNED, base["simulation"])
     promote, reasons, evidence = promote and won, [*reasons, *why], comparisons
     champion, rejudged = None, {"retire": False, "reasons": []}
     if "champion" in models:
         champion = {k: float(table.loc["champion", k]) for k in FIGURES}
-        won, why, comparisons = versus(cfg, units, real.LEARNED, "champion")
+        won, why, comparisons = versus(cfg, units, LEARNED, "champion")
         promote, reasons, evidence = promote and won, [*reasons, *why], [*evidence, *comparisons]
         kept, why, comparisons = versus(cfg, units, "champion", base["simulation"])
         rejudged = {"retire": not kept, "version": str(current.version), "reasons": why, "evidence": comparisons}

@@ -17,8 +17,6 @@ from supplyml.forecasting.backtest import Reviews, policy_simulations
 from supplyml.replenishing.env import UNIT, PathDemand, ReplenishmentEnv, observe, path_features
 from supplyml.replenishing.learned import ALGORITHMS, act, train
 
-LEARNED = "learned"
-
 
 def environment(r: Reviews, cfg: Config, seed: int) -> ReplenishmentEnv:
     inv = cfg.inventory
