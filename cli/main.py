@@ -55,9 +55,10 @@ def pipeline_run(args) -> int:
     warnings.filterwarnings("ignore", message=".*non-Python base image")
     log.warning("kfp.local ignores GPU requests, caching and retries; the compiled pipeline keeps them")
     log_path = Path(cfg.pipeline.root) / "logs" / f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.log"
+    pipeline = build(cfg)  # before the step log takes the terminal: what it says (a branch left out) is shown
     try:
         with progress.steps(log_path):
-            run = build(cfg)(config_json=cfg.to_json(), root=str(Path.cwd()))
+            run = pipeline(config_json=cfg.to_json(), root=str(Path.cwd()))
     except RuntimeError as e:
         step = re.search(r"Inner task failed: \W*(\w+)", progress.ANSI.sub("", str(e)))
         if not step:  # not a task's failure: kfp.local itself, so say what it said

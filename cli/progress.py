@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# kfp.local's public log lines around each task (kfp.local.task_dispatcher, orchestrator).
+# kfp.local's public log lines around each task (kfp.local.task_dispatcher, orchestrator). kfp puts
+# conditions on its own groups only, so a step of ours is skipped only when an upstream step failed.
 STARTED = re.compile(r"Executing task '([\w-]+)'")
 ENDED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
-SKIPPED = re.compile(r"Skipping (?:conditional )?task '?([\w-]+)'?")
+SKIPPED = re.compile(r"Skipping (conditional )?task '?([\w-]+)'?")
 # The groups kfp names itself (an If, an If/Elif chain, a ParallelFor): a skipped one is no step of ours.
 GROUP = re.compile(r"(condition|condition-branches|for-loop)-\d+")
 TAIL = 200  # lines of a failed task's log shown on the terminal: its traceback, and why
@@ -56,8 +57,9 @@ class StepLog(io.TextIOBase):
             self._say(f"  {name:<24} {status.lower():<8} {seconds:7.1f} s")
             if status != "SUCCESS":
                 self.failed = name
-        elif (m := SKIPPED.search(line)) and not GROUP.fullmatch(m.group(1)):
-            self._say(f"  {m.group(1):<24} skipped (its condition is false)")
+        elif (m := SKIPPED.search(line)) and not GROUP.fullmatch(m.group(2)):
+            why = "its condition is false" if m.group(1) else "an upstream step failed"
+            self._say(f"  {m.group(2):<24} skipped ({why})")
         elif line.strip():
             self.tail.append(line)
 

@@ -61,8 +61,11 @@ def register(
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def skipped(cfg: "Config") -> "str | None":
-    """Why this config has no forecaster branch: never, every Bento serves a forecaster."""
+SWITCH = None  # no `pipeline.*` flag turns it off: every Bento serves a forecaster
+
+
+def unavailable(cfg: "Config") -> "str | None":
+    """Why this data can have no forecaster branch: never (validation stops data it cannot forecast)."""
     return None
 
 

@@ -80,9 +80,12 @@ def recommend_register(
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def skipped(cfg: "Config") -> "str | None":
-    """Why this config has no recommender branch, or None."""
-    return "pipeline.recommend is false" if not cfg.pipeline.recommend else cfg.no_customers()
+SWITCH = "recommend"  # the `pipeline.*` flag that turns its branch on
+
+
+def unavailable(cfg: "Config") -> "str | None":
+    """Why this data can have no recommender branch (a daily panel, order lines without customers), or None."""
+    return cfg.no_customers()
 
 
 def branch(w: "Wiring") -> "Branch":

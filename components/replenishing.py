@@ -51,9 +51,12 @@ def policy_register(config_json: str, lineage: str, trained: str, evaluation: st
     return NamedTuple("Registered", registration=str, promoted=str)(json.dumps(result), str(result["promoted"]).lower())
 
 
-def skipped(cfg: "Config") -> "str | None":
-    """Why this config has no learned-policy branch, or None."""
-    return None if cfg.pipeline.policy else "pipeline.policy is false"
+SWITCH = "policy"  # the `pipeline.*` flag that turns its branch on
+
+
+def unavailable(cfg: "Config") -> "str | None":
+    """Why this data can have no learned-policy branch: never (it learns on the forecaster's paths)."""
+    return None
 
 
 def branch(w: "Wiring") -> "Branch":

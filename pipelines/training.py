@@ -1,5 +1,5 @@
 """The training pipeline: the shared steps, one branch per model family, then one Bento of the
-champions. Wiring only: a family's steps and its branch are in `components.<its package>`."""
+champions. Wiring only: a family's steps and its branch are in `components.<its package's name>`."""
 
 import importlib
 import logging
@@ -9,38 +9,43 @@ from typing import NamedTuple
 from kfp import dsl
 
 from components import steps
-from pipelines.wiring import Wiring
+from pipelines.wiring import Wiring, component
 from supplyml.config import Config
 from supplyml.families import FAMILIES
 
 log = logging.getLogger(__name__)
 
 
-def wired(cfg: Config) -> dict[str, ModuleType]:
+def wired(cfg: Config) -> tuple[Config, dict[str, ModuleType]]:
     """The components module of each family this config has a branch for, in FAMILIES order (the
-    forecaster first: every Bento serves it, and later branches may read its tasks)."""
+    forecaster first: every Bento serves it, and later branches may read its tasks); and the config,
+    with the flag of a branch the data cannot have turned off."""
     modules = {}
     for family in FAMILIES.values():
         module = importlib.import_module(f"components.{family.package.rsplit('.', 1)[-1]}")
-        if why := module.skipped(cfg):
-            log.warning("no %s branch: %s", family.name, why)
-        else:
-            modules[family.name] = module
-    return modules
+        if module.SWITCH and not getattr(cfg.pipeline, module.SWITCH):
+            continue  # the user turned it off
+        if why := module.unavailable(cfg):
+            log.warning("no %s branch: %s", family.served_as, why)
+            if module.SWITCH:
+                cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={module.SWITCH: False})})
+            continue
+        modules[family.name] = module
+    return cfg, modules
 
 
 def build(cfg: Config):
     """The pipeline for this config. Components take their image from config, so the same code runs
     locally on `kfp.local` and on a cluster. Only ops that `kfp.local` also runs are used here."""
-    modules = wired(cfg)
+    cfg, modules = wired(cfg)
     names = [name for module in modules.values() for name in module.OUTPUTS]
     Outputs = NamedTuple("Outputs", [(name, str) for name in [*names, "bento"]])
 
+    def op(func):
+        return component(cfg, func)
+
     @dsl.pipeline(name=cfg.pipeline.name, description="Order lines to each model family's champion, served in one Bento")
     def training(config_json: str = cfg.to_json(), root: str = "/app") -> Outputs:
-        def op(func):
-            return dsl.component(func, base_image=cfg.pipeline.image, install_kfp_package=False)
-
         raw = op(steps.ingest)(config_json=config_json, root=root, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         checked = op(steps.validate)(config_json=config_json, lineage=raw.outputs["Output"], raw=raw.outputs["raw"])
         panel = op(steps.featurize)(config_json=config_json, lineage=checked.outputs["Output"], raw=raw.outputs["raw"])

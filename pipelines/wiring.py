@@ -12,10 +12,15 @@ from components import steps
 from supplyml.config import OPTUNA_STORAGE_ENV, Config
 
 
+def component(cfg: Config, func):
+    """A KFP component of `func` in the configured image (the same code runs locally and on a cluster)."""
+    return dsl.component(func, base_image=cfg.pipeline.image, install_kfp_package=False)
+
+
 @dataclass
 class Branch:
     registered: Any  # its register task: outputs "registration" and "promoted"
-    outputs: dict[str, Any]  # the pipeline outputs it adds, by name (its steps module's OUTPUT among them)
+    outputs: dict[str, Any]  # the pipeline outputs it adds, by name (its Family.output among them)
     tasks: dict[str, Any] = field(default_factory=dict)  # tasks a later family's branch reads, by step
 
 
@@ -29,7 +34,7 @@ class Wiring:
     branches: dict[str, Branch] = field(default_factory=dict)  # by family name, in FAMILIES order
 
     def component(self, func):
-        return dsl.component(func, base_image=self.cfg.pipeline.image, install_kfp_package=False)
+        return component(self.cfg, func)
 
     def gpu(self, task):
         # Honoured by Kubeflow; kfp.local ignores resource requests and Lightning falls back to CPU. GPU

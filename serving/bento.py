@@ -13,8 +13,8 @@ from pydantic import (
 )
 
 from supplyml import planning
+from supplyml.columns import FLAGS
 from supplyml.config import load_config
-from supplyml.data import FLAGS
 
 # The config in the Bento, then serve-time overrides in the --set syntax.
 CONFIG = load_config(overrides=shlex.split(os.environ.get("SUPPLYML_SET", "")))

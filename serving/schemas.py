@@ -185,7 +185,7 @@ class SkuForecast(BaseModel):
 
 class Decision(BaseModel):
     sku: str
-    policy: Literal["base_stock", "classical", "learned"] = Field(
+    policy: Literal[planning.BASE_STOCK, planning.CLASSICAL, planning.LEARNED] = Field(  # type: ignore[valid-type]
         description="who decided order_quantity; for the learned policy the other figures (base stock's S among them) "
         "describe the forecast, for the classical policy its own level"
     )

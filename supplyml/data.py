@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from supplyml.columns import PANEL_REQUIRED
 from supplyml.config import DataConfig, PanelColumns
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ def text_columns(cfg: DataConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------- daily panel input
-
-PANEL_REQUIRED = ("unique_id", "ds", "y")
-FLAGS = ("promo", "event")  # 0/1 daily flags a shop knows in advance: a forecaster may read them for future days
-DAILY_COLUMNS = [*PANEL_REQUIRED, "price", *FLAGS]  # the featurized panel, one row per series and day
 
 
 def explicit_panel_columns(pc: PanelColumns) -> set[str]:

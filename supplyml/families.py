@@ -1,7 +1,7 @@
 """The model families: the one place that names them. The CLI, the pipeline, the tuning steps and
 packaging iterate over FAMILIES and reach a family's parts by their module names, so a new family is
-one package of the same shape, its KFP components (`components.<package>`, with its branch of the
-training pipeline) and one entry here (CONTRIBUTING.md, "Adding a model family").
+one package of the same shape, its KFP components (`components/<its package's last name>.py`, with its
+branch of the training pipeline) and one entry here (CONTRIBUTING.md, "Adding a model family").
 
 A family's package has, where they apply: `search` (`tuning_search(cfg, frame, data_md5)`, the
 Optuna search its tune steps run), `steps` (its pipeline steps), `lifecycle` (its gate), `bench`

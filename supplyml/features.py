@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from supplyml.columns import DAILY_COLUMNS, FLAGS, PANEL_REQUIRED
 from supplyml.config import Config, DataConfig, FeatureConfig
 from supplyml.data import (
-    DAILY_COLUMNS,
-    FLAGS,
     DataError,
     is_product,
     panel_mapping,
@@ -103,7 +102,7 @@ def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
                 f"{cfg.path}: column {column!r}: {int(rows.sum())} of {len(raw)} rows {problem}, "
                 f"e.g. {examples} (row 0 is the first data row). {fix}"
             )
-    daily = values[["unique_id", "ds", "y"]].assign(
+    daily = values[list(PANEL_REQUIRED)].assign(
         price=values["price"] if "price" in values else np.nan,
         **{role: values[role].fillna(0.0) if role in values else 0.0 for role in FLAGS},
     )

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from supplyml.data import FLAGS
+from supplyml.columns import FLAGS
 from supplyml.forecasting import Forecaster
 from supplyml.forecasting.metrics import quantile_col
 from supplyml.inventory import base_stock, classical

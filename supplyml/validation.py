@@ -25,8 +25,9 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
+from supplyml.columns import FLAGS, PANEL_REQUIRED
 from supplyml.config import Config, DataConfig
-from supplyml.data import FLAGS, PANEL_REQUIRED, DataError, explicit_panel_columns, panel_mapping, read_table
+from supplyml.data import DataError, explicit_panel_columns, panel_mapping, read_table
 from supplyml.features import build_panel, panel_rules, to_daily
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from supplyml.data import DAILY_COLUMNS, FLAGS
+from supplyml.columns import DAILY_COLUMNS, FLAGS
 from supplyml.forecasting.metrics import quantile_col
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supplyml.data import FLAGS
+from supplyml.columns import FLAGS
 from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors, future_flags
 
 LAGS = (7, 14, 28)

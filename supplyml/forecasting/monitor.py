@@ -25,6 +25,7 @@ import mlflow
 import pandas as pd
 
 from supplyml import registry, tracking
+from supplyml.columns import DAILY_COLUMNS, FLAGS
 from supplyml.config import Config, MonitorConfig
 from supplyml.data import DataError, data_version
 from supplyml.forecasting import Forecaster
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # (Evidently's own default for large samples), against monitor.covariate_drift_distance.
 SERIES_TEST = "ks"
 COVARIATE_TEST = "wasserstein"
-COVARIATES = ["y", "price", "promo", "event"]
+COVARIATES = DAILY_COLUMNS[2:]  # y, price and the flags
 HEADLINE = ["wrmsse", "wspl", "coverage_50", "coverage_95"]
 SHOWN = 10  # drifted series named in log lines; the report and monitor.json list them all
 
@@ -141,7 +142,7 @@ def new_window(panel: pd.DataFrame, champion: Forecaster, horizon: int, source: 
         )
     grid = pd.MultiIndex.from_product([sorted(rows["unique_id"].unique()), days], names=["unique_id", "ds"])
     window = rows.set_index(["unique_id", "ds"]).reindex(grid)
-    window[["y", "promo", "event"]] = window[["y", "promo", "event"]].fillna(0.0)
+    window[["y", *FLAGS]] = window[["y", *FLAGS]].fillna(0.0)
     window["price"] = window.groupby(level="unique_id")["price"].bfill()
     log.info(
         "new window %s .. %s: %d days, %d of the champion's %d series",

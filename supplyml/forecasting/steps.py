@@ -11,8 +11,8 @@ import mlflow
 import pandas as pd
 
 from supplyml import families, gate, tracking
+from supplyml.columns import FLAGS
 from supplyml.config import Config
-from supplyml.data import FLAGS
 from supplyml.features import Split, history_days, plan
 from supplyml.forecasting import backtest, lifecycle, load
 from supplyml.forecasting.peers import DEFAULT_PEERS
@@ -21,7 +21,6 @@ from supplyml.forecasting.train import train_final
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = families.get("forecast").output  # the pipeline output that holds its registration
 POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical
 
 
@@ -143,7 +142,7 @@ def register(cfg: Config, panel_in: str, model_in: str, run_id: str, evaluation:
 def summary(cfg: Config, outputs: dict) -> str:
     """What `supplyml pipeline run` prints of this family: the held-out figures, the served textbook
     policy, the gate's verdict and the registration."""
-    evaluation, registration = json.loads(outputs["evaluation"]), json.loads(outputs[OUTPUT])
+    evaluation, registration = json.loads(outputs["evaluation"]), json.loads(outputs[families.get("forecast").output])
     decision = evaluation["policy"]
     return "\n".join(
         [

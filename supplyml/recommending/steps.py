@@ -18,7 +18,6 @@ from supplyml.recommending.interactions import item_table, purchase_lines, split
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = families.get("recommend").output  # the pipeline output that holds its registration
 
 
 def interactions(cfg: Config, raw_in: str, frame_out: str, items_out: str) -> dict:
@@ -128,7 +127,7 @@ def register(cfg: Config, frame_in: str, items_in: str, run_id: str, evaluation:
 def summary(cfg: Config, outputs: dict) -> str:
     """What `supplyml pipeline run` prints of this family: the test window's NDCG@10 against popularity
     and the champion, and the registration."""
-    recommendation = json.loads(outputs[OUTPUT])
+    recommendation = json.loads(outputs[families.get("recommend").output])
     verdict = recommendation["verdict"]
     ours = verdict["challenger"]
     against = (

@@ -18,7 +18,6 @@ from supplyml.forecasting import backtest, load
 from supplyml.steps import lineage_tags, register_version
 
 log = logging.getLogger(__name__)
-OUTPUT = families.get("policy").output  # the pipeline output that holds its registration
 
 
 def _planned(cfg: Config, panel_in: str) -> tuple[Config, pd.DataFrame, list[pd.Timestamp]]:
@@ -105,7 +104,7 @@ def register(cfg: Config, trained: dict, evaluation: dict, lineage: dict) -> dic
 def summary(cfg: Config, outputs: dict) -> str:
     """What `supplyml pipeline run` prints of this family: the learned policy's cost and service against
     the served textbook policy, the registration, and a champion it retired."""
-    policy = json.loads(outputs[OUTPUT])
+    policy = json.loads(outputs[families.get("policy").output])
     ours = policy["verdict"]["challenger"]
     promoted = policy["promoted"] and policy.get("champion") == policy["version"]
     lines = [
