@@ -34,6 +34,7 @@ class Args(BaseModel):
 
 
 ARGS = bentoml.use_arguments(Args)
+SETTINGS = ARGS.model_dump(exclude={"forecaster_tag", "recommender_tag", "policy_tag"})  # how answers are computed
 MODEL = bentoml.models.BentoModel(ARGS.forecaster_tag)
 META = dict(bentoml.models.get(MODEL.tag).info.metadata)
 RECOMMENDER = bentoml.models.BentoModel(ARGS.recommender_tag) if ARGS.recommender_tag else None

@@ -234,9 +234,10 @@ class PolicyMetadata(ModelMetadata):
 
 class Metadata(ModelMetadata):
     max_horizon: int
+    ma_window: int
     replenish_samples: int
     seed: int
-    default_policy: Literal["base_stock", "classical"] = Field(
+    default_policy: Literal[planning.BASE_STOCK, planning.CLASSICAL] = Field(  # type: ignore[valid-type]
         planning.BASE_STOCK, description="who decides an item that names no policy, where no learned policy does"
     )
     bento: str | None

@@ -35,6 +35,7 @@ from serving.bento import (
     R_META,
     RECOMMENDER,
     SERVING,
+    SETTINGS,
     TIMEOUT_S,
     TRAINED_FOR,
 )
@@ -188,9 +189,7 @@ class SupplyForecast:
             }
         return {
             **META,
-            "max_horizon": ARGS.max_horizon,
-            "replenish_samples": ARGS.replenish_samples,
-            "seed": ARGS.seed,
+            **SETTINGS,
             "bento": f"{bento.bento_name}:{bento.bento_version}" if bento.bento_name else None,
             "bento_model": str(self.model.tag),
             "skus": self.forecaster.skus,
