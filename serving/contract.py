@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from serving.bento import MAX_HORIZON, META, R_META, TIMEOUT_S, TOKEN, TRAINED_FLAGS
-from serving.schemas import Error, Metadata, Recommendation, RecommendRequest, ServerError, Similar, SimilarRequest
+from pydantic import BaseModel
+
+from serving.bento import TIMEOUT_S, TOKEN
+from serving.schemas import Error, ServerError
 
 REF = "#/components/schemas/{model}"
 
@@ -48,38 +50,31 @@ LINEAGE_DOC = {
         ("X-Supplyml-Data-Md5", "DVC md5 of the training data"),
     )
 }
-RECOMMEND_BODIES_BY_PATH = {"/recommend": (RecommendRequest, Recommendation), "/similar": (SimilarRequest, Similar)}
-RECOMMEND_BODIES = {m.__name__: m for pair in RECOMMEND_BODIES_BY_PATH.values() for m in pair}
-OPERATIONS = {
-    ("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
-    ("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504"),
-    ("/recommend", "post"): ("400", "401", "413", "415", "422", "500", "503", "504"),
-    ("/similar", "post"): ("400", "401", "404", "413", "415", "500", "503", "504"),
-    ("/metadata", "get"): ("401",),
-}
 
 
-def contract(generated: dict, skus: tuple[str, ...], customer: str, item: str) -> dict:
+def contract(generated: dict, parts: list, metadata: type[BaseModel], examples: dict[str, dict]) -> dict:
     """/docs.json: OpenAPI 3.0.3 (what client generators read best), with the real error bodies, the lineage
-    headers, /metadata's answer, examples on the model's `skus` and, when a token is required, the bearer scheme."""
+    headers, /metadata's answer, each part's operations with its `examples` per path and, when a token is
+    required, the bearer scheme."""
     spec = json.loads(json.dumps(generated))
     spec["openapi"] = "3.0.3"
-    recommender = f"; recommendations from {R_META['model_name']} version {R_META['model_version']}" if R_META else ""
+    about = "; ".join(part.ABOUT for part in parts if part.ABOUT)
     spec["info"] = {
         "title": "supplyml",
-        "version": str(META["model_version"]),
-        "description": f"Demand forecasts and replenishment decisions from {META['model_name']} "
-        f"version {META['model_version']}{recommender}",
+        "version": str(parts[0].META["model_version"]),  # the forecaster's: every Bento has one
+        "description": about[:1].upper() + about[1:],
     }
     schemas = spec["components"]["schemas"]
     for stale in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, not these bodies
         schemas.pop(stale)
-    for model in (Error, ServerError, Metadata, *RECOMMEND_BODIES.values()):
+    bodies = {path: pair for part in parts for path, pair in part.BODIES.items()}
+    for model in (Error, ServerError, metadata, *(m for pair in bodies.values() for m in pair)):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    for (path, method), statuses in OPERATIONS.items():
+    operations = {("/metadata", "get"): ("401",), **{op: statuses for part in parts for op, statuses in part.OPERATIONS.items()}}
+    for (path, method), statuses in operations.items():
         operation = spec["paths"][path][method]
         operation["responses"] = {
             "200": {**operation["responses"]["200"], "headers": LINEAGE_DOC},
@@ -87,42 +82,17 @@ def contract(generated: dict, skus: tuple[str, ...], customer: str, item: str) -
         }
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True
-            operation["requestBody"]["content"]["application/json"]["example"] = _example(path, skus, customer, item)
+            operation["requestBody"]["content"]["application/json"]["example"] = examples[path]
         if TOKEN:
             operation["security"] = [{"bearer": []}]
     spec["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
         "$ref": REF.format(model="Metadata")
     }
-    # BentoML writes a union field (`str | None`, `str | int`) as its first type; pydantic's own schemas
-    # say what these bodies really take and return.
-    for path, (request, answer) in RECOMMEND_BODIES_BY_PATH.items():
+    for path, (request, answer) in bodies.items():
         operation = spec["paths"][path]["post"]
         operation["requestBody"]["content"]["application/json"]["schema"] = {"$ref": REF.format(model=request.__name__)}
         operation["responses"]["200"]["content"]["application/json"]["schema"] = {"$ref": REF.format(model=answer.__name__)}
     return _openapi30(spec)
-
-
-def _example(path: str, skus: tuple[str, ...], customer: str, item: str) -> dict:
-    if path == "/recommend":
-        return {"customer_id": customer, "k": 5, "exclude_purchased": False, "exclude": []}
-    if path == "/similar":
-        return {"sku": item, "k": 5}
-    if path == "/forecast":
-        promo = {"promo": {skus[0]: [0, 0, 1, 1][:MAX_HORIZON]}} if "promo" in TRAINED_FLAGS else {}
-        return {"skus": list(skus), "horizon": min(14, MAX_HORIZON), "quantiles": [0.1, 0.5, 0.9], **promo}
-    lead = min(7, MAX_HORIZON // 2)
-    return {
-        "items": [
-            {
-                "sku": skus[0],
-                "on_hand": 120,
-                "on_order": 0,
-                "lead_time_days": lead,
-                "review_period_days": min(7, MAX_HORIZON - lead),
-                "service_level": 0.95,
-            }
-        ]
-    }
 
 
 def _openapi30(node: Any) -> Any:

@@ -10,7 +10,7 @@ from bentoml._internal.server.http import traffic
 from pydantic_core import from_json
 from starlette.responses import JSONResponse
 
-from serving.bento import COUNTED, JSON_PATHS, LINEAGE, OPEN_PATHS, P_LINEAGE, R_LINEAGE, RECOMMEND_PATHS, SERVING, TOKEN
+from serving.bento import OPEN_PATHS, SERVING, TOKEN
 
 
 class _Timeout(traffic.TimeoutMiddleware):
@@ -54,10 +54,14 @@ def error_response(status: int, error: str, detail: list[dict], headers: dict | 
 
 class Guard:
     """ASGI middleware for what holds on every route but the probes: the token, the limits and the lineage
-    headers. Limits are answered before anything parses the body."""
+    headers. Limits are answered before anything parses the body. `headers`: the lineage headers per JSON
+    route (`default_headers` on the others); `counted`: per route, the list field, its limit and the limit's
+    config name."""
 
-    def __init__(self, app) -> None:
-        self.app = app
+    def __init__(
+        self, app, headers: dict[str, dict[str, str]], default_headers: dict[str, str], counted: dict[str, tuple[str, int, str]]
+    ) -> None:
+        self.app, self.headers, self.default_headers, self.counted = app, headers, default_headers, counted
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -73,14 +77,7 @@ class Guard:
             return await error_response(401, "missing or wrong API token", detail, {"WWW-Authenticate": "Bearer"})(
                 scope, receive, send
             )
-        send = _with_lineage(
-            send,
-            R_LINEAGE
-            if scope["path"] in RECOMMEND_PATHS
-            else {**LINEAGE, **P_LINEAGE}
-            if scope["path"] == "/replenish"
-            else LINEAGE,
-        )
+        send = _with_lineage(send, self.headers.get(scope["path"], self.default_headers))
         body = await _body(receive, SERVING.max_body_bytes)
         if body is None:
             detail = [
@@ -91,7 +88,7 @@ class Guard:
                 }
             ]
             return await error_response(413, "request body too large", detail)(scope, receive, send)
-        if scope["path"] in JSON_PATHS:
+        if scope["path"] in self.headers:
             media = dict(scope["headers"]).get(b"content-type", b"application/json").split(b";")[0].strip().lower()
             if media != b"application/json":  # BentoML would try its form and multipart parsers
                 detail = [
@@ -107,7 +104,7 @@ class Guard:
             except ValueError as e:
                 detail = [{"type": "json_invalid", "loc": ["body"], "msg": f"the body is not valid JSON: {e}"}]
                 return await error_response(400, "the body is not valid JSON", detail)(scope, receive, send)
-            field, limit, name = COUNTED.get(scope["path"], (None, 0, None))
+            field, limit, name = self.counted.get(scope["path"], (None, 0, None))
             n = len(value[field]) if field and isinstance(value, dict) and isinstance(value.get(field), list) else 0
             if field and n > limit:
                 detail = [{"type": "too_many", "loc": [field], "msg": f"{n} {field} exceed {name} = {limit}; split the request"}]
