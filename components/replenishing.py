@@ -19,14 +19,16 @@ FAMILY = "policy"
 OUTPUTS = (FAMILIES[FAMILY].output,)  # the pipeline outputs its branch adds, by name
 
 
-def policy_train(config_json: str, lineage: str, panel: Input[Dataset], model: Input[Model], reviews: Output[Dataset]) -> str:
+def policy_train(
+    config_json: str, lineage: str, best: str, panel: Input[Dataset], model: Input[Model], reviews: Output[Dataset]
+) -> str:
     import json
 
     from supplyml.config import Config
     from supplyml.replenishing import steps
 
     cfg = Config.from_json(config_json)
-    return json.dumps(steps.train(cfg, panel.path, model.path, json.loads(lineage), reviews.path))
+    return json.dumps(steps.train(cfg, panel.path, model.path, json.loads(lineage), reviews.path, json.loads(best)))
 
 
 def policy_evaluate(config_json: str, trained: str, panel: Input[Dataset], reviews: Input[Dataset]) -> str:
@@ -60,14 +62,17 @@ def unavailable(cfg: "Config") -> "str | None":
 
 
 def branch(w: "Wiring") -> "Branch":
-    """Trained on the forecaster's paths over the test window (the evaluation's evidence), judged there on
-    actual demand, registered."""
+    """Tuned on a known instance (with `pipeline.tune_policy`), trained on the forecaster's paths over the
+    test window (the evaluation's evidence), judged there on actual demand, registered."""
     from pipelines.wiring import Branch
 
     train_op, evaluate_op, register_op = map(w.component, [policy_train, policy_evaluate, policy_register])
     lineage, panel = w.panel.outputs["Output"], w.panel.outputs["panel"]
     forecaster = w.branches[FORECASTER].tasks["train"]
-    trained = w.gpu(train_op(config_json=w.config_json, lineage=lineage, panel=panel, model=forecaster.outputs["model"]))
+    best = w.tuned(lineage, FAMILY, panel)[-1].output if w.cfg.pipeline.tune_policy else "{}"
+    trained = w.gpu(
+        train_op(config_json=w.config_json, lineage=lineage, best=best, panel=panel, model=forecaster.outputs["model"])
+    )
     scored = evaluate_op(
         config_json=w.config_json, trained=trained.outputs["Output"], panel=panel, reviews=trained.outputs["reviews"]
     )

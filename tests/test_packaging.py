@@ -43,6 +43,17 @@ def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_an
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
+def test_the_learned_policy_is_tuned_before_it_trains_only_when_asked(tmp_path):
+    tasks = compile_to(tmp_path / "p.yaml", "pipeline.tune_policy=true")["root"]["dag"]["tasks"]
+    best = tasks["policy-train"]["inputs"]["parameters"]["best"]["taskOutputParameter"]
+    assert best["producerTask"] == "tune-best-3" and tasks["tune-study-3"]["inputs"]["parameters"]["family"] == {
+        "runtimeValue": {"constant": "policy"}
+    }
+    untuned = compile_to(tmp_path / "q.yaml")["root"]["dag"]["tasks"]
+    assert "tune-best-3" not in untuned
+    assert untuned["policy-train"]["inputs"]["parameters"]["best"] == {"runtimeValue": {"constant": "{}"}}
+
+
 def test_tune_workers_are_parallel_tasks_that_read_the_study_and_mlflow_login_from_secrets(tmp_path):
     ir = compile_to(tmp_path / "p.yaml", "tune.workers=3")
     loop = ir["root"]["dag"]["tasks"]["for-loop-2"]

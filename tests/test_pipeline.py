@@ -91,13 +91,13 @@ def test_trials_are_nested_runs_in_a_persistent_study(stack):
     c = client(tmp)
     experiment = c.get_experiment_by_name("supplyml").experiment_id
     # One study per family, each under its own tune run, each trial a nested run with its objective.
-    for family, metric in (("forecast", "val_loss"), ("recommend", "val_ndcg_at_10")):
+    for family, metric in (("forecast", "val_loss"), ("recommend", "val_ndcg_at_10"), ("policy", "average_cost")):
         (tune,) = c.search_runs([experiment], f"attributes.run_name = 'tune-{family}'")
         trials = c.search_runs([experiment], f"tags.mlflow.parentRunId = '{tune.info.run_id}'")
         assert len(trials) == 2 and all(metric in t.data.metrics for t in trials)
     studies = optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")
-    assert sorted(s.study_name.split("-")[1] for s in studies) == ["forecast", "recommend"]
-    assert [s.n_trials for s in studies] == [2, 2]
+    assert sorted(s.study_name.split("-")[1] for s in studies) == ["forecast", "policy", "recommend"]
+    assert [s.n_trials for s in studies] == [2, 2, 2]
 
 
 def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(stack):
@@ -116,7 +116,7 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
     assert verdict["promote"] and verdict["challenger"]["ndcg_gap_to_popularity"] > 0
     assert "Registered supplyml-recommender version 1: promoted to champion." in run.output
     studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")}
-    assert tags["optuna_study"] in studies and len(studies) == 2
+    assert tags["optuna_study"] in studies and len(studies) == 3
     report = sorted((tmp / "kfp").glob("*/recommend-evaluate/report"))[-1].read_text()
     for section in (
         "all items",
@@ -155,6 +155,12 @@ def test_the_learned_policy_is_trained_judged_on_actual_demand_and_registered(st
     row = listing.stdout.splitlines()[2]  # the header, the index name, then version 1
     assert row.split()[0] == "1" and row.split()[-1] == "rejected"
     assert f"{ours['cost_vs_textbook']:.3f}" in row
+    # It trained with its study's cheapest trial's settings (the study read back from Optuna's own store).
+    study = optuna.load_study(study_name=tags["optuna_study"], storage=f"sqlite:///{tmp}/optuna.db")
+    cheapest = min((t for t in study.trials if t.value is not None), key=lambda t: t.value)
+    assert tags["optuna_trial"] == str(cheapest.number)
+    logged = mlflow.get_run(tags["run_id"]).data.params
+    assert {k: logged[f"policy.{k}"] for k in cheapest.params} == {k: str(v) for k, v in cheapest.params.items()}
 
 
 def test_the_served_textbook_policy_is_chosen_on_the_held_out_origins(stack):

@@ -2,7 +2,8 @@
 exploration settings, scored by the simulated cost of the trained policy on one known instance. Trials
 train with seeds 100 and up and are costed on their own demand streams, so neither the bench's training
 seeds (`policy.seeds`) nor its evaluation stream take part in choosing; the bench then trains every lead
-time with the chosen settings."""
+time with the chosen settings, and the pipeline (`pipeline.tune_policy`) trains on the shop's paths with
+them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from typing import ClassVar, Literal
 
 import optuna
+import pandas as pd
 
 from supplyml.config import Config
 from supplyml.replenishing import known
@@ -64,3 +66,9 @@ class PolicySearch:
             self.algorithm, env, {**p.params[self.algorithm], **chosen}, p.tune_timesteps, seed=TRIAL_SEED + trial.number
         )
         return known.simulated_cost(system, known.learned(model), p.eval_periods, seed=TRIAL_SEED + trial.number)
+
+
+def tuning_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> PolicySearch:
+    """The tune steps' search: the configured algorithm on the known instance, whatever the shop's data
+    (a trial's exact cost needs a known demand law)."""
+    return PolicySearch(cfg, cfg.policy.algorithm)

@@ -27,24 +27,32 @@ def _planned(cfg: Config, panel_in: str) -> tuple[Config, pd.DataFrame, list[pd.
     return cfg, panel, Split.from_panel(panel, cfg.features).origins()
 
 
-def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out: str) -> dict:
+def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out: str, best: dict | None = None) -> dict:
     """Train the learned policy on the forecaster's sample paths at the held-out origins' reviews and log it
     to its own run; returns the run id and the logged model's URI. The reviews (actual demand and the paths
-    drawn at each) go to `reviews_out`, so evaluate judges on exactly these without drawing them again."""
+    drawn at each) go to `reviews_out`, so evaluate judges on exactly these without drawing them again.
+    `best`: the tune steps' best trial (`pipeline.tune_policy`), whose settings replace the algorithm's params."""
     from supplyml.replenishing import lifecycle as policy_lifecycle
     from supplyml.replenishing import real
 
     tracking.setup_tracking(cfg)
     cfg, panel, starts = _planned(cfg, panel_in)
+    tuned = {}
+    if best:
+        algorithm = cfg.policy.algorithm
+        params = {**cfg.policy.params, algorithm: {**cfg.policy.params[algorithm], **best["params"]}}
+        cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"params": params})})
+        tuned = {"optuna_study": best["study"], "optuna_trial": best["trial"]}
     reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
     Path(reviews_out).write_bytes(pickle.dumps(reviews))
     setting = policy_lifecycle.setting(cfg)
-    with mlflow.start_run(run_name="policy", tags=lineage_tags(lineage)) as run:
+    with mlflow.start_run(run_name="policy", tags=lineage_tags({**lineage, **tuned})) as run:
         mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
+        mlflow.log_params({f"policy.{k}": v for k, v in cfg.policy.params[cfg.policy.algorithm].items()})
         model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
         example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
         model_uri = tracking.log_policy(model, setting, example)
-    return {"run_id": run.info.run_id, "model_uri": model_uri}
+    return {"run_id": run.info.run_id, "model_uri": model_uri, "tuned": tuned}
 
 
 def evaluate(cfg: Config, panel_in: str, reviews_in: str, trained: dict) -> dict:
@@ -80,7 +88,7 @@ def register(cfg: Config, trained: dict, evaluation: dict, lineage: dict) -> dic
     tracking.setup_tracking(cfg)
     verdict, rejudged = evaluation["verdict"], evaluation["rejudged"]
     tags = {
-        **lineage_tags(lineage),
+        **lineage_tags({**lineage, **trained["tuned"]}),
         "run_id": trained["run_id"],
         policy_lifecycle.SETTING_TAG: json.dumps(policy_lifecycle.setting(cfg)),
         "metrics": json.dumps(verdict["challenger"]),
