@@ -37,9 +37,6 @@ SMALL = [
     "model.num_samples=50",
     "recommend.params.epochs=2",
     "policy.timesteps=2000",
-    "pipeline.tune_policy=true",  # its study's trials on the known instance, as short as they go
-    "policy.tune_timesteps=1000",
-    "policy.eval_periods=2000",
     "gate.must_match_best_peer=false",
     "evaluation.n_jobs=1",  # the peers on 50 series: a process pool per forecast costs more than it saves
 ]

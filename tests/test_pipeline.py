@@ -7,7 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_pipeline, stores
+from conftest import REPO, SMALL, run_pipeline, stores
 from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
@@ -91,13 +91,13 @@ def test_trials_are_nested_runs_in_a_persistent_study(stack):
     c = client(tmp)
     experiment = c.get_experiment_by_name("supplyml").experiment_id
     # One study per family, each under its own tune run, each trial a nested run with its objective.
-    for family, metric in (("forecast", "val_loss"), ("recommend", "val_ndcg_at_10"), ("policy", "average_cost")):
+    for family, metric in (("forecast", "val_loss"), ("recommend", "val_ndcg_at_10")):
         (tune,) = c.search_runs([experiment], f"attributes.run_name = 'tune-{family}'")
         trials = c.search_runs([experiment], f"tags.mlflow.parentRunId = '{tune.info.run_id}'")
         assert len(trials) == 2 and all(metric in t.data.metrics for t in trials)
     studies = optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")
-    assert sorted(s.study_name.split("-")[1] for s in studies) == ["forecast", "policy", "recommend"]
-    assert [s.n_trials for s in studies] == [2, 2, 2]
+    assert sorted(s.study_name.split("-")[1] for s in studies) == ["forecast", "recommend"]
+    assert [s.n_trials for s in studies] == [2, 2]
 
 
 def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(stack):
@@ -116,7 +116,7 @@ def test_the_recommender_is_tuned_judged_and_registered_beside_the_forecaster(st
     assert verdict["promote"] and verdict["challenger"]["ndcg_gap_to_popularity"] > 0
     assert "Registered supplyml-recommender version 1: promoted to champion." in run.output
     studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/optuna.db")}
-    assert tags["optuna_study"] in studies and len(studies) == 3
+    assert tags["optuna_study"] in studies and len(studies) == 2
     report = sorted((tmp / "kfp").glob("*/recommend-evaluate/report"))[-1].read_text()
     for section in (
         "all items",
@@ -155,12 +155,34 @@ def test_the_learned_policy_is_trained_judged_on_actual_demand_and_registered(st
     row = listing.stdout.splitlines()[2]  # the header, the index name, then version 1
     assert row.split()[0] == "1" and row.split()[-1] == "rejected"
     assert f"{ours['cost_vs_textbook']:.3f}" in row
-    # It trained with its study's cheapest trial's settings (the study read back from Optuna's own store).
-    study = optuna.load_study(study_name=tags["optuna_study"], storage=f"sqlite:///{tmp}/optuna.db")
+    assert "optuna_study" not in tags  # pipeline.tune_policy is off: it trained with policy.params
+
+
+def test_with_tune_policy_the_policy_trains_on_its_studys_cheapest_trial(stack, tmp_path):
+    """pipeline.tune_policy's steps in this process (test_packaging checks their wiring), on the stack's panel
+    and forecaster and on stores of their own: the shared tune steps run the policy's study, and its train
+    step takes the settings of the trial Optuna's own store says was cheapest."""
+    from supplyml import steps as shared
+    from supplyml.config import load_config
+    from supplyml.replenishing import steps
+
+    outputs = next((stack[0] / "kfp").glob("supplyml-train-*"))
+    lineage = json.loads(json.loads((outputs / "featurize" / "executor_output.json").read_text())["parameterValues"]["Output"])
+    small = [*stores(tmp_path), *SMALL, "policy.tune_timesteps=1000", "policy.eval_periods=2000"]
+    cfg = load_config(overrides=small).resolved(REPO)
+    run_id = shared.tune_study(cfg, lineage, "policy")
+    shared.tune_worker(cfg, str(outputs / "featurize" / "panel"), lineage, run_id, 0, "policy")
+    best = shared.tune_best(cfg, lineage, run_id, "policy")
+    panel, model = str(outputs / "featurize" / "panel"), str(outputs / "train" / "model")
+    trained = steps.train(cfg, panel, model, lineage, str(tmp_path / "reviews"), best)
+
+    study = optuna.load_study(study_name=best["study"], storage=f"sqlite:///{tmp_path}/optuna.db")
     cheapest = min((t for t in study.trials if t.value is not None), key=lambda t: t.value)
-    assert tags["optuna_trial"] == str(cheapest.number)
-    logged = mlflow.get_run(tags["run_id"]).data.params
-    assert {k: logged[f"policy.{k}"] for k in cheapest.params} == {k: str(v) for k, v in cheapest.params.items()}
+    assert len(study.trials) == 2 and best["trial"] == cheapest.number
+    assert trained["tuned"] == {"optuna_study": study.study_name, "optuna_trial": cheapest.number}
+    logged = mlflow.get_run(trained["run_id"]).data
+    assert {k: logged.params[f"policy.{k}"] for k in cheapest.params} == {k: str(v) for k, v in cheapest.params.items()}
+    assert logged.tags["optuna_trial"] == str(cheapest.number)
 
 
 def test_the_served_textbook_policy_is_chosen_on_the_held_out_origins(stack):
