@@ -143,6 +143,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         "inventory.num_sample_paths=100",
         "evaluation.origins=2",  # the bench's rolling origins (3 by default)
         "selection.origins=2",  # validation origins before each of them (5 by default)
+        "gate.resamples=1999",
         *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()],
     ]
     out = tmp_path / "out"

@@ -148,6 +148,8 @@ def trained(server, tmp_path_factory):
             "pipeline.recommend=false",
             "--set",
             "pipeline.policy=false",
+            "--set",
+            "features.max_series=25",
         )
     assert run.returncode == 0, run.output[-5000:]
     return tmp, run
@@ -178,7 +180,7 @@ def test_owner_and_batch_commands_read_the_champion_from_the_server(server, trai
     predict = cli("predict", "--out", str(out), "--horizon", "7", *sets)
     assert predict.returncode == 0, predict.stderr[-3000:]
     frame = pd.read_parquet(out)
-    assert frame["sku"].nunique() == 50 and len(frame) == 50 * 7
+    assert frame["sku"].nunique() == 25 and len(frame) == 25 * 7
     assert "from supplyml-forecaster version 1" in predict.stdout
 
 
