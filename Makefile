@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
 
-.PHONY: run test check lint serve compile bench bench-policy bench-gate install data clean k8s
+.PHONY: run test check lint serve compile bench bench-policy bench-gate bench-scale install data clean k8s
 
 run: install data                       ## whole pipeline on kfp.local: champion + Bento
 	$(BIN)/supplyml pipeline run $(SET)
@@ -50,6 +50,9 @@ bench-policy: install data              ## learned replenishment policies: Zipki
 
 bench-gate: install data                ## the gate measured: A/A false promotions, power, detectable effect
 	$(BIN)/python benchmarks/gate.py $(SET)
+
+bench-scale: install                    ## each pipeline step's time and memory at 1k, 4k, 16k and 32k generated series
+	$(BIN)/python benchmarks/scale.py $(SET)
 
 compile: install                        ## write pipelines/training.yaml (Kubeflow IR)
 	$(BIN)/supplyml pipeline compile $(SET)
