@@ -5,8 +5,10 @@ intermittent items, promotions, events; `--years` of daily rows, 10 stores x siz
 through `supplyml pipeline run` exactly as a user runs it, on kfp.local with the default config: the
 forecasting path and the replenishment path, tune to package (panel data has no customers, so no
 recommender). Each step's wall time is the run's own step line; its peak memory is the largest
-resident set of the step's process tree, sampled every `--every` seconds (kfp.local runs each step
-in its own interpreter, which names the step in its arguments). Then, per step, the exponent b of
+proportional set size (PSS) of the step's process tree, sampled every `--every` seconds: a page shared
+by a step and the workers it forks counts once, as the machine holds it (the sum of their resident sets,
+also recorded, counts it in each). kfp.local runs each step in its own interpreter, which names the step
+in its arguments. Then, per step, the exponent b of
 time ~ a * series^b, fitted by least squares on the logs over the sizes that ran.
 
     .venv/bin/python benchmarks/scale.py [--sizes 1000 4000 16000 32000] [--set KEY=VALUE ...]
@@ -49,33 +51,33 @@ def panel(series: int, years: int, folder: Path, seed: int) -> Path:
 
 
 def run(data: Path, workdir: Path, sets: list[str], every: float) -> dict:
-    """`supplyml pipeline run` on `data`: per step its wall seconds and peak RSS (MB), and the run's totals."""
+    """`supplyml pipeline run` on `data`: per step its wall seconds and peak PSS and RSS (MB), and the run's totals."""
     args = ["--data", str(data), "--format", "panel", "--set", f"workdir={workdir}"]
     args += [a for k, v in MAPPING.items() for a in ("--set", f"data.panel_columns.{k}={v}")]
     args += [a for s in sets for a in ("--set", s)]
     start = time.monotonic()
     command = [sys.executable, "-m", "cli", "pipeline", "run", *args]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peaks: dict[str, float] = {}
-    total_peak = [0.0]
+    peaks: dict[tuple[str, str], float] = {}  # (task, "pss" or "rss") -> MB
     done = threading.Event()
 
-    def sample() -> None:  # per step, the largest sum of RSS over its process tree
+    def sample() -> None:  # per step, the largest sums over its process tree (a step's workers are its children)
         root = psutil.Process(proc.pid)
         while not done.is_set():
-            by_task: dict[str, float] = {}
-            total = 0.0
-            try:
-                for p in [root, *root.children(recursive=True)]:
-                    with_rss = p.memory_info().rss / 2**20
-                    total += with_rss
-                    if m := TASK.search(" ".join(p.cmdline())):
-                        by_task[m.group(1)] = by_task.get(m.group(1), 0.0) + with_rss
-            except psutil.Error:  # a process ended between listing and reading
-                pass
-            total_peak[0] = max(total_peak[0], total)
-            for task, rss in by_task.items():
-                peaks[task] = max(peaks.get(task, 0.0), rss)
+            tasks: dict[int, str] = {}  # pid -> the step whose process it is or descends from
+            now: dict[tuple[str, str], float] = {}
+            for p in [root, *root.children(recursive=True)]:  # parents before their children
+                try:
+                    memory = p.memory_full_info()
+                    m = TASK.search(" ".join(p.cmdline()))
+                    tasks[p.pid] = m.group(1) if m else tasks.get(p.ppid(), "(run)")
+                except psutil.Error:  # it ended between listing and reading
+                    continue
+                for kind in ("pss", "rss"):
+                    for key in {(tasks[p.pid], kind), ("(run)", kind)}:
+                        now[key] = now.get(key, 0.0) + getattr(memory, kind) / 2**20
+            for key, mb in now.items():
+                peaks[key] = max(peaks.get(key, 0.0), mb)
             done.wait(every)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -87,11 +89,17 @@ def run(data: Path, workdir: Path, sets: list[str], every: float) -> dict:
     for line in output.splitlines():
         if m := STEP.match(line):
             name, status, seconds = m.groups()
-            steps[name] = {"status": status, "seconds": float(seconds), "peak_rss_mb": round(peaks.get(name, 0.0))}
+            steps[name] = {
+                "status": status,
+                "seconds": float(seconds),
+                "peak_pss_mb": round(peaks.get((name, "pss"), 0.0)),
+                "peak_rss_mb": round(peaks.get((name, "rss"), 0.0)),
+            }
     return {
         "returncode": proc.returncode,
         "seconds": round(time.monotonic() - start, 1),
-        "peak_rss_mb": round(total_peak[0]),
+        "peak_pss_mb": round(peaks.get(("(run)", "pss"), 0.0)),
+        "peak_rss_mb": round(peaks.get(("(run)", "rss"), 0.0)),
         "steps": steps,
         "tail": output.splitlines()[-20:] if proc.returncode else [],
     }
@@ -99,7 +107,7 @@ def run(data: Path, workdir: Path, sets: list[str], every: float) -> dict:
 
 def exponents(results: dict[int, dict], figure: str = "seconds") -> dict[str, float]:
     """Per step (and the whole run), b in figure ~ a * series^b over the sizes where it succeeded; `figure`
-    is "seconds" or "peak_rss_mb"."""
+    is "seconds" or "peak_pss_mb"."""
     sizes = sorted(results)
     names = {n for r in results.values() for n in r["steps"]}
     fits = {}
@@ -124,10 +132,10 @@ def table(results: dict[int, dict], fits: dict[str, float], memory: dict[str, fl
         for s in sizes:
             step = results[s]["steps"].get(name)
             row[f"{s} s"] = step["seconds"] if step else np.nan
-            row[f"{s} MB"] = step["peak_rss_mb"] if step else np.nan
+            row[f"{s} MB"] = step["peak_pss_mb"] if step else np.nan
         rows[name] = {**row, "time exponent": fits.get(name, np.nan), "memory exponent": memory.get(name, np.nan)}
     rows["(run)"] = {
-        **{k: v for s in sizes for k, v in ((f"{s} s", results[s]["seconds"]), (f"{s} MB", results[s]["peak_rss_mb"]))},
+        **{k: v for s in sizes for k, v in ((f"{s} s", results[s]["seconds"]), (f"{s} MB", results[s]["peak_pss_mb"]))},
         "time exponent": fits.get("(run)", np.nan),
         "memory exponent": memory.get("(run)", np.nan),
     }
@@ -150,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             data = panel(n, args.years, Path(tmp), args.seed)
             results[n] = {"series": n, "days": 365 * args.years, **run(data, Path(tmp) / f"work-{n}", args.sets, args.every)}
             data.unlink()
-            print(f"{n} series: {results[n]['seconds']:.0f} s, peak {results[n]['peak_rss_mb']} MB", flush=True)
+            print(f"{n} series: {results[n]['seconds']:.0f} s, peak PSS {results[n]['peak_pss_mb']} MB", flush=True)
             if results[n]["returncode"]:
                 print("\n".join(results[n]["tail"]), file=sys.stderr)
                 break
-    fits, memory = exponents(results), exponents(results, "peak_rss_mb")
+    fits, memory = exponents(results), exponents(results, "peak_pss_mb")
     facts = {"sizes": args.sizes, "years": args.years, "sets": args.sets, "results": results}
     (args.out / "scale.json").write_text(json.dumps({**facts, "exponents": fits, "memory_exponents": memory}, indent=1))
     print(table(results, fits, memory))
