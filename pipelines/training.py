@@ -1,6 +1,7 @@
 """The training pipeline: the shared steps, one branch per model family, then one Bento of the
 champions. Wiring only: a family's steps and its branch are in `components.<its package's name>`."""
 
+import functools
 import importlib
 import logging
 from types import ModuleType
@@ -41,8 +42,7 @@ def build(cfg: Config):
     names = [name for module in modules.values() for name in module.OUTPUTS]
     Outputs = NamedTuple("Outputs", [(name, str) for name in [*names, "bento"]])
 
-    def op(func):
-        return component(cfg, func)
+    op = functools.partial(component, cfg)
 
     @dsl.pipeline(name=cfg.pipeline.name, description="Order lines to each model family's champion, served in one Bento")
     def training(config_json: str = cfg.to_json(), root: str = "/app") -> Outputs:
