@@ -160,6 +160,18 @@ class EvaluationConfig(Section):
         return sorted(qs)
 
 
+class ComputeConfig(Section):
+    """Where the per-series statistical work runs (supplyml.compute): each step's own process, or a Dask
+    cluster through statsforecast's own distributed backend."""
+
+    engine: Literal["local", "dask"] = "local"
+    # A running Dask scheduler (tcp://host:8786), as on Kubernetes (k8s/base/dask.yaml); empty: each step
+    # starts a local cluster of `workers` processes for its own run.
+    scheduler: str | None = None
+    workers: int = Field(2, ge=1)
+    partitions: int | None = Field(None, ge=1)  # of the panel, by series; None: two per worker
+
+
 class TrackingServerConfig(Section):
     """`supplyml tracking-server`: MLflow with basic auth, proxying artifacts to its own store. The admin
     password and the Flask secret key come from the environment only (supplyml.tracking_server)."""
@@ -412,6 +424,7 @@ class Config(Section):
     tune: TuneConfig = TuneConfig()
     selection: SelectionConfig = SelectionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    compute: ComputeConfig = ComputeConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
     monitor: MonitorConfig = MonitorConfig()

@@ -27,6 +27,7 @@ K8S_VERSION = "1.36"
 NAMESPACE = "supplyml"
 POSTGRES_IMAGE = "postgres:16"
 BENTO, MLFLOW, POSTGRES, RUNNER = "supplyml-bento", "supplyml-mlflow", "supplyml-postgres", "supplyml-pipeline-runner"
+DASK_SCHEDULER, DASK_WORKER = "supplyml-dask-scheduler", "supplyml-dask-worker"
 # The only Secrets anything may reference, with their keys; their values never live in the repo.
 SECRETS = {
     ("supplyml-postgres", "password"),
@@ -172,7 +173,13 @@ def test_every_image_is_the_pipeline_image_but_postgres(rendered, overlay):
         (o["metadata"]["name"], c["name"]): c["image"] for o in rendered[overlay] if o["kind"] in WORKLOADS for c in containers(o)
     }
     assert images.pop((POSTGRES, "postgres")) == POSTGRES_IMAGE
-    assert set(images) == {(MLFLOW, "mlflow"), (BENTO, "build-champion-bento"), (BENTO, "bento")}
+    assert set(images) == {
+        (MLFLOW, "mlflow"),
+        (BENTO, "build-champion-bento"),
+        (BENTO, "bento"),
+        (DASK_SCHEDULER, "scheduler"),
+        (DASK_WORKER, "worker"),
+    }
     assert set(images.values()) == {CFG.pipeline.image}
 
 
@@ -434,3 +441,16 @@ def test_gpu_overlay_is_the_base_plus_a_gpu_quota(rendered):
         for node in walk(rendered[overlay]):
             for field in ("requests", "limits"):
                 assert CFG.pipeline.accelerator_type not in (node.get(field) or {}), overlay
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dask_workers_and_pipeline_tasks_reach_the_scheduler_service(rendered, overlay):
+    """compute.engine=dask on a cluster: the workers and the runbook's compute.scheduler name the scheduler's Service."""
+    objs = rendered[overlay]
+    port = {p["name"]: p["port"] for p in get(objs, "Service", DASK_SCHEDULER)["spec"]["ports"]}["scheduler"]
+    (worker,) = containers(get(objs, "Deployment", DASK_WORKER))
+    assert worker["command"] == ["dask", "worker"] and worker["args"][0] == f"tcp://{DASK_SCHEDULER}:{port}"
+    (scheduler,) = containers(get(objs, "Deployment", DASK_SCHEDULER))
+    assert f"--port={port}" in scheduler["args"]
+    runbook = (K8S / "README.md").read_text()
+    assert f"compute.scheduler=tcp://{DASK_SCHEDULER}.{NAMESPACE}:{port}" in runbook

@@ -1,5 +1,6 @@
 """What ships to a cluster: the compiled pipeline and the Bento's requirements."""
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -169,3 +170,14 @@ def test_the_private_bentoml_pieces_are_where_the_service_expects_them():
     assert "from .http.traffic import TimeoutMiddleware" in inspect.getsource(base_app)  # read when the app is built
     assert {"app", "timeout"} <= set(inspect.signature(traffic.TimeoutMiddleware.__init__).parameters)
     assert "root" in IORootModel.model_fields
+
+
+def test_with_compute_engine_dask_every_task_reads_the_scheduler_from_its_config(tmp_path):
+    scheduler = "tcp://supplyml-dask-scheduler.supplyml:8786"
+    ir = compile_to(tmp_path / "p.yaml", "compute.engine=dask", f"compute.scheduler={scheduler}")
+    config = json.loads(ir["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"])
+    assert config["compute"] == {"engine": "dask", "scheduler": scheduler, "workers": 2, "partitions": None}
+    # train and evaluate (the steps whose statistical work goes to the cluster) take that config.
+    tasks = ir["root"]["dag"]["tasks"]
+    for step in ("train", "evaluate"):
+        assert tasks[step]["inputs"]["parameters"]["config_json"] == {"componentInputParameter": "config_json"}

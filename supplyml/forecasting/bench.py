@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import tracking
+from supplyml import compute, tracking
 from supplyml import tune as tuning
 from supplyml.config import Config, ModelConfig
 from supplyml.data import data_version
@@ -32,6 +32,7 @@ from supplyml.validation import load_panel
 log = logging.getLogger(__name__)
 
 
+@compute.distributed
 def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

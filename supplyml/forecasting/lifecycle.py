@@ -18,7 +18,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from supplyml import evidence, gate, registry
+from supplyml import compute, evidence, gate, registry
 from supplyml.config import Config
 from supplyml.features import history_days, plan
 from supplyml.forecasting import Forecaster, backtest
@@ -160,6 +160,7 @@ def _figures(verdict: gate.Verdict) -> dict:
     return {"challenger": verdict.challenger, "champion": verdict.champion}
 
 
+@compute.distributed
 def export(
     cfg: Config,
     path: str | Path,

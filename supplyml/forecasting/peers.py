@@ -55,6 +55,7 @@ import pandas as pd
 from scipy.stats import norm
 from statsforecast import StatsForecast
 
+from supplyml import compute
 from supplyml.forecasting import gbm, statistical
 from supplyml.forecasting.base import backtest_errors
 from supplyml.forecasting.metrics import quantile_col
@@ -84,7 +85,7 @@ def from_intervals(raw: pd.DataFrame, alias: str, quantiles) -> pd.DataFrame:
 
 def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
     # statsforecast annotates `level` as list[int] but takes any number: 33.4 gives the columns `alias-lo-33.4`, ...
-    raw = sf.forecast(df=df, h=horizon, level=interval_levels(quantiles) or None)  # type: ignore[arg-type]
+    raw = compute.statsforecast(sf.forecast, df, h=horizon, level=interval_levels(quantiles) or None)
     return from_intervals(raw, alias, quantiles)
 
 
@@ -133,7 +134,7 @@ def check_request(horizon: int, quantiles) -> None:
 
 
 def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
-    raw = sf.forecast(df=df, h=horizon)
+    raw = compute.statsforecast(sf.forecast, df, h=horizon)
     return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from statsforecast import StatsForecast
 from statsforecast.models import ADIDA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
 
+from supplyml import compute
 from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors
 
 WINDOW = 28  # WindowAverage window: four weeks, so every weekday counts equally
@@ -55,7 +56,7 @@ def cross_validation(sf: StatsForecast, alias: str, horizon: int) -> Callable[[p
     """Rows -> [unique_id, error] of BACKTESTS windows of `horizon` days (`backtest_errors`)."""
 
     def errors(rows: pd.DataFrame) -> pd.DataFrame:
-        cv = sf.cross_validation(df=rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
+        cv = compute.statsforecast(sf.cross_validation, rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
         return pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
 
     return errors
@@ -96,7 +97,7 @@ class Statistical(Forecaster):
         young = by.size() < self.min_days
         mean = np.repeat(by.mean().reindex(skus).to_numpy()[:, None], horizon, axis=1)
         if not young.all():
-            raw = self._sf().forecast(df=df[~df["unique_id"].map(young)], h=horizon)
+            raw = compute.statsforecast(self._sf().forecast, df[~df["unique_id"].map(young)], h=horizon)
             fitted = raw.set_index(["unique_id", "ds"])[self.alias].unstack().reindex(skus).to_numpy(dtype=float)
             mean = np.where(young.reindex(skus).to_numpy()[:, None], mean, fitted)
         if np.isnan(mean).any():

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from supplyml import families, gate, tracking
+from supplyml import compute, families, gate, tracking
 from supplyml.columns import FLAGS
 from supplyml.config import Config
 from supplyml.features import Split, history_days, plan
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 POLICY_TAG = "policy"  # a forecaster version's served textbook policy: base_stock or classical
 
 
+@compute.distributed
 def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str) -> str:
     """Choose, calibrate and fit what to serve on train + validation days; returns the MLflow run id that
     holds it. The selection evidence travels with the model (selection.json) to the gate."""
@@ -44,6 +45,7 @@ def train(cfg: Config, panel_in: str, best: dict, lineage: dict, model_out: str)
     return run.info.run_id
 
 
+@compute.distributed
 def evaluate(cfg: Config, panel_in: str, model_in: str, run_id: str, report_out: str) -> dict:
     """Score the model at the held-out origins against peers, replay the replenishment policies, choose the
     served textbook policy, judge the model against the champion on the same origins (the gate), and write

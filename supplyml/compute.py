@@ -1,0 +1,75 @@
+"""Where the per-series statistical work runs: in the step's own process (`compute.engine: local`, the
+default), or on a Dask cluster (`compute.engine: dask`) through statsforecast's own distributed backend
+(Fugue), which partitions the panel by series and fits each partition on a worker.
+
+Dask rather than Ray: it is pure Python and a few MB to install, it is pandas-native, both Nixtla
+libraries the stack uses run on it, and a cluster is one scheduler and a worker Deployment
+(k8s/base/dask.yaml).
+
+A step opens a `session`; inside it, `statsforecast` sends a StatsForecast call's frame to the cluster
+and brings the result back as the in-process call returns it: the same rows, in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+
+from supplyml.config import ComputeConfig
+
+_partitions: list[int] = []  # the open session's number of partitions (empty: in-process)
+
+
+@contextlib.contextmanager
+def session(cfg: ComputeConfig) -> Iterator[None]:
+    """Per-series work inside runs on `cfg.engine`: a client of `cfg.scheduler`, or of a local cluster of
+    `cfg.workers` processes started for the session. A session inside another one reuses it."""
+    if cfg.engine == "local" or _partitions:
+        yield
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if cfg.scheduler:
+            client = stack.enter_context(Client(cfg.scheduler))
+        else:
+            cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = stack.enter_context(Client(stack.enter_context(cluster)))
+        _partitions.append(cfg.partitions or 2 * max(1, len(client.scheduler_info()["workers"])))
+        try:
+            yield
+        finally:
+            _partitions.pop()
+
+
+def statsforecast(call: Callable[..., Any], df: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """`call(df=df, **kwargs)`, a StatsForecast method, on the open session's cluster, else here."""
+    if not _partitions:
+        return call(df=df, **kwargs)
+    import dask.dataframe as dd
+
+    parts = max(1, min(_partitions[-1], df["unique_id"].nunique()))
+    out = call(df=dd.from_pandas(df, npartitions=parts, sort=False), **kwargs).compute()
+    # In-process order: series as they come in `df`, each window's days in turn.
+    order = pd.Series(range(df["unique_id"].nunique()), index=df["unique_id"].unique())
+    keys = [c for c in ("cutoff", "ds") if c in out.columns]
+    out = out.assign(_series=out["unique_id"].map(order).to_numpy()).sort_values(["_series", *keys], kind="stable")
+    out = out.drop(columns="_series").reset_index(drop=True)
+    # Fugue hands columns back in Arrow types: give them the in-process ones (ids, days, float forecasts).
+    kinds = {"unique_id": df["unique_id"].dtype, "ds": df["ds"].dtype, "cutoff": df["ds"].dtype}
+    return out.astype({c: kinds.get(c, "float64") for c in out.columns})
+
+
+def distributed(step: Callable[..., Any]) -> Callable[..., Any]:
+    """`step(cfg, ...)` inside a session of `cfg.compute`: the steps whose per-series work may go to a cluster."""
+
+    @functools.wraps(step)
+    def run(cfg, *args, **kwargs):
+        with session(cfg.compute):
+            return step(cfg, *args, **kwargs)
+
+    return run

@@ -1,0 +1,74 @@
+"""compute.engine=dask: the statistical models' fits and forecasts on a real local Dask cluster of two
+worker processes equal the in-process ones, and they really ran on the workers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import weekly_panel
+from dask.distributed import default_client, get_task_stream
+
+from supplyml import compute
+from supplyml.config import M5_QUANTILES, ComputeConfig, load_config
+from supplyml.forecasting.peers import DEFAULT_PEERS, forecast_peers
+from supplyml.forecasting.statistical import MODELS, Statistical
+
+HORIZON = 14
+DASK = ComputeConfig(engine="dask", workers=2)
+
+
+def panel() -> pd.DataFrame:
+    """12 weekly series over 150 days, and one launched 10 days before the end (forecast at its mean,
+    never sent to the cluster): every model's backtests fit the long ones."""
+    long = weekly_panel(days=150, n=12, seed=3)
+    young = long[long["unique_id"] == "S0"].tail(10).assign(unique_id="new")
+    return pd.concat([long, young], ignore_index=True)
+
+
+def run_all(data: pd.DataFrame) -> dict[str, pd.DataFrame | tuple]:
+    out: dict[str, pd.DataFrame | tuple] = dict(forecast_peers(data, HORIZON, M5_QUANTILES, models=DEFAULT_PEERS))
+    ids = sorted(data["unique_id"].unique())
+    for name in MODELS:
+        model = Statistical.fit(data, name, HORIZON)
+        out[f"candidate {name}"] = (model.residuals.table, *model.quantiles(ids, HORIZON, M5_QUANTILES))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs():
+    data = panel()
+    here = run_all(data)
+    with compute.session(DASK), get_task_stream() as stream:
+        workers = len(default_client().scheduler_info()["workers"])
+        there = run_all(data)
+    return here, there, workers, stream.data
+
+
+def test_the_cluster_gives_the_in_process_results(runs):
+    """To 1e-6 relative: statsforecast's Dask backend returns its forecasts as float32 (its Fugue output
+    schema), in-process they are float64."""
+    here, there, _, _ = runs
+    assert list(here) == list(there) and len(here) == 2 * len(MODELS)
+    for name, local in here.items():
+        if isinstance(local, pd.DataFrame):
+            pd.testing.assert_frame_equal(there[name], local, check_exact=False, rtol=1e-6, atol=1e-6, obj=name)
+        else:
+            for a, b in zip(local, there[name], strict=True):
+                np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_the_work_ran_on_both_worker_processes(runs):
+    _, _, workers, tasks = runs
+    assert workers == 2
+    assert len({t["worker"] for t in tasks}) == 2
+
+
+def test_a_distributed_step_runs_on_the_configured_engine():
+    @compute.distributed
+    def step(cfg):
+        try:
+            return len(default_client().scheduler_info()["workers"])
+        except ValueError:  # "No clients found": in-process
+            return 0
+
+    assert step(load_config(overrides=["compute.engine=dask", "compute.workers=2"])) == 2
+    assert step(load_config()) == 0  # the default stays in-process
