@@ -49,6 +49,15 @@ def test_copula_paths_keep_each_days_quantile_function_and_widen_totals_with_rho
     assert 3 < tied[0].sum(1).var() / flat[0].sum(1).var() < 4.2
 
 
+def test_sample_path_totals_are_drawn_a_block_of_series_at_a_time_with_the_draws_of_one_block():
+    """More series than a block: the totals are those of one draw of copula paths for all of them."""
+    rng = np.random.default_rng(1)
+    q = np.sort(rng.gamma(2.0, 3.0, (cal.CHUNK + 77, 10, len(LEVEL_GRID))), axis=-1)
+    whole = np.random.default_rng(9)
+    expected = np.concatenate([copula_paths(q, 40, 0.5, whole).sum(2), copula_paths(q[:3], 40, 0.5, whole).sum(2)])
+    np.testing.assert_array_equal(cal.path_totals([q, q[:3]], 0.5, 40, seed=9), expected)
+
+
 @pytest.mark.parametrize("shared, low, high", [(False, 0.0, 0.25), (True, 0.5, 0.9)])
 def test_path_correlation_is_chosen_by_the_totals_the_data_had(shared, low, high):
     """Poisson(8) days; with `shared` a level per window (lognormal, sigma 0.6) moves its days together."""

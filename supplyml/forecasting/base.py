@@ -240,7 +240,14 @@ def copula_paths(
     keeps its marginal and multi-day totals widen with rho.
     """
     n, h, _ = q.shape
-    u = np.clip(norm.cdf(copula_normals(n, n_samples, h, rho, rng)), levels[0], levels[-1])
+    return quantile_paths(q, copula_normals(n, n_samples, h, rho, rng), levels)
+
+
+def quantile_paths(q: np.ndarray, z: np.ndarray, levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
+    """(n, s, h) paths: each day's quantile function q (n, h, len(levels)) read at u = Phi(z), z (n, s, h)."""
+    n_samples = z.shape[1]
+    n, h, _ = q.shape
+    u = np.clip(norm.cdf(z), levels[0], levels[-1])
     hi = np.clip(np.searchsorted(levels, u), 1, len(levels) - 1)
     w = (u - levels[hi - 1]) / (levels[hi] - levels[hi - 1])
     qt = np.broadcast_to(q[:, None], (n, n_samples, h, len(levels)))

@@ -14,13 +14,14 @@ import logging
 import numpy as np
 
 from supplyml.config import M5_QUANTILES
-from supplyml.forecasting.base import LEVEL_GRID, copula_paths
+from supplyml.forecasting.base import LEVEL_GRID, quantile_paths
 
 log = logging.getLogger(__name__)
 # Levels forecasts are read at during selection and calibration: the sampling grid, M5's levels, and
 # a little further into the tails so that a too-narrow model can be widened.
 FINE = np.unique(np.round([0.001, 0.0025, *LEVEL_GRID, *M5_QUANTILES, 0.9975, 0.999], 4))
 TOTAL_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+CHUNK = 1024  # series per block of sample paths (500 paths x 10 days of 1,024 series: ~40 MB an array)
 
 
 def level_map(actual: np.ndarray, q: np.ndarray, levels: np.ndarray = FINE) -> tuple[list[float], list[float]]:
@@ -59,9 +60,21 @@ def choose_rho(
 
 
 def path_totals(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int) -> np.ndarray:
-    """(windows, n_samples) totals of copula paths drawn from each window's daily quantiles."""
+    """(series of all windows, n_samples) totals of copula paths drawn from each window's daily quantiles.
+
+    `copula_paths`'s draws, its paths taken CHUNK series at a time so that memory stays flat in the number
+    of series: the generator fills arrays in order, so drawing the series' normals block by block gives
+    the numbers one draw for all of them would."""
     rng = np.random.default_rng(seed)
-    return np.concatenate([copula_paths(q, n_samples, rho, rng).sum(2) for q in q_days])
+    totals = []
+    for q in q_days:
+        n, h, _ = q.shape
+        common = rng.standard_normal((n, n_samples, 1))
+        for i in range(0, n, CHUNK):
+            own = rng.standard_normal((len(q[i : i + CHUNK]), n_samples, h))
+            z = np.sqrt(rho) * common[i : i + CHUNK] + np.sqrt(1 - rho) * own
+            totals.append(quantile_paths(q[i : i + CHUNK], z).sum(2))
+    return np.concatenate(totals)
 
 
 def total_quantiles(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int, levels: np.ndarray = FINE) -> np.ndarray:

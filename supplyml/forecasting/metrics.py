@@ -190,11 +190,16 @@ def _join(test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]) -> pd.Da
     return test[["unique_id", "ds", "y"]].merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"], how="left")
 
 
+def history_matrix(train: pd.DataFrame, ids: pd.Index) -> np.ndarray:
+    """The training demand of `ids` as rows (len(ids), days), right-aligned on each series' last day: the
+    `y_train` of the scaled metrics."""
+    return _to_matrix(train[train["unique_id"].isin(ids)], ids, ["y"], right_align=True)["y"]
+
+
 def _matrices(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]):
     joined = _join(test, forecast, qcols)
     ids = pd.Index(sorted(joined["unique_id"].unique()))
-    hist = _to_matrix(train[train["unique_id"].isin(ids)], ids, ["y"], right_align=True)["y"]
-    return ids, hist, _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
+    return ids, history_matrix(train, ids), _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
 
 
 def series_scores(

@@ -25,9 +25,9 @@ import pandas as pd
 from supplyml.config import Config, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
-from supplyml.forecasting.base import CANDIDATES, LEVEL_GRID, Calibration, Forecaster, candidate_classes, to_frame
+from supplyml.forecasting import metrics
+from supplyml.forecasting.base import CANDIDATES, LEVEL_GRID, Calibration, Forecaster, candidate_classes
 from supplyml.forecasting.combination import Combination
-from supplyml.forecasting.metrics import evaluate_forecasts
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,21 @@ def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
 
 @dataclass
 class Window:
-    """One validation origin: the scored series, their history and actuals, and each candidate's forecast."""
+    """One validation origin: the scored series, their actuals, and each candidate's forecast. Its history
+    is cut from the panel when it is read, one window at a time: five copies of a 32k-series panel would
+    be the largest thing selection holds."""
 
     origin: pd.Timestamp
     ids: list[str]
-    history: pd.DataFrame
     test: pd.DataFrame
     actual: np.ndarray  # (n, h)
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
+
+    def history(self, panel: pd.DataFrame) -> pd.DataFrame:
+        return panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)]
+
+    def history_matrix(self, panel: pd.DataFrame) -> np.ndarray:
+        return metrics.history_matrix(self.history(panel), pd.Index(self.ids))
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
@@ -73,12 +80,12 @@ def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> li
     return names
 
 
-def _score(window: Window, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict[str, float]:
+def _score(window: Window, hist: np.ndarray, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict[str, float]:
+    """WRMSSE and WSPL at the evaluation quantiles, as `evaluate_forecasts` scores them; `hist` is the
+    window's `metrics.history_matrix`, cut once for all the options scored on it."""
     levels = cfg.evaluation.quantiles
     idx = [int(np.argmin(np.abs(cal.FINE - lv))) for lv in levels]
-    frame = to_frame(window.ids, pd.date_range(window.origin, periods=mean.shape[1]), mean, q[..., idx], levels)
-    s = evaluate_forecasts(window.history, window.test, frame, levels)
-    return {"wrmsse": s["wrmsse"], "wspl": s["wspl"]}
+    return {"wrmsse": metrics.wrmsse(window.actual, mean, hist), "wspl": metrics.wspl(window.actual, q[..., idx], levels, hist)}
 
 
 def _blend(window: Window, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,17 +118,18 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     windows = []
     for origin in origins:
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
-        history = panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)]
         test = panel[(panel["ds"] >= origin) & (panel["ds"] < origin + pd.Timedelta(days=h)) & panel["unique_id"].isin(ids)]
         actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
-        forecasts = {}
+        window = Window(origin, ids, test, actual, {})
+        history = window.history(panel)
         for name, model in fitted.items():
-            forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
-        windows.append(Window(origin, ids, history, test, actual, forecasts))
+            window.forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
+        windows.append(window)
+        del history
 
-    scored = [w for w in windows if _scorable(w, cfg)]
+    scored = [w for w in windows if _scorable(w, panel, cfg)]
     if scored:
-        chosen, scores = _choose(scored, fitted, cfg)
+        chosen, scores = _choose(scored, panel, fitted, cfg)
     else:  # e.g. one constant series: WRMSSE has no scale, so there is nothing to rank on
         chosen, scores = next(iter(fitted)), {}
         log.warning(
@@ -131,7 +139,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         )
     weights = {n: 1.0 / len(chosen.split(" + ")) for n in chosen.split(" + ")}
 
-    calib = calibrate(windows, weights, fitted, cfg)
+    calib = calibrate(windows, panel, weights, fitted, cfg)
     members = {n: make[n](panel) for n in weights}
     model = Combination(members, weights, panel)
     model.calibration = calib
@@ -148,29 +156,38 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     return model, evidence
 
 
-def _scorable(window: Window, cfg: Config) -> bool:
+def _scorable(window: Window, panel: pd.DataFrame, cfg: Config) -> bool:
     """Whether WRMSSE is defined at this origin: some series with a nonzero naive scale and sales in its
     weight window (M5 leaves the others out)."""
     try:
-        _score(window, window.actual, np.repeat(window.actual[..., None], len(cal.FINE), axis=-1), cfg)
+        _score(
+            window, window.history_matrix(panel), window.actual, np.repeat(window.actual[..., None], len(cal.FINE), axis=-1), cfg
+        )
     except ValueError as e:
         log.warning("validation origin %s not scored: %s", window.origin.date(), e)
         return False
     return True
 
 
-def _choose(windows: list[Window], fitted: dict[str, Forecaster], cfg: Config) -> tuple[str, dict]:
+def _choose(windows: list[Window], panel: pd.DataFrame, fitted: dict[str, Forecaster], cfg: Config) -> tuple[str, dict]:
     """Singles and equal-weight combinations scored on the validation origins; the lowest WRMSSE + WSPL,
     each relative to the best single's."""
-    scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
+
+    # Each pass cuts one window's history at a time; combinations are formed in the singles' rank order.
+    def per_window(options: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        rows = []
+        for w in windows:
+            hist = w.history_matrix(panel)
+            rows.append({label: _score(w, hist, *_blend(w, weights), cfg) for label, weights in options.items()})
+        return {label: _mean_scores([r[label] for r in rows]) for label in options}
+
+    scores = per_window({n: {n: 1.0} for n in fitted})
     ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
     options = {n: {n: 1.0} for n in ranked}
     for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
         for members in combinations(ranked, k):
             options[" + ".join(members)] = {n: 1.0 / k for n in members}
-    for label, weights in options.items():
-        if label not in scores:
-            scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
+    scores |= per_window({label: weights for label, weights in options.items() if label not in scores})
     # Relative to the best single's; a perfect forecast (a constant series) scores 0, so floor the divisor.
     best_w, best_s = (max(min(scores[n][m] for n in ranked), 1e-12) for m in ("wrmsse", "wspl"))
     chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
@@ -189,7 +206,9 @@ def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str, Forecaster], cfg: Config) -> Calibration:
+def calibrate(
+    windows: list[Window], panel: pd.DataFrame, weights: dict[str, float], fitted: dict[str, Forecaster], cfg: Config
+) -> Calibration:
     """Daily level map from the validation forecasts; copula correlation and total level map from
     the combination's sample paths over lead time + review period at each validation origin."""
     inv, sel = cfg.inventory, cfg.selection
@@ -197,16 +216,17 @@ def calibrate(windows: list[Window], weights: dict[str, float], fitted: dict[str
     y = np.concatenate([w.actual.ravel() for w in windows])
     q = np.concatenate([_blend(w, weights)[1].reshape(-1, len(cal.FINE)) for w in windows])
     daily = cal.level_map(y, q)
-    combo: Forecaster = Combination({n: fitted[n] for n in weights}, weights, windows[0].history)
+    combo: Forecaster = Combination({n: fitted[n] for n in weights}, weights, windows[0].history(panel))
     combo.calibration = Calibration(daily=daily)
     q_days: list[np.ndarray] = []
     window_totals: list[np.ndarray] = []
     window_scales: list[np.ndarray] = []
     for w in windows:
-        combo = combo.with_history(w.history)
+        history = w.history(panel)
+        combo = combo.with_history(history)
         q_days.append(combo.quantiles(w.ids, days, combo.calibration.daily_levels(LEVEL_GRID), future=w.test)[1])
         window_totals.append(w.actual[:, :days].sum(1))
-        window_scales.append(np.maximum(w.history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))
+        window_scales.append(np.maximum(history.groupby("unique_id")["y"].mean().reindex(w.ids).to_numpy(), 1e-3))
     totals, scale = np.concatenate(window_totals), np.concatenate(window_scales)
     rho, losses = cal.choose_rho(totals, q_days, scale, sel.path_correlations, inv.num_sample_paths, cfg.seed)
     tq = cal.total_quantiles(q_days, rho, inv.num_sample_paths, cfg.seed)
