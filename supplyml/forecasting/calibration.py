@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # a little further into the tails so that a too-narrow model can be widened.
 FINE = np.unique(np.round([0.001, 0.0025, *LEVEL_GRID, *M5_QUANTILES, 0.9975, 0.999], 4))
 TOTAL_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
-CHUNK = 1024  # series per block of sample paths (500 paths x 10 days of 1,024 series: ~40 MB an array)
+CHUNK = 256  # series per block of sample paths: 500 paths x 10 days of 256 series are ~10 MB an array
 
 
 def level_map(actual: np.ndarray, q: np.ndarray, levels: np.ndarray = FINE) -> tuple[list[float], list[float]]:
