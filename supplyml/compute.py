@@ -52,10 +52,10 @@ def statsforecast(call: Callable[..., Any], df: pd.DataFrame, **kwargs) -> pd.Da
         return call(df=df, **kwargs)
     import dask.dataframe as dd
 
-    parts = max(1, min(_partitions[-1], df["unique_id"].nunique()))
-    out = call(df=dd.from_pandas(df, npartitions=parts, sort=False), **kwargs).compute()
     # In-process order: series as they come in `df`, each window's days in turn.
-    order = pd.Series(range(df["unique_id"].nunique()), index=df["unique_id"].unique())
+    ids = df["unique_id"].unique()
+    order = pd.Series(range(len(ids)), index=ids)
+    out = call(df=dd.from_pandas(df, npartitions=max(1, min(_partitions[-1], len(ids))), sort=False), **kwargs).compute()
     keys = [c for c in ("cutoff", "ds") if c in out.columns]
     out = out.assign(_series=out["unique_id"].map(order).to_numpy()).sort_values(["_series", *keys], kind="stable")
     out = out.drop(columns="_series").reset_index(drop=True)

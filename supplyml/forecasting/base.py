@@ -227,7 +227,12 @@ def to_frame(skus: list[str], dates: pd.DatetimeIndex, mean: np.ndarray, q: np.n
 
 def copula_normals(n: int, n_samples: int, h: int, rho: float, rng: np.random.Generator) -> np.ndarray:
     """(n, s, h) standard normals, equicorrelated across a path's days: sqrt(rho) common + sqrt(1 - rho) own."""
-    return np.sqrt(rho) * rng.standard_normal((n, n_samples, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, n_samples, h))
+    return equicorrelated(rng.standard_normal((n, n_samples, 1)), rng.standard_normal((n, n_samples, h)), rho)
+
+
+def equicorrelated(common: np.ndarray, own: np.ndarray, rho: float) -> np.ndarray:
+    """sqrt(rho) common + sqrt(1 - rho) own: standard normals whose days correlate by rho."""
+    return np.sqrt(rho) * common + np.sqrt(1 - rho) * own
 
 
 def copula_paths(

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from supplyml.config import M5_QUANTILES
-from supplyml.forecasting.base import LEVEL_GRID, quantile_paths
+from supplyml.forecasting.base import LEVEL_GRID, equicorrelated, quantile_paths
 
 log = logging.getLogger(__name__)
 # Levels forecasts are read at during selection and calibration: the sampling grid, M5's levels, and
@@ -72,8 +72,7 @@ def path_totals(q_days: list[np.ndarray], rho: float, n_samples: int, seed: int)
         common = rng.standard_normal((n, n_samples, 1))
         for i in range(0, n, CHUNK):
             own = rng.standard_normal((len(q[i : i + CHUNK]), n_samples, h))
-            z = np.sqrt(rho) * common[i : i + CHUNK] + np.sqrt(1 - rho) * own
-            totals.append(quantile_paths(q[i : i + CHUNK], z).sum(2))
+            totals.append(quantile_paths(q[i : i + CHUNK], equicorrelated(common[i : i + CHUNK], own, rho)).sum(2))
     return np.concatenate(totals)
 
 

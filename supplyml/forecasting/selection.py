@@ -48,21 +48,20 @@ def validation_origins(end: pd.Timestamp, cfg: Config) -> list[pd.Timestamp]:
 
 @dataclass
 class Window:
-    """One validation origin: the scored series, their actuals, and each candidate's forecast. Its history
-    is cut from the panel when it is read, one window at a time: five copies of a 32k-series panel would
-    be the largest thing selection holds."""
+    """One validation origin: the scored series, their demand before it as the scaled metrics read it,
+    their actuals, and each candidate's forecast. The history frame is cut from the panel only where a
+    model is re-anchored on it, one window at a time: five copies of a 32k-series panel would be the
+    largest thing selection holds."""
 
     origin: pd.Timestamp
     ids: list[str]
+    hist: np.ndarray  # (n, days before the origin): `metrics.history_matrix`
     test: pd.DataFrame
     actual: np.ndarray  # (n, h)
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
 
     def history(self, panel: pd.DataFrame) -> pd.DataFrame:
         return panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)]
-
-    def history_matrix(self, panel: pd.DataFrame) -> np.ndarray:
-        return metrics.history_matrix(self.history(panel), pd.Index(self.ids))
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
@@ -80,12 +79,12 @@ def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> li
     return names
 
 
-def _score(window: Window, hist: np.ndarray, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict[str, float]:
-    """WRMSSE and WSPL at the evaluation quantiles, as `evaluate_forecasts` scores them; `hist` is the
-    window's `metrics.history_matrix`, cut once for all the options scored on it."""
+def _score(window: Window, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict[str, float]:
+    """WRMSSE and WSPL at the evaluation quantiles, as `evaluate_forecasts` scores them."""
     levels = cfg.evaluation.quantiles
     idx = [int(np.argmin(np.abs(cal.FINE - lv))) for lv in levels]
-    return {"wrmsse": metrics.wrmsse(window.actual, mean, hist), "wspl": metrics.wspl(window.actual, q[..., idx], levels, hist)}
+    hist, actual = window.hist, window.actual
+    return {"wrmsse": metrics.wrmsse(actual, mean, hist), "wspl": metrics.wspl(actual, q[..., idx], levels, hist)}
 
 
 def _blend(window: Window, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,16 +119,16 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
         test = panel[(panel["ds"] >= origin) & (panel["ds"] < origin + pd.Timedelta(days=h)) & panel["unique_id"].isin(ids)]
         actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
-        window = Window(origin, ids, test, actual, {})
-        history = window.history(panel)
+        history = panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)]
+        window = Window(origin, ids, metrics.history_matrix(history, pd.Index(ids)), test, actual, {})
         for name, model in fitted.items():
             window.forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
         windows.append(window)
         del history
 
-    scored = [w for w in windows if _scorable(w, panel, cfg)]
+    scored = [w for w in windows if _scorable(w, cfg)]
     if scored:
-        chosen, scores = _choose(scored, panel, fitted, cfg)
+        chosen, scores = _choose(scored, fitted, cfg)
     else:  # e.g. one constant series: WRMSSE has no scale, so there is nothing to rank on
         chosen, scores = next(iter(fitted)), {}
         log.warning(
@@ -156,38 +155,29 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     return model, evidence
 
 
-def _scorable(window: Window, panel: pd.DataFrame, cfg: Config) -> bool:
+def _scorable(window: Window, cfg: Config) -> bool:
     """Whether WRMSSE is defined at this origin: some series with a nonzero naive scale and sales in its
     weight window (M5 leaves the others out)."""
     try:
-        _score(
-            window, window.history_matrix(panel), window.actual, np.repeat(window.actual[..., None], len(cal.FINE), axis=-1), cfg
-        )
+        _score(window, window.actual, np.repeat(window.actual[..., None], len(cal.FINE), axis=-1), cfg)
     except ValueError as e:
         log.warning("validation origin %s not scored: %s", window.origin.date(), e)
         return False
     return True
 
 
-def _choose(windows: list[Window], panel: pd.DataFrame, fitted: dict[str, Forecaster], cfg: Config) -> tuple[str, dict]:
+def _choose(windows: list[Window], fitted: dict[str, Forecaster], cfg: Config) -> tuple[str, dict]:
     """Singles and equal-weight combinations scored on the validation origins; the lowest WRMSSE + WSPL,
     each relative to the best single's."""
-
-    # Each pass cuts one window's history at a time; combinations are formed in the singles' rank order.
-    def per_window(options: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        rows = []
-        for w in windows:
-            hist = w.history_matrix(panel)
-            rows.append({label: _score(w, hist, *_blend(w, weights), cfg) for label, weights in options.items()})
-        return {label: _mean_scores([r[label] for r in rows]) for label in options}
-
-    scores = per_window({n: {n: 1.0} for n in fitted})
+    scores = {n: _mean_scores([_score(w, *w.forecasts[n], cfg) for w in windows]) for n in fitted}
     ranked = sorted(scores, key=lambda n: scores[n]["wrmsse"])
     options = {n: {n: 1.0} for n in ranked}
     for k in range(2, min(cfg.selection.max_members, len(ranked)) + 1):
         for members in combinations(ranked, k):
             options[" + ".join(members)] = {n: 1.0 / k for n in members}
-    scores |= per_window({label: weights for label, weights in options.items() if label not in scores})
+    for label, weights in options.items():
+        if label not in scores:
+            scores[label] = _mean_scores([_score(w, *_blend(w, weights), cfg) for w in windows])
     # Relative to the best single's; a perfect forecast (a constant series) scores 0, so floor the divisor.
     best_w, best_s = (max(min(scores[n][m] for n in ranked), 1e-12) for m in ("wrmsse", "wspl"))
     chosen = min(options, key=lambda o: scores[o]["wrmsse"] / best_w + scores[o]["wspl"] / best_s)
