@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import mlflow
 import pandas as pd
@@ -25,7 +25,9 @@ from mlflow.models.evaluation.validation import ModelValidationFailedException
 
 from supplyml import evidence
 from supplyml.config import Config, GateConfig
-from supplyml.forecasting import Forecaster, backtest
+
+if TYPE_CHECKING:
+    from supplyml.forecasting import Forecaster, backtest
 
 log = logging.getLogger(__name__)
 FIGURES = [
@@ -67,6 +69,8 @@ GUARDS = (
 
 def score(panel: pd.DataFrame, starts: Sequence[pd.Timestamp], forecaster: Forecaster, cfg: Config) -> backtest.Backtest:
     """`forecaster` re-anchored at each origin in `starts` on `panel` and scored on the horizon after it."""
+    from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
+
     return backtest.Backtest.from_origins(
         [backtest.evaluate_origin(panel, s, forecaster.with_history(panel[panel["ds"] < s]), cfg, peers=[]) for s in starts]
     )
@@ -74,6 +78,8 @@ def score(panel: pd.DataFrame, starts: Sequence[pd.Timestamp], forecaster: Forec
 
 def figures(result: backtest.Backtest, cfg: Config) -> dict[str, float]:
     """The gate's figures of the champion recipe (`backtest.MODEL`) in a backtest."""
+    from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
+
     out = {
         **result.table().loc[backtest.MODEL].to_dict(),
         **result.inventory.loc[backtest.POLICIES["forecast"]].to_dict(),
@@ -135,6 +141,8 @@ def paired(
 
 def against_best_peer(result: backtest.Backtest, cfg: Config) -> evidence.Comparison | None:
     """The champion recipe against the peer with the lowest held-out WRMSSE, paired per series x origin."""
+    from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
+
     peers = [m for m in result.table().index if m != backtest.MODEL]
     if not peers:
         return None
@@ -323,6 +331,8 @@ def _figure(rule: Rule, candidate: dict, champion: dict | None) -> str:
 
 def describe(verdict: dict) -> str:
     """A verdict as `supplyml pipeline run` and `supplyml model compare` print it."""
+    from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
+
     v = Verdict(**verdict)
     where = (
         f"against champion version {v.champion_version}, same held-out origins, paired per series"

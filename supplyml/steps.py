@@ -3,7 +3,9 @@ registering any family's model. Each family's own steps live in its package (`<f
 each KFP component calls exactly one step.
 
 They move data by paths and small JSON-able values, so they run the same under `kfp.local`, on a
-cluster, or straight from a test.
+cluster, or straight from a test. Every task (every pod) imports this module afresh: the data steps
+do not pay for MLflow, Optuna and the model families (seconds each), which the steps that use them
+import.
 """
 
 from __future__ import annotations
@@ -12,11 +14,8 @@ import json
 import logging
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
-from supplyml import families, registry, tracking
-from supplyml import tune as tuning
 from supplyml.config import Config
 from supplyml.data import data_file, data_version, parse_days, read_table
 from supplyml.features import Split, history_days, plan
@@ -81,6 +80,11 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
 def tune_study(cfg: Config, lineage: dict, family: str) -> str:
     """Create (or resume) the family's study before any worker starts, and the MLflow run its trials
     nest under; returns that run's id."""
+    import mlflow
+
+    from supplyml import families, tracking
+    from supplyml import tune as tuning
+
     cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     study = tuning.create(cfg, families.get(family).part("search").tuning_search(cfg, None, lineage["dvc_md5"]))
@@ -92,6 +96,11 @@ def tune_study(cfg: Config, lineage: dict, family: str) -> str:
 
 def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: int, family: str) -> int:
     """One Optuna worker of the family's study; its trials nest under `run_id`."""
+    import mlflow
+
+    from supplyml import families, tracking
+    from supplyml import tune as tuning
+
     cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     search = families.get(family).part("search").tuning_search(cfg, pd.read_parquet(data_in), lineage["dvc_md5"])
@@ -101,6 +110,11 @@ def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: i
 
 def tune_best(cfg: Config, lineage: dict, run_id: str, family: str) -> dict:
     """After the workers: the best hyperparameters, logged on the tune run."""
+    import mlflow
+
+    from supplyml import families, tracking
+    from supplyml import tune as tuning
+
     cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
     search = families.get(family).part("search").tuning_search(cfg, None, lineage["dvc_md5"])
@@ -115,6 +129,8 @@ def tune_best(cfg: Config, lineage: dict, run_id: str, family: str) -> dict:
 def register_version(cfg: Config, name: str, model_uri: str, verdict: dict, tags: dict) -> dict:
     """Register a version with `tags`, its verdict and gate reasons; move `champion` to it if the gate
     said so and the champion is still the one it was judged against."""
+    from supplyml import registry
+
     version = registry.register(model_uri, name, {**tags, "verdict": json.dumps(verdict), "gate": "; ".join(verdict["reasons"])})
     reasons, promoted = list(verdict["reasons"]), False
     if verdict["promote"]:

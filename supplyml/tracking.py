@@ -6,6 +6,7 @@ import logging
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -13,7 +14,9 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from supplyml.config import Config
-from supplyml.forecasting import Forecaster, load
+
+if TYPE_CHECKING:  # each family's model is imported where it is loaded: a step of one family pays for no other
+    from supplyml.forecasting import Forecaster
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class ForecasterModel(PythonModel):
         self.quantiles, self.horizon = quantiles, horizon
 
     def load_context(self, context) -> None:
+        from supplyml.forecasting import load
+
         self.forecaster = load(context.artifacts["forecaster"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

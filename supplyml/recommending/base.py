@@ -20,6 +20,7 @@ The constructor must accept exactly the saved `params` as keyword arguments.
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -33,6 +34,9 @@ import scipy.sparse as sp
 from supplyml.config import RecommendConfig
 
 RECOMMENDERS: dict[str, type[Recommender]] = {}
+# The family's modules that define recommenders, imported on first need: the networks import torch and
+# Lightning (seconds), which a step that only reads purchases or ranks with a peer should not pay for.
+MODEL_MODULES = ("peers", "networks")
 FALLBACK = "popularity"
 _CHUNK = 2048  # customers scored at once: bounds the dense (customers x items) block
 
@@ -188,13 +192,27 @@ class Recommender(ABC):
         return load(path)
 
 
+def recommender(name: str) -> type[Recommender]:
+    """The model registered as `name`; the family's MODEL_MODULES are imported until it is found. A
+    model defined elsewhere must have been imported first."""
+    for module in MODEL_MODULES:
+        if name in RECOMMENDERS:
+            break
+        importlib.import_module(f"supplyml.recommending.{module}")
+    if name not in RECOMMENDERS:
+        raise ValueError(f"unknown recommender {name!r}; known: {sorted(RECOMMENDERS)}")
+    return RECOMMENDERS[name]
+
+
 def load(path: str | Path) -> Recommender:
-    """Any saved recommender, whatever its model (its module must have been imported)."""
+    """Any saved recommender, whatever its model."""
     path = Path(path)
     meta = json.loads((path / "recommender.json").read_text())
-    if meta["name"] not in RECOMMENDERS:
-        raise ValueError(f"{path}: unknown recommender {meta['name']!r}; known: {sorted(RECOMMENDERS)}")
-    model = RECOMMENDERS[meta["name"]](**meta["params"])
+    try:
+        cls = recommender(meta["name"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    model = cls(**meta["params"])
     model.items, model.customers = meta["items"], meta["customers"]
     model._item_index = {s: j for j, s in enumerate(model.items)}
     model._customer_index = {c: i for i, c in enumerate(model.customers)}

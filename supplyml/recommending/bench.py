@@ -26,7 +26,7 @@ import pandas as pd
 from supplyml.config import Config
 from supplyml.data import data_version
 from supplyml.recommending import metrics
-from supplyml.recommending.base import RECOMMENDERS, Recommender
+from supplyml.recommending.base import Recommender, recommender
 from supplyml.recommending.interactions import catalogue, load_interactions, temporal_split
 from supplyml.recommending.peers import PEERS
 from supplyml.recommending.scoring import score_window
@@ -161,14 +161,10 @@ def _tune(cfg: Config, frame: pd.DataFrame, data_md5: str) -> tuple[dict, list[d
 
 
 def _lookup(name: str) -> type[Recommender]:
-    if name in PEERS:
-        return PEERS[name]
-    if name not in RECOMMENDERS:
-        raise ValueError(
-            f"recommend.models: unknown model {name!r}; known: {sorted(RECOMMENDERS)} "
-            "(a model outside supplyml.recommending.peers must be imported first)"
-        )
-    return RECOMMENDERS[name]
+    try:
+        return recommender(name)
+    except ValueError as e:
+        raise ValueError(f"recommend.models: {e} (a model outside supplyml.recommending must be imported first)") from None
 
 
 def _ranking_frame(name: str, lists: dict[str, list[tuple[str, float]]]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from mlflow.models import MetricThreshold
 
 from supplyml import gate, registry
 from supplyml.config import Config
-from supplyml.recommending.base import RECOMMENDERS, Recommender
+from supplyml.recommending.base import Recommender, recommender
 from supplyml.recommending.interactions import Split, catalogue, purchased_items, relevant_items
 from supplyml.recommending.metrics import ndcg_per_customer, split_relevant
 from supplyml.recommending.peers import PEERS
@@ -37,7 +37,7 @@ def recipe(cfg: Config, best: dict | None = None) -> dict:
 
 
 def fit(recipe: dict, frame: pd.DataFrame, descriptions: dict[str, str]) -> Recommender:
-    model = RECOMMENDERS[recipe["model"]](**recipe["params"]).fit(frame, catalogue(frame))
+    model = recommender(recipe["model"])(**recipe["params"]).fit(frame, catalogue(frame))
     model.descriptions = {s: descriptions[s] for s in model.items if s in descriptions}
     return model
 

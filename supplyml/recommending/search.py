@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 
 from supplyml.config import Config
-from supplyml.recommending.base import RECOMMENDERS
+from supplyml.recommending.base import recommender
 from supplyml.recommending.interactions import catalogue, temporal_split, windows
 from supplyml.recommending.scoring import score_window
 
@@ -21,7 +21,7 @@ SEARCHED = ("architecture", "dim", "lr", "repeat_slots", "half_life_days", "popu
 def served_params(cfg: Config) -> dict:
     """The served recommender's hyperparameters: its defaults, then `recommend.params`."""
     return {
-        **RECOMMENDERS[cfg.recommend.model].defaults,
+        **recommender(cfg.recommend.model).defaults,
         **cfg.recommend.params,
         "popularity_days": cfg.recommend.popularity_days,
         "seed": cfg.seed,
@@ -73,7 +73,7 @@ class RecommendSearch:
         trial.set_user_attr("model", chosen)
         split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
         params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}
-        model = RECOMMENDERS[cfg.recommend.model](**params).fit(split.train, catalogue(split.train))
+        model = recommender(cfg.recommend.model)(**params).fit(split.train, catalogue(split.train))
         scores, _ = score_window(model, split.train, split.val, cfg.recommend.k)
         trial.set_user_attr("validation", scores)
         return scores[cfg.recommend.select_metric]
