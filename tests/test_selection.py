@@ -83,6 +83,24 @@ def test_window_average_forecasts_the_mean_of_its_last_28_days_and_refits_on_new
     assert fc["mean"].to_numpy() == pytest.approx([earlier] * 3) and fc["ds"].iloc[0] == pd.Timestamp("2022-06-01")
 
 
+def test_models_anchored_on_one_sorted_history_share_it_and_a_shuffled_one_is_sorted_first():
+    panel = weekly_panel(120, n=3)
+    shuffled = panel.sample(frac=1.0, random_state=0).assign(extra=1.0)  # rows out of order, a column no model keeps
+    a = Statistical.fit(shuffled, "window_average", horizon=7)
+    # Sorted by series then day, the daily columns only, rows numbered from 0: S0's 120 days, then S1's, ...
+    assert list(a.history.columns) == ["unique_id", "ds", "y", "price", "promo", "event"]
+    assert a.history["unique_id"].tolist() == [f"S{i}" for i in range(3) for _ in range(120)]
+    assert (a.history.groupby("unique_id")["ds"].diff().dropna() == pd.Timedelta(days=1)).all()
+    assert a.history.index.equals(pd.RangeIndex(360))
+    b = Statistical.fit(a.history, "seasonal_naive", horizon=7)
+    c = LightGBM.fit(a.history, horizon=7)
+    assert b.history is a.history and c.history is a.history  # one frame, not a copy per model
+    assert b.with_history(a.history).history is a.history
+    # Sharing changes no forecast: S1's window average is the mean of its last 28 days, as from the shuffled rows.
+    expected = panel[panel["unique_id"] == "S1"]["y"].iloc[-28:].mean()
+    assert a.predict(["S1"], 2, [0.5])["mean"].to_numpy() == pytest.approx([expected] * 2)
+
+
 def test_a_series_younger_than_the_models_minimum_history_is_forecast_at_its_mean():
     panel = weekly_panel(200)
     young = pd.DataFrame({"unique_id": "NEW", "ds": pd.date_range(end=panel["ds"].max(), periods=3), "y": [1.0, 2.0, 6.0]})

@@ -26,7 +26,7 @@ from supplyml.config import Config, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting import metrics
-from supplyml.forecasting.base import CANDIDATES, LEVEL_GRID, Calibration, Forecaster, candidate_classes
+from supplyml.forecasting.base import CANDIDATES, LEVEL_GRID, Calibration, Forecaster, candidate_classes, daily_history
 from supplyml.forecasting.combination import Combination
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Window:
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
 
     def history(self, panel: pd.DataFrame) -> pd.DataFrame:
-        return panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)]
+        return daily_history(panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)].reset_index(drop=True))
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
@@ -102,7 +102,8 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     first = panel.groupby("unique_id")["ds"].min()
     names = candidates(cfg, panel["unique_id"].nunique())
     make = builders(cfg, params, names)
-    train = panel[panel["ds"] < origins[0]]
+    panel = daily_history(panel)  # one sorted copy; every candidate and window shares its cuts
+    train = daily_history(panel[panel["ds"] < origins[0]].reset_index(drop=True))
     fitted = {}
     for name in names:
         try:
@@ -119,7 +120,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
         test = panel[(panel["ds"] >= origin) & (panel["ds"] < origin + pd.Timedelta(days=h)) & panel["unique_id"].isin(ids)]
         actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
-        history = panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)]
+        history = daily_history(panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)].reset_index(drop=True))
         window = Window(origin, ids, metrics.history_matrix(history, pd.Index(ids)), test, actual, {})
         for name, model in fitted.items():
             window.forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
