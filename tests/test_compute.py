@@ -12,6 +12,8 @@ from supplyml.config import M5_QUANTILES, ComputeConfig, load_config
 from supplyml.forecasting.peers import DEFAULT_PEERS, forecast_peers
 from supplyml.forecasting.statistical import MODELS, Statistical
 
+# Starting a cluster of worker processes takes most of its ~20 s: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
 HORIZON = 14
 DASK = ComputeConfig(engine="dask", workers=2)
 
