@@ -58,7 +58,7 @@ class Window:
     hist: np.ndarray  # (n, days before the origin): `metrics.history_matrix`
     test: pd.DataFrame
     actual: np.ndarray  # (n, h)
-    forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), quantiles (n, h, FINE)
+    forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), float32 quantiles (n, h, FINE)
 
     def history(self, panel: pd.DataFrame) -> pd.DataFrame:
         return daily_history(panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)].reset_index(drop=True))
@@ -123,7 +123,8 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         history = daily_history(panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)].reset_index(drop=True))
         window = Window(origin, ids, metrics.history_matrix(history, pd.Index(ids)), test, actual, {})
         for name, model in fitted.items():
-            window.forecasts[name] = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
+            mean, q = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
+            window.forecasts[name] = mean, q.astype(np.float32)  # half the memory; scores move by ~1e-7 relative
         windows.append(window)
         del history
 
