@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # (Evidently's own default for large samples), against monitor.covariate_drift_distance.
 SERIES_TEST = "ks"
 COVARIATE_TEST = "wasserstein"
-COVARIATES = DAILY_COLUMNS[2:]  # y, price and the flags
+COVARIATES = [c for c in DAILY_COLUMNS if c not in ("unique_id", "ds")]  # every daily column but the keys: y, price, flags
 HEADLINE = ["wrmsse", "wspl", "coverage_50", "coverage_95"]
 SHOWN = 10  # drifted series named in log lines; the report and monitor.json list them all
 
