@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -44,13 +43,17 @@ def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out:
         cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"params": params})})
         tuned = {"optuna_study": best["study"], "optuna_trial": best["trial"]}
     reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
-    Path(reviews_out).write_bytes(pickle.dumps(reviews))
+    with open(reviews_out, "wb") as f:  # streamed: the paths are the step's largest array (n x reviews x samples x L+R)
+        pickle.dump(reviews, f)
+    series = len(reviews[0].ids)
+    example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+    pooled = policy_lifecycle.concat(reviews)
+    del reviews  # the pooled copy trains: holding both would double the paths' memory
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=lineage_tags({**lineage, **tuned})) as run:
-        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": len(reviews[0].ids), "origins": len(starts)})
+        mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": series, "origins": len(starts)})
         mlflow.log_params({f"policy.{k}": v for k, v in cfg.policy.params[cfg.policy.algorithm].items()})
-        model = real.fit(policy_lifecycle.concat(reviews), cfg, cfg.seed)
-        example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+        model = real.fit(pooled, cfg, cfg.seed)
         model_uri = tracking.log_policy(model, setting, example)
     return {"run_id": run.info.run_id, "model_uri": model_uri, "tuned": tuned}
 
@@ -62,7 +65,8 @@ def evaluate(cfg: Config, panel_in: str, reviews_in: str, trained: dict) -> dict
 
     tracking.setup_tracking(cfg)
     cfg, _, starts = _planned(cfg, panel_in)
-    reviews = pickle.loads(Path(reviews_in).read_bytes())  # train's, written by this same code
+    with open(reviews_in, "rb") as f:
+        reviews = pickle.load(f)  # train's, written by this same code
     model = mlflow.pyfunc.load_model(trained["model_uri"]).unwrap_python_model().policy
     verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
     log.info(
