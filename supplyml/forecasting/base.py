@@ -90,9 +90,12 @@ def daily_history(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_series_and_day(frame: pd.DataFrame) -> bool:
-    uid, ds = frame["unique_id"].to_numpy(), frame["ds"].to_numpy()
+    ids = frame["unique_id"]
+    if not ids.is_monotonic_increasing or ids.isna().any():  # the cheap test first; sort_values puts nulls last
+        return False
+    uid, ds = ids.to_numpy(), frame["ds"].to_numpy()
     same = uid[1:] == uid[:-1]
-    return bool(frame["unique_id"].is_monotonic_increasing and (ds[1:][same] >= ds[:-1][same]).all())
+    return bool((ds[1:][same] >= ds[:-1][same]).all())
 
 
 class Forecaster(ABC):

@@ -61,7 +61,15 @@ class Window:
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> mean (n, h), float32 quantiles (n, h, FINE)
 
     def history(self, panel: pd.DataFrame) -> pd.DataFrame:
-        return daily_history(panel[(panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids)].reset_index(drop=True))
+        return _cut(panel, (panel["ds"] < self.origin) & panel["unique_id"].isin(self.ids))
+
+
+def _cut(panel: pd.DataFrame, rows: pd.Series) -> pd.DataFrame:
+    """The rows of a sorted panel as a history models share: the mask's fresh copy, renumbered from 0 in
+    place (`reset_index` would copy it once more)."""
+    cut = panel[rows]
+    cut.index = pd.RangeIndex(len(cut))
+    return daily_history(cut)
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
@@ -89,7 +97,7 @@ def _score(window: Window, mean: np.ndarray, q: np.ndarray, cfg: Config) -> dict
 
 def _blend(window: Window, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     mean = sum(w * window.forecasts[n][0] for n, w in weights.items())
-    q = sum(w * window.forecasts[n][1] for n, w in weights.items())
+    q = sum(w * window.forecasts[n][1].astype(float) for n, w in weights.items())
     assert isinstance(mean, np.ndarray) and isinstance(q, np.ndarray), "no weights"
     return mean, q
 
@@ -103,7 +111,7 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     names = candidates(cfg, panel["unique_id"].nunique())
     make = builders(cfg, params, names)
     panel = daily_history(panel)  # one sorted copy; every candidate and window shares its cuts
-    train = daily_history(panel[panel["ds"] < origins[0]].reset_index(drop=True))
+    train = _cut(panel, panel["ds"] < origins[0])
     fitted = {}
     for name in names:
         try:
@@ -120,11 +128,13 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
         ids = sorted(first.index[first <= origin - pd.Timedelta(days=h)])
         test = panel[(panel["ds"] >= origin) & (panel["ds"] < origin + pd.Timedelta(days=h)) & panel["unique_id"].isin(ids)]
         actual = test.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids).to_numpy(dtype=float)
-        history = daily_history(panel[(panel["ds"] < origin) & panel["unique_id"].isin(ids)].reset_index(drop=True))
+        history = _cut(panel, (panel["ds"] < origin) & panel["unique_id"].isin(ids))
         window = Window(origin, ids, metrics.history_matrix(history, pd.Index(ids)), test, actual, {})
         for name, model in fitted.items():
             mean, q = model.with_history(history).quantiles(ids, h, cal.FINE, future=test)
-            window.forecasts[name] = mean, q.astype(np.float32)  # half the memory; scores move by ~1e-7 relative
+            # float32: half the memory of selection's largest arrays. Scores move by ~1e-8 relative; a quantile
+            # within float32 rounding of a whole number could flip a tie in the level map.
+            window.forecasts[name] = mean, q.astype(np.float32)
         windows.append(window)
         del history
 

@@ -97,11 +97,11 @@ class PathDemand:
 
     def __init__(self, paths: np.ndarray, review_period: int, price: np.ndarray, initial: np.ndarray):
         # Kept as drawn (float32): a float64 copy of every path would be the step's largest array. Each
-        # review's paths and each draw are widened where they are read, to the same float64 values.
+        # review's paths (in path_features) and each draw are widened where they are read, to the same values.
         self.paths = np.asarray(paths)
         self.n, self.horizon = self.paths.shape[:2]
         self.R = review_period
-        pairs = [path_features(self.paths[:, k].astype(float), review_period) for k in range(self.horizon)]
+        pairs = [path_features(self.paths[:, k], review_period) for k in range(self.horizon)]
         self._features = np.stack([f for f, _ in pairs], 1)  # (n, reviews, q)
         self._scale = np.stack([c for _, c in pairs], 1)  # (n, reviews)
         self.price = np.asarray(price, dtype=float)
