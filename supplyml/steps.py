@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from supplyml.config import Config
 from supplyml.data import data_file, data_version, parse_days, read_table
 from supplyml.features import Split, history_days, plan
+
+if TYPE_CHECKING:
+    from supplyml.tune import Search
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +81,25 @@ def featurize(cfg: Config, raw_in: str, panel_out: str, docs_dir: str) -> dict:
     }
 
 
+def _search(cfg: Config, lineage: dict, family: str, frame: pd.DataFrame | None = None) -> tuple[Config, Search]:
+    """The config planned for the run's history, with tracking set up, and the family's tuning search
+    (over `frame`, for a worker) that the three tune steps share."""
+    from supplyml import families, tracking
+
+    cfg = plan(cfg, lineage["history_days"])
+    tracking.setup_tracking(cfg)
+    return cfg, families.get(family).part("search").tuning_search(cfg, frame, lineage["dvc_md5"])
+
+
 def tune_study(cfg: Config, lineage: dict, family: str) -> str:
     """Create (or resume) the family's study before any worker starts, and the MLflow run its trials
     nest under; returns that run's id."""
     import mlflow
 
-    from supplyml import families, tracking
     from supplyml import tune as tuning
 
-    cfg = plan(cfg, lineage["history_days"])
-    tracking.setup_tracking(cfg)
-    study = tuning.create(cfg, families.get(family).part("search").tuning_search(cfg, None, lineage["dvc_md5"]))
+    cfg, search = _search(cfg, lineage, family)
+    study = tuning.create(cfg, search)
     with mlflow.start_run(run_name=f"tune-{family}", tags=lineage_tags({**lineage, "optuna_study": study.study_name})) as run:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         mlflow.log_params({"study": study.study_name, "workers": cfg.tune.workers, "n_trials": cfg.tune.n_trials})
@@ -98,12 +110,9 @@ def tune_worker(cfg: Config, data_in: str, lineage: dict, run_id: str, worker: i
     """One Optuna worker of the family's study; its trials nest under `run_id`."""
     import mlflow
 
-    from supplyml import families, tracking
     from supplyml import tune as tuning
 
-    cfg = plan(cfg, lineage["history_days"])
-    tracking.setup_tracking(cfg)
-    search = families.get(family).part("search").tuning_search(cfg, pd.read_parquet(data_in), lineage["dvc_md5"])
+    cfg, search = _search(cfg, lineage, family, pd.read_parquet(data_in))
     with mlflow.start_run(run_id=run_id):
         return tuning.work(search, cfg, lineage_tags(lineage), worker)
 
@@ -112,12 +121,9 @@ def tune_best(cfg: Config, lineage: dict, run_id: str, family: str) -> dict:
     """After the workers: the best hyperparameters, logged on the tune run."""
     import mlflow
 
-    from supplyml import families, tracking
     from supplyml import tune as tuning
 
-    cfg = plan(cfg, lineage["history_days"])
-    tracking.setup_tracking(cfg)
-    search = families.get(family).part("search").tuning_search(cfg, None, lineage["dvc_md5"])
+    cfg, search = _search(cfg, lineage, family)
     study = tuning.finish(cfg, search)
     best = tuning.best_model(study)
     with mlflow.start_run(run_id=run_id):
