@@ -1,5 +1,7 @@
-"""A forecaster MLflow logged before the forecasting modules moved (commit 4c911a5) still loads and
-forecasts: registered versions keep their pickled pyfunc class and their saved model kinds."""
+"""Models MLflow logged before their modules moved still load and answer: a forecaster from before the
+forecasting modules moved (commit 4c911a5), a recommender from before its Lightning architectures left
+`recommending.networks` (commit 15869b5). Registered versions keep their pickled pyfunc class and their
+saved model kinds."""
 
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 LOGGED_BEFORE_THE_MOVE = Path(__file__).parent / "data" / "forecaster-before-move"
+RECOMMENDER_BEFORE_THE_SPLIT = Path(__file__).parent / "data" / "recommender-before-split"
 
 
 def test_a_forecaster_logged_before_the_move_loads_and_forecasts_what_it_did():
@@ -21,3 +24,16 @@ def test_a_forecaster_logged_before_the_move_loads_and_forecasts_what_it_did():
     by_sku = out.groupby("unique_id")
     assert np.allclose(by_sku["mean"].unique().explode().astype(float), [5.0, 8.0])
     assert np.allclose(out["mean"], out["q0.5"])
+
+
+def test_a_recommender_logged_before_the_split_loads_and_ranks_what_it_did():
+    # Logged by `tracking.log_recommender` at 15869b5: a Blend (bpr, dim 4, 1 epoch, repeat_slots 1) over
+    # c1 buying A on 3 days and B on 1, c2 buying B on 1 day and C on 2. With one habit slot, each
+    # customer's most-bought item comes first, scored 2 + its purchase days + its popularity scaled below 1.
+    model = mlflow.pyfunc.load_model(str(RECOMMENDER_BEFORE_THE_SPLIT))
+    out = model.predict(pd.DataFrame({"customer_id": ["c1", "c2"]}), params={"k": 3})
+    first = out[out["rank"] == 1].set_index("customer_id")
+    assert first["sku"].to_dict() == {"c1": "A", "c2": "C"}
+    assert 5 < first.loc["c1", "score"] < 6 and 4 < first.loc["c2", "score"] < 5
+    # The rest is the restored network's ranking, as the old code gave it.
+    assert out.groupby("customer_id")["sku"].apply(list).to_dict() == {"c1": ["A", "C", "B"], "c2": ["C", "A", "B"]}
