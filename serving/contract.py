@@ -54,8 +54,8 @@ LINEAGE_DOC = {
 
 def contract(generated: dict, parts: list, metadata: type[BaseModel], examples: dict[str, dict]) -> dict:
     """/docs.json: OpenAPI 3.0.3 (what client generators read best), with the real error bodies, the lineage
-    headers, /metadata's answer, each part's operations with its `examples` per path and, when a token is
-    required, the bearer scheme."""
+    headers and each part's own (`HEADERS`), /metadata's answer, each part's operations with its `examples`
+    per path and, when a token is required, the bearer scheme."""
     spec = json.loads(json.dumps(generated))
     spec["openapi"] = "3.0.3"
     about = "; ".join(part.ABOUT for part in parts if part.ABOUT)
@@ -74,10 +74,11 @@ def contract(generated: dict, parts: list, metadata: type[BaseModel], examples: 
         schemas[model.__name__] = schema
     spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     operations = {("/metadata", "get"): ("401",), **{op: statuses for part in parts for op, statuses in part.OPERATIONS.items()}}
+    headers = {path: doc for part in parts for path, doc in part.HEADERS.items()}
     for (path, method), statuses in operations.items():
         operation = spec["paths"][path][method]
         operation["responses"] = {
-            "200": {**operation["responses"]["200"], "headers": LINEAGE_DOC},
+            "200": {**operation["responses"]["200"], "headers": {**LINEAGE_DOC, **headers.get(path, {})}},
             **{s: ERRORS[s] for s in statuses},
         }
         if "requestBody" in operation:

@@ -65,6 +65,7 @@ PATHS = ("/forecast",)
 COUNTED = {"/forecast": ("skus", SERVING.max_skus, "serving.max_skus")}
 OPERATIONS = {("/forecast", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504")}
 BODIES: dict = {}  # BentoML documents these bodies as pydantic does
+HEADERS: dict = {}  # the 200 answer's headers beyond the lineage (contract.LINEAGE_DOC), per path
 METADATA = {"bento_model": (str, ...), "skus": (list[str], ...), "history_end": (date, ...)}
 ABOUT = f"demand forecasts from {META['model_name']} version {META['model_version']}"
 

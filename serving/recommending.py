@@ -69,6 +69,7 @@ OPERATIONS = {
 # BentoML writes a union field (`str | int`, `str | None`) as its first type: these bodies are documented
 # by pydantic's own schemas.
 BODIES = {"/recommend": (RecommendRequest, Recommendation), "/similar": (SimilarRequest, Similar)}
+HEADERS: dict = {}
 METADATA = {"recommender": (RecommenderMetadata | None, Field(None, description="null: this Bento has no recommender"))}
 ABOUT = f"recommendations from {META['model_name']} version {META['model_version']}" if META else None
 

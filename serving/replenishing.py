@@ -125,6 +125,15 @@ PATHS = ("/replenish",)
 COUNTED = {"/replenish": ("items", SERVING.max_items, "serving.max_items")}
 OPERATIONS = {("/replenish", "post"): ("400", "401", "404", "413", "415", "422", "500", "503", "504")}
 BODIES: dict = {}  # BentoML documents these bodies as pydantic does
+HEADERS = {
+    "/replenish": {
+        name: {"description": f"{what}; sent when this Bento packages a learned policy", "schema": {"type": "string"}}
+        for name, what in (
+            ("X-Supplyml-Policy", "registered name of the learned policy"),
+            ("X-Supplyml-Policy-Version", "its registered version"),
+        )
+    }
+}
 METADATA = {
     "default_policy": (
         Literal[planning.BASE_STOCK, planning.CLASSICAL],  # type: ignore[valid-type]

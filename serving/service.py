@@ -9,7 +9,8 @@ A part module has:
 - `PATHS`, `COUNTED` (the list field, limit and its config name per path, checked before parsing) and
   `headers()` (the lineage headers on its paths);
 - `describe(service)` and `METADATA` (its entries in /metadata, and their schema);
-- `OPERATIONS`, `BODIES`, `ABOUT` and `example(path, service)` (its part of /docs.json).
+- `OPERATIONS`, `BODIES`, `HEADERS` (its 200 answers' headers beyond the lineage), `ABOUT` and
+  `example(path, service)` (its part of /docs.json).
 
 A thin wrapper: pydantic checks every field (a bad one is a 400 naming it), an unknown SKU is a 404, and
 every answer is computed by `supplyml.planning` or the family's model. `Guard`, an ASGI middleware, applies
