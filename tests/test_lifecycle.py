@@ -30,7 +30,7 @@ NAME = "supplyml-forecaster"
 # Two recipes whose order is clear on this slice's three held-out origins (25 series): seasonal naive
 # (WRMSSE 1.142, 95% coverage 0.905) and LightGBM (0.982, 0.933; p 0.0065 on the paired WRMSSE, its
 # total cost 23% higher but not significantly so). AutoETS (0.935) would separate them as well, but its
-# refits at every origin and in each promotion made this module a third longer. Others are not better on
+# refits at every origin and in each promotion made this module two fifths longer. Others are not better on
 # every count: the default recipe's 2-epoch network orders at 40% more cost than seasonal naive, and
 # Croston's and the window average's conformal intervals miss their 95% per series twice as far; the
 # gate's guards keep seasonal naive.
