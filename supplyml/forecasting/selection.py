@@ -65,11 +65,12 @@ class Window:
 
 
 def _cut(panel: pd.DataFrame, rows: pd.Series) -> pd.DataFrame:
-    """The rows of a sorted panel as a history models share: the mask's fresh copy, renumbered from 0 in
-    place (`reset_index` would copy it once more)."""
+    """The rows of a panel in `daily_history`'s form as a history models share: the mask's fresh copy keeps
+    its order and columns, renumbered from 0 in place (`reset_index` would copy it once more). Each model
+    anchored on it checks the order and keeps the frame as it is."""
     cut = panel[rows]
     cut.index = pd.RangeIndex(len(cut))
-    return daily_history(cut)
+    return cut
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
