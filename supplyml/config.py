@@ -183,6 +183,10 @@ class TrackingServerConfig(Section):
     auth_database_uri: str = "sqlite:///{workdir}/mlflow-server/auth.db"  # users and permissions
     admin_username: str = "admin"
     default_permission: Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"  # of a user on what others made
+    # MLflow checks a password with scrypt on every request (0.12 s of CPU each here, three per request), and a
+    # pipeline run makes hundreds: a worker trusts a credential it checked for this long. A password changed
+    # through another worker's API still works there until then; 0 checks every request.
+    auth_cache_ttl_seconds: int = Field(60, ge=0)
     workers: int = Field(2, ge=1)
 
 

@@ -34,6 +34,7 @@ def auth_ini(cfg: Config) -> Path:
             "database_uri": s.auth_database_uri,
             "admin_username": s.admin_username,
             "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+            "auth_cache_ttl_seconds": str(s.auth_cache_ttl_seconds),
         }.items()
     }
     path = Path(cfg.workdir) / "mlflow-server" / "basic_auth.ini"

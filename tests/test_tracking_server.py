@@ -44,6 +44,19 @@ def test_the_server_refuses_to_start_without_its_secrets(tmp_path):
     assert not (tmp_path / "mlflow-server").exists()  # nothing written: it stopped before the auth config
 
 
+def test_mlflow_reads_the_auth_settings_written_from_the_config(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    from supplyml import tracking_server
+    from supplyml.config import load_config
+
+    cfg = load_config(overrides=[f"workdir={tmp_path}", "registry.server.auth_cache_ttl_seconds=5"]).resolved(REPO)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tracking_server.auth_ini(cfg)))
+    auth = read_auth_config()
+    assert (auth.auth_cache_ttl_seconds, auth.default_permission, auth.admin_username) == (5, "READ", "admin")
+    assert auth.database_uri == f"sqlite:///{tmp_path.resolve()}/mlflow-server/auth.db"
+
+
 def test_a_client_command_names_an_unreachable_server(tmp_path):
     proc = cli(
         "model", "list", *(a for o in stores(tmp_path) for a in ("--set", o)), "--set", "registry.tracking_uri=http://127.0.0.1:9"
