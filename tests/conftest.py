@@ -17,7 +17,7 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 # The modules that run whole pipelines, longest first, start before the rest: each file runs whole on one
 # worker, in collection order (--no-loadscope-reorder), and the short files then fill in around them
 # instead of one worker finishing a long file alone at the end.
-LONGEST_FIRST = ("test_lifecycle.py", "test_pipeline.py", "test_tracking_server.py")
+LONGEST_FIRST = ("test_lifecycle.py", "test_pipeline.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,17 +1,20 @@
-"""The model lifecycle through real kfp.local runs, a real MLflow sqlite registry and the real CLI:
-a worse candidate is never promoted, a better one is, a forced promotion is recorded, rollback walks
-back, and failures leave the champion as it was. Two module fixtures hold the story: `runs` (three
-pipeline runs: a weak champion, a better challenger, a worse one) and `moves` (the owner's commands after
-them); each test asks for the one it reads, so none depends on another test's order."""
+"""The model lifecycle as a team runs it: real kfp.local runs and the real CLI against `supplyml
+tracking-server` on PostgreSQL, with basic auth and proxied artifacts. A worse candidate is never
+promoted, a better one is, a forced promotion is recorded, rollback walks back, and failures leave the
+champion as it was. Three module fixtures hold the story: `server`, `runs` (three pipeline runs: a weak
+champion, a better challenger, a worse one) and `moves` (the owner's commands after them); each test asks
+for the one it reads, so none depends on another test's order."""
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -40,10 +43,80 @@ BETTER = "selection.candidates=[lightgbm]"
 FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=false", "--set", "features.max_series=25")
 
 
-def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    sets = [a for o in [*stores(tmp), *SMALL] for a in ("--set", o)]
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    password: str
+    artifacts: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, postgres):
+    """`supplyml tracking-server` on PostgreSQL (runs, registry and users), a fresh admin password, and
+    artifacts proxied to a temp folder; its whole process group is stopped afterwards. The admin's
+    credentials are where MLflow clients read them, here and in child processes, for the whole module."""
+    tmp = tmp_path_factory.mktemp("tracking")
+    port, password = free_port(), secrets.token_urlsafe(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    env.update(MLFLOW_AUTH_ADMIN_PASSWORD=password, MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+    artifacts, log_path = tmp / "artifacts", tmp / "server.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cli", "tracking-server", "--port", str(port)),
+            *("--backend-store-uri", postgres("mlflow"), "--artifacts-destination", str(artifacts)),
+            *("--set", f"workdir={tmp / 'workdir'}"),
+            *("--set", f"registry.server.auth_database_uri={json.dumps(postgres('mlflow_auth'))}"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet
+                pass
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"the tracking server did not answer /health in 240 s: {log_path.read_text()[-3000:]}")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # it would outrank --set registry.tracking_uri
+            mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            mp.setenv("MLFLOW_TRACKING_PASSWORD", password)
+            mlflow.set_tracking_uri(url)  # for the registry calls made here; conftest puts it back after
+            yield Server(url, password, artifacts)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # mlflow server, its uvicorn workers
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def sets(tmp: Path, server: Server) -> list[str]:
+    """The client's local stores (kfp outputs, Bentos) under `tmp`; runs and versions on the server."""
+    return [a for o in [*stores(tmp), *SMALL, f"registry.tracking_uri={server.url}"] for a in ("--set", o)]
+
+
+def cli(tmp: Path, server: Server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args, *sets],
+        [sys.executable, "-m", "cli", *args, *sets(tmp, server)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -52,30 +125,29 @@ def cli(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedP
     )
 
 
-def champion(tmp: Path) -> str:
-    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+def champion() -> str:
     return str(MlflowClient().get_model_version_by_alias(NAME, "champion").version)
 
 
-def verdict(tmp: Path, version: str) -> dict:
-    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+def verdict(version: str) -> dict:
     return json.loads(MlflowClient().get_model_version(NAME, version).tags["verdict"])
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, dict]:
+def runs(server, tmp_path_factory) -> tuple[Path, dict]:
     """Version 1 (seasonal naive), 2 (LightGBM, better) and 3 (seasonal naive again, worse than 2), each by
-    a pipeline run on the same stores; the registry as they left it."""
+    a pipeline run on the same stores and server; the registry as they left it."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     out = {}
     for version, recipe in (("1", NAIVE), ("2", BETTER), ("3", NAIVE)):
-        out[version] = run_pipeline(tmp, "--set", recipe, *FORECAST_ONLY)
+        # after stores(): the server wins
+        out[version] = run_pipeline(tmp, "--set", recipe, *FORECAST_ONLY, "--set", f"registry.tracking_uri={server.url}")
         assert out[version].returncode == 0, out[version].output[-5000:]
     return tmp, out
 
 
 @pytest.fixture(scope="module")
-def moves(runs) -> tuple[Path, dict]:
+def moves(server, runs) -> tuple[Path, dict]:
     """After the runs, the owner's commands in turn: promote 3 (refused), promote 3 forced, two rollbacks,
     the listing; with the champion after each."""
     tmp, _ = runs
@@ -87,23 +159,30 @@ def moves(runs) -> tuple[Path, dict]:
         ("second rollback", ("model", "rollback", "--reason", "back to the first")),
         ("listing", ("model", "list")),
     ):
-        out[name] = (cli(tmp, *args), champion(tmp))
+        out[name] = (cli(tmp, server, *args), champion())
     return tmp, out
 
 
-def test_1_first_run_a_weak_champion(runs):
+def test_1_first_run_a_weak_champion_on_the_server_with_proxied_artifacts(server, runs):
     tmp, out = runs
     run = out["1"]
     assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
-    assert verdict(tmp, "1")["promote"] and verdict(tmp, "1")["champion"] is None
+    assert "Champion: supplyml-forecaster version 1;" in run.output
+    assert verdict("1")["promote"] and verdict("1")["champion"] is None
     first = registry.audit_trail(NAME)[0]
     assert (first["by"], first["action"], first["from"], first["to"]) == ("pipeline", "promote", None, "1")
+    assert MlflowClient().get_model_version(NAME, "1").tags["pipeline_run_id"]
+    assert MlflowClient().get_experiment_by_name("supplyml").artifact_location.startswith("mlflow-artifacts:")
+    assert MlflowClient().get_model_version_download_uri(NAME, "1").startswith("mlflow-artifacts:")
+    assert list(server.artifacts.rglob("MLmodel"))  # the files went through the server into its destination
+    # Nothing landed in the client's own stores: the --set after stores() won.
+    assert not (tmp / "mlflow.db").exists() and not (tmp / "mlartifacts").exists()
 
 
 def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
     tmp, out = runs
     run = out["2"]
-    v = verdict(tmp, "2")
+    v = verdict("2")
     assert v["promote"] and v["champion_version"] == "1"
     # Neither recipe has a tuned candidate: the pipeline ran no tune step, and the version says no study.
     steps = run.output[run.output.index("Pipeline steps") : run.output.index("Evaluation at the held-out")]
@@ -122,7 +201,6 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
     ]
     table = run.output[run.output.index("Champion gate (against champion version 1") :]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
-    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     trail = registry.audit_trail(NAME)
     assert [(r["by"], r["action"], r["from"], r["to"]) for r in trail[:2]] == [
         ("pipeline", "promote", None, "1"),
@@ -133,15 +211,14 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
     assert "Champion vs challenger" in report and "champion (v1)" in report
 
 
-def test_3_the_gate_scored_both_models_on_identical_days(runs):
+def test_3_the_gate_scored_both_models_on_identical_days(server, runs):
     """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
     The same version against itself (what `supplyml model compare` runs) is no difference, and is not promoted."""
     from supplyml.forecasting import backtest
     from supplyml.forecasting.metrics import evaluate_forecasts
 
     tmp, _ = runs
-    cfg = load_config(overrides=[*stores(tmp), *SMALL]).resolved(REPO)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    cfg = load_config(overrides=[*stores(tmp), *SMALL, f"registry.tracking_uri={server.url}"]).resolved(REPO)
     panel, starts, _ = lifecycle.held_out(cfg, "2")
     h = cfg.features.horizon
     assert starts[-1] == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=h - 1) and len(starts) == 3
@@ -151,21 +228,21 @@ def test_3_the_gate_scored_both_models_on_identical_days(runs):
         fit, test = backtest.window(panel, start, h)
         forecast = old.with_history(panel[panel["ds"] < start]).predict(None, h, cfg.evaluation.quantiles, future=test)
         by_hand.append(evaluate_forecasts(fit, test, forecast, cfg.evaluation.quantiles)["wrmsse"])
-    assert [o["champion"] for o in verdict(tmp, "2")["evidence"][0]["per_origin"]] == pytest.approx(by_hand)
+    assert [o["champion"] for o in verdict("2")["evidence"][0]["per_origin"]] == pytest.approx(by_hand)
 
     # Version 1 against itself: the cheapest model to re-anchor twice.
     same = lifecycle.compare(cfg, "1", "1")
     assert not same.promote and same.evidence[0]["difference"] == 0
     assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
     # The version's recorded comparison with the best peer is applied, as the pipeline applied it.
-    assert same.evidence[-1] == verdict(tmp, "1")["evidence"][-1]
+    assert same.evidence[-1] == verdict("1")["evidence"][-1]
     assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(runs):
     tmp, out = runs
     run = out["3"]
-    v = verdict(tmp, "3")
+    v = verdict("3")
     assert not v["promote"] and v["champion_version"] == "2"
     assert any(r.startswith("FAILED: wrmsse significantly worse than the champion") for r in v["reasons"])
     assert "Registered supplyml-forecaster version 3: not promoted." in run.output
@@ -184,7 +261,6 @@ def test_5_promote_refuses_a_worse_version_unless_forced(moves):
     forced, after = out["forced"]
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert after == "3"
-    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     force = [r for r in registry.audit_trail(NAME) if r["action"] == "force"]
     assert [(r["by"], r["from"], r["to"], r["why"]) for r in force] == [("alice", "2", "3", "drill: serve the naive model")]
 
@@ -202,15 +278,12 @@ def test_6_rollback_restores_the_previous_champions_in_turn(moves):
     assert "champion" in rows["1"] and "previous_champion" not in rows["1"] and "rejected" in rows["3"]
 
 
-def test_7_the_served_champion_is_the_rolled_back_version(moves):
+def test_7_the_served_champion_is_the_rolled_back_version(server, moves):
     """`supplyml serve`, as make serve runs it, on a free port: it serves the champion's Bento."""
     tmp, _ = moves
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = [a for o in [*stores(tmp), f"serving.port={port}"] for a in ("--set", o)]
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", *args],
+        [sys.executable, "-m", "cli", "serve", *sets(tmp, server), "--set", f"serving.port={port}"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -233,23 +306,53 @@ def test_7_the_served_champion_is_the_rolled_back_version(moves):
         proc.wait(30)
 
 
-def test_8_failures_leave_the_champion_as_it_was(moves):
+def test_8_failures_leave_the_champion_as_it_was(server, moves):
     tmp, _ = moves
     down = cli(
-        tmp, "model", "promote", "2", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        tmp,
+        server,
+        *("model", "promote", "2"),
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
     )
     # Said before anything is tried: the tracking server is checked first.
     assert down.returncode == 1 and "MLflow tracking server http://127.0.0.1:9 is unreachable" in down.stderr
-    assert champion(tmp) == "1"
+    assert champion() == "1"
 
-    unknown = cli(tmp, "model", "promote", "99")
+    unknown = cli(tmp, server, "model", "promote", "99")
     assert unknown.returncode == 1 and "has no version '99'; versions: 1, 2, 3" in unknown.stderr
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
-    artifacts = Path(MlflowClient().get_model_version_download_uri(NAME, "1").removeprefix("file://"))
+    # The server proxies `mlflow-artifacts:/<path>` to `<its destination>/<path>`.
+    uri = MlflowClient().get_model_version_download_uri(NAME, "1")
+    artifacts = server.artifacts / uri.removeprefix("mlflow-artifacts:/")
     shutil.move(artifacts, tmp / "hidden")
     try:
-        broken = cli(tmp, "model", "promote", "2")
-        assert broken.returncode == 1 and "cannot be loaded" in broken.stderr and champion(tmp) == "1"
+        broken = cli(tmp, server, "model", "promote", "2")
+        assert broken.returncode == 1 and "cannot be loaded" in broken.stderr and champion() == "1"
     finally:
         shutil.move(tmp / "hidden", artifacts)
+
+
+def test_9_owner_and_batch_commands_read_the_champion_from_the_server(server, moves):
+    tmp, _ = moves
+    out = tmp / "forecasts.parquet"
+    predict = cli(tmp, server, "predict", "--out", str(out), "--horizon", "7")
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    frame = pd.read_parquet(out)
+    assert frame["sku"].nunique() == 25 and len(frame) == 25 * 7
+    assert "from supplyml-forecaster version 1" in predict.stdout  # the champion after the rollbacks
+
+
+def test_10_a_wrong_password_stops_the_run_before_kubeflow_starts(server, moves, tmp_path, monkeypatch):
+    experiment = MlflowClient().get_experiment_by_name("supplyml").experiment_id
+    runs = len(MlflowClient().search_runs([experiment]))
+    versions = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-" + server.password)
+    run = run_pipeline(tmp_path, *FORECAST_ONLY, "--set", f"registry.tracking_uri={server.url}")
+    last = run.output.strip().splitlines()[-1]
+    assert run.returncode == 1
+    assert f"MLflow tracking server {server.url} rejected the password of user 'admin' (HTTP 401)" in last
+    assert "MLFLOW_TRACKING_PASSWORD" in last and "Traceback" not in run.output
+    assert not (tmp_path / "kfp").exists()  # kfp.local never started a task
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
+    assert len(MlflowClient().search_runs([experiment])) == runs
+    assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == versions
