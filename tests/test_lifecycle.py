@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import requests
 from conftest import REPO, SMALL, run_pipeline, stores
 from mlflow import MlflowClient
+from serving_stack import free_port
 
 from supplyml import registry
 from supplyml.config import load_config
@@ -41,12 +41,6 @@ NAIVE = "selection.candidates=[seasonal_naive]"
 BETTER = "selection.candidates=[lightgbm]"
 # The forecaster's lifecycle (the recommender's and the learned policy's have their own tests), on 25 series.
 FORECAST_ONLY = ("--set", "pipeline.recommend=false", "--set", "pipeline.policy=false", "--set", "features.max_series=25")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -94,10 +88,11 @@ def tracking(tmp_path_factory, postgres):
         else:
             raise TimeoutError(f"the tracking server did not answer /health in 240 s: {log_path.read_text()[-3000:]}")
         with pytest.MonkeyPatch.context() as mp:
-            mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # it would outrank --set registry.tracking_uri
             mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
             mp.setenv("MLFLOW_TRACKING_PASSWORD", password)
-            mlflow.set_tracking_uri(url)  # for the registry calls made here; conftest puts it back after
+            # For the registry calls made here. It also exports MLFLOW_TRACKING_URI, which would outrank a
+            # command's --set: `user_env` leaves it out, and conftest puts it back after the module.
+            mlflow.set_tracking_uri(url)
             yield Server(url, password, artifacts)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # mlflow server, its uvicorn workers
