@@ -30,10 +30,13 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import pandas as pd
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: serving/ is beside supplyml/
+sys.path.append(str(ROOT / "benchmarks"))  # the panel generator (after ROOT: this file is not `serving`)
 
 from serving.package import NoChampionError, bentoml_env, serve_command  # noqa: E402
 from supplyml.config import Config, load_config  # noqa: E402
@@ -58,10 +61,21 @@ def local_champion() -> Config | None:
     return cfg
 
 
-def small_champion(tmp: Path) -> Config:
-    """A tiny network + window-average combination registered as champion in a store under `tmp`."""
+def generated_panel(skus: int) -> pd.DataFrame:
+    """`skus` series (10 stores x skus/10 items) of the team's generator (`make_multistore.py`), one year
+    daily, in the served model's columns."""
+    from make_multistore import MAPPING, Shape, generate
+
+    frame = generate(0, Shape(stores=10, items=max(1, skus // 10), start="2023-01-01", end="2023-12-31"))
+    frame = frame.rename(columns={v: k for k, v in MAPPING.items()})
+    frame["unique_id"] = frame["unique_id"].astype(str) + "@" + frame.pop("location").astype(str)
+    return frame[["unique_id", "ds", "y", "price", "promo", "event"]]
+
+
+def small_champion(tmp: Path, skus: int = 6) -> Config:
+    """A small network + window-average combination, as tests/serving_stack.py builds one, registered as
+    champion in a store under `tmp` and packaged: over 6 hand-made series, or over `skus` generated ones."""
     import mlflow
-    import pandas as pd
 
     from serving.package import package
     from supplyml.forecasting.base import Calibration
@@ -86,23 +100,26 @@ def small_champion(tmp: Path) -> Config:
             "inventory.num_sample_paths=200",
         ]
     )
-    rng = np.random.default_rng(0)
-    days = pd.date_range("2011-01-01", periods=120)
-    weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
-    panel = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "unique_id": f"SKU-{i}",
-                    "ds": days,
-                    "price": 2.0 + i,
-                    "y": rng.poisson(level * weekly[days.dayofweek]).astype(float),
-                }
-            )
-            for i, level in enumerate([0.5, 2, 5, 10, 20, 40])
-        ],
-        ignore_index=True,
-    )
+    if skus == 6:
+        rng = np.random.default_rng(0)
+        days = pd.date_range("2011-01-01", periods=120)
+        weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])
+        panel = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "unique_id": f"SKU-{i}",
+                        "ds": days,
+                        "price": 2.0 + i,
+                        "y": rng.poisson(level * weekly[days.dayofweek]).astype(float),
+                    }
+                )
+                for i, level in enumerate([0.5, 2, 5, 10, 20, 40])
+            ],
+            ignore_index=True,
+        )
+    else:
+        panel = generated_panel(skus)
     network = NetworkForecaster.fit(panel, cfg.model, horizon=HORIZON, seed=cfg.seed)[0]
     average = Statistical.fit(panel, "window_average", HORIZON)
     model = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5}, panel)
@@ -112,13 +129,16 @@ def small_champion(tmp: Path) -> Config:
     with mlflow.start_run():
         uri = log_forecaster(model, cfg)
     version = register(uri, cfg.registry.model_name, {"dvc_md5": "benchmark", "git_commit": "benchmark"})
-    mlflow.MlflowClient().set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
-    package(cfg, version.version, {"dvc_md5": "benchmark"}, {})
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(cfg.registry.model_name, "champion", version.version)
+    package(cfg, {"forecast": client.get_model_version(cfg.registry.model_name, version.version)})
     return cfg
 
 
 @contextlib.contextmanager
-def server(cfg: Config, batching: bool, log_path: Path):
+def server(cfg: Config, batching: bool, log_path: Path, started: dict | None = None):
+    """`make serve`'s command on a free port; `started` gets the seconds from launch to ready and the
+    server's resident memory (its process tree) then."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -127,8 +147,9 @@ def server(cfg: Config, batching: bool, log_path: Path):
     with log_path.open("w") as out:
         proc = subprocess.Popen(serve_command(cfg), env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    launched = time.monotonic()
     try:
-        deadline = time.monotonic() + 180
+        deadline = launched + 300
         while True:
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
@@ -136,6 +157,10 @@ def server(cfg: Config, batching: bool, log_path: Path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bentoml serve did not become ready:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
+        if started is not None:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            started["start_s"] = round(time.monotonic() - launched, 1)
+            started["rss_mb"] = round(sum(p.memory_info().rss for p in tree) / 2**20)
         yield base
     finally:
         proc.terminate()
@@ -213,14 +238,87 @@ async def closed_loop(url: str, payloads: list[dict], clients: int, seconds: flo
     }
 
 
+def one_size(n: int, seconds: float, warmup: float) -> dict:
+    """`many_skus`'s figures for a generated panel of `n` series."""
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.monotonic()
+        cfg = small_champion(Path(tmp), n)
+        built = time.monotonic() - began
+        started: dict = {}
+        with server(cfg, cfg.serving.batching, Path(tmp) / "serve.log", started) as base:
+            meta = requests.get(f"{base}/metadata", timeout=60).json()
+            payloads = bodies("forecast", meta["skus"][:: max(1, len(meta["skus"]) // 64)][:64])
+            asyncio.run(closed_loop(f"{base}/forecast", payloads, 8, warmup, {}))
+            load = asyncio.run(closed_loop(f"{base}/forecast", payloads, 8, seconds, {}))
+        began = time.monotonic()
+        # The store comes from MLFLOW_TRACKING_URI, which setup_tracking exported for this process.
+        command = [sys.executable, "-m", "cli", "predict", "--out", f"{tmp}/all.parquet", "--horizon", str(HORIZON)]
+        predict = subprocess.run([*command, "--set", "serving.max_horizon=30"], cwd=ROOT, capture_output=True, text=True)
+        if predict.returncode:
+            raise RuntimeError(predict.stdout + predict.stderr)
+        predicted = time.monotonic() - began
+        written = pd.read_parquet(f"{tmp}/all.parquet", columns=["sku"])["sku"].nunique()
+    row = {"skus": len(meta["skus"]), "build_s": round(built, 1), **started, "forecast_8_clients": load}
+    return {**row, "predict_s": round(predicted, 1), "predict_skus": int(written)}
+
+
+def many_skus(sizes: list[int], seconds: float, warmup: float, out: Path) -> int:
+    """Issue 22's serving figures per panel size: start to ready, /forecast at 8 clients (batching as
+    configured, on by default) and `supplyml predict` of every SKU, on the same small recipe. Each size
+    runs in a process of its own: a process can use one BentoML home only."""
+    rows = []
+    for n in sizes:
+        with tempfile.NamedTemporaryFile(suffix=".json") as row:
+            args = ["--one-size", str(n), "--seconds", str(seconds), "--warmup", str(warmup), "--out", row.name]
+            subprocess.run([sys.executable, __file__, *args], check=True)
+            rows.append(json.loads(Path(row.name).read_text()))
+    report = {
+        "setup": {
+            "recipe": "network (mlp, hidden 8, 1 epoch) + window average, as tests/serving_stack.py builds it",
+            "panel": "make_multistore.generate, 10 stores, 2023 daily",
+            "request": f"one SKU per request, horizon {HORIZON}, 64 SKUs spread over the panel in turn",
+            "seconds_per_run": seconds,
+            "cpus": os.cpu_count(),
+            "machine": platform.platform(),
+            "load_generator": "aiohttp closed loop, same machine",
+        },
+        "results": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    lines = [
+        "| SKUs | start to ready s | server RSS MB | /forecast req/s | p50 ms | p99 ms | errors | predict s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r['skus']:,} | {r['start_s']} | {r['rss_mb']:,} | {r['forecast_8_clients']['req_per_s']} "
+        f"| {r['forecast_8_clients']['p50_ms']} | {r['forecast_8_clients']['p99_ms']} | {r['forecast_8_clients']['errors']} "
+        f"| {r['predict_s']} |"
+        for r in rows
+    ]
+    print("\n".join(lines))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per run (default: 20)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each endpoint's runs")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/serving.json (serving-skus.json)")
+    parser.add_argument(
+        "--skus", type=int, nargs="+", help="instead: start, /forecast and predict on generated panels of these sizes"
+    )
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # one of --skus, in its own process
     args = parser.parse_args(argv)
+    if args.one_size:
+        args.out.write_text(json.dumps(one_size(args.one_size, args.seconds, args.warmup)))
+        return 0
+    if args.skus:
+        return many_skus(args.skus, args.seconds, args.warmup, args.out or ROOT / "benchmarks" / "results" / "serving-skus.json")
+    args.out = args.out or ROOT / "benchmarks" / "results" / "serving.json"
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = local_champion()

@@ -167,3 +167,19 @@ def test_auto_ets_on_zero_heavy_intermittent_series():
 def test_auto_ets_forecasts_a_series_below_its_minimum_at_its_mean(panel):
     fc = forecast_peers(_series("tiny", [1, 0, 2, 0, 1, 3]), horizon=7, quantiles=[0.5], models=("auto_ets",))
     assert fc["auto_ets"]["mean"].to_numpy() == pytest.approx([7 / 6] * 7)  # 6 days < AutoETS's 7
+
+
+def test_a_models_history_of_some_skus_is_their_rows_by_series_then_day(panel):
+    from supplyml.forecasting import UnknownSeriesError
+    from supplyml.forecasting.statistical import Statistical
+
+    model = Statistical.fit(panel.sample(frac=1, random_state=0), "window_average", horizon=7)
+    for skus in (["c"], ["c", "a"], ["b", "a", "c", "a"]):
+        got = model.history_of(skus)
+        # Recomputed from the raw panel: its rows of these series, sorted by series and day (91 + 40 + 91 rows).
+        want = panel[panel["unique_id"].isin(skus)].sort_values(["unique_id", "ds"])
+        assert len(got) == {1: 40, 2: 131, 3: 222}[len(set(skus))]
+        assert got["unique_id"].tolist() == want["unique_id"].tolist()
+        assert got["ds"].tolist() == want["ds"].tolist() and got["y"].tolist() == want["y"].tolist()
+    with pytest.raises(UnknownSeriesError):
+        model.history_of(["a", "nope"])

@@ -141,6 +141,7 @@ class Forecaster(ABC):
         self.history = daily_history(history)
         self._ids = list(pd.unique(self.history["unique_id"]))
         self._row = {uid: i for i, uid in enumerate(self._ids)}
+        self._bounds: np.ndarray | None = None  # each series' first row, then the end; see history_of
 
     @property
     def skus(self) -> list[str]:
@@ -155,6 +156,17 @@ class Forecaster(ABC):
         if missing:
             raise UnknownSeriesError(missing)
         return np.array([self._row[s] for s in skus], dtype=int)
+
+    def history_of(self, skus: list[str]) -> pd.DataFrame:
+        """The history rows of `skus`, as a mask over the history would give them (by series, then day),
+        sliced from each series' row range: a request for one SKU does not scan a 32k-series panel."""
+        rows = np.unique(self.check_skus(skus))
+        if self._bounds is None:  # once per anchored history, on first use (the history is sorted by series)
+            ids = self.history["unique_id"].to_numpy()
+            self._bounds = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1, len(ids)]
+        starts, lengths = self._bounds[rows], self._bounds[rows + 1] - self._bounds[rows]
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        return self.history.iloc[offsets + np.arange(lengths.sum())]
 
     def forecast_dates(self, horizon: int) -> pd.DatetimeIndex:
         return pd.date_range(self.last_date + pd.Timedelta(days=1), periods=horizon)

@@ -109,8 +109,7 @@ class LightGBM(Forecaster):
         return cls(mlf, Residuals.from_errors(errors, df), panel)
 
     def quantiles(self, skus, horizon, levels, future=None):
-        self.check_skus(skus)
-        new = frame(self.history[self.history["unique_id"].isin(skus)])
+        new = frame(self.history_of(skus))
         dates = self.forecast_dates(horizon)
         flags = future_flags(future, skus, dates)
         ahead = pd.DataFrame(

@@ -91,8 +91,7 @@ class Statistical(Forecaster):
         return model
 
     def quantiles(self, skus, horizon, levels, future=None):
-        self.check_skus(skus)
-        df = self.history.loc[self.history["unique_id"].isin(skus), ["unique_id", "ds", "y"]]
+        df = self.history_of(skus)[["unique_id", "ds", "y"]]
         by = df.groupby("unique_id")["y"]
         young = by.size() < self.min_days
         mean = np.repeat(by.mean().reindex(skus).to_numpy()[:, None], horizon, axis=1)
