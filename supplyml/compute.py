@@ -7,7 +7,8 @@ libraries the stack uses run on it, and a cluster is one scheduler and a worker 
 (k8s/base/dask.yaml).
 
 A step opens a `session`; inside it, `statsforecast` sends a StatsForecast call's frame to the cluster
-and brings the result back as the in-process call returns it: the same rows, in the same order.
+and brings the result back as the in-process call returns it: the same rows, in the same order, and
+`map_shared` spreads chunks of work that share one object (batch prediction's SKUs and their model).
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ def statsforecast(call: Callable[..., Any], df: pd.DataFrame, **kwargs) -> pd.Da
     # Fugue hands columns back in Arrow types: give them the in-process ones (ids, days, float forecasts).
     kinds = {"unique_id": df["unique_id"].dtype, "ds": df["ds"].dtype, "cutoff": df["ds"].dtype}
     return out.astype({c: kinds.get(c, "float64") for c in out.columns})
+
+
+def map_shared(fn: Callable[..., Any], items: list, shared: Any) -> list:
+    """`[fn(item, shared) for item in items]`, on the open session's cluster, else here. `shared` (a model)
+    is sent to every worker once, not once per item."""
+    if not _partitions:
+        return [fn(item, shared) for item in items]
+    from dask.distributed import default_client
+
+    client = default_client()
+    held = client.scatter(shared, broadcast=True)
+    return client.gather(client.map(fn, items, [held] * len(items)))
 
 
 def distributed(step: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,5 +1,5 @@
-"""compute.engine=dask: the statistical models' fits and forecasts on a real local Dask cluster of two
-worker processes equal the in-process ones, and they really ran on the workers."""
+"""compute.engine=dask: the statistical models' fits and forecasts, and batch prediction, on a real local
+Dask cluster of two worker processes equal the in-process ones, and they really ran on the workers."""
 
 import numpy as np
 import pandas as pd
@@ -74,3 +74,30 @@ def test_a_distributed_step_runs_on_the_configured_engine():
 
     assert step(load_config(overrides=["compute.engine=dask", "compute.workers=2"])) == 2
     assert step(load_config()) == 0  # the default stays in-process
+
+
+def test_batch_prediction_on_the_cluster_writes_the_in_process_file(tmp_path):
+    """`supplyml predict`'s export of a registered network: 4 chunks of 3 SKUs forecast on the workers, the
+    same file as in-process (to 1e-6: the workers' torch may sum in another thread order)."""
+    import mlflow
+
+    from supplyml.forecasting import lifecycle
+    from supplyml.forecasting.networks import NetworkForecaster
+    from supplyml.registry import register
+    from supplyml.tracking import log_forecaster, setup_tracking
+
+    small = ["model.max_epochs=1", "model.hidden_size=8", "model.num_layers=1", "model.context_length=28"]
+    cfg = load_config(overrides=[f"workdir={tmp_path}", "model.accelerator=cpu", *small])
+    data = weekly_panel(days=150, n=12, seed=3)
+    model = NetworkForecaster.fit(data, cfg.model, horizon=HORIZON)[0]
+    setup_tracking(cfg)
+    with mlflow.start_run():
+        version = register(log_forecaster(model, cfg), cfg.registry.model_name, {}).version
+    here = lifecycle.export(cfg, tmp_path / "here.parquet", version, HORIZON, chunk=3)
+    with compute.session(DASK), get_task_stream() as stream:
+        there = lifecycle.export(cfg.model_copy(update={"compute": DASK}), tmp_path / "there.parquet", version, HORIZON, chunk=3)
+    assert here["rows"] == there["rows"] == 12 * HORIZON
+    expected = pd.read_parquet(tmp_path / "here.parquet")
+    assert expected["sku"].nunique() == 12 and (expected["mean"] > 0).all()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "there.parquet"), expected, check_exact=False, rtol=1e-6)
+    assert sum(t["key"].startswith("_forecast_chunk") for t in stream.data) == 4

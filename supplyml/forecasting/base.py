@@ -142,6 +142,8 @@ class Forecaster(ABC):
         self._ids = list(pd.unique(self.history["unique_id"]))
         self._row = {uid: i for i, uid in enumerate(self._ids)}
         self._bounds: np.ndarray | None = None  # each series' first row, then the end; see history_of
+        # Every forecast's first date derives from it: read once, not per request over the whole history.
+        self._last_date = pd.Timestamp(self.history["ds"].max())
 
     @property
     def skus(self) -> list[str]:
@@ -149,7 +151,7 @@ class Forecaster(ABC):
 
     @property
     def last_date(self) -> pd.Timestamp:
-        return pd.Timestamp(self.history["ds"].max())
+        return self._last_date
 
     def check_skus(self, skus: list[str]) -> np.ndarray:
         missing = [s for s in skus if s not in self._row]
