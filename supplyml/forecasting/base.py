@@ -325,6 +325,8 @@ class Residuals:
     def __init__(self, ids: list[str], table: np.ndarray):
         self.ids, self.table = list(ids), table  # table: (len(ids), len(LEVEL_GRID))
         self.row = {uid: i for i, uid in enumerate(self.ids)}
+        # A series without residuals gets the median series' band: computed once, not per request.
+        self.unseen = np.median(table, axis=0) if len(table) else np.zeros(len(LEVEL_GRID))
 
     @classmethod
     def from_errors(cls, errors: pd.DataFrame, history: pd.DataFrame) -> Residuals:
@@ -347,8 +349,7 @@ class Residuals:
 
     def band(self, mean: np.ndarray, skus: list[str], levels) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, h) and quantiles (n, h, len(levels)): the mean plus each series' error quantiles."""
-        unseen = np.median(self.table, axis=0) if len(self.table) else np.zeros(len(LEVEL_GRID))
-        rows = [self.table[self.row[s]] if s in self.row else unseen for s in skus]
+        rows = [self.table[self.row[s]] if s in self.row else self.unseen for s in skus]
         at = np.stack([np.interp(levels, LEVEL_GRID, r) for r in rows])
         return finish(mean, mean[..., None] + at[:, None, :])
 
