@@ -36,7 +36,6 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: serving/ is beside supplyml/
-sys.path.append(str(ROOT / "benchmarks"))  # the panel generator (after ROOT: this file is not `serving`)
 
 from serving.package import NoChampionError, bentoml_env, serve_command  # noqa: E402
 from supplyml.config import Config, load_config  # noqa: E402
@@ -72,7 +71,7 @@ def generated_panel(skus: int) -> pd.DataFrame:
     return frame[["unique_id", "ds", "y", "price", "promo", "event"]]
 
 
-def small_champion(tmp: Path, skus: int = 6) -> Config:
+def small_champion(tmp: Path, skus: int | None = None) -> Config:
     """A small network + window-average combination, as tests/serving_stack.py builds one, registered as
     champion in a store under `tmp` and packaged: over 6 hand-made series, or over `skus` generated ones."""
     import mlflow
@@ -100,7 +99,7 @@ def small_champion(tmp: Path, skus: int = 6) -> Config:
             "inventory.num_sample_paths=200",
         ]
     )
-    if skus == 6:
+    if skus is None:
         rng = np.random.default_rng(0)
         days = pd.date_range("2011-01-01", periods=120)
         weekly = np.array([1.0, 1.2, 1.4, 1.2, 1.0, 0.2, 0.6])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,8 +74,23 @@ def map_shared(fn: Callable[..., Any], items: list, shared: Any) -> list:
     from dask.distributed import default_client
 
     client = default_client()
-    held = client.scatter(shared, broadcast=True)
-    return client.gather(client.map(fn, items, [held] * len(items)))
+    # hash=False: hashing a model pickles it again just to name it; pure=False: each call is its own work.
+    held = client.scatter(shared, broadcast=True, hash=False)
+    return client.gather(client.map(fn, items, [held] * len(items), pure=False))
+
+
+def jobs(n_jobs: int) -> int:
+    """`n_jobs` processes for a library's own pool, or 1 inside a task on a cluster worker: the worker is
+    the unit of parallelism there, and Dask's worker processes are daemons, which cannot start a pool."""
+    if "distributed" not in sys.modules:  # a worker has imported it; the in-process default never does
+        return n_jobs
+    from dask.distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:  # not in a worker
+        return n_jobs
+    return 1
 
 
 def distributed(step: Callable[..., Any]) -> Callable[..., Any]:

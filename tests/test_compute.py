@@ -77,11 +77,13 @@ def test_a_distributed_step_runs_on_the_configured_engine():
 
 
 def test_batch_prediction_on_the_cluster_writes_the_in_process_file(tmp_path):
-    """`supplyml predict`'s export of a registered network: 4 chunks of 3 SKUs forecast on the workers, the
-    same file as in-process (to 1e-6: the workers' torch may sum in another thread order)."""
+    """`supplyml predict`'s export of a registered combination of a network and a statistical model with a
+    process pool of its own (n_jobs=2; a worker, a daemon, cannot start one): 4 chunks of 3 SKUs forecast
+    on the workers, the same file as in-process (to 1e-6: the workers' torch may sum in another order)."""
     import mlflow
 
     from supplyml.forecasting import lifecycle
+    from supplyml.forecasting.combination import Combination
     from supplyml.forecasting.networks import NetworkForecaster
     from supplyml.registry import register
     from supplyml.tracking import log_forecaster, setup_tracking
@@ -89,7 +91,9 @@ def test_batch_prediction_on_the_cluster_writes_the_in_process_file(tmp_path):
     small = ["model.max_epochs=1", "model.hidden_size=8", "model.num_layers=1", "model.context_length=28"]
     cfg = load_config(overrides=[f"workdir={tmp_path}", "model.accelerator=cpu", *small])
     data = weekly_panel(days=150, n=12, seed=3)
-    model = NetworkForecaster.fit(data, cfg.model, horizon=HORIZON)[0]
+    network = NetworkForecaster.fit(data, cfg.model, horizon=HORIZON)[0]
+    average = Statistical.fit(data, "window_average", HORIZON, n_jobs=2)
+    model = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5}, data)
     setup_tracking(cfg)
     with mlflow.start_run():
         version = register(log_forecaster(model, cfg), cfg.registry.model_name, {}).version

@@ -181,5 +181,7 @@ def test_a_models_history_of_some_skus_is_their_rows_by_series_then_day(panel):
         assert len(got) == {1: 40, 2: 131, 3: 222}[len(set(skus))]
         assert got["unique_id"].tolist() == want["unique_id"].tolist()
         assert got["ds"].tolist() == want["ds"].tolist() and got["y"].tolist() == want["y"].tolist()
+        # The frame the scan it replaced gave, index and columns included.
+        pd.testing.assert_frame_equal(got, model.history[model.history["unique_id"].isin(skus)])
     with pytest.raises(UnknownSeriesError):
         model.history_of(["a", "nope"])

@@ -80,7 +80,7 @@ class Statistical(Forecaster):
         super().__init__(history)
 
     def _sf(self) -> StatsForecast:
-        return StatsForecast(models=[MODELS[self.name].make(self.season)], freq="D", n_jobs=self.n_jobs)
+        return StatsForecast(models=[MODELS[self.name].make(self.season)], freq="D", n_jobs=compute.jobs(self.n_jobs))
 
     @classmethod
     def fit(cls, panel: pd.DataFrame, name: str, horizon: int, season: int = 7, n_jobs: int = 1) -> Statistical:
