@@ -252,7 +252,8 @@ def one_size(n: int, seconds: float, warmup: float) -> dict:
         began = time.monotonic()
         # The store comes from MLFLOW_TRACKING_URI, which setup_tracking exported for this process.
         command = [sys.executable, "-m", "cli", "predict", "--out", f"{tmp}/all.parquet", "--horizon", str(HORIZON)]
-        predict = subprocess.run([*command, "--set", "serving.max_horizon=30"], cwd=ROOT, capture_output=True, text=True)
+        sets = ["--set", f"serving.max_horizon={cfg.serving.max_horizon}"]
+        predict = subprocess.run([*command, *sets], cwd=ROOT, capture_output=True, text=True)
         if predict.returncode:
             raise RuntimeError(predict.stdout + predict.stderr)
         predicted = time.monotonic() - began
