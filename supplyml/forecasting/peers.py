@@ -180,7 +180,7 @@ def _at_mean(df: pd.DataFrame, horizon: int, quantiles) -> pd.DataFrame:
 def _statsforecast(df, name, horizon, quantiles, season_length, n_jobs) -> pd.DataFrame:
     peer = statistical.MODELS[name]
     model, min_days = peer.make(season_length), peer.min_days(season_length)
-    sf = StatsForecast(models=[model], freq="D", n_jobs=n_jobs)
+    sf = StatsForecast(models=[model], freq="D", n_jobs=statistical.jobs(name, n_jobs))
     lengths = df.groupby("unique_id").size()
     if (lengths < min_days).any():  # a product launched lately: its mean, as the selection's peers forecast it
         young = df["unique_id"].isin(lengths.index[lengths < min_days])
