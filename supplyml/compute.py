@@ -6,8 +6,9 @@ Dask rather than Ray: it is pure Python and a few MB to install, it is pandas-na
 libraries the stack uses run on it, and a cluster is one scheduler and a worker Deployment
 (k8s/base/dask.yaml).
 
-A step opens a `session`; inside it, `statsforecast` sends a StatsForecast call's frame to the cluster
-and brings the result back as the in-process call returns it: the same rows, in the same order, and
+A step opens a `session`; inside it, `nixtla` sends a statsforecast or mlforecast call's frame to the
+cluster and brings the result back as the in-process call returns it: the same rows, in the same order.
+LightGBM trains there through mlforecast's `DistributedMLForecast` (`partitions` says when), and
 `map_shared` spreads chunks of work that share one object (batch prediction's SKUs and their model).
 """
 
@@ -48,16 +49,30 @@ def session(cfg: ComputeConfig) -> Iterator[None]:
             _partitions.pop()
 
 
-def statsforecast(call: Callable[..., Any], df: pd.DataFrame, **kwargs) -> pd.DataFrame:
-    """`call(df=df, **kwargs)`, a StatsForecast method, on the open session's cluster, else here."""
+def partitions() -> int:
+    """The open session's number of partitions of a frame; 0 in-process."""
+    return _partitions[-1] if _partitions else 0
+
+
+def frame(df: pd.DataFrame) -> Any:
+    """`df` as the open session's cluster takes it: a Dask frame in `partitions()` parts (the libraries
+    regroup them by series); `df` itself in-process."""
     if not _partitions:
-        return call(df=df, **kwargs)
+        return df
     import dask.dataframe as dd
 
+    return dd.from_pandas(df, npartitions=max(1, min(_partitions[-1], df["unique_id"].nunique())), sort=False)
+
+
+def nixtla(call: Callable[..., Any], df: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """`call(df=df, **kwargs)`, a StatsForecast or (Distributed)MLForecast method, on the open session's
+    cluster, else here."""
+    if not _partitions:
+        return call(df=df, **kwargs)
     # In-process order: series as they come in `df`, each window's days in turn.
     ids = df["unique_id"].unique()
     order = pd.Series(range(len(ids)), index=ids)
-    out = call(df=dd.from_pandas(df, npartitions=max(1, min(_partitions[-1], len(ids))), sort=False), **kwargs).compute()
+    out = call(df=frame(df), **kwargs).compute()
     keys = [c for c in ("cutoff", "ds") if c in out.columns]
     out = out.assign(_series=out["unique_id"].map(order).to_numpy()).sort_values(["_series", *keys], kind="stable")
     out = out.drop(columns="_series").reset_index(drop=True)

@@ -1,5 +1,6 @@
 """compute.engine=dask: the statistical models' fits and forecasts, and batch prediction, on a real local
-Dask cluster of two worker processes equal the in-process ones, and they really ran on the workers."""
+Dask cluster of two worker processes equal the in-process ones, and they really ran on the workers.
+LightGBM trains over both workers (lightgbm.dask), as accurate as in-process but not the same trees."""
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from dask.distributed import default_client, get_task_stream
 
 from supplyml import compute
 from supplyml.config import M5_QUANTILES, ComputeConfig, load_config
+from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.peers import DEFAULT_PEERS, forecast_peers
 from supplyml.forecasting.statistical import MODELS, Statistical
 
@@ -35,20 +37,28 @@ def run_all(data: pd.DataFrame) -> dict[str, pd.DataFrame | tuple]:
     return out
 
 
+def lightgbm_median(data: pd.DataFrame) -> np.ndarray:
+    """LightGBM's median forecast of every series' last HORIZON days, fitted on the days before them."""
+    fit = data[data["ds"] <= data["ds"].max() - pd.Timedelta(days=HORIZON)]
+    return LightGBM.fit(fit, HORIZON).quantiles(sorted(data["unique_id"].unique()), HORIZON, [0.5])[0]
+
+
 @pytest.fixture(scope="module")
 def runs():
-    data = panel()
+    data, weekly = panel(), weekly_panel(days=150, n=12, seed=3)
     here = run_all(data)
+    gbm_here = lightgbm_median(weekly)
     with compute.session(DASK), get_task_stream() as stream:
         workers = len(default_client().scheduler_info()["workers"])
         there = run_all(data)
-    return here, there, workers, stream.data
+        gbm_there = lightgbm_median(weekly)
+    return here, there, workers, stream.data, (weekly, gbm_here, gbm_there)
 
 
 def test_the_cluster_gives_the_in_process_results(runs):
     """To 1e-6 relative: statsforecast's Dask backend returns its forecasts as float32 (its Fugue output
     schema), in-process they are float64."""
-    here, there, _, _ = runs
+    here, there, *_ = runs
     assert list(here) == list(there) and len(here) == 2 * len(MODELS)
     for name, local in here.items():
         if isinstance(local, pd.DataFrame):
@@ -59,9 +69,22 @@ def test_the_cluster_gives_the_in_process_results(runs):
 
 
 def test_the_work_ran_on_both_worker_processes(runs):
-    _, _, workers, tasks = runs
+    _, _, workers, tasks, _ = runs
     assert workers == 2
     assert len({t["worker"] for t in tasks}) == 2
+
+
+def test_lightgbm_trains_over_both_workers_as_accurately_as_in_process(runs):
+    """Data-parallel LightGBM bins and grows its trees from each worker's rows, so its forecasts are not the
+    in-process ones (measured: MAE 3.87 against 3.91 here, seasonal naive 5.26); each is scored by hand
+    against the held-out days."""
+    _, _, _, tasks, (weekly, here, there) = runs
+    assert len({t["worker"] for t in tasks if "_train_part" in str(t["key"])}) == 2
+    days = weekly.pivot(index="unique_id", columns="ds", values="y").sort_index().to_numpy()
+    actual, before = days[:, -HORIZON:], days[:, -HORIZON - 7 : -HORIZON]
+    naive = np.abs(np.tile(before, HORIZON // 7) - actual).mean()
+    mae_here, mae_there = np.abs(here - actual).mean(), np.abs(there - actual).mean()
+    assert mae_there < 1.1 * mae_here and mae_there < 0.9 * naive
 
 
 def test_a_distributed_step_runs_on_the_configured_engine():
@@ -77,7 +100,7 @@ def test_a_distributed_step_runs_on_the_configured_engine():
 
 
 def test_batch_prediction_on_the_cluster_writes_the_in_process_file(tmp_path):
-    """`supplyml predict`'s export of a registered combination of a network and a statistical model with a
+    """`supplyml predict`'s export of a registered combination of a network and AutoETS, which takes a
     process pool of its own (n_jobs=2; a worker, a daemon, cannot start one): 4 chunks of 3 SKUs forecast
     on the workers, the same file as in-process (to 1e-6: the workers' torch may sum in another order)."""
     import mlflow
@@ -92,8 +115,8 @@ def test_batch_prediction_on_the_cluster_writes_the_in_process_file(tmp_path):
     cfg = load_config(overrides=[f"workdir={tmp_path}", "model.accelerator=cpu", *small])
     data = weekly_panel(days=150, n=12, seed=3)
     network = NetworkForecaster.fit(data, cfg.model, horizon=HORIZON)[0]
-    average = Statistical.fit(data, "window_average", HORIZON, n_jobs=2)
-    model = Combination({"network": network, "window_average": average}, {"network": 0.5, "window_average": 0.5}, data)
+    ets = Statistical.fit(data, "auto_ets", HORIZON, n_jobs=2)
+    model = Combination({"network": network, "auto_ets": ets}, {"network": 0.5, "auto_ets": 0.5}, data)
     setup_tracking(cfg)
     with mlflow.start_run():
         version = register(log_forecaster(model, cfg), cfg.registry.model_name, {}).version

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from supplyml import compute
 from supplyml.columns import FLAGS
 from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors, future_flags
 
@@ -43,30 +44,46 @@ PARAMS: dict[str, Any] = {
 }
 
 
-def make_mlforecast(seed: int = 0, n_jobs: int = 1):
-    """An unfitted MLForecast with the features above around a seeded Tweedie LightGBM."""
-    import lightgbm
+def make_mlforecast(seed: int = 0, n_jobs: int = 1, partitions: int = 0):
+    """An unfitted MLForecast with the features above around a seeded Tweedie LightGBM; with `partitions`,
+    mlforecast's DistributedMLForecast, whose features are built per partition of series on the workers
+    and whose LightGBM trains over all of them (lightgbm.dask)."""
     import mlforecast
     from mlforecast.lag_transforms import RollingMean
 
+    features: dict[str, Any] = {
+        "freq": "D",
+        "lags": list(LAGS),
+        "lag_transforms": {1: [RollingMean(window_size=w) for w in ROLLING_MEAN_WINDOWS]},
+        "date_features": list(DATE_FEATURES),
+    }
+    if partitions:
+        from mlforecast.distributed import DistributedMLForecast
+        from mlforecast.distributed.models.dask.lgb import DaskLGBMForecast
+
+        # One thread per task: the worker process is the unit of parallelism on the cluster.
+        model = DaskLGBMForecast(**PARAMS, random_state=seed, n_jobs=1)
+        return DistributedMLForecast({"lightgbm": model}, num_partitions=partitions, **features)
+    import lightgbm
+
     model = lightgbm.LGBMRegressor(**PARAMS, random_state=seed, n_jobs=n_jobs)
-    return mlforecast.MLForecast(
-        models={"lightgbm": model},
-        freq="D",
-        lags=list(LAGS),
-        lag_transforms={1: [RollingMean(window_size=w) for w in ROLLING_MEAN_WINDOWS]},
-        date_features=list(DATE_FEATURES),
-        num_threads=n_jobs,
-    )
+    return mlforecast.MLForecast(models={"lightgbm": model}, num_threads=n_jobs, **features)
+
+
+def fit_mlforecast(df: pd.DataFrame, seed: int = 0, n_jobs: int = 1):
+    """make_mlforecast's model fitted on `df`, here or on the open compute session's cluster; either way
+    an MLForecast that predicts in this process."""
+    mlf = make_mlforecast(seed, n_jobs, compute.partitions()).fit(compute.frame(df), static_features=[])
+    return mlf.to_local() if compute.partitions() else mlf
 
 
 def cross_validation(horizon: int, seed: int, n_jobs: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Rows -> [unique_id, error] of BACKTESTS refitted windows of `horizon` days (`backtest_errors`)."""
 
     def errors(rows: pd.DataFrame) -> pd.DataFrame:
-        cv = make_mlforecast(seed, n_jobs).cross_validation(
-            rows, n_windows=BACKTESTS, h=horizon, step_size=horizon, refit=True, static_features=[]
-        )
+        mlf = make_mlforecast(seed, n_jobs, compute.partitions())
+        kwargs = {"n_windows": BACKTESTS, "h": horizon, "step_size": horizon, "refit": True, "static_features": []}
+        cv = compute.nixtla(mlf.cross_validation, rows, **kwargs)
         return pd.DataFrame({"unique_id": cv["unique_id"].to_numpy(), "error": (cv["y"] - cv["lightgbm"]).to_numpy(dtype=float)})
 
     return errors
@@ -102,7 +119,7 @@ class LightGBM(Forecaster):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
             try:
-                mlf = make_mlforecast(seed, n_jobs).fit(df, static_features=[])
+                mlf = fit_mlforecast(df, seed, n_jobs)
                 errors, _ = backtest_errors(df, horizon, FEATURE_DAYS, cross_validation(horizon, seed, n_jobs))
             except LightGBMError as e:  # e.g. Tweedie on rows that sold nothing: a panel it cannot fit
                 raise ValueError(f"lightgbm cannot fit this panel: {e}") from e

@@ -85,7 +85,7 @@ def from_intervals(raw: pd.DataFrame, alias: str, quantiles) -> pd.DataFrame:
 
 def _native(sf: StatsForecast, df, alias, horizon, quantiles) -> pd.DataFrame:
     # statsforecast annotates `level` as list[int] but takes any number: 33.4 gives the columns `alias-lo-33.4`, ...
-    raw = compute.statsforecast(sf.forecast, df, h=horizon, level=interval_levels(quantiles) or None)
+    raw = compute.nixtla(sf.forecast, df, h=horizon, level=interval_levels(quantiles) or None)
     return from_intervals(raw, alias, quantiles)
 
 
@@ -134,7 +134,7 @@ def check_request(horizon: int, quantiles) -> None:
 
 
 def _point(sf: StatsForecast, df, alias, horizon) -> pd.DataFrame:
-    raw = compute.statsforecast(sf.forecast, df, h=horizon)
+    raw = compute.nixtla(sf.forecast, df, h=horizon)
     return raw[["unique_id", "ds"]].assign(mean=raw[alias].to_numpy())
 
 
@@ -204,7 +204,7 @@ def _statsforecast(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Da
 
 
 def _lightgbm_point(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
-    raw = gbm.make_mlforecast(seed, n_jobs).fit(df, static_features=[]).predict(h=horizon)
+    raw = gbm.fit_mlforecast(df, seed, n_jobs).predict(h=horizon)
     return pd.DataFrame(
         {"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(), "mean": raw["lightgbm"].to_numpy(dtype=float)}
     )

@@ -64,7 +64,7 @@ def cross_validation(sf: StatsForecast, alias: str, horizon: int) -> Callable[[p
     """Rows -> [unique_id, error] of BACKTESTS windows of `horizon` days (`backtest_errors`)."""
 
     def errors(rows: pd.DataFrame) -> pd.DataFrame:
-        cv = compute.statsforecast(sf.cross_validation, rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
+        cv = compute.nixtla(sf.cross_validation, rows, h=horizon, n_windows=BACKTESTS, step_size=horizon)
         return pd.DataFrame({"unique_id": cv["unique_id"], "error": cv["y"] - cv[alias]})
 
     return errors
@@ -104,7 +104,7 @@ class Statistical(Forecaster):
         young = by.size() < self.min_days
         mean = np.repeat(by.mean().reindex(skus).to_numpy()[:, None], horizon, axis=1)
         if not young.all():
-            raw = compute.statsforecast(self._sf().forecast, df[~df["unique_id"].map(young)], h=horizon)
+            raw = compute.nixtla(self._sf().forecast, df[~df["unique_id"].map(young)], h=horizon)
             fitted = raw.set_index(["unique_id", "ds"])[self.alias].unstack().reindex(skus).to_numpy(dtype=float)
             mean = np.where(young.reindex(skus).to_numpy()[:, None], mean, fitted)
         if np.isnan(mean).any():
