@@ -155,6 +155,8 @@ def test_re_anchoring_a_combination_re_anchors_copies_of_its_members():
     assert earlier.last_date == cut and all(m.last_date == cut for m in earlier.members.values())
     assert combo.last_date == end and all(m.last_date == end for m in [*combo.members.values(), *members.values()])
     assert earlier.members["window_average"].residuals is members["window_average"].residuals  # fitted state shared
+    # The members read the combination's history and its index: one check and one index, not one per member.
+    assert all(m.anchored is earlier.anchored and m.history is earlier.history for m in earlier.members.values())
     s2 = panel[(panel["unique_id"] == "S2") & (panel["ds"] <= cut)]["y"]
     mean = earlier.predict(["S2"], 7, [0.5])["mean"].to_numpy()  # halfway between last-28-days mean and last week
     assert mean == pytest.approx(0.5 * s2.iloc[-28:].mean() + 0.5 * s2.iloc[-7:].to_numpy())

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from supplyml.forecasting.base import Forecaster, finish, load
+from supplyml.forecasting.base import Anchored, Forecaster, finish, load
 
 
 class Combination(Forecaster):
@@ -24,10 +24,10 @@ class Combination(Forecaster):
         self.history_days = max(known) if len(known) == len(days) else None
         super().__init__(history)
 
-    def _anchor(self, history: pd.DataFrame) -> None:
+    def _anchor(self, history: pd.DataFrame | Anchored) -> None:
         super()._anchor(history)
         # A new dict of re-anchored copies: a shallow copy of this combination shares the old one.
-        self.members = {name: member.with_history(self.history) for name, member in self.members.items()}
+        self.members = {name: member.with_history(self.anchored) for name, member in self.members.items()}
 
     def quantiles(self, skus, horizon, levels, future=None):
         mean, q = 0.0, 0.0

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import StochasticWeightAveraging
 from scipy.stats import nbinom, norm
 
 from supplyml.config import ModelConfig
-from supplyml.forecasting.base import TUNED, Forecaster, copula_normals, finish, future_flags
+from supplyml.forecasting.base import TUNED, Anchored, Forecaster, copula_normals, finish, future_flags
 from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, negative_binomial
 from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
@@ -55,7 +55,7 @@ class NetworkForecaster(Forecaster):
         self.history_days = module.hparams.context_length + 1
         super().__init__(history)
 
-    def _anchor(self, history: pd.DataFrame) -> None:
+    def _anchor(self, history: pd.DataFrame | Anchored) -> None:
         super()._anchor(history)
         self.arrays = PanelArrays.from_panel(self.history)
 
