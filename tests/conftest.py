@@ -38,7 +38,9 @@ SMALL = [
     "recommend.params.epochs=2",
     "policy.timesteps=2000",
     "gate.must_match_best_peer=false",
-    "evaluation.n_jobs=1",  # the peers on 50 series: a process pool per forecast costs more than it saves
+    # One LightGBM thread per test worker: a second one on the core the other worker holds makes LightGBM's
+    # OpenMP threads wait on each other (the any-shop test took 88 s beside a busy core, 29 s with 1).
+    "evaluation.n_jobs=1",
     "gate.resamples=1999",  # p-values to 0.0005 and intervals a little coarser: every verdict here is far from its bar
 ]
 

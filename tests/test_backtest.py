@@ -141,6 +141,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         "tune.max_epochs=1",
         "model.max_epochs=2",
         "inventory.num_sample_paths=100",
+        "evaluation.n_jobs=1",  # as conftest.SMALL: one LightGBM thread per test worker
         "evaluation.origins=2",  # the bench's rolling origins (3 by default)
         "selection.origins=2",  # validation origins before each of them (5 by default)
         "gate.resamples=1999",

@@ -36,6 +36,7 @@ LIGHT = [
     "model.num_samples=20",
     "model.windows_per_series=2",
     "selection.auto_ets_max_series=0",
+    "evaluation.n_jobs=1",  # as conftest.SMALL: one LightGBM thread per test worker
     "selection.path_correlations=[0.0,0.5]",
     "inventory.num_sample_paths=50",
     f"features.min_selling_days={MIN_SELLING_DAYS}",
