@@ -1,13 +1,15 @@
-"""Where the per-series statistical work runs: in the step's own process (`compute.engine: local`, the
-default), or on a Dask cluster (`compute.engine: dask`) through statsforecast's own distributed backend
-(Fugue), which partitions the panel by series and fits each partition on a worker.
+"""Where the per-series work runs: in the step's own process (`compute.engine: local`, the default), or
+on a Dask cluster (`compute.engine: dask`) through the Nixtla libraries' own distributed backends
+(Fugue), which partition the panel by series: statsforecast fits each partition on a worker, and
+mlforecast builds LightGBM's features there and trains one model over all of them.
 
 Dask rather than Ray: it is pure Python and a few MB to install, it is pandas-native, both Nixtla
 libraries the stack uses run on it, and a cluster is one scheduler and a worker Deployment
 (k8s/base/dask.yaml).
 
 A step opens a `session`; inside it, `nixtla` sends a statsforecast or mlforecast call's frame to the
-cluster and brings the result back as the in-process call returns it: the same rows, in the same order.
+cluster and brings the result back with the in-process call's rows and types, ordered by series as
+statsforecast orders them in-process (mlforecast's readers go by column, not position).
 LightGBM trains there through mlforecast's `DistributedMLForecast` (`partitions` says when), and
 `map_shared` spreads chunks of work that share one object (batch prediction's SKUs and their model).
 """

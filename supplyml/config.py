@@ -150,7 +150,7 @@ class EvaluationConfig(Section):
     season_length: int = Field(7, ge=1)
     origins: int = Field(3, ge=1)  # rolling forecast origins in `supplyml bench`, one horizon apart
     report_series: int = Field(4, ge=0)  # plotted in the HTML report: this many top and random series
-    n_jobs: int = Field(2, ge=1)  # AutoETS's process pool and LightGBM's threads (the cheap models run in one)
+    n_jobs: int = Field(2, ge=1)  # AutoETS's process pool and in-process LightGBM's threads (the cheap models run in one)
 
     @field_validator("quantiles")
     @classmethod

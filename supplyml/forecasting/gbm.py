@@ -61,8 +61,8 @@ def make_mlforecast(seed: int = 0, n_jobs: int = 1, partitions: int = 0):
         from mlforecast.distributed import DistributedMLForecast
         from mlforecast.distributed.models.dask.lgb import DaskLGBMForecast
 
-        # One thread per task: the worker process is the unit of parallelism on the cluster.
-        model = DaskLGBMForecast(**PARAMS, random_state=seed, n_jobs=1)
+        # No n_jobs: lightgbm.dask trains with each worker's own thread count.
+        model = DaskLGBMForecast(**PARAMS, random_state=seed)
         return DistributedMLForecast({"lightgbm": model}, num_partitions=partitions, **features)
     import lightgbm
 
@@ -73,8 +73,9 @@ def make_mlforecast(seed: int = 0, n_jobs: int = 1, partitions: int = 0):
 def fit_mlforecast(df: pd.DataFrame, seed: int = 0, n_jobs: int = 1):
     """make_mlforecast's model fitted on `df`, here or on the open compute session's cluster; either way
     an MLForecast that predicts in this process."""
-    mlf = make_mlforecast(seed, n_jobs, compute.partitions()).fit(compute.frame(df), static_features=[])
-    return mlf.to_local() if compute.partitions() else mlf
+    partitions = compute.partitions()
+    mlf = make_mlforecast(seed, n_jobs, partitions).fit(compute.frame(df), static_features=[])
+    return mlf.to_local() if partitions else mlf
 
 
 def cross_validation(horizon: int, seed: int, n_jobs: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
