@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 SET    ?=
+# Python caches each module's bytecode when it first imports it, here even where the shell says not to:
+# compiling the whole venv up front took 48 s of the install (27,000 files), and a test run imports 8,000.
+# pip's own compile is skipped for the same reason (--no-compile).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test check lint serve compile bench bench-policy bench-gate bench-scale install data clean k8s
 
@@ -71,12 +75,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# pip compiles every file it installs on one core; compileall spreads that over all of them (a third
-	# of the install's time). Torch ships one test file for Python 3.12 only. plotly's 13,600 generated
-	# validators (a third of the files; 5 s) load a few at a time when evidently draws: the whole test
-	# suite read 161 of them, compiled as they load.
 	$(BIN)/pip install --quiet --no-compile -e ".[test]"
-	$(BIN)/python -m compileall -q -j 0 -x 'py312_intrinsics|plotly/validators/' $(VENV)/lib
 	touch $@
 
 data: install                           ## restore data/ from the DVC remote
