@@ -128,10 +128,11 @@ class SelectionConfig(Section):
     """What the pipeline chooses among on validation origins before its cutoff (forecasting.selection)."""
 
     # "network" is the Optuna-tuned network; the rest are supplyml.forecasting.statistical.MODELS and LightGBM.
-    candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "croston", "adida", "window_average"]
-    # AutoETS refits at every origin and its fit time grows with series x days (716 s of a 939 s bench
-    # on 500 long series): above this many series it sits out.
-    auto_ets_max_series: int = Field(50, ge=0)
+    candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "arima", "croston", "adida", "window_average"]
+    # A local model that searches its own form refits at every origin, and its fit time grows with series x
+    # days: above this many series it sits out of selection and of the evaluate step's peers. AutoETS: 716 s
+    # of a 939 s bench on 500 long series; AutoARIMA costs about 30 times as much per series.
+    max_series: dict[str, int] = {"auto_ets": 50, "arima": 2}
     origins: int = Field(5, ge=1)  # validation origins, the last one a horizon before the cutoff
     step_days: int = Field(7, ge=1)  # between validation origins
     max_members: int = Field(3, ge=1)  # equal-weight combinations of 2 .. max_members singles compete
@@ -150,7 +151,11 @@ class EvaluationConfig(Section):
     season_length: int = Field(7, ge=1)
     origins: int = Field(3, ge=1)  # rolling forecast origins in `supplyml bench`, one horizon apart
     report_series: int = Field(4, ge=0)  # plotted in the HTML report: this many top and random series
-    n_jobs: int = Field(2, ge=1)  # AutoETS's process pool and in-process LightGBM's threads (the cheap models run in one)
+    # AutoETS's and AutoARIMA's process pools, in-process LightGBM's threads (the cheap models run in one)
+    n_jobs: int = Field(2, ge=1)
+    # `supplyml bench` peers that sit out of panels with more series: AutoARIMA takes 2.3 s per 374-day series
+    # and origin (4.1 s at 730 days), about 1.7 hours over Online Retail's 1,741 series and 3 origins.
+    peer_max_series: dict[str, int] = {"arima": 50}
 
     @field_validator("quantiles")
     @classmethod

@@ -130,7 +130,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     # AutoETS sits out of selection here (its refits at five validation origins are a third of train's
     # time); test_peers checks its forecasts, test_backtest scores it as a peer.
-    run = run_pipeline(tmp, "--set", "selection.auto_ets_max_series=0")
+    run = run_pipeline(tmp, "--set", "selection.max_series.auto_ets=0")
     assert run.returncode == 0, run.output[-5000:]
     return tmp, run
 

@@ -145,6 +145,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         "evaluation.origins=2",  # the bench's rolling origins (3 by default)
         "selection.origins=2",  # validation origins before each of them (5 by default)
         "gate.resamples=1999",
+        "evaluation.peer_max_series.arima=7",  # 8 series: AutoARIMA sits out of the peers (test_peers checks it)
         *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()],
     ]
     out = tmp_path / "out"
@@ -184,6 +185,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
     results = json.loads((out / "results.json").read_text())
     assert len(results["origins"]) == 2 and results["series"] == 8
     assert set(results["average"]) == {"supplyml", "seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm"}
+    assert "arima" not in proc.stdout
     fc = pd.read_parquet(out / "forecasts.parquet")
     assert list(fc.columns[:4]) == ["unique_id", "ds", "origin", "mean"] and "q0.995" in fc
     assert len(fc) == 8 * 28 * 2 and fc["unique_id"].str.contains("@").all()

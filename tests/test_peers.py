@@ -30,7 +30,7 @@ def peers(panel):
 
 
 def test_default_peers_in_order_without_the_bench_peer(peers):
-    order = ["seasonal_naive", "auto_ets", "croston", "adida", "window_average"]
+    order = ["seasonal_naive", "auto_ets", "arima", "croston", "adida", "window_average"]
     assert list(DEFAULT_PEERS) == order and list(peers) == order
     assert list(BENCH_PEERS) == [*order, "lightgbm"]
 
@@ -70,8 +70,8 @@ def test_subset_of_models_and_unknown_name(panel):
     only = forecast_peers(panel, horizon=7, quantiles=[0.25, 0.5, 0.75], models=("seasonal_naive",))
     assert list(only) == ["seasonal_naive"]
     assert list(only["seasonal_naive"].columns) == ["unique_id", "ds", "mean", "q0.25", "q0.5", "q0.75"]
-    with pytest.raises(ValueError, match=r"unknown peers \['arima'\]; choose from .*'adida'.*'lightgbm'"):
-        forecast_peers(panel, horizon=7, quantiles=[0.5], models=("seasonal_naive", "arima"))
+    with pytest.raises(ValueError, match=r"unknown peers \['prophet'\]; choose from .*'adida'.*'lightgbm'"):
+        forecast_peers(panel, horizon=7, quantiles=[0.5], models=("seasonal_naive", "prophet"))
 
 
 def test_a_series_shorter_than_the_window_is_forecast_at_its_mean_with_a_gaussian_band(panel):
@@ -107,7 +107,7 @@ def test_window_average_conformal_band_by_hand():
 
 
 def test_native_median_is_point_forecast(peers):
-    for name in ("seasonal_naive", "auto_ets"):
+    for name in ("seasonal_naive", "auto_ets", "arima"):
         fc = peers[name]
         np.testing.assert_array_equal(fc["q0.5"], fc["mean"], err_msg=name)
 
@@ -167,6 +167,31 @@ def test_auto_ets_on_zero_heavy_intermittent_series():
 def test_auto_ets_forecasts_a_series_below_its_minimum_at_its_mean(panel):
     fc = forecast_peers(_series("tiny", [1, 0, 2, 0, 1, 3]), horizon=7, quantiles=[0.5], models=("auto_ets",))
     assert fc["auto_ets"]["mean"].to_numpy() == pytest.approx([7 / 6] * 7)  # 6 days < AutoETS's 7
+
+
+def _ar1(uid: str, n: int, mu: float, phi: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = np.empty(n)
+    y[0] = mu
+    for t in range(1, n):
+        y[t] = mu + phi * (y[t - 1] - mu) + rng.normal()
+    return _series(uid, y)
+
+
+def test_arima_forecasts_an_ar1_series_as_the_textbook_does():
+    """On an AR(1) series (mean 20, phi 0.7, unit noise), AutoARIMA picks an AR(1) and forecasts as the
+    textbook does with the least-squares estimates of the same data: mean mu + phi^h (y_T - mu), and
+    95% band ±1.96 sigma sqrt((1 - phi^2h) / (1 - phi^2)), which widens to its stationary width."""
+    df = _ar1("ar", 300, 20.0, 0.7, seed=3)
+    fc = forecast_peers(df, horizon=14, quantiles=[0.025, 0.5, 0.975], models=("arima",))["arima"]
+    y = df["y"].to_numpy()
+    (c, phi), *_ = np.linalg.lstsq(np.c_[np.ones(len(y) - 1), y[:-1]], y[1:], rcond=None)
+    mu, sigma = c / (1 - phi), np.std(y[1:] - c - phi * y[:-1], ddof=2)
+    h = np.arange(1, 15)
+    assert abs(y[-1] - mu) > 1 and 0.6 < phi < 0.8  # the decay is visible; the estimate is near the truth
+    np.testing.assert_allclose(fc["mean"], mu + phi**h * (y[-1] - mu), atol=0.05)  # MLE against least squares
+    width = (fc["q0.975"] - fc["q0.025"]).to_numpy()
+    np.testing.assert_allclose(width, 2 * 1.96 * sigma * np.sqrt((1 - phi ** (2 * h)) / (1 - phi**2)), rtol=0.05)
 
 
 def test_a_models_history_of_some_skus_is_their_rows_by_series_then_day(panel):

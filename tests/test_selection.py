@@ -12,12 +12,13 @@ from conftest import weekly_panel
 from scipy.stats import norm
 
 from supplyml.config import Config, ModelConfig
+from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting import load
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
-from supplyml.forecasting.selection import select, validation_origins
+from supplyml.forecasting.selection import candidates, select, validation_origins
 from supplyml.forecasting.statistical import Statistical
 
 
@@ -215,6 +216,40 @@ def test_selection_scores_every_candidate_and_serves_a_calibrated_refit_of_the_c
     assert 0 < model.order_level(0.95) < 1 and model.calibration.rho in cfg.selection.path_correlations
 
 
+def test_arima_tells_a_weekly_series_from_an_ar1_one_and_survives_save_and_load(tmp_path):
+    """Two planted patterns: a pure weekly profile with noise, and an AR(1) with no week in it. ARIMA's
+    forecast repeats the first one's profile and, for the second, decays to its mean with no weekly cycle."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2022-01-01", periods=200)
+    profile = np.array([2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 0.0])
+    weekly = profile[days.dayofweek] + rng.normal(0, 0.5, len(days))
+    ar = np.empty(len(days))
+    ar[0] = 10.0
+    for t in range(1, len(days)):
+        ar[t] = 10 + 0.6 * (ar[t - 1] - 10) + rng.normal()
+    panel = pd.DataFrame({"unique_id": np.repeat(["weekly", "ar"], len(days)), "ds": np.tile(days, 2), "y": np.r_[weekly, ar]})
+    model = Statistical.fit(panel, "arima", horizon=14)
+    fc = model.predict(["weekly", "ar"], 14, [0.1, 0.5, 0.9])
+    week = fc[fc["unique_id"] == "weekly"]
+    np.testing.assert_allclose(week["mean"], profile[week["ds"].dt.dayofweek], atol=0.5)
+    ar_mean = fc.loc[fc["unique_id"] == "ar", "mean"].to_numpy()
+    assert np.ptp(ar_mean[7:]) < 0.2 and abs(ar_mean[-1] - ar[-60:].mean()) < 0.6  # flat, at the series' level
+    model.save(tmp_path)
+    again = load(tmp_path).predict(["weekly", "ar"], 14, [0.1, 0.5, 0.9])
+    values = ["mean", "q0.1", "q0.5", "q0.9"]
+    np.testing.assert_allclose(again[values], fc[values], rtol=1e-6, atol=1e-6)
+
+
+def test_costly_candidates_sit_out_of_panels_above_their_cap():
+    cfg = Config.model_validate({"selection": {"max_series": {"arima": 2, "auto_ets": 3}}})
+    assert "arima" in candidates(cfg, 2) and "auto_ets" in candidates(cfg, 3)
+    assert "arima" not in candidates(cfg, 3) and "auto_ets" in candidates(cfg, 3)
+    assert {"arima", "auto_ets"}.isdisjoint(candidates(cfg, 4)) and "window_average" in candidates(cfg, 10**6)
+    only = Config.model_validate({"selection": {"candidates": ["arima"], "max_series": {"arima": 2}}})
+    with pytest.raises(DataError, match=r"sits out of a panel of 3 series \(selection.max_series.arima=2\)"):
+        select(weekly_panel(days=90, n=3), only, ModelConfig())
+
+
 def test_a_statistical_recipe_neither_selects_nor_loads_through_torch(tmp_path):
     """The families are imported only as far as a step needs them: a statistical model is selected, saved
     and loaded in a fresh interpreter without torch (which alone costs a pipeline step about 2 s)."""
@@ -222,6 +257,7 @@ def test_a_statistical_recipe_neither_selects_nor_loads_through_torch(tmp_path):
 import sys
 from conftest import weekly_panel
 from supplyml.config import Config, ModelConfig
+from supplyml.data import DataError
 from supplyml.forecasting import load
 from supplyml.forecasting.selection import select
 cfg = Config.model_validate({{"features": {{"horizon": 7}}, "evaluation": {{"n_jobs": 1}},

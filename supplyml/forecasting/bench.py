@@ -61,7 +61,9 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
             selections.append(evidence)
             return model
 
-        result = backtest.run(panel, cfg, fit_champion, BENCH_PEERS)
+        n_series = panel["unique_id"].nunique()
+        peers = [p for p in BENCH_PEERS if n_series <= cfg.evaluation.peer_max_series.get(p, n_series)]
+        result = backtest.run(panel, cfg, fit_champion, peers)
         table = result.table()
         # What /replenish would serve, by the pipeline's rule on these origins' paired units.
         served = policies.textbook(cfg, result.units)

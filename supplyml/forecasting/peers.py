@@ -3,9 +3,9 @@
 Every peer returns the same frame as the forecaster: [unique_id, ds, mean, q...].
 
 Intervals:
-- SeasonalNaive and AutoETS have native Gaussian intervals: SeasonalNaive's from its in-sample
-  residuals (they widen each season), AutoETS's from the selected state-space model's forecast
-  variance (they widen with the horizon unless its smoothing weights are near zero). Quantile q < 0.5 is
+- SeasonalNaive, AutoETS and AutoARIMA have native Gaussian intervals: SeasonalNaive's from its
+  in-sample residuals (they widen each season), AutoETS's and AutoARIMA's from the selected model's
+  forecast variance (they widen with the horizon unless its smoothing weights are near zero). Quantile q < 0.5 is
   the lower bound of the central interval of level 100(1 - 2q), q > 0.5 the upper bound of level
   100(2q - 1), q = 0.5 the point forecast.
 - CrostonOptimized, ADIDA and WindowAverage have none and forecast a flat line, so they get

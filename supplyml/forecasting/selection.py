@@ -74,17 +74,19 @@ def _cut(panel: pd.DataFrame, rows: pd.Series) -> pd.DataFrame:
 
 
 def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> list[str]:
-    """`names` (default: `selection.candidates`) that a panel of `n_series` can afford: AutoETS refits at
-    every origin and its cost grows with series x days, so it sits out above `selection.auto_ets_max_series`.
-    The evaluate step's peers follow the same rule."""
+    """`names` (default: `selection.candidates`) that a panel of `n_series` can afford: AutoETS and AutoARIMA
+    refit at every origin and their cost grows with series x days, so each sits out above its
+    `selection.max_series`. The evaluate step's peers follow the same rule."""
     names = list(cfg.selection.candidates if names is None else names)
-    if "auto_ets" in names and n_series > cfg.selection.auto_ets_max_series:
-        log.info(
-            "auto_ets left out: %d series > selection.auto_ets_max_series (%d); its fit time grows with series x days",
-            n_series,
-            cfg.selection.auto_ets_max_series,
-        )
-        names.remove("auto_ets")
+    for name, most in cfg.selection.max_series.items():
+        if name in names and n_series > most:
+            log.info(
+                "%s left out: %d series > its selection.max_series (%d); its cost grows with series x days",
+                name,
+                n_series,
+                most,
+            )
+            names.remove(name)
     return names
 
 
@@ -109,7 +111,13 @@ def select(panel: pd.DataFrame, cfg: Config, params: ModelConfig) -> tuple[Combi
     h = cfg.features.horizon
     origins = validation_origins(panel["ds"].max(), cfg)
     first = panel.groupby("unique_id")["ds"].min()
-    names = candidates(cfg, panel["unique_id"].nunique())
+    n_series = panel["unique_id"].nunique()
+    if not (names := candidates(cfg, n_series)):
+        capped = ", ".join(f"selection.max_series.{n}={cfg.selection.max_series[n]}" for n in cfg.selection.candidates)
+        raise DataError(
+            f"every candidate in selection.candidates sits out of a panel of {n_series} series ({capped}); "
+            "raise its cap with --set, or name other candidates"
+        )
     make = builders(cfg, params, names)
     panel = daily_history(panel)  # one sorted copy; every candidate and window shares its cuts
     train = _cut(panel, panel["ds"] < origins[0])

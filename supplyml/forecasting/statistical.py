@@ -1,12 +1,12 @@
-"""The statistical family: local statsforecast models (seasonal naive, AutoETS, Croston, ADIDA,
-window average), one `Statistical` class over the model specs in MODELS (the peers use them too).
+"""The statistical family: local statsforecast models (seasonal naive, AutoETS, AutoARIMA, Croston,
+ADIDA, window average), one `Statistical` class over the model specs in MODELS (the peers use them too).
 
 A local model's parameters are its history's, so conditioning on a new history refits it: cheap
-for all of them but AutoETS, which is why the pipeline's candidates leave AutoETS out of large
-panels (`selection.auto_ets_max_series`). Quantiles are the point forecast plus each series' signed
-errors in two rolling-origin backtests (split-conformal, as in `supplyml.forecasting.gbm`). A series
-younger than the model's minimum history (a product launched last week) is forecast flat at the
-mean of the days it has.
+for all of them but AutoETS and AutoARIMA, which search their own form per series, which is why the
+pipeline's candidates leave them out of large panels (`selection.max_series`). Quantiles are the
+point forecast plus each series' signed errors in two rolling-origin backtests (split-conformal, as
+in `supplyml.forecasting.gbm`). A series younger than the model's minimum history (a product launched
+last week) is forecast flat at the mean of the days it has.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import pandas as pd
 from statsforecast import StatsForecast
-from statsforecast.models import ADIDA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
+from statsforecast.models import ADIDA, AutoARIMA, AutoETS, CrostonOptimized, SeasonalNaive, WindowAverage
 
 from supplyml import compute
 from supplyml.forecasting.base import BACKTESTS, Forecaster, Residuals, backtest_errors
@@ -49,6 +49,9 @@ class Spec(NamedTuple):
 MODELS = {
     "seasonal_naive": Spec(lambda season: SeasonalNaive(season_length=season), lambda season: season, True),
     "auto_ets": Spec(lambda season: AutoETS(season_length=season), lambda season: ETS_MIN_DAYS, True, pooled=True),
+    # Two seasons, so that a seasonal difference can be tried; with fewer days it fits zeros with a NaN variance.
+    # It searches orders per series: 2.3 s per 374-day series against AutoETS's 0.08 s (4.1 s and 0.17 s at 730).
+    "arima": Spec(lambda season: AutoARIMA(season_length=season), lambda season: 2 * season, True, pooled=True),
     "croston": Spec(lambda season: CrostonOptimized(), lambda season: 1, False),
     "adida": Spec(lambda season: ADIDA(), lambda season: 1, False),
     "window_average": Spec(lambda season: WindowAverage(window_size=WINDOW), lambda season: WINDOW, False),
