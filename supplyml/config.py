@@ -127,8 +127,19 @@ class TuneConfig(Section):
 class SelectionConfig(Section):
     """What the pipeline chooses among on validation origins before its cutoff (forecasting.selection)."""
 
-    # "network" is the Optuna-tuned network; the rest are supplyml.forecasting.statistical.MODELS and LightGBM.
-    candidates: list[str] = ["network", "lightgbm", "seasonal_naive", "auto_ets", "arima", "croston", "adida", "window_average"]
+    # "network" is the Optuna-tuned network; the rest are supplyml.forecasting.statistical.MODELS, LightGBM and
+    # the linear regression.
+    candidates: list[str] = [
+        "network",
+        "lightgbm",
+        "linear",
+        "seasonal_naive",
+        "auto_ets",
+        "arima",
+        "croston",
+        "adida",
+        "window_average",
+    ]
     # A local model that searches its own form refits at every origin, and its fit time grows with series x
     # days: above this many series it sits out of selection and of the evaluate step's peers. AutoETS: 716 s
     # of a 939 s bench on 500 long series; AutoARIMA costs about 30 times as much per series.

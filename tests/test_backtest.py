@@ -177,6 +177,7 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         "adida",
         "window_average",
         "lightgbm",
+        "linear",
         "forecast base stock",
         "28-day MA + normal safety stock",
         "perfect foresight",
@@ -184,7 +185,8 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         assert row in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert len(results["origins"]) == 2 and results["series"] == 8
-    assert set(results["average"]) == {"supplyml", "seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm"}
+    peers = {"seasonal_naive", "auto_ets", "croston", "adida", "window_average", "lightgbm", "linear"}
+    assert set(results["average"]) == {"supplyml", *peers}
     assert "arima" not in proc.stdout
     fc = pd.read_parquet(out / "forecasts.parquet")
     assert list(fc.columns[:4]) == ["unique_id", "ds", "origin", "mean"] and "q0.995" in fc

@@ -32,7 +32,7 @@ def peers(panel):
 def test_default_peers_in_order_without_the_bench_peer(peers):
     order = ["seasonal_naive", "auto_ets", "arima", "croston", "adida", "window_average"]
     assert list(DEFAULT_PEERS) == order and list(peers) == order
-    assert list(BENCH_PEERS) == [*order, "lightgbm"]
+    assert list(BENCH_PEERS) == [*order, "lightgbm", "linear"]
 
 
 def test_frames_cover_the_next_horizon_days(peers):

@@ -18,6 +18,7 @@ from supplyml.forecasting import load
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
+from supplyml.forecasting.linear import Fourier, Linear
 from supplyml.forecasting.selection import candidates, select, validation_origins
 from supplyml.forecasting.statistical import Statistical
 
@@ -238,6 +239,57 @@ def test_arima_tells_a_weekly_series_from_an_ar1_one_and_survives_save_and_load(
     again = load(tmp_path).predict(["weekly", "ar"], 14, [0.1, 0.5, 0.9])
     values = ["mean", "q0.1", "q0.5", "q0.9"]
     np.testing.assert_allclose(again[values], fc[values], rtol=1e-6, atol=1e-6)
+
+
+def test_linear_weekday_terms_are_the_textbook_fourier_pairs():
+    monday, thursday = pd.DatetimeIndex(["2024-01-01"]), pd.DatetimeIndex(["2024-01-04"])  # both by the calendar
+    assert Fourier("sin", 1)(monday) == pytest.approx([0.0], abs=1e-9) and Fourier("cos", 1)(monday) == pytest.approx([1.0])
+    assert Fourier("sin", 2)(thursday) == pytest.approx([np.sin(2 * np.pi * 2 * 3 / 7)])  # Thursday is day 3
+
+
+def test_linear_learns_a_weekly_profile_and_a_promotion_uplift_and_survives_save_and_load(tmp_path):
+    """Two planted patterns in two series of different levels: a weekday profile and +6 units on promotion
+    days. Forecasts follow the profile, a known promotion lifts its day by about 6, and the saved model
+    forecasts the same to 1e-6."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2023-01-01", periods=300)
+    profile = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -15.0])  # Monday .. Sunday, about a mean of 0
+    parts = []
+    for uid, level in (("low", 30.0), ("high", 60.0)):
+        promo = (rng.random(len(days)) < 0.15).astype(float)
+        y = level + profile[days.dayofweek] + 6 * promo + rng.normal(0, 0.5, len(days))
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": days, "y": y, "price": 2.0, "promo": promo}))
+    panel = pd.concat(parts, ignore_index=True)
+    model = Linear.fit(panel, horizon=14)
+    plain = model.predict(["low", "high"], 14, [0.05, 0.5, 0.95])
+    assert plain.shape == (28, 2 + 1 + 3) and (plain["q0.05"] <= plain["q0.5"]).all() and (plain["q0.5"] <= plain["q0.95"]).all()
+    for uid, level in (("low", 30.0), ("high", 60.0)):
+        week = plain[plain["unique_id"] == uid].iloc[:7]
+        shape = profile[week["ds"].dt.dayofweek]
+        np.testing.assert_allclose(week["mean"] - week["mean"].mean(), shape - shape.mean(), atol=0.5)
+        # One intercept for both series: each level is read from its lags, and drifts a little to the other's.
+        assert abs(week["mean"].mean() - (level + profile.mean() + 6 * 0.15)) < 2
+    ahead = pd.date_range(days[-1] + pd.Timedelta(days=1), periods=14)
+    future = pd.DataFrame({"unique_id": "low", "ds": ahead, "promo": (np.arange(14) == 2).astype(float)})
+    lifted = model.predict(["low"], 14, [0.5], future=future)["mean"].to_numpy()
+    base = plain.loc[plain["unique_id"] == "low", "mean"].to_numpy()
+    assert lifted[:2] == pytest.approx(base[:2]) and 5 < lifted[2] - base[2] < 7
+    model.save(tmp_path)
+    again = load(tmp_path).predict(["low", "high"], 14, [0.05, 0.5, 0.95])
+    values = ["mean", "q0.05", "q0.5", "q0.95"]
+    np.testing.assert_allclose(again[values], plain[values], rtol=1e-6, atol=1e-6)
+
+
+def test_linear_reads_the_price():
+    """One series whose demand falls 3 units per unit of price, the price drawn anew each day: the fitted
+    price coefficient is about -3 (lags cannot explain a daily draw)."""
+    rng = np.random.default_rng(1)
+    days = pd.date_range("2023-01-01", periods=300)
+    price = rng.integers(4, 9, len(days)).astype(float)
+    panel = pd.DataFrame({"unique_id": "p", "ds": days, "y": 40 - 3 * price + rng.normal(0, 0.5, len(days)), "price": price})
+    model = Linear.fit(panel, horizon=7)
+    ols = model.mlf.models_["linear"]
+    assert ols.coef_[list(model.mlf.ts.features_order_).index("price")] == pytest.approx(-3, abs=0.3)
 
 
 def test_costly_candidates_sit_out_of_panels_above_their_cap():

@@ -40,7 +40,7 @@ FAMILIES: dict[str, type[Forecaster]] = {}
 CANDIDATES: dict[str, type[Forecaster]] = {}
 # The family modules, cheapest import first: a step imports them in turn only until it has what it needs,
 # since the networks bring torch and Lightning (about 2 s of every process that imports them).
-FAMILY_MODULES = ("statistical", "gbm", "combination", "networks")
+FAMILY_MODULES = ("statistical", "gbm", "linear", "combination", "networks")
 # The candidates that train with the tuned hyperparameters (`forecasting.search`): the network.
 TUNED = ("network",)
 

@@ -15,8 +15,8 @@ Intervals:
   synthetic intermittent panel of 1,700 series its 95% band covered 67% of test days, the pooled
   band 93%. Backtests need 2 × horizon days plus the model's own minimum history; shorter series
   get mean ± z_q × sd(training demand), the spread of demand around a flat forecast.
-- The LightGBM peer (name "lightgbm", not in the default set: see below) uses the same pooled
-  split-conformal intervals and the same fallback.
+- The LightGBM and linear peers (names "lightgbm" and "linear", not in the default set: see below) use
+  the same pooled split-conformal intervals and the same fallback.
 Means and quantiles are then clipped at zero demand (AutoETS's additive models can forecast below
 zero on intermittent series) and quantiles sorted so they cannot cross.
 
@@ -56,7 +56,7 @@ from scipy.stats import norm
 from statsforecast import StatsForecast
 
 from supplyml import compute
-from supplyml.forecasting import gbm, statistical
+from supplyml.forecasting import gbm, linear, statistical
 from supplyml.forecasting.base import backtest_errors
 from supplyml.forecasting.metrics import quantile_col
 
@@ -203,24 +203,21 @@ def _statsforecast(df, name, horizon, quantiles, season_length, n_jobs) -> pd.Da
     return finish(out, name, quantiles)
 
 
-def _lightgbm_point(df: pd.DataFrame, horizon: int, seed: int, n_jobs: int) -> pd.DataFrame:
-    raw = gbm.fit_mlforecast(df, seed, n_jobs).predict(h=horizon)
-    return pd.DataFrame(
-        {"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(), "mean": raw["lightgbm"].to_numpy(dtype=float)}
-    )
-
-
-def forecast_lightgbm(
+def forecast_global(
+    model: type[gbm.Regressor],
     train: pd.DataFrame,
     horizon: int,
     quantiles: list[float],
     seed: int = 0,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Forecast `horizon` days past each series' last training day: [unique_id, ds, mean, q...].
+    """A global mlforecast regressor (`model`: LightGBM or the linear one) on the target alone, as a user's
+    own script would fit it: forecast `horizon` days past each series' last training day, with the
+    statsforecast peers' symmetric pooled conformal bands: [unique_id, ds, mean, q...].
 
     train is the zero-filled daily panel; columns other than unique_id, ds and y are ignored.
     """
+    name = model.kind
     check_request(horizon, quantiles)
     missing = [c for c in ("unique_id", "ds", "y") if c not in train.columns]
     if missing:
@@ -229,26 +226,28 @@ def forecast_lightgbm(
     lengths = df.groupby("unique_id").size()
     if lengths.max() < gbm.FEATURE_DAYS:
         raise ValueError(
-            f"peer lightgbm needs at least one series with >= {gbm.FEATURE_DAYS} training days (lag 28 and "
+            f"peer {name} needs at least one series with >= {gbm.FEATURE_DAYS} training days (lag 28 and "
             f"the 28-day mean of lag 1 leave nothing to train on otherwise); the longest has {lengths.max()}"
         )
 
     with warnings.catch_warnings():
         # LightGBM's sklearn wrapper warns about feature names on recursive predict; harmless.
         warnings.filterwarnings("ignore", message=".*feature names.*")
-        out = conformal_or_gaussian(
-            "lightgbm",
-            df,
-            _lightgbm_point(df, horizon, seed, n_jobs),
-            gbm.cross_validation(horizon, seed, n_jobs),
-            gbm.FEATURE_DAYS,
-            horizon,
-            quantiles,
+        raw = model.fit_mlforecast(df, seed, n_jobs).predict(h=horizon)
+        point = pd.DataFrame(
+            {"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(), "mean": raw[name].to_numpy(dtype=float)}
         )
-    out = finish(out, "lightgbm", quantiles)
+        errors = model.cross_validation(horizon, seed, n_jobs)
+        out = conformal_or_gaussian(name, df, point, errors, gbm.FEATURE_DAYS, horizon, quantiles)
+    out = finish(out, name, quantiles)
     if not np.isfinite(out["mean"]).all():
-        raise RuntimeError("peer lightgbm produced non-finite forecasts")
+        raise RuntimeError(f"peer {name} produced non-finite forecasts")
     return out
+
+
+def forecast_lightgbm(train: pd.DataFrame, horizon: int, quantiles: list[float], seed: int = 0, n_jobs: int = 1) -> pd.DataFrame:
+    """`forecast_global` with LightGBM: what a user's own mlforecast + LightGBM script would give."""
+    return forecast_global(gbm.LightGBM, train, horizon, quantiles, seed, n_jobs)
 
 
 class Peer(Protocol):
@@ -268,9 +267,12 @@ PEERS: dict[str, Peer] = {
     "lightgbm": lambda df, horizon, quantiles, season_length, n_jobs, seed: forecast_lightgbm(
         df, horizon, quantiles, seed, n_jobs
     ),
+    "linear": lambda df, horizon, quantiles, season_length, n_jobs, seed: forecast_global(
+        linear.Linear, df, horizon, quantiles, seed, n_jobs
+    ),
 }
 DEFAULT_PEERS = tuple(statistical.MODELS)  # what the pipeline's evaluate step runs: statsforecast only
-BENCH_PEERS = tuple(PEERS)  # plus the mlforecast + LightGBM peer
+BENCH_PEERS = tuple(PEERS)  # plus the mlforecast peers: LightGBM and the linear regression
 
 
 def forecast_peers(

@@ -1,0 +1,69 @@
+"""The linear family: one global least-squares regression through mlforecast, on the features a
+planner would reach for first.
+
+Features: LightGBM's lags 7, 14 and 28 and the 7- and 28-day means of lag 1; the day of the week as
+three weekly Fourier pairs (sin and cos of 2 pi k t / 7, k = 1, 2, 3: together with the intercept
+they span any seven weekday means, where a weekday number would enter a linear model as a slope);
+the unit price; and the day's promotion and event flags. Price and flags are known ahead: callers
+pass the flags as `future`, and the price is held at each series' last one. Ordinary least squares
+(scikit-learn's LinearRegression): deterministic, no seed. Forecasts are recursive; quantiles are
+split-conformal from its own backtests and clipped at zero, as every `gbm.Regressor`'s.
+
+It fits in the step's own process even with `compute.engine: dask`: mlforecast's distributed backend
+trains only its Dask LightGBM and XGBoost models, and least squares is cheap next to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from supplyml.forecasting import gbm
+
+WEEKLY_PAIRS = 3
+MONDAY = pd.Timestamp("1970-01-05")  # day 0 of the weekly terms, so that a weekday keeps its phase
+
+
+class Fourier:
+    """A date feature for mlforecast: sin or cos of 2 pi k (days since a Monday) / period. A named class,
+    not a lambda, since the fitted MLForecast is pickled with its features."""
+
+    def __init__(self, kind: str, k: int, period: int = 7):
+        self.kind, self.k, self.period = kind, k, period
+        self.__name__ = f"{kind}{k}_{period}"  # mlforecast names the feature column after it
+
+    def __call__(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        angle = 2 * np.pi * self.k * np.asarray((dates - MONDAY).days) / self.period
+        return np.sin(angle) if self.kind == "sin" else np.cos(angle)
+
+
+class Linear(gbm.Regressor):
+    kind = "linear"
+    candidates = ("linear",)
+    column = "linear"
+
+    @classmethod
+    def make(cls, seed: int, n_jobs: int, partitions: int) -> Any:
+        import mlforecast
+        from sklearn.linear_model import LinearRegression
+
+        weekly: list[Any] = [Fourier(kind, k) for k in range(1, WEEKLY_PAIRS + 1) for kind in ("sin", "cos")]
+        return mlforecast.MLForecast(models={cls.column: LinearRegression()}, num_threads=n_jobs, **gbm.features(weekly))
+
+    @classmethod
+    def partitions(cls) -> int:
+        return 0
+
+    @classmethod
+    def frame(cls, panel: pd.DataFrame) -> pd.DataFrame:
+        out = gbm.frame(panel.assign(price=panel["price"] if "price" in panel else np.nan), extra=("price",))
+        # A day without a sale has no price: the series' last one holds, or its first before it sold.
+        by = out.groupby("unique_id")["price"]
+        out["price"] = by.ffill().groupby(out["unique_id"]).bfill().fillna(0.0).astype(float)
+        return out
+
+    def ahead(self, history: pd.DataFrame, skus: list[str], dates: pd.DatetimeIndex, future) -> pd.DataFrame:
+        last = history.groupby("unique_id")["price"].last().reindex(skus).fillna(0.0).to_numpy()
+        return super().ahead(history, skus, dates, future).assign(price=np.repeat(last, len(dates)))
