@@ -14,8 +14,9 @@ Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Request(BaseModel):
-    # Strict: a body the schema calls invalid ("7" for an integer) is refused, not coerced.
-    model_config = ConfigDict(strict=True)
+    # Strict: a body the schema calls invalid ("7" for an integer) is refused, not coerced. A field it does
+    # not name is refused too: a misspelt "promotions" would otherwise give a forecast without them.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class ErrorDetail(BaseModel):
