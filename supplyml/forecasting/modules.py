@@ -1,11 +1,13 @@
-"""The two networks Optuna chooses between, both with a negative-binomial likelihood on per-series scaled counts.
+"""The networks Optuna chooses between, all with a negative-binomial likelihood on per-series scaled counts.
 
 - `DeepARNet`: an LSTM unrolled day by day over context and horizon, fed the previous day's demand
   (autoregressive; forecasts are drawn path by path).
 - `MLPNet`: a direct multi-horizon MLP that reads the whole context window at once and emits
   the distribution of every forecast day in one pass (fast to train and to forecast).
+- `TransformerNet`: a direct multi-horizon Transformer encoder over one token per context day and
+  one per forecast day (known covariates only), read out at the forecast days' tokens.
 
-Both take the same windows (see `windows.windows`), so data, training and tuning code is shared.
+All take the same windows (see `windows.windows`), so data, training and tuning code is shared.
 """
 
 from __future__ import annotations
@@ -138,4 +140,53 @@ class MLPNet(_Likelihood):
         return mu[:, :steps], alpha[:, :steps]
 
 
-NETWORKS = {net.architecture: net for net in (DeepARNet, MLPNet)}
+class TransformerNet(_Likelihood):
+    """Context window and known future -> the whole horizon's NB parameters, by self-attention.
+
+    Each context day is a token of its features (its demand as the next day's lag, price, scale, flags,
+    calendar); each forecast day a token of what is known ahead (calendar, promotion, event). Both get a
+    learnt embedding of their position in the window, and a stack of `num_layers` encoder layers
+    (`hidden_size` wide, pre-norm, 4 heads where the width allows) lets every forecast day attend to
+    every context day and to the other forecast days: the TFT's static-free core without its gating, or
+    a PatchTST with patches of one day. Each forecast day's output token gives its NB mean and
+    dispersion, so its marginals are exact and its sample paths are drawn as the MLP's are.
+    """
+
+    architecture = "transformer"
+
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        context_length: int = 56,
+        horizon: int = 28,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        heads = next(k for k in (4, 2, 1) if hidden_size % k == 0)
+        self.past = nn.Linear(N_FEATURES, hidden_size)
+        self.ahead = nn.Linear(len(FUTURE), hidden_size)
+        self.position = nn.Parameter(torch.zeros(context_length + horizon, hidden_size))
+        layer = nn.TransformerEncoderLayer(hidden_size, heads, 2 * hidden_size, dropout, batch_first=True, norm_first=True)
+        # No nested tensors: they serve padded batches, and every window here is full.
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(hidden_size, 2)
+
+    def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C + h, F) window of context and h <= horizon forecast days. Returns NB mean and dispersion (B, h)."""
+        c, h = self.hparams["context_length"], self.hparams["horizon"]
+        steps = x.shape[1] - c
+        if steps > h:
+            raise ValueError(f"window has {steps} forecast days; this network forecasts {h} at once")
+        future = x[:, c:, FUTURE]
+        if steps < h:  # as the MLP: every day of the trained horizon is read, the unknown ones plain
+            future = F.pad(future, (0, 0, 0, h - steps))
+        tokens = torch.cat([self.past(x[:, :c]), self.ahead(future[:, :h])], 1) + self.position
+        raw = self.head(self.encoder(tokens)[:, c:])
+        mu, alpha = nb_params(raw[..., 0], raw[..., 1], scale)
+        return mu[:, :steps], alpha[:, :steps]
+
+
+NETWORKS = {net.architecture: net for net in (DeepARNet, MLPNet, TransformerNet)}

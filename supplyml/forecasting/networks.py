@@ -9,6 +9,7 @@ condition on, so the same weights forecast from the end of training data or of a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import lightning.pytorch as pl
 import numpy as np
@@ -17,9 +18,9 @@ import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
 from scipy.stats import nbinom, norm
 
-from supplyml.config import ModelConfig
+from supplyml.config import Architecture, ModelConfig
 from supplyml.forecasting.base import TUNED, Anchored, Forecaster, copula_normals, finish, future_flags
-from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, negative_binomial
+from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, TransformerNet, negative_binomial
 from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
 
@@ -41,11 +42,15 @@ class NetworkForecaster(Forecaster):
     """Shared by the architectures: training, history as arrays, save and load of weights."""
 
     network: type[pl.LightningModule]
-    candidates = TUNED  # `model.architecture` picks the subclass
+    # "network": the tuned architecture and hyperparameters; an architecture's name: that architecture with
+    # the `model.*` settings, untuned (to try or force one).
+    candidates = (*TUNED, *get_args(Architecture))
     tuned = True
 
     @classmethod
     def candidate(cls, name, cfg, params):
+        if name not in TUNED:
+            params = cfg.model.model_copy(update={"architecture": name})
         return lambda panel: NetworkForecaster.fit(panel, params, cfg.features.horizon, seed=cfg.seed)[0]
 
     def __init__(self, module, history: pd.DataFrame, horizon: int, num_samples: int = 100, seed: int = 0):
@@ -66,8 +71,8 @@ class NetworkForecaster(Forecaster):
         """Train `params.architecture` on `panel`; with val_days > 0 its last days are held out and scored
         as val_loss (what tuning reads)."""
         family = ARCHITECTURES[params.architecture]
-        if family is MLP and val_days > horizon:
-            raise ValueError(f"val_days ({val_days}) must not exceed the horizon ({horizon}) for the mlp")
+        if issubclass(family, MLP) and val_days > horizon:
+            raise ValueError(f"val_days ({val_days}) must not exceed the horizon ({horizon}) for the {family.kind}")
         pl.seed_everything(seed, workers=True, verbose=False)
         arrays = PanelArrays.from_panel(panel)
         train_end = len(arrays.dates) - val_days
@@ -201,7 +206,15 @@ class DeepAR(NetworkForecaster):
         return paths.reshape(n, s, horizon).numpy()
 
 
-ARCHITECTURES = {cls.network.architecture: cls for cls in (MLP, DeepAR)}
+class Transformer(MLP):
+    """The Transformer encoder: direct multi-horizon like the MLP, so it forecasts, samples and extends
+    past its horizon as the MLP does (`modules.TransformerNet`)."""
+
+    kind = "transformer"
+    network = TransformerNet
+
+
+ARCHITECTURES = {cls.network.architecture: cls for cls in (MLP, DeepAR, Transformer)}
 assert set(ARCHITECTURES) == set(NETWORKS)
 
 
