@@ -74,7 +74,7 @@ class FeatureConfig(Section):
     test_origins: int = Field(3, ge=1)
 
 
-Architecture = Literal["deepar", "mlp", "transformer"]
+Architecture = Literal["deepar", "mlp", "transformer", "vae_lstm"]
 
 
 class ModelConfig(Section):
@@ -96,9 +96,14 @@ class ModelConfig(Section):
 
 class SearchSpace(Section):
     architecture: list[Architecture] = list(get_args(Architecture))
-    # Width per architecture, on its own scale: LSTM units for deepar, layer width for mlp, token width for
-    # the transformer (4 heads at a multiple of 4).
-    hidden_size: dict[Architecture, tuple[int, int]] = {"deepar": (16, 64), "mlp": (64, 512), "transformer": (16, 64)}
+    # Width per architecture, on its own scale: LSTM units for deepar and vae_lstm, layer width for mlp, token
+    # width for the transformer (4 heads at a multiple of 4).
+    hidden_size: dict[Architecture, tuple[int, int]] = {
+        "deepar": (16, 64),
+        "mlp": (64, 512),
+        "transformer": (16, 64),
+        "vae_lstm": (16, 64),
+    }
 
     @model_validator(mode="after")
     def _width_for_every_architecture(self) -> SearchSpace:

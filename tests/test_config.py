@@ -49,4 +49,4 @@ def test_an_override_changes_one_entry_of_a_default_mapping():
     params = load_config(overrides=["recommend.params.epochs=2"]).recommend.params
     assert params["epochs"] == 2 and params["architecture"] == "bpr" and params["dim"] == 64
     widths = load_config(overrides=["tune.search_space.hidden_size.mlp=[8, 16]"]).tune.search_space.hidden_size
-    assert widths == {"deepar": (16, 64), "mlp": (8, 16), "transformer": (16, 64)}
+    assert widths == {"deepar": (16, 64), "mlp": (8, 16), "transformer": (16, 64), "vae_lstm": (16, 64)}

@@ -1,4 +1,4 @@
-"""The three networks on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
+"""The four networks on a small synthetic panel: shapes, quantile sanity, seeds, save/load."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 from supplyml.config import ModelConfig
 from supplyml.forecasting import UnknownSeriesError, load
 from supplyml.forecasting.metrics import quantile_col
-from supplyml.forecasting.networks import MLP, DeepAR, NetworkForecaster, Transformer
+from supplyml.forecasting.networks import MLP, VAELSTM, DeepAR, NetworkForecaster, Transformer
 
 QUANTILES = [0.005, 0.025, 0.165, 0.25, 0.5, 0.75, 0.835, 0.975, 0.995]
 
@@ -26,7 +26,7 @@ def panel():
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="module", params=["deepar", "mlp", "transformer"])
+@pytest.fixture(scope="module", params=["deepar", "mlp", "transformer", "vae_lstm"])
 def forecaster(panel, request):
     params = ModelConfig(
         architecture=request.param,
@@ -39,7 +39,7 @@ def forecaster(panel, request):
         learning_rate=0.01,
     )
     fitted, trainer = NetworkForecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
-    assert type(fitted) is {"deepar": DeepAR, "mlp": MLP, "transformer": Transformer}[request.param]
+    assert type(fitted) is {"deepar": DeepAR, "mlp": MLP, "transformer": Transformer, "vae_lstm": VAELSTM}[request.param]
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
     return fitted
 
@@ -145,9 +145,12 @@ def test_a_shorter_request_forecasts_the_same_first_days(forecaster):
     np.testing.assert_allclose(short[cols], full[cols], rtol=1e-5)
 
 
-def test_the_transformer_tells_two_weekly_profiles_apart():
+@pytest.mark.parametrize("architecture", ["transformer", "vae_lstm"])
+def test_the_new_networks_tell_two_weekly_profiles_apart(architecture):
     """Two planted patterns at one level: a weekend peak and a midweek peak. Each series' 7-day forecast
-    follows its own profile, not the other's (correlation with its own > 0.8)."""
+    follows its own profile, not the other's (correlation > 0.6 with its own, < 0 with the other: a forecast
+    that ignored which series it was given could not do both for both series). The VAE-LSTM logs its
+    ELBO, which is finite and, a log-likelihood less a KL divergence of 7 days of counts, negative."""
     rng = np.random.default_rng(4)
     days = pd.date_range("2011-01-01", periods=150)
     profiles = {"weekend": np.array([2, 2, 2, 2, 4, 12, 12.0]), "midweek": np.array([4, 10, 12, 10, 4, 2, 2.0])}
@@ -159,20 +162,22 @@ def test_the_transformer_tells_two_weekly_profiles_apart():
         ignore_index=True,
     )
     params = ModelConfig(
-        architecture="transformer",
+        architecture=architecture,
         hidden_size=16,
         num_layers=1,
         context_length=28,
-        max_epochs=8,
+        max_epochs=20,
         batch_size=32,
-        windows_per_series=64,
+        windows_per_series=256,
         learning_rate=0.01,
         swa_start=1,
     )
-    model, _ = NetworkForecaster.fit(panel, params, horizon=7, seed=0)
+    model, trainer = NetworkForecaster.fit(panel, params, horizon=7, val_days=7, seed=0)
+    if architecture == "vae_lstm":
+        assert -100 < float(trainer.callback_metrics["val_elbo"]) < 0
     fc = model.predict(None, 7, [0.5])
     for uid, own in profiles.items():
         rows = fc[fc["unique_id"] == uid]
         other = profiles["midweek" if uid == "weekend" else "weekend"]
         mean, dow = rows["mean"].to_numpy(), rows["ds"].dt.dayofweek.to_numpy()
-        assert np.corrcoef(mean, own[dow])[0, 1] > 0.8 and np.corrcoef(mean, other[dow])[0, 1] < 0.2, (uid, mean)
+        assert np.corrcoef(mean, own[dow])[0, 1] > 0.6 and np.corrcoef(mean, other[dow])[0, 1] < 0, (uid, mean)

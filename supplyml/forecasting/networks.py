@@ -20,7 +20,7 @@ from scipy.stats import nbinom, norm
 
 from supplyml.config import Architecture, ModelConfig
 from supplyml.forecasting.base import TUNED, Anchored, Forecaster, copula_normals, finish, future_flags
-from supplyml.forecasting.modules import NETWORKS, DeepARNet, MLPNet, TransformerNet, negative_binomial
+from supplyml.forecasting.modules import FUTURE, NETWORKS, DeepARNet, MLPNet, TransformerNet, VAELSTMNet, negative_binomial
 from supplyml.forecasting.windows import LAG, PanelArrays, WindowDataModule, future_steps, windows
 
 
@@ -214,7 +214,40 @@ class Transformer(MLP):
     network = TransformerNet
 
 
-ARCHITECTURES = {cls.network.architecture: cls for cls in (MLP, DeepAR, Transformer)}
+class VAELSTM(NetworkForecaster):
+    """The VAE-LSTM (`modules.VAELSTMNet`): quantiles from paths, each drawing its latent from the
+    encoder's posterior of the context and then its days in turn, for any horizon (the decoder reads
+    each day's known covariates)."""
+
+    kind = "vae_lstm"
+    network = VAELSTMNet
+
+    def quantiles(self, skus, horizon, levels, future=None):
+        paths = self.sample(skus, horizon, self.num_samples, self.seed, future)
+        return finish(paths.mean(1), np.moveaxis(np.quantile(paths, levels, axis=1), 0, -1))
+
+    @torch.no_grad()
+    def sample(self, skus, horizon, n_samples, seed=0, future=None):
+        rows = self.check_skus(skus)
+        flags = future_flags(future, skus, self.forecast_dates(horizon))
+        a, n, s = self.arrays, len(rows), n_samples
+        w = self._context(a, rows)
+        ahead = future_steps(a, rows, len(a.dates), horizon, w, flags["promo"], flags["event"])
+        ahead[:, 0, LAG] = np.log1p(a.y[rows, -1] / w["scale"][:, 0])
+        x, scale = torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
+        with torch.random.fork_rng():  # a seed gives the same paths without touching global RNG state
+            torch.manual_seed(seed)
+            mean, log_var, (h, c) = self.module.encode(x)
+            z = mean.repeat_interleave(s, 0) + torch.randn(n * s, mean.shape[1]) * (0.5 * log_var).exp().repeat_interleave(s, 0)
+            future_x = x[:, self.module.hparams.context_length :, FUTURE].repeat_interleave(s, 0)
+            state = (h.repeat_interleave(s, 1), c.repeat_interleave(s, 1))
+            mu, alpha = self.module.decode(z, future_x, scale.repeat_interleave(s, 0), state)
+            # Day by day, so that a shorter request draws the same first days.
+            paths = torch.stack([negative_binomial(mu[:, t], alpha[:, t]).sample() for t in range(horizon)], 1)
+        return paths.reshape(n, s, horizon).numpy()
+
+
+ARCHITECTURES = {cls.network.architecture: cls for cls in (MLP, DeepAR, Transformer, VAELSTM)}
 assert set(ARCHITECTURES) == set(NETWORKS)
 
 
