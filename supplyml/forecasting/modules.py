@@ -38,7 +38,25 @@ def nb_params(raw_mu: torch.Tensor, raw_alpha: torch.Tensor, scale: torch.Tensor
 
 
 class _Likelihood(pl.LightningModule):
-    """Training and validation steps shared by both networks: masked NB negative log-likelihood."""
+    """What the networks share: their six settings (saved as hyperparameters, which is how a saved model
+    is rebuilt), and training and validation steps on the masked NB negative log-likelihood. Each network
+    makes its layers in `build`."""
+
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        context_length: int = 56,
+        horizon: int = 28,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.build(hidden_size, num_layers, dropout, context_length, horizon)
+
+    def build(self, hidden_size: int, num_layers: int, dropout: float, context_length: int, horizon: int) -> None:
+        raise NotImplementedError
 
     def distribution(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """NB mean and dispersion of the forecast days of the windows `x`; each network defines it."""
@@ -66,17 +84,7 @@ class _Likelihood(pl.LightningModule):
 class DeepARNet(_Likelihood):
     architecture = "deepar"
 
-    def __init__(
-        self,
-        hidden_size: int = 40,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        learning_rate: float = 3e-3,
-        context_length: int = 56,
-        horizon: int = 28,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
+    def build(self, hidden_size: int, num_layers: int, dropout: float, context_length: int, horizon: int) -> None:
         self.rnn = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, 2)
 
@@ -102,17 +110,7 @@ class MLPNet(_Likelihood):
 
     architecture = "mlp"
 
-    def __init__(
-        self,
-        hidden_size: int = 256,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        learning_rate: float = 1e-3,
-        context_length: int = 56,
-        horizon: int = 28,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
+    def build(self, hidden_size: int, num_layers: int, dropout: float, context_length: int, horizon: int) -> None:
         c, h = context_length, horizon
         layers, width = [], 3 * c + 4 + h * len(FUTURE)
         for _ in range(num_layers):
@@ -156,17 +154,7 @@ class TransformerNet(_Likelihood):
 
     architecture = "transformer"
 
-    def __init__(
-        self,
-        hidden_size: int = 32,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        learning_rate: float = 1e-3,
-        context_length: int = 56,
-        horizon: int = 28,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
+    def build(self, hidden_size: int, num_layers: int, dropout: float, context_length: int, horizon: int) -> None:
         heads = next(k for k in (4, 2, 1) if hidden_size % k == 0)
         self.past = nn.Linear(N_FEATURES, hidden_size)
         self.ahead = nn.Linear(len(FUTURE), hidden_size)
@@ -211,17 +199,7 @@ class VAELSTMNet(_Likelihood):
 
     architecture = "vae_lstm"
 
-    def __init__(
-        self,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        dropout: float = 0.1,
-        learning_rate: float = 1e-3,
-        context_length: int = 56,
-        horizon: int = 28,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
+    def build(self, hidden_size: int, num_layers: int, dropout: float, context_length: int, horizon: int) -> None:
         latent, between = max(2, hidden_size // 4), dropout if num_layers > 1 else 0.0
         self.encoder = nn.LSTM(N_FEATURES, hidden_size, num_layers, batch_first=True, dropout=between)
         self.posterior = nn.Linear(hidden_size, 2 * latent)

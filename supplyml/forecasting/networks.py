@@ -109,6 +109,22 @@ class NetworkForecaster(Forecaster):
         context = self.module.hparams.context_length
         return windows(a, rows, np.full(len(rows), len(a.dates)), context, context)
 
+    def _window(self, a: PanelArrays, rows: np.ndarray, steps: int, promo=None, event=None):
+        """The context window and the `steps` days after `a` ends (their known covariates, the last day's
+        demand as the first one's lag), as tensors: x (len(rows), C + steps, F) and the series' scale."""
+        w = self._context(a, rows)
+        ahead = future_steps(a, rows, len(a.dates), steps, w, promo, event)
+        ahead[:, 0, LAG] = np.log1p(a.y[rows, -1] / w["scale"][:, 0])
+        return torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
+
+
+class PathForecaster(NetworkForecaster):
+    """A network whose marginals exist only through its sample paths: quantiles are read from them."""
+
+    def quantiles(self, skus, horizon, levels, future=None):
+        paths = self.sample(skus, horizon, self.num_samples, self.seed, future)
+        return finish(paths.mean(1), np.moveaxis(np.quantile(paths, levels, axis=1), 0, -1))
+
 
 class MLP(NetworkForecaster):
     """Direct multi-horizon MLP: exact NB marginals within the trained horizon; longer horizons draw
@@ -124,11 +140,8 @@ class MLP(NetworkForecaster):
         the whole horizon's calendar (known ahead) and only its first `steps` days are read: padded
         days would change the first ones (an L + R = 10-day forecast read its totals' paths from a
         different, biased distribution than the 28-day forecast its daily calibration was learnt on)."""
-        w = self._context(a, rows)
         h = self.horizon
-        ahead = future_steps(a, rows, len(a.dates), h, w, _pad(promo, h), _pad(event, h))
-        ahead[:, 0, LAG] = np.log1p(a.y[rows, -1] / w["scale"][:, 0])
-        return torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
+        return self._window(a, rows, h, _pad(promo, h), _pad(event, h))
 
     @torch.no_grad()
     def distribution(self, a: PanelArrays, rows: np.ndarray, steps: int, promo=None, event=None):
@@ -170,15 +183,11 @@ class MLP(NetworkForecaster):
         return nbinom.ppf(u, r, r / (r + mu[:, None, :])).astype(np.float32)
 
 
-class DeepAR(NetworkForecaster):
+class DeepAR(PathForecaster):
     """LSTM unrolled day by day, each path feeding its own last draw back in; quantiles from paths."""
 
     kind = "deepar"
     network = DeepARNet
-
-    def quantiles(self, skus, horizon, levels, future=None):
-        paths = self.sample(skus, horizon, self.num_samples, self.seed, future)
-        return finish(paths.mean(1), np.moveaxis(np.quantile(paths, levels, axis=1), 0, -1))
 
     @torch.no_grad()
     def sample(self, skus, horizon, n_samples, seed=0, future=None):
@@ -214,7 +223,7 @@ class Transformer(MLP):
     network = TransformerNet
 
 
-class VAELSTM(NetworkForecaster):
+class VAELSTM(PathForecaster):
     """The VAE-LSTM (`modules.VAELSTMNet`): quantiles from paths, each drawing its latent from the
     encoder's posterior of the context and then its days in turn, for any horizon (the decoder reads
     each day's known covariates)."""
@@ -222,19 +231,11 @@ class VAELSTM(NetworkForecaster):
     kind = "vae_lstm"
     network = VAELSTMNet
 
-    def quantiles(self, skus, horizon, levels, future=None):
-        paths = self.sample(skus, horizon, self.num_samples, self.seed, future)
-        return finish(paths.mean(1), np.moveaxis(np.quantile(paths, levels, axis=1), 0, -1))
-
     @torch.no_grad()
     def sample(self, skus, horizon, n_samples, seed=0, future=None):
-        rows = self.check_skus(skus)
+        rows, n, s = self.check_skus(skus), len(skus), n_samples
         flags = future_flags(future, skus, self.forecast_dates(horizon))
-        a, n, s = self.arrays, len(rows), n_samples
-        w = self._context(a, rows)
-        ahead = future_steps(a, rows, len(a.dates), horizon, w, flags["promo"], flags["event"])
-        ahead[:, 0, LAG] = np.log1p(a.y[rows, -1] / w["scale"][:, 0])
-        x, scale = torch.from_numpy(np.concatenate([w["x"], ahead], 1)), torch.from_numpy(w["scale"])
+        x, scale = self._window(self.arrays, rows, horizon, flags["promo"], flags["event"])
         with torch.random.fork_rng():  # a seed gives the same paths without touching global RNG state
             torch.manual_seed(seed)
             mean, log_var, (h, c) = self.module.encode(x)
