@@ -181,3 +181,34 @@ def test_the_new_networks_tell_two_weekly_profiles_apart(architecture):
         other = profiles["midweek" if uid == "weekend" else "weekend"]
         mean, dow = rows["mean"].to_numpy(), rows["ds"].dt.dayofweek.to_numpy()
         assert np.corrcoef(mean, own[dow])[0, 1] > 0.6 and np.corrcoef(mean, other[dow])[0, 1] < 0, (uid, mean)
+
+
+def test_a_vae_lstm_trial_logs_its_elbo_in_its_mlflow_run(panel, tmp_path):
+    """The tuning trial's nested run carries the ELBO beside the objective, read back from the store."""
+    import mlflow
+
+    from supplyml import tune
+    from supplyml.config import load_config
+    from supplyml.forecasting.search import ForecastSearch
+    from supplyml.tracking import setup_tracking
+
+    cfg = load_config(
+        overrides=[
+            f"workdir={tmp_path}",
+            "tune.n_trials=1",
+            "tune.max_epochs=1",
+            "tune.search_space.architecture=[vae_lstm]",
+            "tune.search_space.context_length=[28]",
+            "model.architecture=vae_lstm",  # the configured network is the first trial
+            "model.hidden_size=16",
+            "model.context_length=28",
+            "features.horizon=7",
+            "features.val_days=7",
+        ]
+    )
+    setup_tracking(cfg)
+    with mlflow.start_run(run_name="tune") as parent:
+        tune.tune(ForecastSearch(panel, cfg, "md5-of-this-panel"), cfg, {})
+    (trial,) = mlflow.MlflowClient().search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert trial.data.params["architecture"] == "vae_lstm"
+    assert np.isfinite(trial.data.metrics["val_elbo"]) and trial.data.metrics["val_elbo"] < 0 < trial.data.metrics["val_loss"]

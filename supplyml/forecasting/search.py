@@ -73,6 +73,11 @@ class ForecastSearch:
             callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
             seed=cfg.seed,
         )
+        # In the trial's run (`supplyml.tune`), beside the objective: what else the network logged, the
+        # VAE-LSTM's ELBO among it.
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in trainer.callback_metrics.items() if k != "val_loss"})
         return float(trainer.callback_metrics["val_loss"])
 
 
