@@ -4,8 +4,8 @@ planner would reach for first.
 Features: LightGBM's lags 7, 14 and 28 and the 7- and 28-day means of lag 1; the day of the week as
 three weekly Fourier pairs (sin and cos of 2 pi k t / 7, k = 1, 2, 3: together with the intercept
 they span any seven weekday means, where a weekday number would enter a linear model as a slope);
-the unit price; and the day's promotion and event flags. Price and flags are known ahead: callers
-pass the flags as `future`, and the price is held at each series' last one. Ordinary least squares
+the day before's price relative to the series' median (log); and the day's promotion and event
+flags. Callers pass the flags as `future`; the price is held at each series' last one. Ordinary least squares
 (scikit-learn's LinearRegression): deterministic, no seed. Forecasts are recursive; quantiles are
 split-conformal from its own backtests and clipped at zero, as every `gbm.Regressor`'s.
 
@@ -58,12 +58,25 @@ class Linear(gbm.Regressor):
 
     @classmethod
     def frame(cls, panel: pd.DataFrame) -> pd.DataFrame:
-        out = gbm.frame(panel.assign(price=panel["price"] if "price" in panel else np.nan), extra=("price",))
-        # A day without a sale has no price: the series' last one holds, or its first before it sold.
-        by = out.groupby("unique_id")["price"]
-        out["price"] = by.ffill().groupby(out["unique_id"]).bfill().fillna(0.0).astype(float)
+        out = gbm.frame(_priced(panel), extra=("price",))
+        # Yesterday's price, not the day's own: where a day's price is its revenue over its units (Online
+        # Retail), it moves with who bought that day, and would leak the day's demand into its backtests.
+        out["price"] = _log_relative_price(out).groupby(out["unique_id"]).shift(1).fillna(0.0)
         return out
 
     def ahead(self, history: pd.DataFrame, skus: list[str], dates: pd.DatetimeIndex, future) -> pd.DataFrame:
-        last = history.groupby("unique_id")["price"].last().reindex(skus).fillna(0.0).to_numpy()
+        raw = gbm.frame(_priced(self.history_of(skus)), extra=("price",))
+        last = _log_relative_price(raw).groupby(raw["unique_id"]).last().reindex(skus).fillna(0.0).to_numpy()
         return super().ahead(history, skus, dates, future).assign(price=np.repeat(last, len(dates)))
+
+
+def _priced(panel: pd.DataFrame) -> pd.DataFrame:
+    return panel if "price" in panel else panel.assign(price=np.nan)
+
+
+def _log_relative_price(frame: pd.DataFrame) -> pd.Series:
+    """`frame`'s price (rows by series, then day) held over the days without one, as log(price / the
+    series' median price): one coefficient fits SKUs of any price; 0 for a series without prices."""
+    uid = frame["unique_id"]
+    price = frame["price"].groupby(uid).ffill().groupby(uid).bfill()
+    return np.log(price / price.groupby(uid).transform("median")).fillna(0.0)

@@ -43,13 +43,7 @@ class _Likelihood(pl.LightningModule):
     makes its layers in `build`."""
 
     def __init__(
-        self,
-        hidden_size: int = 32,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        learning_rate: float = 1e-3,
-        context_length: int = 56,
-        horizon: int = 28,
+        self, hidden_size: int, num_layers: int, dropout: float, learning_rate: float, context_length: int, horizon: int
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -143,8 +137,8 @@ class MLPNet(_Likelihood):
 class TransformerNet(_Likelihood):
     """Context window and known future -> the whole horizon's NB parameters, by self-attention.
 
-    Each context day is a token of its features (its demand as the next day's lag, price, scale, flags,
-    calendar); each forecast day a token of what is known ahead (calendar, promotion, event). Both get a
+    Each context day is a token of its features (its own demand, price, scale, flags, calendar); each
+    forecast day a token of what is known ahead (calendar, promotion, event). Both get a
     learnt embedding of their position in the window, and a stack of `num_layers` encoder layers
     (`hidden_size` wide, pre-norm, 4 heads where the width allows) lets every forecast day attend to
     every context day and to the other forecast days: the TFT's static-free core without its gating, or
@@ -173,7 +167,11 @@ class TransformerNet(_Likelihood):
         future = x[:, c:, FUTURE]
         if steps < h:  # as the MLP: every day of the trained horizon is read, the unknown ones plain
             future = F.pad(future, (0, 0, 0, h - steps))
-        tokens = torch.cat([self.past(x[:, :c]), self.ahead(future[:, :h])], 1) + self.position
+        # Row t carries the demand of day t - 1: each context day's token takes its own day's demand (the
+        # last one's is in row c), so the last observed day is read; forecast days' demand never is.
+        past = x[:, :c].clone()
+        past[..., LAG] = x[:, 1 : c + 1, LAG]
+        tokens = torch.cat([self.past(past), self.ahead(future[:, :h])], 1) + self.position
         raw = self.head(self.encoder(tokens)[:, c:])
         mu, alpha = nb_params(raw[..., 0], raw[..., 1], scale)
         return mu[:, :steps], alpha[:, :steps]
@@ -191,8 +189,9 @@ class VAELSTMNet(_Likelihood):
     forecast; the deterministic state carries the profile, z what the context leaves uncertain.)
 
     Training maximises the ELBO per window: the NB log-likelihood of the observed days at a
-    reparameterised draw of z, less the KL divergence of q(z | context) from N(0, I); the loss is its
-    negative per observed day, and `train_elbo` / `val_elbo` log the ELBO per window. A sample path draws
+    reparameterised draw of z, less the KL divergence of q(z | context) from N(0, I); the training loss is
+    its negative per observed day (val_loss the NB negative log-likelihood at the posterior mean, as
+    the other networks'), and `train_elbo` / `val_elbo` log the ELBO per window. A sample path draws
     one z and then each day's count, so a path's days share its z: that is where their dependence comes
     from, beyond the shared state.
     """
@@ -232,7 +231,10 @@ class VAELSTMNet(_Likelihood):
         log_lik = (negative_binomial(mu, alpha).log_prob(y) * mask).sum(1)
         kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1)
         self.log(f"{'train' if self.training else 'val'}_elbo", (log_lik - kl).mean(), batch_size=x.shape[0])
-        return -(log_lik - kl).sum() / mask.sum().clamp(min=1)
+        # Training minimises the negative ELBO per observed day; validation reports the NB negative
+        # log-likelihood at the posterior mean, as the other networks' val_loss, so that tuning compares
+        # the architectures on one scale.
+        return -(log_lik - kl if self.training else log_lik).sum() / mask.sum().clamp(min=1)
 
 
 NETWORKS = {net.architecture: net for net in (DeepARNet, MLPNet, TransformerNet, VAELSTMNet)}

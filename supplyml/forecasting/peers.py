@@ -235,7 +235,11 @@ def forecast_global(
         warnings.filterwarnings("ignore", message=".*feature names.*")
         raw = model.fit_mlforecast(df, seed, n_jobs).predict(h=horizon)
         point = pd.DataFrame(
-            {"unique_id": raw["unique_id"].to_numpy(), "ds": raw["ds"].to_numpy(), "mean": raw[name].to_numpy(dtype=float)}
+            {
+                "unique_id": raw["unique_id"].to_numpy(),
+                "ds": raw["ds"].to_numpy(),
+                "mean": raw[model.column].to_numpy(dtype=float),
+            }
         )
         errors = model.cross_validation(horizon, seed, n_jobs)
         out = conformal_or_gaussian(name, df, point, errors, gbm.FEATURE_DAYS, horizon, quantiles)
