@@ -26,18 +26,14 @@ def panel():
     return pd.concat(frames, ignore_index=True)
 
 
+def small(architecture: str, **settings) -> ModelConfig:
+    """A network small enough to train in a second: 16 wide, one layer, 28 days of context."""
+    return ModelConfig(architecture=architecture, hidden_size=16, num_layers=1, context_length=28, learning_rate=0.01, **settings)
+
+
 @pytest.fixture(scope="module", params=["deepar", "mlp", "transformer", "vae_lstm"])
 def forecaster(panel, request):
-    params = ModelConfig(
-        architecture=request.param,
-        hidden_size=16,
-        num_layers=1,
-        context_length=28,
-        max_epochs=6,
-        batch_size=64,
-        windows_per_series=32,
-        learning_rate=0.01,
-    )
+    params = small(request.param, max_epochs=6, batch_size=64, windows_per_series=32)
     fitted, trainer = NetworkForecaster.fit(panel, params, horizon=14, val_days=14, seed=1)
     assert type(fitted) is {"deepar": DeepAR, "mlp": MLP, "transformer": Transformer, "vae_lstm": VAELSTM}[request.param]
     assert np.isfinite(float(trainer.callback_metrics["val_loss"]))
@@ -161,17 +157,7 @@ def test_the_new_networks_tell_two_weekly_profiles_apart(architecture):
         ],
         ignore_index=True,
     )
-    params = ModelConfig(
-        architecture=architecture,
-        hidden_size=16,
-        num_layers=1,
-        context_length=28,
-        max_epochs=20,
-        batch_size=32,
-        windows_per_series=256,
-        learning_rate=0.01,
-        swa_start=1,
-    )
+    params = small(architecture, max_epochs=20, batch_size=32, windows_per_series=256, swa_start=1)
     model, trainer = NetworkForecaster.fit(panel, params, horizon=7, val_days=7, seed=0)
     if architecture == "vae_lstm":
         # The ELBO is the 7 days' log-likelihood less a KL divergence (>= 0): per day, at most -val_loss.

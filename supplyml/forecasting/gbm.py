@@ -151,7 +151,8 @@ class Regressor(Forecaster):
         return cls(mlf, Residuals.from_errors(errors, df), panel)
 
     def ahead(self, history: pd.DataFrame, skus: list[str], dates: pd.DatetimeIndex, future) -> pd.DataFrame:
-        """The forecast days' regressors, series by series (mlforecast's X_df): the flags when known, else 0."""
+        """The forecast days' regressors, series by series (mlforecast's X_df): the flags when known, else 0.
+        `history` is the series' rows as the model holds them (by series, then day)."""
         flags = future_flags(future, skus, dates)
         return pd.DataFrame(
             {
@@ -162,8 +163,9 @@ class Regressor(Forecaster):
         )
 
     def quantiles(self, skus, horizon, levels, future=None):
-        new = self.frame(self.history_of(skus))
-        ahead = self.ahead(new, skus, self.forecast_dates(horizon), future)
+        history = self.history_of(skus)
+        new = self.frame(history)
+        ahead = self.ahead(history, skus, self.forecast_dates(horizon), future)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
             raw = self.mlf.predict(horizon, new_df=new, X_df=ahead)

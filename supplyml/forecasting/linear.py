@@ -65,8 +65,8 @@ class Linear(gbm.Regressor):
         return out
 
     def ahead(self, history: pd.DataFrame, skus: list[str], dates: pd.DatetimeIndex, future) -> pd.DataFrame:
-        raw = gbm.frame(_priced(self.history_of(skus)), extra=("price",))
-        last = _log_relative_price(raw).groupby(raw["unique_id"]).last().reindex(skus).fillna(0.0).to_numpy()
+        relative = _log_relative_price(_priced(history))  # the held rows are in order already
+        last = relative.groupby(history["unique_id"]).last().reindex(skus).fillna(0.0).to_numpy()
         return super().ahead(history, skus, dates, future).assign(price=np.repeat(last, len(dates)))
 
 
