@@ -320,13 +320,28 @@ class PipelineConfig(Section):
     tune_policy: bool = False
 
 
+# DeepFM as the bench rows fit it: its own ranking (no fixed habit places, no popularity term), 3 epochs.
+_DEEPFM: dict[str, int | float | str] = {
+    "architecture": "deepfm",
+    "dim": 16,
+    "lr": 1e-3,
+    "epochs": 3,
+    "repeat_slots": 0,
+    "popularity_weight": 0.0,
+}
+
+
 class RecommendSearchSpace(Section):
     """What Optuna searches for the served recommender (supplyml.recommending.search)."""
 
-    # sequence is searchable too; one 3-epoch trial of it on Online Retail takes minutes on 2 cores, bpr seconds
-    architecture: list[Literal["bpr", "sequence"]] = ["bpr"]
+    # sequence and deepfm are searchable too; a 3-epoch trial of sequence on Online Retail takes minutes on
+    # 2 cores, of deepfm about 40 s (its fields and 3 windows of examples), of bpr seconds
+    architecture: list[Literal["bpr", "sequence", "deepfm"]] = ["bpr"]
     dim: tuple[int, int] = (32, 128)  # embedding width, log scale
-    lr: dict[str, tuple[float, float]] = {"bpr": (3e-3, 3e-2), "sequence": (3e-4, 3e-3)}  # per architecture
+    lr: dict[str, tuple[float, float]] = {"bpr": (3e-3, 3e-2), "sequence": (3e-4, 3e-3), "deepfm": (3e-4, 3e-3)}
+    # deepfm only: log-odds added to products the customer never bought, so new products take places that
+    # habits with a higher chance would hold (0: the calibrated chances alone decide each customer's places)
+    new_item_boost: tuple[float, float] = (0.0, 3.0)
     repeat_slots: tuple[int, int] = (0, 10)  # top places the customer's own most-bought items take
     half_life_days: list[int] = [0, 30, 60, 120, 240]  # recency weight of those purchase days (0: none)
     popularity_weight: tuple[float, float] = (0.0, 2.0)  # recent popularity added to the network's score
@@ -363,7 +378,7 @@ class RecommendConfig(Section):
             problems.append(f"architecture={p['architecture']} is not in search_space.architecture={space.architecture}")
         if "half_life_days" in p and p["half_life_days"] not in space.half_life_days:
             problems.append(f"half_life_days={p['half_life_days']} is not in search_space.half_life_days")
-        for key in ("dim", "repeat_slots", "popularity_weight", "segment_weight"):
+        for key in ("dim", "repeat_slots", "popularity_weight", "segment_weight", "new_item_boost"):
             low, high = getattr(space, key)
             if key in p and not low <= p[key] <= high:
                 problems.append(f"{key}={p[key]} is outside search_space.{key}=[{low}, {high}]")
@@ -388,6 +403,11 @@ class RecommendConfig(Section):
     ablations: dict[str, dict[str, int | float | str]] = {
         "blend with segments": {"segment_weight": 0.5},
         "blend without recency": {"half_life_days": 0},
+        # DeepFM's own list (no fixed habit places, no popularity term), then with new products boosted:
+        # the trade-off between all and new items that the boost moves along.
+        "deepfm": {**_DEEPFM, "new_item_boost": 0.0},
+        "deepfm, new items x e^2": {**_DEEPFM, "new_item_boost": 2.0},
+        "deepfm, new items x e^3": {**_DEEPFM, "new_item_boost": 3.0},
     }
     seeds: list[int] = [0, 1, 2]  # stochastic models (ALS, BPR, the networks) run once per seed: mean and std
     num_threads: int = Field(2, ge=1)  # for implicit's ALS/BPR

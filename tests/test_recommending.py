@@ -285,11 +285,17 @@ def test_bench_writes_table_results_and_rankings(tmp_path):
     )
     result = run_bench(cfg, tmp_path / "out")
     table = result["table"]
-    assert list(table.index) == [*cfg.recommend.models, "blend with segments", "blend without recency"]
+    ablations = ["blend with segments", "blend without recency", "deepfm", "deepfm, new items x e^2", "deepfm, new items x e^3"]
+    assert list(table.index) == [*cfg.recommend.models, *ablations]
     summary = json.loads((tmp_path / "out/results.json").read_text())
     # The product's models take the Optuna study's best recipe; an ablation is that recipe with a part off.
     assert len(summary["validation_grid"]["blend"]) == 2 and summary["chosen"]["network"] == summary["chosen"]["blend"]
     assert summary["chosen"]["blend with segments"] == {**summary["chosen"]["blend"], "segment_weight": 0.5}
+    assert summary["chosen"]["deepfm, new items x e^2"] == {
+        **summary["chosen"]["blend"],
+        **{"architecture": "deepfm", "dim": 16, "lr": 1e-3, "epochs": 3, "repeat_slots": 0, "popularity_weight": 0.0},
+        "new_item_boost": 2.0,
+    }
     assert table.loc["blend", "seeds"] == 2
     assert {"ndcg@10/all", "recall@20/repeat", "map@10/new", "coverage@10/all", "wall_s"} <= set(table)
     assert table.loc["als", "seeds"] == 2 and "ndcg@10/all_std" in table and table.loc["ease", "seeds"] == 1

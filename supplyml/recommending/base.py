@@ -3,7 +3,7 @@
 A model subclasses `Recommender`, sets `name` (which also registers it for `load`) and implements:
 - `_fit(self, X, frame)`: learn from `X`, the customer x item matrix of the fitting data (scipy CSR,
   float32, rows `self.customers`, columns `self.items`, value = the number of days the customer bought
-  the item), and `frame`, the same interactions as rows (`customer_id, sku, ds, quantity, value`
+  the item), and `frame`, the same interactions as rows (`interactions.FRAME_COLUMNS`
   plus integer `row` and `col` into X), for models that want order, time or quantities. A model that
   early-stops holds out the last days of `frame` itself (`interactions.temporal_split`).
   Hyperparameters are in `self.params` (JSON-able; `seed` and `num_threads` where it uses them; set

@@ -1,7 +1,8 @@
 """Implicit feedback from the order lines, and the global temporal split it is judged on.
 
-One interaction is a customer buying a SKU on a day: `customer_id, sku, ds, quantity, value`, one row per
-customer x SKU x day. The rules are the demand side's (`supplyml.features.daily_demand`): SKUs are
+One interaction is a customer buying a SKU on a day: `customer_id, sku, ds, quantity, value, country`, one
+row per customer x SKU x day (country: where that day's lines shipped, missing when the file has none).
+The rules are the demand side's (`supplyml.features.daily_demand`): SKUs are
 stripped and upper-cased; the configured non-product codes and prefixes and zero/negative prices are
 dropped; a cancellation (a negative quantity, as for demand) offsets only its own
 customer's purchases of that SKU on that day, and a day netted to nothing is no purchase. Lines without a
@@ -22,7 +23,7 @@ from supplyml.data import DataError, data_file, is_product, parse_days, parse_nu
 
 log = logging.getLogger(__name__)
 
-FRAME_COLUMNS = ["customer_id", "sku", "ds", "quantity", "value"]
+FRAME_COLUMNS = ["customer_id", "sku", "ds", "quantity", "value", "country"]
 
 
 def purchase_lines(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -70,7 +71,7 @@ def interactions(lines: pd.DataFrame) -> pd.DataFrame:
     g = (
         lines.assign(sold=sold, revenue=sold * lines["price"])
         .groupby(["customer_id", "sku", "ds"], sort=True, observed=True)
-        .agg(quantity=("quantity", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
+        .agg(quantity=("quantity", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"), country=("country", "last"))
     )
     g = g[(g["quantity"] > 0) & (g["sold"] > 0)]
     g["value"] = g["quantity"] * g["revenue"] / g["sold"]
@@ -97,7 +98,7 @@ def customer_table(lines: pd.DataFrame, until: pd.Timestamp | None = None) -> pd
 
 @dataclass
 class Interactions:
-    frame: pd.DataFrame  # customer_id, sku, ds, quantity, value
+    frame: pd.DataFrame  # FRAME_COLUMNS
     lines: pd.DataFrame  # the cleaned order lines behind it (item_table / customer_table read these)
 
 

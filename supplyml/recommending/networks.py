@@ -1,5 +1,5 @@
 """The family's Recommenders over the Lightning architectures of `supplyml.recommending.modules`
-(`bpr`, `sequence`): `Network` maps customer and item ids to indices, and `Blend` puts the customer's
+(`bpr`, `sequence`, `deepfm`): `Network` maps customer and item ids to indices, and `Blend` puts the customer's
 most-bought items first. Torch is imported where a network is fitted or restored, not with this module:
 the steps that only read a recipe's defaults (tune-study, tune-best) start without it.
 """
@@ -18,7 +18,8 @@ from supplyml.recommending.base import Recommender
 
 class Network(Recommender):
     """The product's recommender: one of `modules.ARCHITECTURES` trained with Lightning on the fitting data's
-    purchase days (pairs for `bpr`, each customer's day-ordered items for `sequence`)."""
+    purchase days (pairs for `bpr`, each customer's day-ordered items for `sequence`, and for `deepfm` its
+    fields over the last `windows` windows of `horizon` days with `negatives` random products per customer)."""
 
     name = "network"
     stochastic = True
@@ -31,22 +32,41 @@ class Network(Recommender):
         "batch_size": 128,
         "seed": 0,
         "accelerator": "auto",
+        "horizon": 28,
+        "windows": 3,
+        "negatives": 20,
     }
 
     def _fit(self, X, frame):
         days = frame.drop_duplicates(["row", "col", "ds"]).sort_values(["row", "ds", "col"])
         pairs = days[["row", "col"]].to_numpy()
         starts = np.searchsorted(pairs[:, 0], np.arange(len(self.customers) + 1))
-        self.sequences = [pairs[a:b, 1] for a, b in zip(starts[:-1], starts[1:])]
-        from supplyml.recommending.modules import ARCHITECTURES, fit
+        sequences = [pairs[a:b, 1] for a, b in zip(starts[:-1], starts[1:])]
+        from supplyml.recommending import fields
+        from supplyml.recommending.modules import ARCHITECTURES, Purchases, fit
 
         p = self.params
-        accepted = inspect.signature(ARCHITECTURES[p["architecture"]]).parameters  # each takes its own
+        cls = ARCHITECTURES[p["architecture"]]
+        accepted = inspect.signature(cls).parameters  # each takes its own
         hparams = {k: v for k, v in p.items() if k in accepted and k not in ("n_users", "n_items")}
+        self.data = Purchases(pairs, sequences)
+        if getattr(cls, "uses_fields", False):
+            codes, labels, self.data.fields = fields.examples(
+                frame,
+                X.shape,
+                int(p["horizon"]),
+                int(p["windows"]),
+                int(p["negatives"]),
+                int(p["popularity_days"]),
+                int(p["seed"]),
+            )
+            self.data.examples = (codes, labels)
+            hparams["field_sizes"] = self.data.fields.sizes
+            # Only `negatives` of the catalogue's never-bought products were drawn per customer (DeepFM.scores).
+            hparams["never_offset"] = float(np.log(min(1.0, int(p["negatives"]) / len(self.items))))
         self.module = fit(
             p["architecture"],
-            pairs,
-            self.sequences,
+            self.data,
             len(self.customers),
             len(self.items),
             hparams,
@@ -55,27 +75,35 @@ class Network(Recommender):
             p["seed"],
             p["accelerator"],
         )
+        self.data.examples = None  # training only: not kept with the model
 
     def _score(self, rows):
-        return self.module.scores(rows, self.sequences)
+        return self.module.scores(rows, self.data)
 
     def _save_state(self, path: Path) -> dict:
         import torch
 
         torch.save(self.module.state_dict(), path / "network.pt")
-        np.savez(path / "sequences.npz", *self.sequences)
+        np.savez(path / "sequences.npz", *self.data.sequences)
+        if self.data.fields is not None:
+            self.data.fields.save(path)
         return {"hparams": dict(self.module.hparams)}
 
     def _load_state(self, path: Path, meta: dict) -> None:
         import torch
 
-        from supplyml.recommending.modules import ARCHITECTURES
+        from supplyml.recommending.fields import Fields
+        from supplyml.recommending.modules import ARCHITECTURES, Purchases
 
-        self.module = ARCHITECTURES[self.params["architecture"]](**meta["hparams"])
+        cls = ARCHITECTURES[self.params["architecture"]]
+        self.module = cls(**meta["hparams"])
         self.module.load_state_dict(torch.load(path / "network.pt"))
         self.module.eval()
         with np.load(path / "sequences.npz") as f:
-            self.sequences = [f[f"arr_{i}"] for i in range(len(f.files))]
+            sequences = [f[f"arr_{i}"] for i in range(len(f.files))]
+        self.data = Purchases(
+            np.empty((0, 2), np.int64), sequences, Fields.load(path) if getattr(cls, "uses_fields", False) else None
+        )
 
 
 class Blend(Network):

@@ -15,7 +15,16 @@ from supplyml.recommending.base import recommender
 from supplyml.recommending.interactions import catalogue, temporal_split, windows
 from supplyml.recommending.scoring import score_window
 
-SEARCHED = ("architecture", "dim", "lr", "repeat_slots", "half_life_days", "popularity_weight", "segment_weight")
+SEARCHED = (
+    "architecture",
+    "dim",
+    "lr",
+    "repeat_slots",
+    "half_life_days",
+    "popularity_weight",
+    "segment_weight",
+    "new_item_boost",
+)
 
 
 def served_params(cfg: Config) -> dict:
@@ -56,6 +65,7 @@ class RecommendSearch:
             "dim": p["dim"],
             f"{p['architecture']}_lr": p["lr"],
             **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")},
+            **({"new_item_boost": p.get("new_item_boost", 0.0)} if p["architecture"] == "deepfm" else {}),
         }
 
     def objective(self, trial: optuna.Trial) -> float:
@@ -70,6 +80,8 @@ class RecommendSearch:
             "popularity_weight": trial.suggest_float("popularity_weight", *space.popularity_weight),
             "segment_weight": trial.suggest_float("segment_weight", *space.segment_weight),
         }
+        if arch == "deepfm":  # the others have no calibrated chances to weigh
+            chosen["new_item_boost"] = trial.suggest_float("new_item_boost", *space.new_item_boost)
         trial.set_user_attr("model", chosen)
         split = temporal_split(self.frame, cfg.recommend.test_days, cfg.recommend.val_days)
         params = {**served_params(cfg), **chosen, "epochs": cfg.tune.max_epochs}
