@@ -57,6 +57,7 @@ SMALL = [
     "model.max_epochs=2",
     "model.num_samples=50",
     "recommend.params.epochs=2",
+    "recommend.search_space.architecture=[bpr]",  # a deepfm trial costs 30 s; tests/test_deepfm.py fits it
     "policy.timesteps=2000",
     "gate.must_match_best_peer=false",
     # One LightGBM thread per test worker: a second one on the core the other worker holds makes LightGBM's

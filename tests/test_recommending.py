@@ -429,7 +429,7 @@ def test_segment_popularity_ranks_what_a_customers_own_segment_buys(tmp_path):
 def test_a_configured_recipe_outside_the_search_space_is_a_config_error():
     from supplyml.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"architecture=sequence is not in search_space.architecture=\['bpr'\]"):
+    with pytest.raises(ConfigError, match=r"architecture=sequence is not in search_space.architecture=\['bpr', 'deepfm'\]"):
         load_config(overrides=["recommend.params.architecture=sequence"])
     with pytest.raises(ConfigError, match=r"repeat_slots=12 is outside search_space.repeat_slots=\[0, 10\]"):
         load_config(overrides=["recommend.params.repeat_slots=12"])
