@@ -3,7 +3,7 @@
 validation days (fitted on the days before them) and on the test window (fitted on everything before
 it), per seed. Nothing is chosen here: every boost is reported on both windows.
 
-    .venv/bin/python benchmarks/recommend_tradeoff.py [--seeds 0 1 2] [--boosts 0 1 2 3 4] [--out PATH]
+    .venv/bin/python benchmarks/recommend_tradeoff.py [--seeds 0 1 2] [--boosts 0 1 1.5 2 2.5 3 4] [--out PATH]
 
 The bars on each window: popularity on new items, and the best peer (personal frequency) on all items.
 The cause of the trade-off is measured too, at b = 0: how often the product a list ranks at each place

@@ -308,6 +308,12 @@ def data_version(
     return version
 
 
+def content_key(version: dict[str, str]) -> str:
+    """What tuning studies are keyed on: the file's own md5. A tracked file's DVC md5 is that of all of
+    data/, which every tracked file shares, so two panels in it would resume each other's study."""
+    return version.get("file_md5") or version["dvc_md5"]
+
+
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from supplyml.config import Config
-from supplyml.data import data_file, data_version, parse_days, read_table
+from supplyml.data import content_key, data_file, data_version, parse_days, read_table
 from supplyml.features import Split, history_days, plan
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _search(cfg: Config, lineage: dict, family: str, frame: pd.DataFrame | None 
 
     cfg = plan(cfg, lineage["history_days"])
     tracking.setup_tracking(cfg)
-    return cfg, families.get(family).part("search").tuning_search(cfg, frame, lineage["dvc_md5"])
+    return cfg, families.get(family).part("search").tuning_search(cfg, frame, content_key(lineage))
 
 
 def tune_study(cfg: Config, lineage: dict, family: str) -> str:

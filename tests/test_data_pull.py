@@ -3,6 +3,7 @@ from the DVC remote (a second local directory here), and the recorded version is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -17,7 +18,7 @@ from conftest import REPO
 
 from supplyml import steps
 from supplyml.config import load_config
-from supplyml.data import DataError, data_version
+from supplyml.data import DataError, content_key, data_version
 
 SHORT = "data/short/short.parquet"
 MULTISTORE = "data/multistore/multistore.parquet"
@@ -76,6 +77,15 @@ def clone(tmp_path):
 
 def panel_config(*overrides: str):
     return load_config(overrides=["data.format=panel", f"data.path={SHORT}", *overrides])
+
+
+def test_two_tracked_panels_share_a_dvc_md5_but_not_a_tuning_study():
+    # DVC tracks data/ as one output, so its md5 names every file in it; a study keyed on it would be
+    # resumed by another panel's bench or pipeline. The key is each file's own md5, recomputed here.
+    short, multistore = data_version(SHORT, REPO), data_version(MULTISTORE, REPO)
+    assert short["dvc_md5"] == multistore["dvc_md5"]
+    assert content_key(short) == hashlib.md5((REPO / SHORT).read_bytes()).hexdigest()
+    assert content_key(multistore) == hashlib.md5((REPO / MULTISTORE).read_bytes()).hexdigest() != content_key(short)
 
 
 def test_ingest_pulls_the_missing_file_from_the_remote(clone, tmp_path, caplog):

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from supplyml.recommending import fields, load
@@ -36,6 +37,27 @@ def test_fields_of_a_pair_count_only_the_days_before_as_of_by_hand():
     assert codes[:, names.index("popularity_band")].tolist() == [0, 1, 0, 0]
     assert codes[:, names.index("price_band")].tolist()[2] == 0  # C was never sold before the day
     assert f.sizes[names.index("customer")] == 2 and f.sizes[names.index("product")] == 3
+    unknown = fields.as_of(df.drop(columns="country"), pd.Timestamp("2011-01-21"), (2, 3), {}, 7, 0)
+    assert unknown.codes(np.array([0, 1]), np.array([0, 1]))[:, names.index("country")].tolist() == [0, 0]
+
+
+def test_training_examples_are_described_as_of_their_windows_first_day():
+    # c0 bought A on days 0 and 10; c1 bought B on day 3 and C on day 12. The data ends on day 12, so the
+    # one 7-day window is days 6..12 (the one before it would start before the data), described as of day 6.
+    df = _frame([("c0", "A", 0, "UK"), ("c0", "A", 10, "UK"), ("c1", "B", 3, "UK"), ("c1", "C", 12, "UK")])
+    codes, labels, _ = fields.examples(df, (2, 3), horizon=7, windows=2, negatives=1, popularity_days=7, seed=0)
+    names = list(fields.NAMES)
+    pick = [names.index(n) for n in ("recency", "frequency")]
+    seen = {
+        (int(c[names.index("customer")]), int(c[names.index("product")])): (int(y), *c[pick].tolist())
+        for c, y in zip(codes, labels)
+    }
+    # c0-A: bought again in the window; as of day 6 it was bought once, 6 days before (the day-10 purchase
+    # is the label, not a feature). c1-B: a habit not bought again. c1-C: new to c1 and bought.
+    assert seen[(0, 0)] == (1, 1, 1) and seen[(1, 1)] == (0, 1, 1) and seen[(1, 2)] == (1, 0, 0)
+    assert set(seen) <= {(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)} and len(labels) == len(seen)
+    with pytest.raises(ValueError, match="last 2 windows of 30 days"):
+        fields.examples(df, (2, 3), horizon=30, windows=2, negatives=1, popularity_days=7, seed=0)
 
 
 def test_deepfm_is_bias_plus_first_order_plus_field_pairs_plus_mlp_by_hand():
@@ -94,18 +116,32 @@ def test_deepfm_gives_a_re_buyer_their_habit_and_a_customer_who_never_re_buys_th
     assert scores[0].argmax() == a
     bought_by_n0 = [items.index(f"T{w}") for w in range(9)]
     assert scores[1, t9] > scores[1, bought_by_n0].max() and scores[1].argmax() == t9
-    # Only 5 of the 11 products (A, T0..T9) were drawn per customer: never-bought odds are scaled by 5/11.
-    assert len(items) == 11 and math.isclose(model.module.hparams["never_offset"], math.log(5 / 11), rel_tol=1e-9)
+    # 5 draws with replacement from the 11 products (A, T0..T9) keep a given one with chance 1 - (10/11)^5.
+    assert len(items) == 11 and math.isclose(model.module.hparams["never_offset"], math.log(0.379079), rel_tol=1e-5)
     model.save(tmp_path / "m")
     np.testing.assert_allclose(load(tmp_path / "m").score(["r0", "n0", "nobody"]), model.score(["r0", "n0", "nobody"]), atol=1e-6)
 
 
-def test_the_new_item_boost_adds_its_log_odds_to_never_bought_products_only():
+def test_never_bought_products_get_the_sampling_offset_and_the_boost_on_top_of_the_network():
     frame = _shop()
     items = sorted(frame["sku"].unique())
-    args = dict(architecture="deepfm", dim=4, lr=0.01, epochs=1, batch_size=64, seed=0, accelerator="cpu", horizon=7, windows=2)
-    plain = Network(**args).fit(frame, items)
-    boosted = Network(**args, new_item_boost=1.5).fit(frame, items)
-    diff = boosted.score(["r0"])[0] - plain.score(["r0"])[0]
-    a = items.index("A")  # r0's only product
-    assert abs(diff[a]) < 1e-6 and np.allclose(np.delete(diff, a), 1.5, atol=1e-5)
+    model = Network(
+        architecture="deepfm",
+        dim=4,
+        lr=0.01,
+        epochs=1,
+        batch_size=64,
+        seed=0,
+        accelerator="cpu",
+        horizon=7,
+        windows=2,
+        negatives=3,
+    ).fit(frame, items)
+    row = model.customers.index("r0")  # r0's only product is A
+    with torch.no_grad():
+        raw = model.module(torch.as_tensor(model.data.fields.codes(np.array([row])))).numpy()
+    a, offset = items.index("A"), math.log(1 - (10 / 11) ** 3)
+    for boost in (0.0, 1.5):
+        model.module.hparams["new_item_boost"] = boost
+        diff = model.score(["r0"])[0] - raw
+        assert abs(diff[a]) < 1e-5 and np.allclose(np.delete(diff, a), offset + boost, atol=1e-5)

@@ -280,6 +280,19 @@ def test_linear_learns_a_weekly_profile_and_a_promotion_uplift_and_survives_save
     np.testing.assert_allclose(again[values], plain[values], rtol=1e-6, atol=1e-6)
 
 
+def test_linear_forecasts_a_series_younger_than_its_longest_lag():
+    """A product launched 10 days before the cutoff has no 14- or 28-day lag to forecast from (the grocery
+    panel's launches stopped the bench with a NaN error); before its launch it sold nothing, so it is
+    forecast from zeros there: finite, and below the old product's level of 20."""
+    days = pd.date_range("2024-01-01", periods=120)
+    old = pd.DataFrame({"unique_id": "old", "ds": days, "y": 20.0 + (days.dayofweek == 5) * 4.0})
+    young = pd.DataFrame({"unique_id": "young", "ds": days[-10:], "y": 5.0})
+    model = Linear.fit(pd.concat([old, young], ignore_index=True), horizon=7)
+    out = model.predict(["old", "young"], 7, [0.05, 0.5, 0.95])
+    assert np.isfinite(out[["mean", "q0.05", "q0.95"]].to_numpy()).all()
+    assert out.loc[out["unique_id"] == "young", "mean"].max() < 20 - 1
+
+
 def test_linear_reads_yesterdays_price_relative_to_the_series_median():
     """Prices 2, none, 4, 4, 8 are held as 2, 2, 4, 4, 8 (median 4): log relative prices log 1/2, log 1/2,
     0, 0, log 2, each read the day after (the first day at the median), by hand."""

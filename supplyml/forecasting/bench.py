@@ -20,7 +20,7 @@ import pandas as pd
 from supplyml import compute, tracking
 from supplyml import tune as tuning
 from supplyml.config import Config, ModelConfig
-from supplyml.data import data_version
+from supplyml.data import content_key, data_version
 from supplyml.features import history_days, plan
 from supplyml.forecasting import Forecaster, backtest
 from supplyml.forecasting.peers import BENCH_PEERS
@@ -47,7 +47,7 @@ def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
         t0 = time.perf_counter()
         # Its own study: tuned on the days before the first origin, not the pipeline's split.
-        search = ForecastSearch(panel[panel["ds"] < starts[0]], cfg, f"{version['dvc_md5']}|bench-{starts[0].date()}")
+        search = ForecastSearch(panel[panel["ds"] < starts[0]], cfg, f"{content_key(version)}|bench-{starts[0].date()}")
         study = tuning.tune(search, cfg, tags)
         best = tuning.best_model(study)
         tune_seconds = time.perf_counter() - t0

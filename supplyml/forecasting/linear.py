@@ -5,9 +5,10 @@ Features: LightGBM's lags 7, 14 and 28 and the 7- and 28-day means of lag 1; the
 three weekly Fourier pairs (sin and cos of 2 pi k t / 7, k = 1, 2, 3: together with the intercept
 they span any seven weekday means, where a weekday number would enter a linear model as a slope);
 the day before's price relative to the series' median (log); and the day's promotion and event
-flags. Callers pass the flags as `future`; the price is held at each series' last one. Ordinary least squares
-(scikit-learn's LinearRegression): deterministic, no seed. Forecasts are recursive; quantiles are
-split-conformal from its own backtests and clipped at zero, as every `gbm.Regressor`'s.
+flags. Callers pass the flags as `future`; the price is held at each series' last one. Ordinary least
+squares (scikit-learn's LinearRegression; a lag older than the series reads 0): deterministic, no seed.
+Forecasts are recursive; quantiles are split-conformal from its own backtests and clipped at zero, as
+every `gbm.Regressor`'s.
 
 It fits in the step's own process even with `compute.engine: dask`: mlforecast's distributed backend
 trains only its Dask LightGBM and XGBoost models, and least squares is cheap next to them.
@@ -47,10 +48,16 @@ class Linear(gbm.Regressor):
     @classmethod
     def make(cls, seed: int, n_jobs: int, partitions: int) -> Any:
         import mlforecast
+        from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
 
         weekly: list[Any] = [Fourier(kind, k) for k in range(1, WEEKLY_PAIRS + 1) for kind in ("sin", "cos")]
-        return mlforecast.MLForecast(models={cls.column: LinearRegression()}, num_threads=n_jobs, **gbm.features(weekly))
+        # A series younger than a lag has no value for it when forecast (training drops such rows); it sold
+        # nothing before its first day, so the missing lag is 0. LightGBM takes the gap natively.
+        zeros = SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True)
+        model = make_pipeline(zeros, LinearRegression())
+        return mlforecast.MLForecast(models={cls.column: model}, num_threads=n_jobs, **gbm.features(weekly))
 
     @classmethod
     def partitions(cls) -> int:

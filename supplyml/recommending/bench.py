@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from supplyml.config import Config
-from supplyml.data import data_version
+from supplyml.data import content_key, data_version
 from supplyml.recommending import metrics
 from supplyml.recommending.base import Recommender, recommender
 from supplyml.recommending.interactions import catalogue, load_interactions, temporal_split
@@ -80,13 +80,13 @@ def run(
                 log.info("%s %s: validation %s %.4f (%.1f s)", name, point, rc.select_metric, scores[rc.select_metric], secs)
             best = max(tried, key=lambda t: t[rc.select_metric])
         else:  # the product's models: the pipeline's Optuna search for the served recipe, on the same days
-            tuned = tuned or _tune(cfg, data.frame, version["dvc_md5"])
+            tuned = tuned or _tune(cfg, data.frame, content_key(version))
             best, tried = tuned
         chosen[name], grid_scores[name] = best["params"], tried
 
         rows.append(_test(name, cls, {**shared, **best["params"]}, split, seeds, rc.k, frames))
     for name, overrides in rc.ablations.items():  # the served recipe with a part switched off
-        tuned = tuned or _tune(cfg, data.frame, version["dvc_md5"])
+        tuned = tuned or _tune(cfg, data.frame, content_key(version))
         cls = _lookup(rc.model)
         chosen[name] = {**tuned[0]["params"], **overrides}
         rows.append(_test(name, cls, chosen[name], split, seeds, rc.k, frames))

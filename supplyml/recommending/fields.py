@@ -27,8 +27,8 @@ import scipy.sparse as sp
 RECENCY_DAYS = (7, 14, 28, 56, 112, 224)  # upper edges of the recency buckets; code 0 is "never bought"
 FREQUENCY_DAYS = (1, 2, 3, 5, 8)  # upper edges of the purchase-day buckets
 PRICE_BANDS = 5
-POPULARITY_BANDS = 12  # log2 buckets of recent buyers: 0 (none) .. 2,048+
-SEGMENTS = 16  # room for every k of segments.k_range (at most 16 by its validator)
+POPULARITY_BANDS = 12  # ceil(log2(buyers + 1)): 0 (none), 1 (one), 2 (2-3) .. 11 (1,024+)
+SEGMENTS = 8  # the default segments.k_range's largest k (fields._segments)
 NAMES = (
     "customer",
     "rfm_segment",
@@ -51,6 +51,7 @@ class Fields:
     recency: sp.csr_matrix  # (n_users, n_items) recency code of each bought pair; absent = 0, never
     frequency: sp.csr_matrix  # the same for the purchase-day count
     sizes: list[int]
+    ks: tuple[int, int] = (0, 0)  # customer and product segments found (0: none); training only, not saved
 
     def codes(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
         """(n, 9) int64 codes of the pairs (rows[i], cols[i]); without `cols`, of each row with every product
@@ -81,33 +82,38 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def as_of(
-    frame: pd.DataFrame, day: pd.Timestamp, shape: tuple[int, int], countries: dict, popularity_days: int, seed: int
+    frame: pd.DataFrame,
+    day: pd.Timestamp,
+    shape: tuple[int, int],
+    countries: dict,
+    popularity_days: int,
+    seed: int,
+    ks: tuple[int | None, int | None] = (None, None),
 ) -> Fields:
-    """The fields of `frame`'s customers (`row`) and products (`col`) from its interactions before `day`."""
+    """The fields of `frame`'s customers (`row`) and products (`col`) from its interactions before `day`.
+    `ks`: the number of customer and product segments (None: chosen by silhouette, as the report does; 0: none)."""
     from supplyml import segments
-    from supplyml.config import Config
 
     n_users, n_items = shape
     before = frame[frame["ds"] < day]
-    cfg = Config(seed=seed)
     customer = np.zeros((n_users, 3), dtype=np.int64)
     customer[:, 0] = np.arange(n_users)
-    per = before.drop_duplicates("row")
-    if before["row"].nunique() > cfg.segments.k_range[1]:  # k-means needs more customers than segments
-        rfm = segments.purchase_segments(before, cfg, day).labels
-        customer[rfm.index.map(dict(zip(per["customer_id"], per["row"]))).to_numpy(), 1] = rfm.to_numpy()
-    if "country" in before:
-        latest = before.dropna(subset=["country"]).sort_values("ds").drop_duplicates("row", keep="last")
-        customer[latest["row"].to_numpy(), 2] = latest["country"].map(countries).fillna(0).to_numpy()
-
     product = np.zeros((n_items, 4), dtype=np.int64)
     product[:, 0] = np.arange(n_items)
-    daily = before.groupby(["col", "ds"])["quantity"].sum()
-    if daily.index.get_level_values(0).nunique() > cfg.segments.k_range[1]:
-        units = daily.unstack(fill_value=0.0).reindex(columns=pd.date_range(before["ds"].min(), day - pd.Timedelta(days=1)))
-        panel = units.fillna(0.0).stack().rename("y").rename_axis(["unique_id", "ds"]).reset_index()
-        shape_seg = segments.product_segments(panel, cfg).labels
+    found = [0, 0]
+    if len(before):
+        rows = before.drop_duplicates("customer_id").set_index("customer_id")["row"]
+        rfm, found[0] = _segments(lambda cfg: segments.purchase_segments(before, cfg, day), ks[0], seed)
+        customer[rows.reindex(rfm.index).to_numpy(), 1] = rfm.to_numpy()
+        daily = before.groupby(["col", "ds"])["quantity"].sum().unstack(fill_value=0.0)
+        units = daily.reindex(columns=pd.date_range(before["ds"].min(), day - pd.Timedelta(days=1)), fill_value=0.0)
+        panel = units.stack().rename("y").rename_axis(["unique_id", "ds"]).reset_index()
+        shape_seg, found[1] = _segments(lambda cfg: segments.product_segments(panel, cfg), ks[1], seed)
         product[shape_seg.index.to_numpy(), 1] = shape_seg.to_numpy()
+    if "country" in before:
+        latest = before.dropna(subset=["country"]).sort_values("ds", kind="stable").drop_duplicates("row", keep="last")
+        customer[latest["row"].to_numpy(), 2] = latest["country"].map(countries).fillna(0).to_numpy()
+
     price = (before["value"] / before["quantity"]).groupby(before["col"]).median()
     if len(price):
         band = np.minimum((price.rank(pct=True).to_numpy() * PRICE_BANDS).astype(int), PRICE_BANDS - 1)
@@ -129,7 +135,25 @@ def as_of(
         sp.csr_matrix((recency.astype(np.int64), rc), shape=shape),
         sp.csr_matrix((frequency.astype(np.int64), rc), shape=shape),
         sizes,
+        (found[0], found[1]),
     )
+
+
+def _segments(segment, k: int | None, seed: int) -> tuple[pd.Series, int]:
+    """k-means labels from `segment(cfg)` and their k; k fixed, or by silhouette over the default 2..8 when
+    None (the model's own: a user's `segments.*` shape the report). Ids are ordered by the first feature's
+    centroid, so with one k they mean the same segments in every window. (none, 0) when the points cannot
+    be split: everyone keeps code 0."""
+    from supplyml.config import Config, SegmentsConfig
+
+    if k == 0:
+        return pd.Series(dtype=np.int64), 0
+    cfg = Config(seed=seed) if k is None else Config(seed=seed, segments=SegmentsConfig(k_range=(k, k)))
+    try:
+        found = segment(cfg)
+    except ValueError:
+        return pd.Series(dtype=np.int64), 0
+    return found.labels, found.k
 
 
 def country_codes(frame: pd.DataFrame) -> dict[str, int]:
@@ -143,15 +167,18 @@ def examples(
 ) -> tuple[np.ndarray, np.ndarray, Fields]:
     """Training codes and labels from the last `windows` windows of `horizon` days (see the module
     docstring), and the fields as of the day after the frame's last day (what the model scores with)."""
+    if min(horizon, windows, negatives) < 1:
+        raise ValueError(f"deepfm: horizon, windows and negatives must be at least 1, not {horizon}, {windows}, {negatives}")
     countries = country_codes(frame)
     end = frame["ds"].max() + pd.Timedelta(days=1)
+    final = as_of(frame, end, shape, countries, popularity_days, seed)  # the segments' k, chosen here, holds for all
     rng = np.random.default_rng(seed)
     codes, labels = [], []
     for w in range(1, windows + 1):
         start = end - pd.Timedelta(days=w * horizon)
         if start <= frame["ds"].min():
             break
-        fields = as_of(frame, start, shape, countries, popularity_days, seed)
+        fields = as_of(frame, start, shape, countries, popularity_days, seed, final.ks)
         window = frame[(frame["ds"] >= start) & (frame["ds"] < start + pd.Timedelta(days=horizon))]
         active = np.unique(window["row"].to_numpy())
         active = active[fields.recency[active].getnnz(1) > 0]  # known before the window
@@ -165,6 +192,14 @@ def examples(
         positive = bought["row"].to_numpy().astype(np.int64) * shape[1] + bought["col"].to_numpy()
         codes.append(fields.codes(rows, cols))
         labels.append(np.isin(key, positive).astype(np.float32))
-    if not codes:
-        raise ValueError(f"deepfm needs history before its last {horizon}-day window to learn from; the data is too short")
-    return np.concatenate(codes), np.concatenate(labels), as_of(frame, end, shape, countries, popularity_days, seed)
+    if not codes or not sum(map(len, labels)):
+        raise ValueError(
+            f"deepfm learns from customers who bought in one of its last {windows} windows of {horizon} days and "
+            "before it; these interactions have none"
+        )
+    return np.concatenate(codes), np.concatenate(labels), final
+
+
+def sampling_rate(negatives: int, n_items: int) -> float:
+    """The chance that a given product is among `negatives` uniform draws (with replacement) from `n_items`."""
+    return float(-np.expm1(negatives * np.log1p(-1.0 / n_items))) if n_items > 1 else 1.0

@@ -62,8 +62,8 @@ class Network(Recommender):
             )
             self.data.examples = (codes, labels)
             hparams["field_sizes"] = self.data.fields.sizes
-            # Only `negatives` of the catalogue's never-bought products were drawn per customer (DeepFM.scores).
-            hparams["never_offset"] = float(np.log(min(1.0, int(p["negatives"]) / len(self.items))))
+            # Never-bought products were drawn `negatives` times per customer, each kept at this rate (DeepFM.scores).
+            hparams["never_offset"] = float(np.log(fields.sampling_rate(int(p["negatives"]), len(self.items))))
         self.module = fit(
             p["architecture"],
             self.data,

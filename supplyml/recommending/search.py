@@ -1,6 +1,6 @@
-"""What the recommendation family tunes: the served network's architecture, width and learning rate, and
-the blend's repeat places, recency half-life, popularity weight and segment share, by NDCG@10 on the validation days
-(fitted on the days before them; the test window is never seen)."""
+"""What the recommendation family tunes: the served network's architecture, width and learning rate (and
+DeepFM's new-item boost), and the blend's repeat places, recency half-life, popularity weight and segment
+share, by NDCG@10 on the validation days (fitted on the days before them; the test window is never seen)."""
 
 from __future__ import annotations
 
@@ -59,13 +59,17 @@ class RecommendSearch:
         )
 
     def first_trial(self) -> dict:
-        p = served_params(self.cfg)
+        p, boost = served_params(self.cfg), self.cfg.recommend.search_space.new_item_boost
         return {
             "architecture": p["architecture"],
             "dim": p["dim"],
             f"{p['architecture']}_lr": p["lr"],
             **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")},
-            **({"new_item_boost": p.get("new_item_boost", 0.0)} if p["architecture"] == "deepfm" else {}),
+            **(
+                {"new_item_boost": min(max(p.get("new_item_boost", 0.0), boost[0]), boost[1])}
+                if p["architecture"] == "deepfm"
+                else {}
+            ),
         }
 
     def objective(self, trial: optuna.Trial) -> float:
