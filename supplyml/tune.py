@@ -34,8 +34,9 @@ class Search(Protocol):
     def key(self) -> str:
         """Data, features and search space: trials are only comparable when these match."""
 
-    def first_trial(self) -> dict:
-        """Optuna params of the configured model: the first trial, which the search must beat."""
+    def first_trials(self) -> list[dict]:
+        """Optuna params of the configured model, the first trial that the search must beat, then of any
+        recipe the family wants every study to try."""
 
     def objective(self, trial: optuna.Trial) -> float:
         """Suggest, fit, score; sets the trial's user attr "model" to the model fields it chose."""
@@ -66,7 +67,8 @@ def create(cfg: Config, search: Search) -> optuna.Study:
         study_name=study_name(cfg, search), storage=storage(cfg), load_if_exists=True, direction=search.direction
     )
     if not study.trials:
-        study.enqueue_trial(search.first_trial(), skip_if_exists=True)
+        for params in search.first_trials():
+            study.enqueue_trial(params, skip_if_exists=True)
     return study
 
 

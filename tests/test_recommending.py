@@ -426,6 +426,34 @@ def test_segment_popularity_ranks_what_a_customers_own_segment_buys(tmp_path):
     assert load(tmp_path / "m").recommend(["h0", "l3"], 4) == model.recommend(["h0", "l3"], 4)
 
 
+def test_every_recommend_study_tries_the_configured_blend_and_deepfms_own_list_first():
+    from supplyml.recommending.search import RecommendSearch
+
+    blend, deepfm = RecommendSearch(None, Config(), "md5").first_trials()
+    assert blend == {
+        "architecture": "bpr",
+        "dim": 64,
+        "bpr_lr": 0.01,
+        "repeat_slots": 10,
+        "half_life_days": 120,
+        "popularity_weight": 1.0,
+        "segment_weight": 0.0,
+    }
+    # DeepFM's own list: no fixed habit places, no popularity term, no boost, the narrowest width searched.
+    assert deepfm == {
+        "architecture": "deepfm",
+        "dim": 32,
+        "deepfm_lr": 1e-3,
+        "repeat_slots": 0,
+        "half_life_days": 120,
+        "popularity_weight": 0.0,
+        "segment_weight": 0.0,
+        "new_item_boost": 0.0,
+    }
+    only_bpr = load_config(overrides=["recommend.search_space.architecture=[bpr]"])
+    assert RecommendSearch(None, only_bpr, "md5").first_trials() == [blend]
+
+
 def test_a_configured_recipe_outside_the_search_space_is_a_config_error():
     from supplyml.config import ConfigError
 

@@ -51,9 +51,9 @@ class ForecastSearch:
     def key(self) -> str:
         return f"{self.data_md5}|{self.cfg.features.model_dump_json()}|{self.cfg.tune.search_space.model_dump_json()}"
 
-    def first_trial(self) -> dict:
+    def first_trials(self) -> list[dict]:
         model = self.cfg.model
-        return {param_name(f, model.architecture): getattr(model, f) for f in SEARCHED}
+        return [{param_name(f, model.architecture): getattr(model, f) for f in SEARCHED}]
 
     def objective(self, trial: optuna.Trial) -> float:
         cfg = self.cfg

@@ -58,19 +58,38 @@ class RecommendSearch:
             f"{sorted(fixed.items())}|{rc.search_space.model_dump_json()}"
         )
 
-    def first_trial(self) -> dict:
-        p, boost = served_params(self.cfg), self.cfg.recommend.search_space.new_item_boost
-        return {
+    def first_trials(self) -> list[dict]:
+        """The configured recipe; then, where the space has DeepFM and the recipe is not one, DeepFM's own
+        list (no fixed habit places, no popularity term, no boost), so that validation always weighs the
+        two ways of placing habits, not only what random trials happen to draw."""
+        p, space = served_params(self.cfg), self.cfg.recommend.search_space
+        first = {
             "architecture": p["architecture"],
             "dim": p["dim"],
             f"{p['architecture']}_lr": p["lr"],
             **{k: p[k] for k in ("repeat_slots", "half_life_days", "popularity_weight", "segment_weight")},
-            **(
-                {"new_item_boost": min(max(p.get("new_item_boost", 0.0), boost[0]), boost[1])}
-                if p["architecture"] == "deepfm"
-                else {}
-            ),
         }
+        if p["architecture"] == "deepfm":
+            return [
+                {
+                    **first,
+                    "new_item_boost": min(max(p.get("new_item_boost", 0.0), space.new_item_boost[0]), space.new_item_boost[1]),
+                }
+            ]
+        if "deepfm" not in space.architecture:
+            return [first]
+        lr = min(max(1e-3, space.lr["deepfm"][0]), space.lr["deepfm"][1])
+        own = {
+            "architecture": "deepfm",
+            "dim": space.dim[0],
+            "deepfm_lr": lr,
+            "repeat_slots": space.repeat_slots[0],
+            "half_life_days": p["half_life_days"],
+            "popularity_weight": space.popularity_weight[0],
+            "segment_weight": space.segment_weight[0],
+            "new_item_boost": space.new_item_boost[0],
+        }
+        return [first, own]
 
     def objective(self, trial: optuna.Trial) -> float:
         cfg, space = self.cfg, self.cfg.recommend.search_space

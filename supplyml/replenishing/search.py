@@ -41,9 +41,9 @@ class PolicySearch:
             sort_keys=True,
         )
 
-    def first_trial(self) -> dict:
+    def first_trials(self) -> list[dict]:
         params = self.cfg.policy.params[self.algorithm]
-        return {name: params[name] for name in self._searched() if name in params}
+        return [{name: params[name] for name in self._searched() if name in params}]
 
     def _searched(self) -> tuple[str, ...]:
         return ("learning_rate", "gamma", "width", *ALGORITHMS[self.algorithm].searched)
