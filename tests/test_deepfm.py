@@ -93,22 +93,16 @@ def _shop():
     return df.drop(columns=["row", "col"])
 
 
+def _deepfm(frame, **params):
+    """DeepFM on the planted shop's weekly rhythm: 7-day windows, on CPU."""
+    base = {"architecture": "deepfm", "lr": 0.01, "batch_size": 64, "seed": 0, "accelerator": "cpu", "horizon": 7}
+    return Network(**base, **params).fit(frame, sorted(frame["sku"].unique()))
+
+
 def test_deepfm_gives_a_re_buyer_their_habit_and_a_customer_who_never_re_buys_the_new_product(tmp_path):
     frame = _shop()
     items = sorted(frame["sku"].unique())
-    model = Network(
-        architecture="deepfm",
-        dim=8,
-        lr=0.01,
-        epochs=40,
-        batch_size=64,
-        seed=0,
-        accelerator="cpu",
-        horizon=7,
-        windows=8,
-        negatives=5,
-        popularity_days=7,
-    ).fit(frame, items)
+    model = _deepfm(frame, dim=8, epochs=40, windows=8, negatives=5, popularity_days=7)
     scores = model.score(["r0", "n0"])
     a, t9 = items.index("A"), items.index("T9")
     # The re-buyer's best is their habit; the one who never re-buys is shown last week's launch, which
@@ -125,18 +119,7 @@ def test_deepfm_gives_a_re_buyer_their_habit_and_a_customer_who_never_re_buys_th
 def test_never_bought_products_get_the_sampling_offset_and_the_boost_on_top_of_the_network():
     frame = _shop()
     items = sorted(frame["sku"].unique())
-    model = Network(
-        architecture="deepfm",
-        dim=4,
-        lr=0.01,
-        epochs=1,
-        batch_size=64,
-        seed=0,
-        accelerator="cpu",
-        horizon=7,
-        windows=2,
-        negatives=3,
-    ).fit(frame, items)
+    model = _deepfm(frame, dim=4, epochs=1, windows=2, negatives=3)
     row = model.customers.index("r0")  # r0's only product is A
     with torch.no_grad():
         raw = model.module(torch.as_tensor(model.data.fields.codes(np.array([row])))).numpy()

@@ -40,7 +40,18 @@ class Purchases:
     examples: tuple[np.ndarray, np.ndarray] | None = None  # (codes, labels); training only
 
 
-class BPR(pl.LightningModule):
+class Architecture(pl.LightningModule):
+    """What the three share: a name, whether it reads `Purchases.fields`, and Adam on `lr` and `weight_decay`."""
+
+    architecture: str
+    uses_fields = False  # True: the caller builds `Purchases.fields` and `.examples` (supplyml.recommending.fields)
+    optimizer = torch.optim.Adam
+
+    def configure_optimizers(self):
+        return self.optimizer(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+
+
+class BPR(Architecture):
     architecture = "bpr"
 
     def __init__(self, n_users: int, n_items: int, dim: int = 64, lr: float = 1e-2, weight_decay: float = 1e-5):
@@ -63,9 +74,6 @@ class BPR(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
-
     @torch.no_grad()
     def scores(self, users: np.ndarray, data: Purchases) -> np.ndarray:
         u = self.user(torch.as_tensor(users, dtype=torch.long))
@@ -76,8 +84,9 @@ class BPR(pl.LightningModule):
         return TensorDataset(torch.as_tensor(pairs[:, 0], dtype=torch.long), torch.as_tensor(pairs[:, 1], dtype=torch.long))
 
 
-class Sequence(pl.LightningModule):
+class Sequence(Architecture):
     architecture = "sequence"
+    optimizer = torch.optim.AdamW
 
     def __init__(
         self,
@@ -121,9 +130,6 @@ class Sequence(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
-
     @torch.no_grad()
     def scores(self, users: np.ndarray, data: Purchases) -> np.ndarray:
         """Next-item logits after each customer's last purchase (customers without history: all zero)."""
@@ -153,9 +159,9 @@ def _pad(seqs: list[np.ndarray], length: int, pad: int) -> torch.Tensor:
     return out
 
 
-class DeepFM(pl.LightningModule):
+class DeepFM(Architecture):
     architecture = "deepfm"
-    uses_fields = True  # the caller builds `Purchases.fields` and `.examples` (supplyml.recommending.fields)
+    uses_fields = True
 
     def __init__(
         self,
@@ -201,9 +207,6 @@ class DeepFM(pl.LightningModule):
         loss = nn.functional.binary_cross_entropy_with_logits(self(codes), labels)
         self.log("train_loss", loss, prog_bar=False)
         return loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, data: Purchases) -> np.ndarray:

@@ -50,7 +50,7 @@ class Network(Recommender):
         accepted = inspect.signature(cls).parameters  # each takes its own
         hparams = {k: v for k, v in p.items() if k in accepted and k not in ("n_users", "n_items")}
         self.data = Purchases(pairs, sequences)
-        if getattr(cls, "uses_fields", False):
+        if cls.uses_fields:
             codes, labels, self.data.fields = fields.examples(
                 frame,
                 X.shape,
@@ -101,9 +101,7 @@ class Network(Recommender):
         self.module.eval()
         with np.load(path / "sequences.npz") as f:
             sequences = [f[f"arr_{i}"] for i in range(len(f.files))]
-        self.data = Purchases(
-            np.empty((0, 2), np.int64), sequences, Fields.load(path) if getattr(cls, "uses_fields", False) else None
-        )
+        self.data = Purchases(np.empty((0, 2), np.int64), sequences, Fields.load(path) if cls.uses_fields else None)
 
 
 class Blend(Network):
