@@ -228,7 +228,8 @@ class GateConfig(Section):
     units of the held-out origins, and no guard significantly worse (supplyml.gate, supplyml.evidence)."""
 
     max_wrmsse: float = Field(1.5, gt=0)
-    # The chosen model may not be significantly worse than the best peer on the held-out origins.
+    # The chosen model's WRMSSE and 95% coverage gap may not be significantly worse than the best peer's
+    # on the held-out origins.
     must_match_best_peer: bool = True
     # One-sided level of the paired tests: "significantly better" and "significantly worse".
     alpha: float = Field(0.05, gt=0, lt=0.5)

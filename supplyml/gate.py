@@ -58,12 +58,15 @@ class Metric:
 # The forecaster's claim: its forecast is better (WRMSSE, the M5 measure it is tuned and chosen on), and
 # neither the decisions it drives nor its intervals are worse.
 PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weight="weight")
-# The held-out comparison with the best peer is stored among a version's verdict evidence under this name.
-PEER = "wrmsse against the best peer"
+# The held-out comparisons with the best peer are stored among a version's verdict evidence with this in
+# their names: the primary metric, and the 95% intervals' calibration (a first champion has no champion's
+# guards, and a forecaster far narrower than its peers would set order-up-to levels far too low).
+PEER = "against the best peer"
+COVERAGE = Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean")
 GUARDS = (
     Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
     Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
-    Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean"),
+    COVERAGE,
 )
 
 
@@ -139,30 +142,35 @@ def paired(
     return out
 
 
-def against_best_peer(result: backtest.Backtest, cfg: Config) -> evidence.Comparison | None:
-    """The champion recipe against the peer with the lowest held-out WRMSSE, paired per series x origin."""
+def against_best_peer(result: backtest.Backtest, cfg: Config) -> list[evidence.Comparison]:
+    """The champion recipe against the peer with the lowest held-out WRMSSE, paired per series x origin:
+    its WRMSSE, and its 95% intervals' coverage gap."""
     from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
 
     peers = [m for m in result.table().index if m != backtest.MODEL]
     if not peers:
-        return None
+        return []
     best = result.table().loc[peers, "wrmsse"].idxmin()
-    theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
-    (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
-    c.metric = f"{PEER}, {best}"
-    return c
+    keys = ["unique_id", "origin", "weight"]
+    ours = units(result)[[*keys, "rmsse", "coverage_gap_95"]]
+    theirs = result.units[[*keys, f"{best}.rmsse", f"{best}.coverage_95"]].set_axis([*keys, "rmsse", "coverage_95"], axis=1)
+    comparisons = paired(ours, units(theirs)[[*keys, "rmsse", "coverage_gap_95"]], [PRIMARY, COVERAGE], cfg.gate, cfg.seed)
+    for c in comparisons:
+        c.metric = f"{c.metric} {PEER}, {best}"
+    return comparisons
 
 
-def stored_peer(verdict: dict | None) -> evidence.Comparison | None:
-    """The best-peer comparison a version's recorded verdict carries, so a promotion by hand applies the
+def stored_peers(verdict: dict | None) -> list[evidence.Comparison]:
+    """The best-peer comparisons a version's recorded verdict carries, so a promotion by hand applies the
     same peer bar as the pipeline's evaluate step (the registry keeps the version, not its peers' forecasts)."""
-    found = [c for c in (verdict or {}).get("evidence", []) if c["metric"].startswith(PEER)]
-    return evidence.Comparison(**found[-1]) if found else None
+    return [evidence.Comparison(**c) for c in (verdict or {}).get("evidence", []) if PEER in c["metric"]]
 
 
-def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:
-    """A backtest's per series x origin units with the 95% interval's coverage gap."""
-    return result.units.assign(coverage_gap_95=lambda u: (u["coverage_95"] - target).abs())
+def units(result: backtest.Backtest | pd.DataFrame, target: float = 0.95) -> pd.DataFrame:
+    """A backtest's per series x origin units (or such units) with the 95% interval's coverage gap."""
+    return (result if isinstance(result, pd.DataFrame) else result.units).assign(
+        coverage_gap_95=lambda u: (u["coverage_95"] - target).abs()
+    )
 
 
 def compare(
@@ -277,19 +285,18 @@ def decide(
     champion_version: str | None = None,
     comparisons: Sequence[evidence.Comparison] = (),
     note: str | None = None,
-    peer: evidence.Comparison | None = None,
+    peers: Sequence[evidence.Comparison] = (),
 ) -> Verdict:
     """Judge `figures` (from `figures`) by the absolute bars and, with a champion, by `significance` of
     the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons.
-    `peer`, the held-out comparison with the best peer: with `gate.must_match_best_peer`, significantly
-    worse than it fails the candidate, champion or not."""
+    `peers`, the held-out comparisons with the best peer: with `gate.must_match_best_peer`, any of them
+    significantly worse fails the candidate, champion or not."""
     promote, reasons = check(rules(cfg), figures, champion)
     if champion is not None:
         claim, why = significance(comparisons, cfg.alpha)
         promote, reasons = promote and claim, reasons + why + ([f"note: {note}"] if note else [])
-    shown = list(comparisons)
-    if peer is not None:
-        shown.append(peer)
+    shown = [*comparisons, *peers]
+    for peer in peers:
         if cfg.must_match_best_peer and peer.worse(cfg.alpha):
             promote = False
             reasons.append(f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: {peer.describe('the peer')}")

@@ -199,6 +199,7 @@ def test_2_a_better_candidate_is_promoted_by_the_pipeline(runs):
         "cycle_service_level",
         "coverage_gap_95",
         "wrmsse against the best peer, auto_ets",
+        "coverage_gap_95 against the best peer, auto_ets",
     ]
     table = run.output[run.output.index("Champion gate (against champion version 1") :]
     assert "challenger  champion (v1)" in table and "gate: PROMOTE" in table
@@ -235,9 +236,12 @@ def test_3_the_gate_scored_both_models_on_identical_days(tracking, runs):
     same = lifecycle.compare(cfg, "1", "1")
     assert not same.promote and same.evidence[0]["difference"] == 0
     assert any(r.startswith("FAILED: no significant difference in wrmsse") for r in same.reasons)
-    # The version's recorded comparison with the best peer is applied, as the pipeline applied it.
-    assert same.evidence[-1] == verdict("1")["evidence"][-1]
-    assert same.evidence[-1]["metric"] == "wrmsse against the best peer, auto_ets"
+    # The version's recorded comparisons with the best peer are applied, as the pipeline applied them.
+    assert same.evidence[-2:] == verdict("1")["evidence"][-2:]
+    assert [c["metric"] for c in same.evidence[-2:]] == [
+        "wrmsse against the best peer, auto_ets",
+        "coverage_gap_95 against the best peer, auto_ets",
+    ]
 
 
 def test_4_a_worse_candidate_is_never_promoted_and_the_champion_bento_stays(runs):

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from supplyml.config import GateConfig
 from supplyml.evidence import compare
-from supplyml.gate import decide
+from supplyml.gate import against_best_peer, decide
 from supplyml.registry import (
     PREVIOUS,
     RegistryError,
@@ -45,10 +45,52 @@ def test_first_candidate_meets_only_the_absolute_bars():
 
 def test_the_chosen_model_may_not_be_significantly_worse_than_the_best_peer():
     worse = _comparison("wrmsse against the best peer, lightgbm", 0.05)  # 40 series x 2 origins, +0.05 each
-    v = decide(figures(), None, GateConfig(), peer=worse)
+    v = decide(figures(), None, GateConfig(), peers=[worse])
     assert not v.promote and failed(v)[0].startswith("FAILED: wrmsse against the best peer, lightgbm: significantly worse")
-    assert decide(figures(), None, GateConfig(), peer=_comparison("wrmsse against the best peer, lightgbm", 0.0)).promote
-    assert decide(figures(), None, GateConfig(must_match_best_peer=False), peer=worse).promote
+    assert decide(figures(), None, GateConfig(), peers=[_comparison("wrmsse against the best peer, lightgbm", 0.0)]).promote
+    assert decide(figures(), None, GateConfig(must_match_best_peer=False), peers=[worse]).promote
+
+
+@pytest.mark.parametrize("ours, promote", [(0.57, False), (0.95, True)])
+def test_a_first_champion_may_not_have_intervals_far_worse_calibrated_than_the_best_peer(ours, promote):
+    """20 series x 3 origins, equal RMSSE; peer "b" (lowest WRMSSE) covers 0.93 of each series' days.
+    Intervals covering 0.57 (a gap of 0.38 from 95% against b's 0.02) fail a first champion; 0.95 passes."""
+    from supplyml.config import Config
+    from supplyml.forecasting.backtest import METRICS, MODEL, Backtest
+
+    n, origins = 20, [pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-29"), pd.Timestamp("2024-02-26")]
+    rng = np.random.default_rng(1)
+    rmsse = rng.uniform(0.5, 1.5, n * len(origins))
+    units = pd.DataFrame(
+        {
+            "unique_id": [f"S{i}" for i in range(n)] * len(origins),
+            "origin": np.repeat(origins, n),
+            "weight": 1 / n,
+            "rmsse": rmsse,
+            "coverage_95": ours,
+            "a.rmsse": rmsse + 0.2,
+            "a.coverage_95": 0.95,
+            "b.rmsse": rmsse,
+            "b.coverage_95": 0.93,
+        }
+    )
+    per_origin = pd.DataFrame(
+        [
+            {"origin": o, "model": m, **dict.fromkeys(METRICS, 0.0), "wrmsse": w, "seconds": 1.0}
+            for o in origins
+            for m, w in [(MODEL, 0.9), ("a", 1.1), ("b", 0.9)]
+        ]
+    )
+    result = Backtest(per_origin, {}, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), units)
+    wrmsse, coverage = against_best_peer(result, Config())
+    assert wrmsse.metric == "wrmsse against the best peer, b" and wrmsse.difference == pytest.approx(0.0)
+    assert coverage.metric == "coverage_gap_95 against the best peer, b"
+    assert coverage.challenger == pytest.approx(abs(ours - 0.95)) and coverage.champion == pytest.approx(0.02)
+    v = decide(figures(), None, GateConfig(), peers=[wrmsse, coverage])
+    assert v.promote is promote
+    assert bool(failed(v)) is not promote
+    if not promote:
+        assert failed(v)[0].startswith("FAILED: coverage_gap_95 against the best peer, b: significantly worse")
 
 
 def _comparison(metric: str, shift: float, greater_is_better: bool = False, n: int = 40):

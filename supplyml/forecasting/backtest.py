@@ -201,12 +201,13 @@ def series_units(
     fit: pd.DataFrame, test: pd.DataFrame, forecasts: dict[str, pd.DataFrame], sims: dict[str, sim.Simulation]
 ) -> pd.DataFrame:
     """Per series at one origin: the champion recipe's weight, RMSSE and 95% coverage, each peer's
-    `<peer>.rmsse`, and each policy's `<policy>.total_cost` and `<policy>.cycle_service_level`
+    `<peer>.rmsse` and `<peer>.coverage_95`, and each policy's `<policy>.total_cost` and `<policy>.cycle_service_level`
     (simulations run over the sorted series)."""
     out = series_scores(fit, test, forecasts[MODEL])
     for name, frame in forecasts.items():
         if name != MODEL:
-            out[f"{name}.rmsse"] = series_scores(fit, test, frame)["rmsse"]
+            scores = series_scores(fit, test, frame)
+            out[f"{name}.rmsse"], out[f"{name}.coverage_95"] = scores["rmsse"], scores["coverage_95"]
     ids = sorted(test["unique_id"].unique())
     for name, run in sims.items():
         per = run.per_series()[["total_cost", "cycle_service_level"]].set_axis(ids).add_prefix(f"{name}.")

@@ -34,17 +34,19 @@ def judge(
     starts: list[pd.Timestamp],
     candidate: Forecaster,
     ours: backtest.Backtest | None = None,
-    peer: evidence.Comparison | None = None,
+    peers: list[evidence.Comparison] | None = None,
 ) -> gate.Verdict:
     """The gate's verdict on `candidate` against the current champion, both scored at the origins
     `starts` of `panel`. `ours`: the candidate's backtest there with its peers, when already scored on the
-    whole panel; else `peer`, its recorded comparison with the best peer."""
+    whole panel; else `peers`, its recorded comparisons with the best peer."""
     name = cfg.registry.model_name
     current = registry.champion_version(name)
     if ours is not None:
-        peer = gate.against_best_peer(ours, cfg)
+        peers = gate.against_best_peer(ours, cfg)
     if current is None:
-        return gate.decide(gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate, peer=peer)
+        return gate.decide(
+            gate.figures(ours or gate.score(panel, starts, candidate, cfg), cfg), None, cfg.gate, peers=peers or ()
+        )
     try:
         champion = registry.load_forecaster(name, current.version)
     except Exception as e:  # any failure to restore it means it cannot be judged against
@@ -52,7 +54,7 @@ def judge(
             f"the champion, {name} version {current.version}, cannot be loaded ({type(e).__name__}: {e}); "
             "nothing was promoted. Restore its artifacts, or `supplyml model rollback`"
         ) from e
-    return _verdict(cfg, panel, starts, candidate, champion, current, ours, peer)
+    return _verdict(cfg, panel, starts, candidate, champion, current, ours, peers)
 
 
 def _verdict(
@@ -63,12 +65,14 @@ def _verdict(
     champion: Forecaster,
     version,
     ours: backtest.Backtest | None = None,
-    peer=None,
+    peers: list[evidence.Comparison] | None = None,
 ) -> gate.Verdict:
     if len(set(candidate.skus) & set(champion.skus)) < len(candidate.skus):
         ours = None  # scored on every series; the comparison is on the common ones
     mine, theirs, comparisons = gate.compare(panel, starts, candidate, champion, cfg, ours)
-    return gate.decide(mine, theirs, cfg.gate, str(version.version), comparisons, note=_favours(version, starts[0]), peer=peer)
+    return gate.decide(
+        mine, theirs, cfg.gate, str(version.version), comparisons, note=_favours(version, starts[0]), peers=peers or ()
+    )
 
 
 def _favours(version, first: pd.Timestamp) -> str | None:
@@ -121,7 +125,7 @@ def promote(cfg: Config, version: str, *, by: str, force: bool = False, reason: 
     panel, starts, _ = held_out(cfg, v.version)
     cfg = plan(cfg, history_days(panel["ds"]))  # the horizon and origins the pipeline used on this history
     candidate = registry.load_forecaster(name, v.version)
-    verdict = judge(cfg, panel, starts, candidate, peer=gate.stored_peer(json.loads(v.tags.get("verdict", "null"))))
+    verdict = judge(cfg, panel, starts, candidate, peers=gate.stored_peers(json.loads(v.tags.get("verdict", "null"))))
     if not verdict.promote and not force:
         return {"promoted": False, "version": v.version, "verdict": verdict}
     action = "promote" if verdict.promote else "force"
@@ -145,7 +149,7 @@ def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
     name = cfg.registry.model_name
     panel, starts, _ = held_out(cfg, new)
     cfg = plan(cfg, history_days(panel["ds"]))
-    peer = gate.stored_peer(json.loads(registry.get_version(name, new).tags.get("verdict", "null")))
+    peers = gate.stored_peers(json.loads(registry.get_version(name, new).tags.get("verdict", "null")))
     return _verdict(
         cfg,
         panel,
@@ -153,7 +157,7 @@ def compare(cfg: Config, old: str, new: str) -> gate.Verdict:
         registry.load_forecaster(name, new),
         registry.load_forecaster(name, old),
         registry.get_version(name, old),
-        peer=peer,
+        peers=peers,
     )
 
 
