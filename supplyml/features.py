@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -43,31 +44,48 @@ def daily_demand(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     `columns.location` set, each (SKU, location) is its own series, `unique_id = "{sku}@{location}"`.
     """
     c = cfg.columns
-    needed = [c.sku, c.date, c.quantity, c.price] + ([c.location] if c.location else [])
-    if missing := [col for col in needed if col not in raw]:
-        raise DataError(
-            f"{cfg.path}: order-line column(s) {missing} not found; the file has "
-            f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>."
-        )
+    if missing := [col for col in (c.sku, c.date, c.quantity, c.price, c.location) if col and col not in raw]:
+        _missing(raw, cfg, missing)
+    by = {"location": raw[c.location].astype(str).str.strip()} if c.location else {}
+    daily = daily_demand_by(raw, cfg, by)
+    if c.location:  # the id is built on the aggregated rows, ordered as the ids themselves sort
+        daily = daily.assign(sku=daily["sku"] + "@" + daily["location"]).sort_values(["sku", "ds"], ignore_index=True)
+    return daily.rename(columns={"sku": "unique_id"})[["unique_id", "ds", "y", "price"]]
+
+
+def daily_demand_by(raw: pd.DataFrame, cfg: DataConfig, by: dict[str, pd.Series]) -> pd.DataFrame:
+    """`daily_demand`'s netting per SKU, each key of `by` (series aligned with `raw`) and day:
+    columns sku, the keys, ds, y and price, for every such cell with a product line at a positive price."""
+    c = cfg.columns
+    if missing := [col for col in (c.sku, c.date, c.quantity, c.price) if col not in raw]:
+        _missing(raw, cfg, missing)
+    codes, skus = pd.factorize(raw[c.sku], use_na_sentinel=False)  # cleaned once per distinct id, not per line
     df = pd.DataFrame(
         {
-            "sku": raw[c.sku].astype(str).str.strip().str.upper(),
+            "sku": pd.Index(skus).astype(str).str.strip().str.upper()[codes],
+            **by,
             "ds": pd.to_datetime(raw[c.date]).dt.normalize(),
             "qty": raw[c.quantity].astype(float),
             "price": raw[c.price].astype(float),
-            "customer": raw[c.customer].fillna(-1) if c.customer in raw else -1,
-        }
+            "_customer": raw[c.customer].fillna(-1) if c.customer in raw else -1,  # whose cancellation nets what
+        },
+        index=raw.index,
     )
-    product = is_product(df["sku"], cfg)
-    if c.location:
-        df["sku"] = df["sku"] + "@" + raw[c.location].astype(str).str.strip()
-    df = df[product & (df["price"] > 0)]
+    df = df[is_product(df["sku"], cfg) & (df["price"] > 0)]
     df = df.assign(sold=df["qty"].clip(lower=0), revenue=df["qty"].clip(lower=0) * df["price"])
-    per_customer = df.groupby(["sku", "ds", "customer"]).agg(qty=("qty", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
+    keys = ["sku", *by, "ds"]
+    per_customer = df.groupby([*keys, "_customer"]).agg(qty=("qty", "sum"), sold=("sold", "sum"), revenue=("revenue", "sum"))
     per_customer["qty"] = per_customer["qty"].clip(lower=0)
-    daily = per_customer.groupby(level=["sku", "ds"]).sum()
+    daily = per_customer.groupby(level=keys).sum()
     daily["price"] = (daily["revenue"] / daily["sold"]).where(daily["sold"] > 0)
-    return daily.reset_index().rename(columns={"sku": "unique_id", "qty": "y"})[["unique_id", "ds", "y", "price"]]
+    return daily.reset_index().rename(columns={"qty": "y"})[[*keys, "y", "price"]]
+
+
+def _missing(raw: pd.DataFrame, cfg: DataConfig, missing: list[str]) -> NoReturn:
+    raise DataError(
+        f"{cfg.path}: order-line column(s) {missing} not found; the file has "
+        f"{list(raw.columns)}. Map them with --set data.columns.<field>=<column>."
+    )
 
 
 def panel_daily(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from supplyml.config import Config, DataConfig
 from supplyml.data import DataError
-from supplyml.features import daily_demand
+from supplyml.features import daily_demand_by
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
     value), counted as the demand side counts units.
 
     The cleaning rules (non-product codes, zero prices, a cancellation netting only its own customer's
-    purchase of that SKU that day) are `features.daily_demand`'s: it is called with the customer as the
-    series' location, so each (SKU, customer, day) is netted exactly as demand is. An invoice counts
+    purchase of that SKU that day) are `features.daily_demand`'s: `daily_demand_by` nets each (SKU, customer, day)
+    exactly as demand is. An invoice counts
     when one of its lines left net demand; a cancellation alone is no visit and no value."""
     c = cfg.columns
     if missing := [col for col in (c.customer, c.invoice, c.date) if col is not None and col not in raw]:
@@ -97,21 +97,19 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
         as_of = (last if cfg.until is None else min(last, pd.Timestamp(cfg.until))) + pd.Timedelta(days=1)
     as_of = pd.Timestamp(as_of)
     lines = raw[raw[c.customer].notna() & (when < as_of)]
-    # Integer codes, not the ids themselves, go into "sku@location": an id may hold any character.
-    code, customers = pd.factorize(lines[c.customer])
-    by_customer = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str))
+    codes, customers = pd.factorize(lines[c.customer])
+    code = pd.Series(codes, index=lines.index)
+    by_customer = _bought(lines, cfg, {"customer": code})
     # Without invoice numbers, a customer's purchases on one day are one order.
     order = lines[c.invoice].astype(str).str.strip() if c.invoice else when[lines.index].dt.strftime("%Y-%m-%d")
-    by_invoice = _demand(lines, cfg, pd.Series(code, index=lines.index).astype(str) + "|" + order)
+    by_invoice = _bought(lines, cfg, {"customer": code, "invoice": order})
     if by_customer.empty:
         raise ValueError(
             f"no purchases by a known customer before {as_of.date()}; check as_of and data.columns.customer ({c.customer})"
         )
-    customer_invoice = by_invoice.pop("key").str.split("|", n=1)
-    by_invoice = by_invoice.assign(customer=customer_invoice.str[0], invoice=customer_invoice.str[1])
-    visits = by_invoice.merge(by_customer[["sku", "ds", "key"]].rename(columns={"key": "customer"}))
+    visits = by_invoice.merge(by_customer[["sku", "ds", "customer"]])
     by_customer["value"] = by_customer["y"] * by_customer["price"]
-    per = by_customer.groupby("key").agg(last=("ds", "max"), monetary=("value", "sum"))
+    per = by_customer.groupby("customer").agg(last=("ds", "max"), monetary=("value", "sum"))
     out = pd.DataFrame(
         {
             "recency": (as_of - per["last"]).dt.days.astype(float),
@@ -119,18 +117,15 @@ def rfm(raw: pd.DataFrame, cfg: DataConfig, as_of=None) -> pd.DataFrame:
             "monetary": per["monetary"],
         }
     )
-    out.index = customers[out.index.astype(int)]
+    out.index = customers[out.index]
     out.index.name = "customer"
     return out.sort_index()
 
 
-def _demand(lines: pd.DataFrame, cfg: DataConfig, key: pd.Series) -> pd.DataFrame:
-    """`daily_demand` with `key` as the location: its (SKU, key, day) cells with net demand, as sku, key, ds, y, price."""
-    cfg = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"location": "_segment_key"})})
-    daily = daily_demand(lines.assign(_segment_key=key), cfg)
-    daily = daily[daily["y"] > 0]
-    sku_key = daily["unique_id"].str.rsplit("@", n=1)
-    return daily.assign(sku=sku_key.str[0], key=sku_key.str[1]).drop(columns="unique_id")
+def _bought(lines: pd.DataFrame, cfg: DataConfig, by: dict[str, pd.Series]) -> pd.DataFrame:
+    """`features.daily_demand_by`'s cells with net demand left: each line is netted exactly as demand is."""
+    daily = daily_demand_by(lines, cfg, by)
+    return daily[daily["y"] > 0].copy()
 
 
 def demand_shape(panel: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import pytest
 
 from supplyml.config import Config, DataConfig, load_config
 from supplyml.recommending import FALLBACK, load
+from supplyml.recommending.base import top_k
 from supplyml.recommending.bench import format_table
 from supplyml.recommending.bench import run as run_bench
 from supplyml.recommending.interactions import (
@@ -193,6 +194,19 @@ TINY = _frame(
     ]
 )
 ITEMS = ["a", "b", "c", "d"]  # e is outside the catalogue: ignored
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40])
+def test_top_k_is_the_head_of_a_stable_descending_sort(k):
+    """Against numpy's full stable sort, on rows full of ties (integer scores), -inf and NaN."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, (300, 40)).astype(float)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    scores[0] = -np.inf  # a row with no finite score
+    scores[1, :] = np.nan
+    np.testing.assert_array_equal(top_k(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k])
+    assert top_k(np.array([[1.0, 3.0, 3.0, 2.0]]), 2).tolist() == [[1, 2]]  # by hand: the tie in column order
 
 
 def test_popularity_ranks_recent_buyers_then_all_time():

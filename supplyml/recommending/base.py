@@ -149,7 +149,7 @@ class Recommender(ABC):
                 mask = self.X[np.maximum(rows, 0)].toarray() > 0
                 mask[rows < 0] = False
                 scores[mask] = -np.inf
-            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            order = top_k(scores, k)
             top = np.take_along_axis(scores, order, 1)
             for o, s in zip(order, top):
                 ok = np.isfinite(s)
@@ -190,6 +190,21 @@ class Recommender(ABC):
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         return load(path)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k best columns, best first, ties in column order: `np.argsort(-scores, axis=1,
+    kind="stable")[:, :k]` without sorting whole rows (a catalogue of thousands, a list of ten)."""
+    if k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")
+    bars = -np.partition(-scores, k - 1, axis=1)[:, k - 1]  # each row's k-th best score
+    out = np.empty((len(scores), k), dtype=np.intp)
+    for i, (row, bar) in enumerate(zip(scores, bars)):
+        candidates = np.flatnonzero(row >= bar)  # all that tie with the k-th are in, in column order
+        if len(candidates) < k:  # NaN scores sort last, below any bar
+            candidates = np.arange(len(row))
+        out[i] = candidates[np.argsort(-row[candidates], kind="stable")[:k]]
+    return out
 
 
 def recommender(name: str) -> type[Recommender]:
