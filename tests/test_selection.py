@@ -15,7 +15,7 @@ from supplyml.config import Config, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting import load
-from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths
+from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths, quantile_paths
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
 from supplyml.forecasting.linear import Fourier, Linear
@@ -49,6 +49,19 @@ def test_copula_paths_keep_each_days_quantile_function_and_widen_totals_with_rho
     # Five equicorrelated days: Var(total) = 5 v (1 + 4 r); the Gaussian copula's rank correlation is
     # a little below rho, so the ratio sits between 3 and 1 + 4 x 0.8.
     assert 3 < tied[0].sum(1).var() / flat[0].sum(1).var() < 4.2
+
+
+def test_quantile_paths_read_each_series_and_days_own_quantile_function_by_hand():
+    """Levels 0.1 / 0.5 / 0.9; series 0 day 1 has quantiles 1, 2, 4 and series 1 day 0 has 10, 20, 40.
+    At u = 0.7: 2 + (0.7 - 0.5) / 0.4 x (4 - 2) = 3 and 30; below 0.1 the end value holds."""
+    levels = np.array([0.1, 0.5, 0.9])
+    q = np.array([[[0.0, 0.0, 0.0], [1.0, 2.0, 4.0]], [[10.0, 20.0, 40.0], [5.0, 5.0, 5.0]]])  # (2 series, 2 days, 3)
+    z = np.full((2, 3, 2), norm.ppf(0.7))
+    z[:, 2, :] = norm.ppf(0.05)
+    paths = quantile_paths(q, z, levels)
+    assert paths.shape == (2, 3, 2)
+    assert paths[0, 0].tolist() == pytest.approx([0.0, 3.0]) and paths[1, 1].tolist() == pytest.approx([30.0, 5.0])
+    assert paths[0, 2].tolist() == [0.0, 1.0] and paths[1, 2].tolist() == [10.0, 5.0]
 
 
 def test_sample_path_totals_are_drawn_a_block_of_series_at_a_time_with_the_draws_of_one_block():

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from scipy.stats import norm
 
 from supplyml.columns import DAILY_COLUMNS, FLAGS
@@ -303,14 +304,14 @@ def copula_paths(
 
 def quantile_paths(q: np.ndarray, z: np.ndarray, levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
     """(n, s, h) paths: each day's quantile function q (n, h, len(levels)) read at u = Phi(z), z (n, s, h)."""
-    n_samples = z.shape[1]
-    n, h, _ = q.shape
-    u = np.clip(norm.cdf(z), levels[0], levels[-1])
-    hi = np.clip(np.searchsorted(levels, u), 1, len(levels) - 1)
+    n, h, k = q.shape
+    u = np.clip(special.ndtr(z), levels[0], levels[-1])
+    hi = np.clip(np.searchsorted(levels, u), 1, k - 1)
     w = (u - levels[hi - 1]) / (levels[hi] - levels[hi - 1])
-    qt = np.broadcast_to(q[:, None], (n, n_samples, h, len(levels)))
-    lo_v = np.take_along_axis(qt, (hi - 1)[..., None], -1)[..., 0]
-    hi_v = np.take_along_axis(qt, hi[..., None], -1)[..., 0]
+    # Flat indices of (series, day, level) into q: a gather, not a broadcast of q over the samples.
+    at = (np.arange(n)[:, None, None] * h + np.arange(h)[None, None, :]) * k + hi
+    flat = q.reshape(-1)
+    lo_v, hi_v = flat[at - 1], flat[at]
     return (lo_v + w * (hi_v - lo_v)).astype(np.float32)
 
 

@@ -88,7 +88,8 @@ def windows(a: PanelArrays, rows: np.ndarray, ends: np.ndarray, context: int, le
     scale = scale_of(y[:, :context], obs[:, :context]).astype(np.float32)
     price = a.price[r, tc]
     price_ref = price[:, :context].mean(axis=1, keepdims=True)
-    cal = calendar_features(a.dates[0] + pd.to_timedelta(t.ravel(), unit="D")).reshape(*t.shape, -1)
+    first = int(t.min())  # each day of the batch's span once, not once per window that holds it
+    cal = a.calendar(first, int(t.max()) - first + 1)[t - first]
     x = np.concatenate(
         [
             np.log1p(lag / scale)[..., None],
