@@ -228,8 +228,8 @@ class GateConfig(Section):
     units of the held-out origins, and no guard significantly worse (supplyml.gate, supplyml.evidence)."""
 
     max_wrmsse: float = Field(1.5, gt=0)
-    # The chosen model's WRMSSE and 95% coverage gap may not be significantly worse than the best peer's
-    # on the held-out origins.
+    # On the held-out origins the chosen model's WRMSSE may not be significantly worse than the best peer's,
+    # nor its 95% coverage significantly short of 0.95 - csl_tolerance.
     must_match_best_peer: bool = True
     # One-sided level of the paired tests: "significantly better" and "significantly worse".
     alpha: float = Field(0.05, gt=0, lt=0.5)

@@ -58,15 +58,16 @@ class Metric:
 # The forecaster's claim: its forecast is better (WRMSSE, the M5 measure it is tuned and chosen on), and
 # neither the decisions it drives nor its intervals are worse.
 PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weight="weight")
-# The held-out comparisons with the best peer are stored among a version's verdict evidence with this in
-# their names: the primary metric, and the 95% intervals' calibration (a first champion has no champion's
-# guards, and a forecaster far narrower than its peers would set order-up-to levels far too low).
+# The held-out comparisons that judge a candidate with or without a champion are stored among a version's
+# verdict evidence with these in their names: its WRMSSE against the best peer's, and its 95% intervals'
+# coverage against the bar 0.95 - gate.csl_tolerance (a first champion has no champion's guards, and
+# intervals far too narrow set order-up-to levels far too low).
 PEER = "against the best peer"
-COVERAGE = Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean")
+BAR = "against the bar"
 GUARDS = (
     Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
     Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
-    COVERAGE,
+    Metric("coverage_gap_95", "coverage_gap_95", greater_is_better=False, pooled="mean"),
 )
 
 
@@ -143,34 +144,54 @@ def paired(
 
 
 def against_best_peer(result: backtest.Backtest, cfg: Config) -> list[evidence.Comparison]:
-    """The champion recipe against the peer with the lowest held-out WRMSSE, paired per series x origin:
-    its WRMSSE, and its 95% intervals' coverage gap."""
+    """The champion recipe's held-out evidence, paired per series x origin: its WRMSSE against the peer with
+    the lowest WRMSSE, and its 95% coverage against the bar (`against_bar`)."""
     from supplyml.forecasting import backtest  # the forecaster's scoring: other families' steps do not import it
 
     peers = [m for m in result.table().index if m != backtest.MODEL]
     if not peers:
         return []
     best = result.table().loc[peers, "wrmsse"].idxmin()
-    keys = ["unique_id", "origin", "weight"]
-    ours = units(result)[[*keys, "rmsse", "coverage_gap_95"]]
-    theirs = result.units[[*keys, f"{best}.rmsse", f"{best}.coverage_95"]].set_axis([*keys, "rmsse", "coverage_95"], axis=1)
-    comparisons = paired(ours, units(theirs)[[*keys, "rmsse", "coverage_gap_95"]], [PRIMARY, COVERAGE], cfg.gate, cfg.seed)
-    for c in comparisons:
-        c.metric = f"{c.metric} {PEER}, {best}"
-    return comparisons
+    theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
+    (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
+    c.metric = f"wrmsse {PEER}, {best}"
+    return [c, against_bar(result.units, "coverage_95", 0.95 - cfg.gate.csl_tolerance, cfg)]
+
+
+def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config) -> evidence.Comparison:
+    """`column` of per series x origin `units` (mean over each origin's series) against a constant bar:
+    `worse` means significantly short of it."""
+    found = units[["unique_id", "origin", column]].dropna()
+    frame = pd.DataFrame(
+        {
+            "block": found["unique_id"],
+            "origin": found["origin"],
+            "challenger": found[column],
+            "champion": bar,
+            "weight": 1.0 / found.groupby("origin")["unique_id"].transform("size"),
+        }
+    )
+    return evidence.compare(
+        f"{column} {BAR} {bar:.2f}",
+        frame,
+        greater_is_better=True,
+        pooled="mean",
+        confidence=cfg.gate.confidence,
+        n_resamples=cfg.gate.resamples,
+        seed=cfg.seed,
+    )
 
 
 def stored_peers(verdict: dict | None) -> list[evidence.Comparison]:
-    """The best-peer comparisons a version's recorded verdict carries, so a promotion by hand applies the
-    same peer bar as the pipeline's evaluate step (the registry keeps the version, not its peers' forecasts)."""
-    return [evidence.Comparison(**c) for c in (verdict or {}).get("evidence", []) if PEER in c["metric"]]
+    """The held-out comparisons with the best peer and the bar that a version's recorded verdict carries, so
+    a promotion by hand applies the same bars as the pipeline's evaluate step (the registry keeps the
+    version, not its peers' forecasts)."""
+    return [evidence.Comparison(**c) for c in (verdict or {}).get("evidence", []) if PEER in c["metric"] or BAR in c["metric"]]
 
 
-def units(result: backtest.Backtest | pd.DataFrame, target: float = 0.95) -> pd.DataFrame:
-    """A backtest's per series x origin units (or such units) with the 95% interval's coverage gap."""
-    return (result if isinstance(result, pd.DataFrame) else result.units).assign(
-        coverage_gap_95=lambda u: (u["coverage_95"] - target).abs()
-    )
+def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:
+    """A backtest's per series x origin units with the 95% interval's coverage gap."""
+    return result.units.assign(coverage_gap_95=lambda u: (u["coverage_95"] - target).abs())
 
 
 def compare(
@@ -289,8 +310,8 @@ def decide(
 ) -> Verdict:
     """Judge `figures` (from `figures`) by the absolute bars and, with a champion, by `significance` of
     the paired `comparisons`; `note` (e.g. that the evidence favours the champion) joins the reasons.
-    `peers`, the held-out comparisons with the best peer: with `gate.must_match_best_peer`, any of them
-    significantly worse fails the candidate, champion or not."""
+    `peers`, the held-out comparisons with the best peer and the bar (`against_best_peer`): with
+    `gate.must_match_best_peer`, any of them significantly worse fails the candidate, champion or not."""
     promote, reasons = check(rules(cfg), figures, champion)
     if champion is not None:
         claim, why = significance(comparisons, cfg.alpha)
@@ -299,11 +320,14 @@ def decide(
     for peer in peers:
         if cfg.must_match_best_peer and peer.worse(cfg.alpha):
             promote = False
-            reasons.append(f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: {peer.describe('the peer')}")
+            reasons.append(
+                f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: "
+                f"{peer.describe('the bar' if BAR in peer.metric else 'the peer')}"
+            )
         else:
             reasons.append(
                 f"{'passed' if cfg.must_match_best_peer else 'evidence'}: {peer.metric}: not "
-                f"significantly worse{_beyond(peer)}: {peer.describe('the peer')}"
+                f"significantly worse{_beyond(peer)}: {peer.describe('the bar' if BAR in peer.metric else 'the peer')}"
             )
     return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in shown])
 

@@ -19,7 +19,7 @@ from mlflow.models import MetricThreshold
 
 from supplyml import gate, registry
 from supplyml.config import Config
-from supplyml.evidence import Comparison, compare
+from supplyml.evidence import Comparison
 from supplyml.forecasting import Forecaster, backtest
 from supplyml.planning import LEARNED
 
@@ -70,27 +70,11 @@ def versus(cfg: Config, units: pd.DataFrame, ours: str, theirs: str) -> tuple[bo
 
 def service(cfg: Config, units: pd.DataFrame, name: str) -> Comparison:
     """Policy `name`'s cycle service level against the bar `inventory.service_level - gate.csl_tolerance`,
-    per series x origin (a constant "champion"): `worse` means significantly short of the target."""
+    per series x origin: `worse` means significantly short of the target."""
     bar = cfg.inventory.service_level - cfg.gate.csl_tolerance
-    csl = units[["unique_id", "origin", f"{name}.cycle_service_level"]].dropna()
-    frame = pd.DataFrame(
-        {
-            "block": csl["unique_id"],
-            "origin": csl["origin"],
-            "challenger": csl.iloc[:, 2],
-            "champion": bar,
-            "weight": 1.0 / csl.groupby("origin")["unique_id"].transform("size"),
-        }
-    )
-    return compare(
-        f"{name} cycle_service_level against the bar {bar:.2f}",
-        frame,
-        greater_is_better=True,
-        pooled="mean",
-        confidence=cfg.gate.confidence,
-        n_resamples=cfg.gate.resamples,
-        seed=cfg.seed,
-    )
+    c = gate.against_bar(units, f"{name}.cycle_service_level", bar, cfg)
+    c.metric = f"{name} cycle_service_level {gate.BAR} {bar:.2f}"
+    return c
 
 
 def textbook(cfg: Config, units: pd.DataFrame) -> dict:
