@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -23,6 +24,7 @@ def load_ir(path) -> dict:
     return {**spec, **platform}
 
 
+@pytest.mark.slow  # compiles the whole pipeline in a child process: 17 s of `make check`'s two minutes
 def test_compiled_pipeline_takes_its_image_from_config_and_asks_gpus_for_tune_and_train(tmp_path):
     ir = compile_to(tmp_path / "p.yaml", "pipeline.image=registry.example/supplyml:test")
     executors = ir["deploymentSpec"]["executors"]

@@ -135,6 +135,7 @@ def test_the_same_recipe_again_is_no_significant_difference(cfg):
     assert "no significant difference in ndcg@10 from the champion" in verdict.reasons[2]
 
 
+@pytest.mark.slow  # the CLI in child processes: 18 s of `make check`'s two minutes
 def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_path):
     import subprocess
     import sys
