@@ -158,9 +158,9 @@ def against_best_peer(result: backtest.Backtest, cfg: Config) -> list[evidence.C
     return [c, against_bar(result.units, "coverage_95", 0.95 - cfg.gate.csl_tolerance, cfg)]
 
 
-def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config) -> evidence.Comparison:
-    """`column` of per series x origin `units` (mean over each origin's series) against a constant bar:
-    `worse` means significantly short of it."""
+def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config, name: str | None = None) -> evidence.Comparison:
+    """`column` (called `name` in the verdict) of per series x origin `units`, the mean over each origin's
+    series, against a constant bar: `worse` means significantly short of it."""
     found = units[["unique_id", "origin", column]].dropna()
     frame = pd.DataFrame(
         {
@@ -172,7 +172,7 @@ def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config) -> ev
         }
     )
     return evidence.compare(
-        f"{column} {BAR} {bar:.2f}",
+        f"{name or column} {BAR} {bar:.2f}",
         frame,
         greater_is_better=True,
         pooled="mean",
@@ -318,16 +318,14 @@ def decide(
         promote, reasons = promote and claim, reasons + why + ([f"note: {note}"] if note else [])
     shown = [*comparisons, *peers]
     for peer in peers:
+        against = "the bar" if BAR in peer.metric else "the peer"
         if cfg.must_match_best_peer and peer.worse(cfg.alpha):
             promote = False
-            reasons.append(
-                f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: "
-                f"{peer.describe('the bar' if BAR in peer.metric else 'the peer')}"
-            )
+            reasons.append(f"FAILED: {peer.metric}: significantly worse{_beyond(peer)}: {peer.describe(against)}")
         else:
             reasons.append(
                 f"{'passed' if cfg.must_match_best_peer else 'evidence'}: {peer.metric}: not "
-                f"significantly worse{_beyond(peer)}: {peer.describe('the bar' if BAR in peer.metric else 'the peer')}"
+                f"significantly worse{_beyond(peer)}: {peer.describe(against)}"
             )
     return Verdict(promote, reasons, figures, champion, champion_version, [c.to_dict() for c in shown])
 

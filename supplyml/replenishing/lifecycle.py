@@ -72,9 +72,7 @@ def service(cfg: Config, units: pd.DataFrame, name: str) -> Comparison:
     """Policy `name`'s cycle service level against the bar `inventory.service_level - gate.csl_tolerance`,
     per series x origin: `worse` means significantly short of the target."""
     bar = cfg.inventory.service_level - cfg.gate.csl_tolerance
-    c = gate.against_bar(units, f"{name}.cycle_service_level", bar, cfg)
-    c.metric = f"{name} cycle_service_level {gate.BAR} {bar:.2f}"
-    return c
+    return gate.against_bar(units, f"{name}.cycle_service_level", bar, cfg, name=f"{name} cycle_service_level")
 
 
 def textbook(cfg: Config, units: pd.DataFrame) -> dict:
