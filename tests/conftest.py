@@ -1,3 +1,6 @@
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -99,6 +102,32 @@ def rejected(report):
         check(report)
     assert info.value.report is report and not report.success
     return info.value
+
+
+def supplyml(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`supplyml ARGS` as a user's shell runs it (no MLflow URI or experiment exported; `env` added), but in
+    this process: `cli.main` itself, without a child's 4 s of imports. Its return code, what it printed,
+    and its log lines as stderr; MLflow's tracking URI and the environment are put back after."""
+    from cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    root, before = logging.getLogger(), os.environ.get("MLFLOW_TRACKING_URI")
+    level = root.level
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
+            mp.delenv(name, raising=False)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)  # as the CLI's basicConfig sets it in its own process
+        try:
+            code = main(list(args))
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            mlflow.set_tracking_uri(before)
+    return subprocess.CompletedProcess(["supplyml", *args], code, out.getvalue(), err.getvalue())
 
 
 @dataclass

@@ -20,7 +20,7 @@ import mlflow
 import pandas as pd
 import pytest
 import requests
-from conftest import REPO, SMALL, run_pipeline, stores
+from conftest import REPO, SMALL, run_pipeline, stores, supplyml
 from mlflow import MlflowClient
 from serving_stack import free_port
 
@@ -116,13 +116,20 @@ def user_env() -> dict[str, str]:
 
 
 def cli(tmp: Path, tracking: Server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The owner's command with the credentials exported here, finding the server through its --set."""
+    return supplyml(*args, *sets(tmp, tracking), env=env)
+
+
+def cli_child(tmp: Path, tracking: Server, *args: str) -> subprocess.CompletedProcess:
+    """A command that moves the champion builds the champions' Bento: in a child process, because BentoML
+    keeps the first home a process used, and this worker's serving modules package under their own."""
     return subprocess.run(
         [sys.executable, "-m", "cli", *args, *sets(tmp, tracking)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**user_env(), **(env or {})},
+        env=user_env(),
     )
 
 
@@ -153,14 +160,14 @@ def moves(tracking, runs) -> tuple[Path, dict]:
     the listing; with the champion after each."""
     tmp, _ = runs
     out = {}
-    for name, args in (
-        ("refused", ("model", "promote", "3")),
-        ("forced", ("model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")),
-        ("first rollback", ("model", "rollback", "--reason", "undo the drill")),
-        ("second rollback", ("model", "rollback", "--reason", "back to the first")),
-        ("listing", ("model", "list")),
+    for name, run, args in (
+        ("refused", cli, ("model", "promote", "3")),
+        ("forced", cli_child, ("model", "promote", "3", "--force", "--reason", "drill: serve the naive model", "--by", "alice")),
+        ("first rollback", cli_child, ("model", "rollback", "--reason", "undo the drill")),
+        ("second rollback", cli_child, ("model", "rollback", "--reason", "back to the first")),
+        ("listing", cli, ("model", "list")),
     ):
-        out[name] = (cli(tmp, tracking, *args), champion())
+        out[name] = (run(tmp, tracking, *args), champion())
     return tmp, out
 
 

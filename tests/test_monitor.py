@@ -3,15 +3,13 @@ history, and the verdict, figures and files the monitor gives for them."""
 
 import json
 import math
-import os
 import subprocess
-import sys
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, stores, weekly_panel
+from conftest import stores, supplyml, weekly_panel
 from mlflow import MlflowClient
 from test_validation import real_file
 
@@ -81,17 +79,8 @@ def panel_cfg(tmp, frame: pd.DataFrame, name: str):
 
 
 def run_cli(tmp, data, out, *extra) -> subprocess.CompletedProcess:
-    """`supplyml monitor` in a child process, as a user runs it; MLflow's URI comes from --set only."""
-    args = [a for o in stores(tmp) for a in ("--set", o)]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "monitor", "--data", str(data), "--out", str(out), *args, *extra],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """`supplyml monitor` as a user runs it; MLflow's URI comes from --set only."""
+    return supplyml("monitor", "--data", str(data), "--out", str(out), *(a for o in stores(tmp) for a in ("--set", o)), *extra)
 
 
 def client(tmp) -> MlflowClient:

@@ -135,12 +135,8 @@ def test_the_same_recipe_again_is_no_significant_difference(cfg):
     assert "no significant difference in ndcg@10 from the champion" in verdict.reasons[2]
 
 
-@pytest.mark.slow  # the CLI in child processes: 18 s of `make check`'s two minutes
 def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO
+    from conftest import supplyml
 
     from supplyml import registry
 
@@ -162,13 +158,7 @@ def test_the_owner_lists_and_rolls_back_the_recommender_from_the_cli(cfg, tmp_pa
     sets = ["--set", f"registry.tracking_uri={cfg.registry.tracking_uri}", "--set", f"workdir={tmp_path}"]
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "model", *args, "--family", "recommend", *sets],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return supplyml("model", *args, "--family", "recommend", *sets)
 
     listed = cli("list")
     assert listed.returncode == 0, listed.stderr
