@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, stores, weekly_panel
+from conftest import REPO, stores, supplyml, weekly_panel
 
 from supplyml.config import Config, ModelConfig
 from supplyml.forecasting import backtest
@@ -149,24 +149,8 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
         *[f"data.panel_columns.{k}={v}" for k, v in mapping.items()],
     ]
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "bench",
-            "--data",
-            str(data),
-            "--format",
-            "panel",
-            "--out",
-            str(out),
-            *[a for s in sets for a in ("--set", s)],
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = supplyml(
+        "bench", "--data", str(data), "--format", "panel", "--out", str(out), *(a for s in sets for a in ("--set", s))
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     for row in (
@@ -200,24 +184,15 @@ def test_bench_cli_on_a_foreign_panel_writes_results_forecasts_report_and_mlflow
 def test_bench_rejects_bad_data_before_training(tmp_path):
     data = tmp_path / "bad.csv"
     pd.DataFrame({"unique_id": ["A", "A"], "ds": ["2022-01-01", "2022-01-01"], "y": [1, -2]}).to_csv(data, index=False)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "bench",
-            "--data",
-            str(data),
-            "--format",
-            "panel",
-            "--out",
-            str(tmp_path / "out"),
-            *[a for s in stores(tmp_path) for a in ("--set", s)],
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = supplyml(
+        "bench",
+        "--data",
+        str(data),
+        "--format",
+        "panel",
+        "--out",
+        str(tmp_path / "out"),
+        *(a for s in stores(tmp_path) for a in ("--set", s)),
     )
     assert proc.returncode == 1
     assert "one row per series and day" in proc.stderr and "y (demand) is not negative" in proc.stderr
