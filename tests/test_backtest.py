@@ -198,3 +198,9 @@ def test_bench_rejects_bad_data_before_training(tmp_path):
     assert "one row per series and day" in proc.stderr and "y (demand) is not negative" in proc.stderr
     assert "rejected before anything trained" in proc.stderr
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_misspelt_peer_cap_stops_the_bench_with_its_name(tmp_path):
+    proc = supplyml("bench", *(a for s in [*stores(tmp_path), "evaluation.peer_max_series.arimaa=5"] for a in ("--set", s)))
+    assert proc.returncode == 2 and "evaluation.peer_max_series has unknown names ['arimaa']; choose from" in proc.stderr
+    assert not (tmp_path / "bench").exists()  # nothing written

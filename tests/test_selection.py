@@ -11,7 +11,7 @@ import pytest
 from conftest import weekly_panel
 from scipy.stats import norm
 
-from supplyml.config import Config, ModelConfig
+from supplyml.config import Config, ConfigError, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting import load
@@ -325,6 +325,12 @@ def test_costly_candidates_sit_out_of_panels_above_their_cap():
     only = Config.model_validate({"selection": {"candidates": ["arima"], "max_series": {"arima": 2}}})
     with pytest.raises(DataError, match=r"sits out of a panel of 3 series \(selection.max_series.arima=2\)"):
         select(weekly_panel(days=90, n=3), only, ModelConfig())
+
+
+def test_a_misspelt_cap_is_named_instead_of_capping_nothing():
+    cfg = Config.model_validate({"selection": {"max_series": {"auto_etss": 0}}})
+    with pytest.raises(ConfigError, match=r"selection.max_series has unknown names \['auto_etss'\]; choose from .*'auto_ets'"):
+        candidates(cfg, 3)
 
 
 def test_a_statistical_recipe_neither_selects_nor_loads_through_torch(tmp_path):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from supplyml import compute, tracking
 from supplyml import tune as tuning
-from supplyml.config import Config, ModelConfig
+from supplyml.config import Config, ConfigError, ModelConfig
 from supplyml.data import content_key, data_version
 from supplyml.features import history_days, plan
 from supplyml.forecasting import Forecaster, backtest
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @compute.distributed
 def run(cfg: Config, out_dir: str | Path, root: str | Path = ".") -> dict:
+    if unknown := sorted(set(cfg.evaluation.peer_max_series) - set(BENCH_PEERS)):  # a misspelt cap would cap nothing
+        raise ConfigError(f"evaluation.peer_max_series has unknown names {unknown}; choose from {sorted(BENCH_PEERS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

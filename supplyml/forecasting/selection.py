@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supplyml.config import Config, ModelConfig
+from supplyml.config import Config, ConfigError, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
 from supplyml.forecasting import metrics
@@ -78,6 +78,8 @@ def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> li
     refit at every origin and their cost grows with series x days, so each sits out above its
     `selection.max_series`. The evaluate step's peers follow the same rule."""
     names = list(cfg.selection.candidates if names is None else names)
+    if unknown := sorted(set(cfg.selection.max_series) - set(CANDIDATES)):  # a misspelt cap would cap nothing
+        raise ConfigError(f"selection.max_series has unknown names {unknown}; choose from {sorted(CANDIDATES)}")
     for name, most in cfg.selection.max_series.items():
         if name in names and n_series > most:
             log.info(
