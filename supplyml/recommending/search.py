@@ -73,16 +73,15 @@ class RecommendSearch:
             return [
                 {
                     **first,
-                    "new_item_boost": min(max(p.get("new_item_boost", 0.0), space.new_item_boost[0]), space.new_item_boost[1]),
+                    "new_item_boost": _within(p.get("new_item_boost", 0.0), space.new_item_boost),
                 }
             ]
         if "deepfm" not in space.architecture:
             return [first]
-        lr = min(max(1e-3, space.lr["deepfm"][0]), space.lr["deepfm"][1])
         own = {
             "architecture": "deepfm",
             "dim": space.dim[0],
-            "deepfm_lr": lr,
+            "deepfm_lr": _within(1e-3, space.lr["deepfm"]),
             "repeat_slots": space.repeat_slots[0],
             "half_life_days": p["half_life_days"],
             "popularity_weight": space.popularity_weight[0],
@@ -121,3 +120,8 @@ def tuning_search(cfg: Config, frame: pd.DataFrame | None, data_md5: str) -> Rec
         return RecommendSearch(None, cfg, data_md5)
     first = windows(cfg, frame)[0]
     return RecommendSearch(frame[frame["ds"] <= first.end], cfg, data_md5)
+
+
+def _within(value: float, bounds: tuple[float, float]) -> float:
+    """`value` moved into [low, high]: a first trial outside the space would stop the study."""
+    return min(max(value, bounds[0]), bounds[1])
