@@ -78,7 +78,8 @@ def candidates(cfg: Config, n_series: int, names: list[str] | None = None) -> li
     refit at every origin and their cost grows with series x days, so each sits out above its
     `selection.max_series`. The evaluate step's peers follow the same rule."""
     names = list(cfg.selection.candidates if names is None else names)
-    if unknown := sorted(set(cfg.selection.max_series) - set(CANDIDATES)):  # a misspelt cap would cap nothing
+    capped = list(cfg.selection.max_series)
+    if unknown := sorted(set(capped) - set(candidate_classes(capped))):  # a misspelt cap would cap nothing
         raise ConfigError(f"selection.max_series has unknown names {unknown}; choose from {sorted(CANDIDATES)}")
     for name, most in cfg.selection.max_series.items():
         if name in names and n_series > most:
