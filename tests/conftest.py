@@ -114,9 +114,10 @@ def supplyml(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
-    root, before = logging.getLogger(), os.environ.get("MLFLOW_TRACKING_URI")
+    root, before, environment = logging.getLogger(), os.environ.get("MLFLOW_TRACKING_URI"), dict(os.environ)
     level = root.level
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.chdir(REPO)  # where a user runs it, as the child processes do: relative paths resolve from there
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
             mp.delenv(name, raising=False)
         for name, value in (env or {}).items():
@@ -129,6 +130,8 @@ def supplyml(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
             root.removeHandler(handler)
             root.setLevel(level)
             mlflow.set_tracking_uri(before)
+    os.environ.clear()  # what the command exported (BENTOML_HOME, MLflow's URI) goes with it
+    os.environ.update(environment)
     return subprocess.CompletedProcess(["supplyml", *args], code, out.getvalue(), err.getvalue())
 
 
