@@ -64,6 +64,7 @@ PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weig
 # intervals far too narrow set order-up-to levels far too low).
 PEER = "against the best peer"
 BAR = "against the bar"
+COVERAGE_LEVEL = 0.95  # the nominal level of the intervals the coverage figures are read from
 GUARDS = (
     Metric("total_cost", "forecast.total_cost", greater_is_better=False, pooled="sum"),
     Metric("cycle_service_level", "forecast.cycle_service_level", greater_is_better=True, pooled="mean"),
@@ -155,7 +156,7 @@ def against_best_peer(result: backtest.Backtest, cfg: Config) -> list[evidence.C
     theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
     (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
     c.metric = f"wrmsse {PEER}, {best}"
-    return [c, against_bar(result.units, "coverage_95", 0.95 - cfg.gate.csl_tolerance, cfg)]
+    return [c, against_bar(result.units, "coverage_95", COVERAGE_LEVEL - cfg.gate.csl_tolerance, cfg)]
 
 
 def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config, name: str | None = None) -> evidence.Comparison:
@@ -189,9 +190,9 @@ def stored_peers(verdict: dict | None) -> list[evidence.Comparison]:
     return [evidence.Comparison(**c) for c in (verdict or {}).get("evidence", []) if PEER in c["metric"] or BAR in c["metric"]]
 
 
-def units(result: backtest.Backtest, target: float = 0.95) -> pd.DataFrame:
+def units(result: backtest.Backtest) -> pd.DataFrame:
     """A backtest's per series x origin units with the 95% interval's coverage gap."""
-    return result.units.assign(coverage_gap_95=lambda u: (u["coverage_95"] - target).abs())
+    return result.units.assign(coverage_gap_95=lambda u: (u["coverage_95"] - COVERAGE_LEVEL).abs())
 
 
 def compare(

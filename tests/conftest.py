@@ -113,15 +113,13 @@ def supplyml(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    handler = logging.StreamHandler(err)
-    root, before, environment = logging.getLogger(), os.environ.get("MLFLOW_TRACKING_URI"), dict(os.environ)
-    level = root.level
+    handler, root = logging.StreamHandler(err), logging.getLogger()
+    level, environment, before = root.level, dict(os.environ), os.environ.get("MLFLOW_TRACKING_URI")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
+        os.environ.pop(name, None)
+    os.environ.update(env or {})
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         mp.chdir(REPO)  # where a user runs it, as the child processes do: relative paths resolve from there
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
-            mp.delenv(name, raising=False)
-        for name, value in (env or {}).items():
-            mp.setenv(name, value)
         root.addHandler(handler)
         root.setLevel(logging.INFO)  # as the CLI's basicConfig sets it in its own process
         try:
@@ -130,8 +128,8 @@ def supplyml(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
             root.removeHandler(handler)
             root.setLevel(level)
             mlflow.set_tracking_uri(before)
-    os.environ.clear()  # what the command exported (BENTOML_HOME, MLflow's URI) goes with it
-    os.environ.update(environment)
+            os.environ.clear()  # what the command exported (BENTOML_HOME, MLflow's URI) goes with it
+            os.environ.update(environment)
     return subprocess.CompletedProcess(["supplyml", *args], code, out.getvalue(), err.getvalue())
 
 

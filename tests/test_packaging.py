@@ -6,14 +6,12 @@ import sys
 import tomllib
 
 import yaml
-from conftest import REPO
+from conftest import REPO, supplyml
 
 
 def compile_to(path, *overrides):
-    """`supplyml pipeline compile` in this process: the same command, without a child's 3 s of imports per call."""
-    from cli.main import main
-
-    assert main(["pipeline", "compile", "--out", str(path), *(a for o in overrides for a in ("--set", o))]) == 0
+    compiled = supplyml("pipeline", "compile", "--out", str(path), *(a for o in overrides for a in ("--set", o)))
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
     return load_ir(path)
 
 
