@@ -229,7 +229,7 @@ class GateConfig(Section):
 
     max_wrmsse: float = Field(1.5, gt=0)
     # On the held-out origins the chosen model's WRMSSE may not be significantly worse than the best peer's,
-    # nor its 95% coverage significantly short of 0.95 - csl_tolerance.
+    # nor its 95% coverage significantly short of 0.95 - coverage_tolerance.
     must_match_best_peer: bool = True
     # One-sided level of the paired tests: "significantly better" and "significantly worse".
     alpha: float = Field(0.05, gt=0, lt=0.5)
@@ -240,6 +240,9 @@ class GateConfig(Section):
     resamples: int = Field(9999, ge=99)  # permutations and bootstrap draws per test
     # A policy is served at the target: its cycle service level at most this far below inventory.service_level.
     csl_tolerance: float = Field(0.03, ge=0, le=1)
+    # A forecaster's 95% intervals cover at least 0.95 less this on held-out origins (intervals far too narrow
+    # set order-up-to levels far too low).
+    coverage_tolerance: float = Field(0.03, ge=0, le=1)
 
 
 class MonitorConfig(Section):

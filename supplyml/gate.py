@@ -60,8 +60,7 @@ class Metric:
 PRIMARY = Metric("wrmsse", "rmsse", greater_is_better=False, pooled="mean", weight="weight")
 # The held-out comparisons that judge a candidate with or without a champion are stored among a version's
 # verdict evidence with these in their names: its WRMSSE against the best peer's, and its 95% intervals'
-# coverage against the bar 0.95 - gate.csl_tolerance (a first champion has no champion's guards, and
-# intervals far too narrow set order-up-to levels far too low).
+# coverage against the bar 0.95 - gate.coverage_tolerance (a first champion has no champion's guards).
 PEER = "against the best peer"
 BAR = "against the bar"
 COVERAGE_LEVEL = 0.95  # the nominal level of the intervals the coverage figures are read from
@@ -156,7 +155,7 @@ def against_best_peer(result: backtest.Backtest, cfg: Config) -> list[evidence.C
     theirs = result.units[["unique_id", "origin", "weight", f"{best}.rmsse"]].rename(columns={f"{best}.rmsse": "rmsse"})
     (c,) = paired(result.units[["unique_id", "origin", "weight", "rmsse"]], theirs, [PRIMARY], cfg.gate, cfg.seed)
     c.metric = f"wrmsse {PEER}, {best}"
-    return [c, against_bar(result.units, "coverage_95", COVERAGE_LEVEL - cfg.gate.csl_tolerance, cfg)]
+    return [c, against_bar(result.units, "coverage_95", COVERAGE_LEVEL - cfg.gate.coverage_tolerance, cfg)]
 
 
 def against_bar(units: pd.DataFrame, column: str, bar: float, cfg: Config, name: str | None = None) -> evidence.Comparison:
