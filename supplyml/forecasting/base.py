@@ -281,7 +281,11 @@ def to_frame(skus: list[str], dates: pd.DatetimeIndex, mean: np.ndarray, q: np.n
 
 def copula_normals(n: int, n_samples: int, h: int, rho: float, rng: np.random.Generator) -> np.ndarray:
     """(n, s, h) standard normals, equicorrelated across a path's days: sqrt(rho) common + sqrt(1 - rho) own."""
-    return equicorrelated(rng.standard_normal((n, n_samples, 1)), rng.standard_normal((n, n_samples, h)), rho)
+    common, own = rng.standard_normal((n, n_samples, 1)), rng.standard_normal((n, n_samples, h))
+    # `equicorrelated` in place: two fewer temporaries the size of all paths (1.3 GB each at 32k series).
+    own *= np.sqrt(1 - rho)
+    own += np.sqrt(rho) * common
+    return own
 
 
 def equicorrelated(common: np.ndarray, own: np.ndarray, rho: float) -> np.ndarray:
@@ -302,8 +306,22 @@ def copula_paths(
     return quantile_paths(q, copula_normals(n, n_samples, h, rho, rng), levels)
 
 
+PATH_BLOCK = 2**16  # values per block of quantile_paths
+
+
 def quantile_paths(q: np.ndarray, z: np.ndarray, levels: np.ndarray = LEVEL_GRID) -> np.ndarray:
     """(n, s, h) paths: each day's quantile function q (n, h, len(levels)) read at u = Phi(z), z (n, s, h)."""
+    n, s, h = z.shape
+    out = np.empty(z.shape, np.float32)
+    # A block of series at a time: its ~8 temporaries of 64k values stay in the cache, where whole-panel
+    # ones went through memory (3.8x slower at 500 to 8,000 series x 500 paths x 10 days).
+    step = max(1, PATH_BLOCK // (s * h))
+    for a in range(0, n, step):
+        out[a : a + step] = _read(q[a : a + step], z[a : a + step], levels)
+    return out
+
+
+def _read(q: np.ndarray, z: np.ndarray, levels: np.ndarray) -> np.ndarray:
     n, h, k = q.shape
     u = np.clip(special.ndtr(z), levels[0], levels[-1])
     hi = np.clip(np.searchsorted(levels, u), 1, k - 1)
@@ -312,7 +330,7 @@ def quantile_paths(q: np.ndarray, z: np.ndarray, levels: np.ndarray = LEVEL_GRID
     at = (np.arange(n)[:, None, None] * h + np.arange(h)[None, None, :]) * k + hi
     flat = q.reshape(-1)
     lo_v, hi_v = flat[at - 1], flat[at]
-    return (lo_v + w * (hi_v - lo_v)).astype(np.float32)
+    return lo_v + w * (hi_v - lo_v)
 
 
 def finish(mean: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
