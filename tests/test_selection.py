@@ -13,8 +13,8 @@ from scipy.stats import norm
 
 from supplyml.config import Config, ConfigError, ModelConfig
 from supplyml.data import DataError
+from supplyml.forecasting import base, load
 from supplyml.forecasting import calibration as cal
-from supplyml.forecasting import load
 from supplyml.forecasting.base import LEVEL_GRID, Calibration, copula_paths, quantile_paths
 from supplyml.forecasting.combination import Combination
 from supplyml.forecasting.gbm import LightGBM
@@ -51,9 +51,12 @@ def test_copula_paths_keep_each_days_quantile_function_and_widen_totals_with_rho
     assert 3 < tied[0].sum(1).var() / flat[0].sum(1).var() < 4.2
 
 
-def test_quantile_paths_read_each_series_and_days_own_quantile_function_by_hand():
+@pytest.mark.parametrize("block", [2**16, 6, 1])  # both series in one block, one series a block, less than a series
+def test_quantile_paths_read_each_series_and_days_own_quantile_function_by_hand(block, monkeypatch):
     """Levels 0.1 / 0.5 / 0.9; series 0 day 1 has quantiles 1, 2, 4 and series 1 day 0 has 10, 20, 40.
-    At u = 0.7: 2 + (0.7 - 0.5) / 0.4 x (4 - 2) = 3 and 30; below 0.1 the end value holds."""
+    At u = 0.7: 2 + (0.7 - 0.5) / 0.4 x (4 - 2) = 3 and 30; below 0.1 the end value holds. The same read
+    whether the paths are computed a block of series at a time or all at once."""
+    monkeypatch.setattr(base, "PATH_BLOCK", block)
     levels = np.array([0.1, 0.5, 0.9])
     q = np.array([[[0.0, 0.0, 0.0], [1.0, 2.0, 4.0]], [[10.0, 20.0, 40.0], [5.0, 5.0, 5.0]]])  # (2 series, 2 days, 3)
     z = np.full((2, 3, 2), norm.ppf(0.7))
