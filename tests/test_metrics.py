@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from supplyml.forecasting.metrics import (
+    Actuals,
     bias,
     coverage,
     evaluate_forecasts,
@@ -139,3 +140,17 @@ def test_evaluate_forecasts_rejects_missing_forecasts():
         evaluate_forecasts(train, test, forecast.iloc[:3], [0.5])
     with pytest.raises(ValueError, match="q0.9"):
         evaluate_forecasts(train, test, forecast, [0.9])
+
+
+def test_actuals_score_each_forecast_of_one_origin_by_hand_and_name_series_without_history():
+    train, test, forecast = _frames()
+    actuals = Actuals(train, test)  # the history matrix is built once, then read by every forecast
+    levels = [0.025, 0.25, 0.5, 0.75, 0.975]
+    perfect = test[["unique_id", "ds"]].assign(mean=test["y"], **{quantile_col(q): test["y"] for q in levels})
+    assert actuals.evaluate(forecast, levels)["wrmsse"] == pytest.approx((10 * np.sqrt(2) + 56) / 66)
+    assert actuals.evaluate(perfect, levels)["wrmsse"] == 0.0
+    units = actuals.series_scores(forecast)
+    assert units["rmsse"].tolist() == pytest.approx([np.sqrt(2), 1.0])  # A: RMSE sqrt(2) / 1; B: 2 / 2
+    assert units["weight"].tolist() == pytest.approx([10 / 66, 56 / 66])
+    with pytest.raises(ValueError, match=r"1 test series have no training history, e.g. \['B'\]"):
+        Actuals(train[train["unique_id"] == "A"], test)

@@ -18,7 +18,7 @@ import pandas as pd
 from supplyml import simulation as sim
 from supplyml.config import Config
 from supplyml.forecasting import Forecaster, report
-from supplyml.forecasting.metrics import coverage, evaluate_forecasts, quantile_col, series_scores
+from supplyml.forecasting.metrics import Actuals, coverage, quantile_col
 from supplyml.forecasting.peers import forecast_peers
 
 log = logging.getLogger(__name__)
@@ -187,30 +187,27 @@ def evaluate_origin(
             seed=cfg.seed,
         )[name]
         results[name] = (peer, time.perf_counter() - t0)
-    scores = []
+    actuals, scores = Actuals(fit, test), []
     for name, (frame, seconds) in results.items():
-        s = evaluate_forecasts(fit, test, frame, quantiles)
+        s = actuals.evaluate(frame, quantiles)
         scores.append({"origin": start, "model": name, **{m: s[m] for m in METRICS}, "seconds": seconds})
     log.info("origin %s\n%s", start.date(), pd.DataFrame(scores).set_index("model")[METRICS].round(3).to_string())
     forecasts = {name: frame for name, (frame, _) in results.items()}
     sims, totals = simulate_policies(panel, fit, test, forecaster, cfg)
-    return Origin(start, scores, forecasts, test, sims, totals, series_units(fit, test, forecasts, sims))
+    return Origin(start, scores, forecasts, test, sims, totals, series_units(actuals, forecasts, sims))
 
 
-def series_units(
-    fit: pd.DataFrame, test: pd.DataFrame, forecasts: dict[str, pd.DataFrame], sims: dict[str, sim.Simulation]
-) -> pd.DataFrame:
+def series_units(actuals: Actuals, forecasts: dict[str, pd.DataFrame], sims: dict[str, sim.Simulation]) -> pd.DataFrame:
     """Per series at one origin: the champion recipe's weight, RMSSE and 95% coverage, each peer's
     `<peer>.rmsse` and `<peer>.coverage_95`, and each policy's `<policy>.total_cost` and `<policy>.cycle_service_level`
     (simulations run over the sorted series)."""
-    out = series_scores(fit, test, forecasts[MODEL])
+    out = actuals.series_scores(forecasts[MODEL])
     for name, frame in forecasts.items():
         if name != MODEL:
-            scores = series_scores(fit, test, frame)
+            scores = actuals.series_scores(frame)
             out[f"{name}.rmsse"], out[f"{name}.coverage_95"] = scores["rmsse"], scores["coverage_95"]
-    ids = sorted(test["unique_id"].unique())
     for name, run in sims.items():
-        per = run.per_series()[["total_cost", "cycle_service_level"]].set_axis(ids).add_prefix(f"{name}.")
+        per = run.per_series()[["total_cost", "cycle_service_level"]].set_axis(actuals.ids).add_prefix(f"{name}.")
         out = out.join(per)
     return out
 

@@ -141,85 +141,95 @@ def evaluate_forecasts(
     weight_window: int = 28,
     season: int = 1,
 ) -> dict[str, float]:
-    """Score a forecast frame [unique_id, ds, mean, q...] against the test rows.
-
-    Returns wrmsse, mase (unweighted mean over scored series), wspl, bias, coverage_50 and
-    coverage_95 (only when the 0.25/0.75 and 0.025/0.975 quantiles are present), n_series and
-    n_unscored (series left out of the scaled metrics by the zero-scale rule).
-    """
-    if test.empty:
-        raise ValueError("test frame is empty; nothing to evaluate")
-    qcols = [quantile_col(q) for q in quantiles]
-    missing = [c for c in ["unique_id", "ds", "mean", *qcols] if c not in forecast.columns]
-    if missing:
-        raise ValueError(f"forecast frame lacks columns {missing}")
-    unknown = set(test["unique_id"]) - set(train["unique_id"])
-    if unknown:
-        raise ValueError(f"{len(unknown)} test series have no training history, e.g. {sorted(unknown)[:5]}")
-
-    joined = _join(test, forecast, qcols)
-    unforecast = joined[joined[["mean", *qcols]].isna().any(axis=1)]
-    if len(unforecast):
-        first = unforecast.iloc[0]
-        raise ValueError(
-            f"{len(unforecast)} test rows have no forecast (mean or a quantile missing), "
-            f"e.g. unique_id={first['unique_id']!r} ds={first['ds']}"
-        )
-
-    ids, hist, m = _matrices(train, test, forecast, qcols)
-    y_true, y_mean = m["y"], m["mean"]
-    y_q = np.stack([m[c] for c in qcols], axis=-1)
-
-    per_series = np.asarray(rmsse(y_true, y_mean, hist, season))
-    result = {
-        "wrmsse": wrmsse(y_true, y_mean, hist, season, weight_window),
-        "mase": float(np.nanmean(mase(y_true, y_mean, hist, season))),
-        "wspl": wspl(y_true, y_q, quantiles, hist, season, weight_window),
-        "bias": bias(y_true, y_mean),
-    }
-    for name, (lo, hi) in {"coverage_50": (0.25, 0.75), "coverage_95": (0.025, 0.975)}.items():
-        lo_q, hi_q = (next((q for q in quantiles if np.isclose(q, b)), None) for b in (lo, hi))
-        if lo_q is not None and hi_q is not None:
-            result[name] = coverage(y_true, m[quantile_col(lo_q)], m[quantile_col(hi_q)])
-    result["n_series"] = float(len(ids))
-    result["n_unscored"] = float(np.sum(~np.isfinite(per_series)))
-    return result
+    """Score a forecast frame [unique_id, ds, mean, q...] against the test rows (`Actuals.evaluate`)."""
+    return Actuals(train, test).evaluate(forecast, quantiles, weight_window, season)
 
 
-def _join(test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]) -> pd.DataFrame:
-    return test[["unique_id", "ds", "y"]].merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"], how="left")
+def series_scores(
+    train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28, season: int = 1
+) -> pd.DataFrame:
+    """`Actuals.series_scores` of one forecast."""
+    return Actuals(train, test).series_scores(forecast, weight_window, season)
+
+
+class Actuals:
+    """What every forecast scored at one origin is scored against: the test rows, and the training demand
+    of their series as the scaled metrics read it (`history_matrix`). Built once per origin: the history
+    matrix sorts and indexes every training row, which done per forecast was the backtest's largest
+    cost that grew faster than the panel."""
+
+    def __init__(self, train: pd.DataFrame, test: pd.DataFrame):
+        if test.empty:
+            raise ValueError("test frame is empty; nothing to evaluate")
+        self.test = test[["unique_id", "ds", "y"]]
+        self.ids = pd.Index(sorted(self.test["unique_id"].unique()))
+        unknown = self.ids.difference(pd.Index(train["unique_id"].unique()))
+        if len(unknown):
+            raise ValueError(f"{len(unknown)} test series have no training history, e.g. {list(unknown[:5])}")
+        self.hist = history_matrix(train, self.ids)
+
+    def evaluate(
+        self, forecast: pd.DataFrame, quantiles: list[float], weight_window: int = 28, season: int = 1
+    ) -> dict[str, float]:
+        """wrmsse, mase (unweighted mean over scored series), wspl, bias, coverage_50 and coverage_95 (only
+        when the 0.25/0.75 and 0.025/0.975 quantiles are present), n_series and n_unscored (series left
+        out of the scaled metrics by the zero-scale rule)."""
+        qcols = [quantile_col(q) for q in quantiles]
+        missing = [c for c in ["unique_id", "ds", "mean", *qcols] if c not in forecast.columns]
+        if missing:
+            raise ValueError(f"forecast frame lacks columns {missing}")
+        joined = self._join(forecast, qcols)
+        unforecast = joined[joined[["mean", *qcols]].isna().any(axis=1)]
+        if len(unforecast):
+            first = unforecast.iloc[0]
+            raise ValueError(
+                f"{len(unforecast)} test rows have no forecast (mean or a quantile missing), "
+                f"e.g. unique_id={first['unique_id']!r} ds={first['ds']}"
+            )
+        hist, m = self.hist, _to_matrix(joined, self.ids, ["y", "mean", *qcols], right_align=False)
+        y_true, y_mean = m["y"], m["mean"]
+        y_q = np.stack([m[c] for c in qcols], axis=-1)
+
+        per_series = np.asarray(rmsse(y_true, y_mean, hist, season))
+        result = {
+            "wrmsse": wrmsse(y_true, y_mean, hist, season, weight_window),
+            "mase": float(np.nanmean(mase(y_true, y_mean, hist, season))),
+            "wspl": wspl(y_true, y_q, quantiles, hist, season, weight_window),
+            "bias": bias(y_true, y_mean),
+        }
+        for name, (lo, hi) in {"coverage_50": (0.25, 0.75), "coverage_95": (0.025, 0.975)}.items():
+            lo_q, hi_q = (next((q for q in quantiles if np.isclose(q, b)), None) for b in (lo, hi))
+            if lo_q is not None and hi_q is not None:
+                result[name] = coverage(y_true, m[quantile_col(lo_q)], m[quantile_col(hi_q)])
+        result["n_series"] = float(len(self.ids))
+        result["n_unscored"] = float(np.sum(~np.isfinite(per_series)))
+        return result
+
+    def series_scores(self, forecast: pd.DataFrame, weight_window: int = 28, season: int = 1) -> pd.DataFrame:
+        """Per test series: its WRMSSE weight (the weights of the scored series sum to 1, as in `wrmsse`), its
+        RMSSE (NaN by the zero-scale rule) and the share of its days inside the 95% interval (NaN without the
+        0.025 / 0.975 quantiles): the units a paired comparison of two forecasters is made of."""
+        qcols = [c for c in (quantile_col(0.025), quantile_col(0.975)) if c in forecast]
+        hist, m = self.hist, _to_matrix(self._join(forecast, qcols), self.ids, ["y", "mean", *qcols], right_align=False)
+        per_series = np.atleast_1d(rmsse(m["y"], m["mean"], hist, season))
+        weights = np.where(np.isfinite(per_series), series_weights(hist, weight_window), 0.0)
+        if weights.sum() <= 0:
+            raise ValueError("no series has both a nonzero naive scale and units in the weight window")
+        out = pd.DataFrame({"weight": weights / weights.sum(), "rmsse": per_series}, index=self.ids)
+        if len(qcols) == 2:
+            seen = ~np.isnan(m["y"])
+            inside = (m[qcols[0]] <= m["y"]) & (m["y"] <= m[qcols[1]]) & seen
+            out["coverage_95"] = inside.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+        else:
+            out["coverage_95"] = np.nan
+        out.index.name = "unique_id"
+        return out
+
+    def _join(self, forecast: pd.DataFrame, qcols: list[str]) -> pd.DataFrame:
+        return self.test.merge(forecast[["unique_id", "ds", "mean", *qcols]], on=["unique_id", "ds"], how="left")
 
 
 def history_matrix(train: pd.DataFrame, ids: pd.Index) -> np.ndarray:
     """The training demand of `ids` as rows (len(ids), days), right-aligned on each series' last day: the
     `y_train` of the scaled metrics."""
     return _to_matrix(train[train["unique_id"].isin(ids)], ids, ["y"], right_align=True)["y"]
-
-
-def _matrices(train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, qcols: list[str]):
-    joined = _join(test, forecast, qcols)
-    ids = pd.Index(sorted(joined["unique_id"].unique()))
-    return ids, history_matrix(train, ids), _to_matrix(joined, ids, ["y", "mean", *qcols], right_align=False)
-
-
-def series_scores(
-    train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28, season: int = 1
-) -> pd.DataFrame:
-    """Per test series: its WRMSSE weight (the weights of the scored series sum to 1, as in `wrmsse`), its
-    RMSSE (NaN by the zero-scale rule) and the share of its days inside the 95% interval (NaN without the
-    0.025 / 0.975 quantiles): the units a paired comparison of two forecasters is made of."""
-    qcols = [c for c in (quantile_col(0.025), quantile_col(0.975)) if c in forecast]
-    ids, hist, m = _matrices(train, test, forecast, qcols)
-    per_series = np.atleast_1d(rmsse(m["y"], m["mean"], hist, season))
-    weights = np.where(np.isfinite(per_series), series_weights(hist, weight_window), 0.0)
-    if weights.sum() <= 0:
-        raise ValueError("no series has both a nonzero naive scale and units in the weight window")
-    out = pd.DataFrame({"weight": weights / weights.sum(), "rmsse": per_series}, index=ids)
-    if len(qcols) == 2:
-        seen = ~np.isnan(m["y"])
-        inside = (m[qcols[0]] <= m["y"]) & (m["y"] <= m[qcols[1]]) & seen
-        out["coverage_95"] = inside.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
-    else:
-        out["coverage_95"] = np.nan
-    out.index.name = "unique_id"
-    return out
