@@ -40,34 +40,6 @@ def test_calibration_maps_levels_and_is_the_identity_until_learnt():
     assert c.total_level(0.95) == pytest.approx(0.99)
 
 
-def test_order_map_reads_the_level_whose_base_stock_replay_met_each_target_by_hand():
-    """Lead time 0, a review every day: the position is raised to S before each day's demand, so a cycle
-    (one day) stocks out iff demand > S. Series A's demand is 0..99 and S is 59, 79 and 99 at levels
-    0.3, 0.5 and 0.8: 60, 80 and 100 of its 100 days are met. Series B sells nothing, so all of its days
-    are. Pooled: 0.8, 0.9 and 1.0. A 95% target lies halfway from 0.9 to 1.0, so level 0.65; 85% at 0.4;
-    a target no level missed (0.7) reads the lowest."""
-    demand = np.vstack([np.random.default_rng(0).permutation(np.arange(100.0)), np.zeros(100)])
-    S = np.array([[59.0, 0.0], [79.0, 0.0], [99.0, 0.0]])[:, :, None].repeat(100, axis=2)  # (levels, series, reviews)
-    service = np.stack([cal.cycle_service(demand, s, lead_time=0, review_period=1) for s in S])
-    assert service == pytest.approx(np.array([[0.6, 1.0], [0.8, 1.0], [1.0, 1.0]]))
-    met, levels = cal.order_map(service, levels=np.array([0.3, 0.5, 0.8]))
-    assert met == pytest.approx([0.8, 0.9, 1.0]) and levels == [0.3, 0.5, 0.8]
-    c = Calibration(total=([0.5, 0.95], [0.5, 0.99]), order=(met, levels))
-    assert [c.order_level(t) for t in (0.95, 0.85, 0.7)] == pytest.approx([0.65, 0.4, 0.3])
-    assert c.total_level(0.95) == pytest.approx(0.99)  # intervals still read the total map
-    assert Calibration(total=([0.5, 0.95], [0.5, 0.99])).order_level(0.95) == pytest.approx(0.99)  # no order map: the total map
-
-
-def test_orders_read_the_replay_only_where_the_total_maps_service_is_significantly_off_target():
-    """40 series whose every cycle was met (1.0 against 0.95): all 40 block differences are +0.05, so the
-    sign-flip p-value is the least 9,999 resamples can give, 1e-4. Half the series at 0.9 and half at 1.0 average the
-    target exactly: differences -0.05 and +0.05, no sign of either side. Both verdicts are seen."""
-    off, test = cal.off_target(np.ones(40), 0.95, alpha=0.05, seed=0)
-    assert off and test.p_better <= 2e-4 and test.challenger == pytest.approx(1.0) and test.blocks == 40
-    off, test = cal.off_target(np.tile([0.9, 1.0], 20), 0.95, alpha=0.05, seed=0)
-    assert not off and test.challenger == pytest.approx(0.95) and min(test.p_better, test.p_worse) > 0.4
-
-
 def test_copula_paths_keep_each_days_quantile_function_and_widen_totals_with_rho():
     q = np.broadcast_to(100 * LEVEL_GRID, (1, 5, len(LEVEL_GRID)))  # every day uniform on [0, 100]
     rng = np.random.default_rng(0)

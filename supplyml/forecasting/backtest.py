@@ -257,8 +257,7 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
         levels.append(sim.sample_path_levels(paths[-1], level))
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
             window = paths[-1].sum(axis=2)
-            read = forecaster.calibration.total_level
-            q = {quantile_col(lv): np.quantile(window, read(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
+            q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
             totals.append(
                 pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d : d + cover].sum(1), "S": levels[-1], **q})
             )

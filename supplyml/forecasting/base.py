@@ -8,7 +8,7 @@ level at which to read totals for an order-up-to decision), `with_history`, `sav
 Calibration learnt on validation origins (`supplyml.forecasting.calibration`) travels with the model:
 `predict` and `sample` read daily quantiles at calibrated levels, `sample` ties days with a Gaussian
 copula of the calibrated correlation, and `order_level` maps a target service level to the level of
-the sampled lead-time-plus-review totals at which base stock met it on validation data.
+the sampled lead-time-plus-review totals that met it on validation data.
 """
 
 from __future__ import annotations
@@ -64,16 +64,13 @@ class Calibration:
     """Level maps learnt on validation origins; the identity until calibrated.
 
     daily: (nominal levels, the levels whose quantiles met them on validation days).
-    total: the same for totals over lead time + review period (`days`): their intervals.
-    order: (service levels, the levels of those totals at which base stock met them on validation days),
-    read by order decisions; the total map where a model has none.
+    total: the same for totals over lead time + review period (`days`), read by order decisions.
     """
 
     rho: float = 0.0  # copula correlation between a path's days
     daily: tuple[list[float], list[float]] | None = None
     total: tuple[list[float], list[float]] | None = None
-    days: int | None = None  # the window the total and order maps were learnt on
-    order: tuple[list[float], list[float]] | None = None
+    days: int | None = None  # the window the total map was learnt on
     scores: dict = field(default_factory=dict)  # validation evidence, for the record
 
     def daily_levels(self, levels) -> np.ndarray:
@@ -81,9 +78,6 @@ class Calibration:
 
     def total_level(self, level: float) -> float:
         return float(_interp_map(np.array([level]), self.total)[0])
-
-    def order_level(self, service_level: float) -> float:
-        return float(_interp_map(np.array([service_level]), self.order or self.total)[0])
 
 
 def daily_history(frame: pd.DataFrame) -> pd.DataFrame:
@@ -237,8 +231,8 @@ class Forecaster(ABC):
         return copula_paths(q, n_samples, self.calibration.rho, np.random.default_rng(seed))
 
     def order_level(self, service_level: float) -> float:
-        """The level of sampled lead-time + review totals at which base stock met `service_level` on validation data."""
-        return self.calibration.order_level(service_level)
+        """The level of sampled lead-time + review totals that met `service_level` on validation data."""
+        return self.calibration.total_level(service_level)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -260,8 +254,7 @@ def load(path: str | Path) -> Forecaster:
         raise ValueError(f"{path}: unknown model family {meta['kind']!r}; known: {sorted(FAMILIES)}")
     model = FAMILIES[meta["kind"]]._load_state(path, meta, pd.read_parquet(path / "history.parquet"))
     cal = meta["calibration"]
-    maps = {k: tuple(cal[k]) if cal[k] else None for k in ("daily", "total", "order") if k in cal}
-    model.calibration = Calibration(**{**cal, **maps})
+    model.calibration = Calibration(**{**cal, **{k: tuple(cal[k]) if cal[k] else None for k in ("daily", "total")}})
     return model
 
 

@@ -5,12 +5,6 @@ actuals fell at or below (upper levels) or below (lower levels) the forecast qua
 validation days; inverting that curve gives the level to read for a wanted coverage. The same is done
 for totals over lead time + review period, from the model's own sample paths, after the copula
 correlation of those paths is chosen by the scaled pinball loss of the totals.
-
-Order decisions are calibrated on what their target is stated in: base stock is replayed on the
-validation days with S read at each level of ORDER_LEVELS, and a target service level maps to the level
-whose replay met it. A quantile of totals that covers 95% of them does not give 95% of review cycles
-without a stockout: stock left over from one cycle carries into the next, and lost sales cap what is
-missed.
 """
 
 from __future__ import annotations
@@ -18,10 +12,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 
-from supplyml import evidence
-from supplyml import simulation as sim
 from supplyml.config import M5_QUANTILES
 from supplyml.forecasting.base import LEVEL_GRID, equicorrelated, quantile_paths
 
@@ -29,8 +20,6 @@ log = logging.getLogger(__name__)
 # Levels forecasts are read at during selection and calibration: the sampling grid, M5's levels, and
 # a little further into the tails so that a too-narrow model can be widened.
 FINE = np.unique(np.round([0.001, 0.0025, *LEVEL_GRID, *M5_QUANTILES, 0.9975, 0.999], 4))
-# Levels S is read at in the replay: fine where service targets lie.
-ORDER_LEVELS = np.unique(np.round([*FINE, *np.arange(0.8, 0.9951, 0.005)], 4))
 TOTAL_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 CHUNK = 256  # series per block of sample paths: 500 paths x 10 days of 256 series are ~10 MB an array
 
@@ -44,34 +33,9 @@ def level_map(actual: np.ndarray, q: np.ndarray, levels: np.ndarray = FINE) -> t
     below = (actual[:, None] < q).mean(0)
     at_or_below = (actual[:, None] <= q).mean(0)
     freq = np.where(levels < 0.5, below, np.where(levels > 0.5, at_or_below, (below + at_or_below) / 2))
-    return [float(v) for v in levels], [float(v) for v in np.interp(levels, _increasing(freq), levels)]
-
-
-def _increasing(freq: np.ndarray) -> np.ndarray:
-    """Monotone and strictly increasing, so the curve can be inverted by interpolation."""
-    return np.maximum.accumulate(freq) + np.arange(len(freq)) * 1e-9
-
-
-def cycle_service(demand: np.ndarray, S: np.ndarray, lead_time: int, review_period: int) -> np.ndarray:
-    """Per series, the share of review cycles without a stockout when base stock orders up to S (n, reviews),
-    read at each review day 0, R, 2R, ..., against actual demand (n, T)."""
-    T, price = demand.shape[1], np.ones(len(demand))  # no costs: only stockouts are counted
-    run = sim.simulate(demand, sim.expand_levels(S, T, review_period), lead_time, review_period, price, 0.0, 0.0)
-    return 1 - run.cycle_stockouts().mean(axis=1)
-
-
-def off_target(service: np.ndarray, target: float, alpha: float, seed: int) -> tuple[bool, evidence.Comparison]:
-    """Whether a cycle service level, per series (n,), is significantly above or below `target`: the gate's
-    paired test (`evidence.compare`), each series a block, its mean against the target."""
-    units = pd.DataFrame({"block": np.arange(len(service)), "origin": "validation", "challenger": service, "champion": target})
-    test = evidence.compare("cycle_service_level", units.assign(weight=1 / len(service)), greater_is_better=True, seed=seed)
-    return test.better(alpha) or test.worse(alpha), test
-
-
-def order_map(service: np.ndarray, levels: np.ndarray = ORDER_LEVELS) -> tuple[list[float], list[float]]:
-    """(service levels met, the levels S was read at): `cycle_service` per level and series (len(levels), n),
-    pooled over series (each has as many cycles) into a curve that a target is read off, interpolated."""
-    return [float(v) for v in _increasing(service.mean(axis=1))], [float(v) for v in levels]
+    # Monotone and strictly increasing, so the curve can be inverted by interpolation.
+    freq = np.maximum.accumulate(freq) + np.arange(len(levels)) * 1e-9
+    return [float(v) for v in levels], [float(v) for v in np.interp(levels, freq, levels)]
 
 
 def coverage(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supplyml import simulation as sim
 from supplyml.config import Config, ConfigError, ModelConfig
 from supplyml.data import DataError
 from supplyml.forecasting import calibration as cal
@@ -246,64 +245,24 @@ def calibrate(
     rho, losses = cal.choose_rho(totals, q_days, scale, sel.path_correlations, inv.num_sample_paths, cfg.seed)
     tq = cal.total_quantiles(q_days, rho, inv.num_sample_paths, cfg.seed)
     total = cal.level_map(totals, tq)
-    combo.calibration = Calibration(rho=rho, daily=daily)
-    order, replay = _order_map(windows, panel, combo, cfg, Calibration(total=total).total_level(inv.service_level))
-    calibrated = Calibration(rho=rho, daily=daily, total=total, days=days, order=order)
+    calibrated = Calibration(rho=rho, daily=daily, total=total, days=days)
     # Validation coverage before calibration, for the record.
     scores: dict[str, Any] = {
         "daily_coverage_50_raw": _cov(y, q, 0.25, 0.75),
         "daily_coverage_95_raw": _cov(y, q, 0.025, 0.975),
         "total_coverage_95_raw": _cov(totals, tq, 0.025, 0.975),
         "rho_losses": losses,
-        "replay": replay,
-        "total_level": calibrated.total_level(inv.service_level),
-        "order_level": calibrated.order_level(inv.service_level),
+        "order_level": calibrated.total_level(inv.service_level),
     }
     calibrated.scores = scores
     log.info(
-        "calibration: rho %.2f, order level %.3f for a %.0f%% target (%.3f covered its totals); raw validation coverage %s",
+        "calibration: rho %.2f, order level %.3f for a %.0f%% target; raw validation coverage %s",
         rho,
         scores["order_level"],
         100 * inv.service_level,
-        scores["total_level"],
         {k: round(v, 3) for k, v in scores.items() if k.endswith("raw")},
     )
     return calibrated
-
-
-def _order_map(
-    windows: list[Window], panel: pd.DataFrame, combo: Forecaster, cfg: Config, total_level: float
-) -> tuple[tuple[list[float], list[float]] | None, dict]:
-    """Base stock replayed on the validation days, first origin to cutoff, of the series every window scores:
-    at each review the calibrated combination, anchored on the days before it, draws the paths S is read
-    from, as the backtest's reviews do on test days. Orders read the replay's map (`calibration.order_map`)
-    only where S at the total map's level (`total_level`) met a service level significantly off the
-    target, by the gate's paired test over series; otherwise the total map, and the replay's evidence
-    is returned for the record."""
-    inv, L, R = cfg.inventory, cfg.inventory.lead_time, cfg.inventory.review_period
-    first, ids = windows[0].origin, windows[0].ids
-    dates = pd.date_range(first, windows[-1].origin + pd.Timedelta(days=cfg.features.horizon - 1))
-    stretch = panel[(panel["ds"] >= first) & panel["unique_id"].isin(ids)]
-    demand = stretch.pivot(index="unique_id", columns="ds", values="y").reindex(index=ids, columns=dates).fillna(0.0).to_numpy()
-    reviews = sim.review_days(len(dates), R)
-    levels = [*cal.ORDER_LEVELS, total_level]
-    S = np.empty((len(levels), len(ids), len(reviews)))
-    for k, d in enumerate(reviews):
-        before = (panel["ds"] < first + pd.Timedelta(days=int(d))) & panel["unique_id"].isin(ids)
-        anchored = combo.with_history(_cut(panel, before))
-        q = anchored.quantiles(ids, L + R, anchored.calibration.daily_levels(LEVEL_GRID), future=stretch)[1]
-        totals = cal.path_totals([q], anchored.calibration.rho, inv.num_sample_paths, cfg.seed + int(d))
-        S[:, :, k] = np.quantile(totals, levels, axis=1, method="inverted_cdf")
-    service = np.stack([cal.cycle_service(demand, s, L, R) for s in S])
-    off, test = cal.off_target(service[-1], inv.service_level, cfg.gate.alpha, cfg.seed)
-    order = cal.order_map(service[:-1])
-    record = {"rule": "replay" if off else "totals", "series": len(ids), "reviews": len(reviews), **test.to_dict()}
-    log.info(
-        "replay of base stock on the validation days: at the total map's level, %s; orders read %s",
-        test.describe("the target"),
-        "the replay's map" if off else "the total map: not significantly off the target",
-    )
-    return (order if off else None), record
 
 
 def _cov(actual: np.ndarray, q: np.ndarray, lo: float, hi: float) -> float:
