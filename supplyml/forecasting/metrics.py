@@ -145,13 +145,6 @@ def evaluate_forecasts(
     return Actuals(train, test).evaluate(forecast, quantiles, weight_window, season)
 
 
-def series_scores(
-    train: pd.DataFrame, test: pd.DataFrame, forecast: pd.DataFrame, weight_window: int = 28, season: int = 1
-) -> pd.DataFrame:
-    """`Actuals.series_scores` of one forecast."""
-    return Actuals(train, test).series_scores(forecast, weight_window, season)
-
-
 class Actuals:
     """What every forecast scored at one origin is scored against: the test rows, and the training demand
     of their series as the scaled metrics read it (`history_matrix`). Built once per origin: the history
