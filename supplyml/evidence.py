@@ -7,9 +7,9 @@ independent draws: a series' errors at overlapping origins are correlated, so th
 separates them. With `weight` per unit, a figure is the weighted sum over units, so a WRMSSE averaged
 over origins, a pooled total cost and a mean NDCG all are one.
 
-The test (the same for every family) is scipy's sign-flip permutation test (`permutation_type="samples"`
-on the block differences: under "no difference" each block's difference is as likely to flip sign),
-exact while 2^blocks <= `n_resamples`, on the sum of the block differences. The interval is scipy's
+The test (the same for every family) is a sign-flip test on the sum of the block differences: under
+"no difference" each block's difference is as likely to flip sign. It is exact (scipy's permutation test)
+while 2^blocks <= `n_resamples`, and scipy's Monte Carlo test of that null beyond. The interval is scipy's
 bootstrap (BCa) of the same sum over blocks. A margin asks for a difference beyond a fraction of the
 champion's figure: two fits of one recipe with other seeds differ by more than their series' noise.
 """
@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-TEST = "sign-flip permutation test on paired block differences (scipy.stats.permutation_test), BCa bootstrap interval"
+# scipy resamples every block at once unless batched: (resamples x blocks) floats and indices, and BCa's
+# jackknife (blocks x blocks), 10 GB for one comparison at 16k series. Batches of this many values bound it.
+BATCH_VALUES = 2**20
+TEST = (
+    "sign-flip test on paired block differences (exact: scipy.stats.permutation_test; beyond 2^blocks > resamples: "
+    "scipy.stats.monte_carlo_test), BCa bootstrap interval"
+)
 COLUMNS = ("block", "origin", "challenger", "champion", "weight")
 
 
@@ -136,26 +142,39 @@ def _label(origin) -> str:
     return str(origin.date()) if isinstance(origin, pd.Timestamp) else str(origin)
 
 
+def _batch(n: int) -> int:
+    """Resamples per vectorised call: about `BATCH_VALUES` values of `n` blocks each."""
+    return max(1, BATCH_VALUES // n)
+
+
 def _total(d: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.sum(d, axis=axis)
 
 
 def _p_value(d: np.ndarray, alternative: str, n_resamples: int, seed: int) -> float:
     """One-sided p-value that the block differences `d` sum to more ("greater") or less than chance:
-    each block's sign flips under the null (one-sample `permutation_type="samples"`)."""
+    each block's sign flips under the null. Exact (scipy's one-sample `permutation_type="samples"`) while
+    every sign pattern fits in `n_resamples`; beyond, scipy's Monte Carlo test of the same null, whose
+    draws are the blocks' magnitudes with random signs: scipy's sign-flip path loops over blocks in Python
+    once per batch, which at 16k blocks costs more than the rest of a comparison."""
     if np.allclose(d, 0, rtol=0, atol=1e-12):
         return 1.0  # the same figures everywhere: nothing to test, and no sign of a difference
     if len(d) == 1:  # two sign flips, d and -d (scipy asks for two observations)
         return 0.5 if (d[0] > 0 if alternative == "greater" else d[0] < 0) else 1.0
-    res = stats.permutation_test(
-        (d,),
-        _total,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=n_resamples,
-        alternative=alternative,
-        rng=np.random.default_rng(seed),
-    )
+    rng = np.random.default_rng(seed)
+    if 2 ** len(d) <= n_resamples:
+        res = stats.permutation_test(
+            (d,), _total, permutation_type="samples", vectorized=True, n_resamples=n_resamples, alternative=alternative, rng=rng
+        )
+    else:
+        magnitude = np.abs(d)
+
+        def flipped(size: tuple[int, ...]) -> np.ndarray:
+            return np.where(rng.integers(0, 2, size, dtype=bool), -magnitude, magnitude)
+
+        res = stats.monte_carlo_test(
+            d, flipped, _total, vectorized=True, n_resamples=n_resamples, batch=_batch(len(d)), alternative=alternative
+        )
     return float(res.pvalue)
 
 
@@ -163,7 +182,13 @@ def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) 
     if len(diff) < 2 or np.ptp(diff) == 0:
         return float(diff.sum()), float(diff.sum())  # no spread to resample
     res = stats.bootstrap(
-        (diff,), np.sum, confidence_level=confidence, n_resamples=n_resamples, method="BCa", rng=np.random.default_rng(seed)
+        (diff,),
+        np.sum,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        batch=_batch(len(diff)),
+        method="BCa",
+        rng=np.random.default_rng(seed),
     )
     low, high = res.confidence_interval
     if not (np.isfinite(low) and np.isfinite(high)):  # BCa undefined (e.g. one block carries everything)
@@ -172,6 +197,7 @@ def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) 
             np.sum,
             confidence_level=confidence,
             n_resamples=n_resamples,
+            batch=_batch(len(diff)),
             method="percentile",
             rng=np.random.default_rng(seed),
         )

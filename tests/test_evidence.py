@@ -54,6 +54,18 @@ def test_a_sum_pools_every_unit_and_blocks_keep_a_series_together():
     assert c.p_better == pytest.approx(2 / 8)
 
 
+def test_beyond_the_exact_regime_the_p_value_is_the_sign_flip_tests_within_its_monte_carlo_error():
+    # 16 blocks have 2^16 = 65,536 sign patterns, more than the 9,999 resamples: the Monte Carlo path. Its
+    # exact p-value, counted over every pattern here: the share of sums at or below the observed one.
+    d = np.array([-3.0, 1.0, -2.0, -0.5, 2.5, -1.5, 0.5, -4.0, 1.0, -1.0, 2.0, -2.5, -0.5, 1.5, -3.5, 0.5])
+    signs = 1 - 2 * ((np.arange(2**16)[:, None] >> np.arange(16)) & 1)
+    exact = float(np.mean((signs * np.abs(d)).sum(axis=1) <= d.sum()))
+    frame = pd.DataFrame({"block": range(16), "origin": 0, "challenger": d, "champion": 0.0})
+    c = compare("total_cost", frame, greater_is_better=False)
+    assert exact == pytest.approx(0.1398, abs=1e-4)  # 9,160 of 65,536 patterns
+    assert c.p_better == pytest.approx(exact, abs=3 * np.sqrt(exact * (1 - exact) / 9999))
+
+
 def test_the_same_figures_are_no_difference():
     same = HAND.assign(champion=HAND["challenger"])
     c = compare("wrmsse", same, greater_is_better=False, pooled="mean")
