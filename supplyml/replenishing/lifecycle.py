@@ -11,6 +11,7 @@ A serving champion policy is re-judged on every run's evidence and stops decidin
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,27 +111,24 @@ class Verdict(gate.Verdict):
     shown = None
 
 
-def judge(cfg: Config, reviews: list[backtest.Reviews], model: BaseAlgorithm) -> tuple[Verdict, pd.DataFrame, dict]:
+def judge(cfg: Config, reviews: Iterable[backtest.Reviews], model: BaseAlgorithm) -> tuple[Verdict, pd.DataFrame, dict]:
     """The gate on the origins' actual demand: the learned policy against the served textbook policy and
     the champion policy, and the champion re-judged against the textbook. Returns the verdict, every
-    policy's summary pooled over origins (the evaluation table) and the champion's re-judgement."""
+    policy's summary pooled over origins (the evaluation table) and the champion's re-judgement. `reviews`
+    (one per origin) is read once, so it may stream from disk."""
     from supplyml.replenishing import real
 
     current = registry.champion_version(cfg.registry.policy_name)
     models = {LEARNED: model}
     if current is not None and json.loads(current.tags[SETTING_TAG]) == setting(cfg):
         models["champion"] = registry.load_policy(cfg.registry.policy_name).policy
-    sims = [{**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}} for r in reviews]
+    sims, units = [], []
+    for i, r in enumerate(reviews):  # one origin at a time: its paths are the step's largest array
+        sims.append({**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}})
+        per = [s.per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.") for name, s in sims[-1].items()]
+        units.append(pd.concat(per, axis=1).assign(unique_id=r.ids, origin=i))
     table = pd.DataFrame({name: backtest.pool([s[name] for s in sims]) for name in sims[0]}).T
-    units = pd.concat(
-        [
-            pd.concat(
-                [s[name].per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.") for name in s], axis=1
-            ).assign(unique_id=r.ids, origin=i)
-            for i, (r, s) in enumerate(zip(reviews, sims))
-        ],
-        ignore_index=True,
-    )
+    units = pd.concat(units, ignore_index=True)
     base = textbook(cfg, units)
     ours = {k: float(table.loc[LEARNED, k]) for k in FIGURES}
     ours["cost_vs_textbook"] = ours["total_cost"] / float(table.loc[base["simulation"], "total_cost"]) - 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Iterator
 
 import mlflow
 import pandas as pd
@@ -43,8 +44,9 @@ def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out:
         cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"params": params})})
         tuned = {"optuna_study": best["study"], "optuna_trial": best["trial"]}
     reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
-    with open(reviews_out, "wb") as f:  # streamed: the paths are the step's largest array (n x reviews x samples x L+R)
-        pickle.dump(reviews, f)
+    with open(reviews_out, "wb") as f:  # one record per origin, so evaluate holds one origin's paths at a time
+        for r in reviews:
+            pickle.dump(r, f)
     series = len(reviews[0].ids)
     example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
     pooled = policy_lifecycle.concat(reviews)
@@ -65,10 +67,8 @@ def evaluate(cfg: Config, panel_in: str, reviews_in: str, trained: dict) -> dict
 
     tracking.setup_tracking(cfg)
     cfg, _, starts = _planned(cfg, panel_in)
-    with open(reviews_in, "rb") as f:
-        reviews = pickle.load(f)  # train's, written by this same code
     model = mlflow.pyfunc.load_model(trained["model_uri"]).unwrap_python_model().policy
-    verdict, table, rejudged = policy_lifecycle.judge(cfg, reviews, model)
+    verdict, table, rejudged = policy_lifecycle.judge(cfg, _origins(reviews_in), model)
     log.info(
         "policies at %d origins from %s, actual demand\n%s\n%s",
         len(starts),
@@ -82,6 +82,16 @@ def evaluate(cfg: Config, panel_in: str, reviews_in: str, trained: dict) -> dict
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(rejudged, "evaluation/champion.json")
     return {"verdict": verdict.to_dict(), "rejudged": rejudged, "test_start": str(starts[0].date())}
+
+
+def _origins(path: str) -> Iterator[backtest.Reviews]:
+    """train's reviews, written by this same code, one origin at a time."""
+    with open(path, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return
 
 
 def register(cfg: Config, trained: dict, evaluation: dict, lineage: dict) -> dict:
