@@ -294,12 +294,12 @@ def sample_path_levels(paths: np.ndarray, service_level: float) -> np.ndarray:
     as `inventory.base_stock` reads it); a sum of daily quantiles would overstate it.
     """
     check_service_level(service_level)
-    paths = np.asarray(paths, dtype=float)
+    paths = np.asarray(paths)
     if paths.ndim != 3 or 0 in paths.shape:
         raise ValueError(f"paths must have non-empty shape (n_series, n_samples, lead_time + review_period), got {paths.shape}")
     if not np.isfinite(paths).all():
         raise ValueError("paths contains NaN or inf")
-    return order_up_to(paths.sum(axis=2), service_level, axis=1)
+    return order_up_to(paths.sum(axis=2, dtype=float), service_level, axis=1)  # summed in float64, not copied to it
 
 
 def _check_days(name: str, value: int, minimum: int) -> None:

@@ -104,3 +104,15 @@ def test_a_champion_trained_for_another_setting_is_not_compared(cfg, reviews):
     verdict, _, rejudged = lifecycle.judge(other, reviews, real.fit(lifecycle.concat(reviews), other, seed=1))
     assert verdict.champion is None and verdict.champion_version == "1" and len(verdict.reasons) == 3
     assert not rejudged["retire"]
+
+
+def test_origins_streamed_into_one_training_set_keep_each_series_rows_in_order():
+    first, second = _reviews(0), _reviews(1)
+    pooled = lifecycle.concat(iter([first, second]), 2 * SERIES)  # a stream, as policy-train reads its file
+    assert pooled.ids[:2] == ["S0@0", "S1@0"] and pooled.ids[SERIES : SERIES + 2] == ["S0@1", "S1@1"]
+    assert pooled.paths.shape == (2 * SERIES, REVIEWS, SAMPLES, L + R)
+    # Row SERIES + 3 is the second origin's fourth series, every path of it, and its demand beside it.
+    assert np.array_equal(pooled.paths[SERIES + 3], second.paths[3]) and np.array_equal(pooled.paths[2], first.paths[2])
+    assert np.array_equal(pooled.demand[SERIES + 3], second.demand[3]) and pooled.price[SERIES + 3] == second.price[3]
+    with pytest.raises(ValueError, match=f"hold {SERIES} series, not the {2 * SERIES}"):
+        lifecycle.concat(iter([first]), 2 * SERIES)

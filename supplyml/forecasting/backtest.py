@@ -247,16 +247,18 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
         fit[fit["ds"] >= start - pd.Timedelta(days=window)], pd.date_range(start - pd.Timedelta(days=window), periods=window)
     )
     price = fit.groupby("unique_id")["price"].last().reindex(ids).fillna(1.0).to_numpy()
-    paths, levels, totals = [], [], []
+    review_days = sim.review_days(horizon, R)
+    paths = np.empty((len(ids), len(review_days), inv.num_sample_paths, cover), np.float32)  # filled, not stacked: no copy
+    levels, totals = [], []
     level = forecaster.order_level(inv.service_level)
     # The window a forecast may condition on: promotion and event flags are planned, so known ahead.
     known = panel[panel["ds"].isin(days) & panel["unique_id"].isin(ids)]
-    for d in sim.review_days(horizon, R):
+    for k, d in enumerate(review_days):
         anchored = forecaster.with_history(panel[(panel["ds"] < start + pd.Timedelta(days=int(d)))])
-        paths.append(anchored.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known))
-        levels.append(sim.sample_path_levels(paths[-1], level))
+        paths[:, k] = anchored.sample(ids, cover, inv.num_sample_paths, seed=cfg.seed + int(d), future=known)
+        levels.append(sim.sample_path_levels(paths[:, k], level))
         if start + pd.Timedelta(days=int(d) + cover - 1) <= panel["ds"].max():  # windows the data covers in full
-            window = paths[-1].sum(axis=2)
+            window = paths[:, k].sum(axis=2)
             q = {quantile_col(lv): np.quantile(window, forecaster.order_level(lv), axis=1) for lv in (0.025, 0.25, 0.75, 0.975)}
             totals.append(
                 pd.DataFrame({"unique_id": ids, "review": int(d), "actual": ahead[:, d : d + cover].sum(1), "S": levels[-1], **q})
@@ -267,7 +269,7 @@ def reviews(panel: pd.DataFrame, fit: pd.DataFrame, test: pd.DataFrame, forecast
         ahead,
         history,
         price,
-        np.stack(paths, 1),
+        paths,
         np.stack(levels, 1),
         pd.concat(totals, ignore_index=True),
     )

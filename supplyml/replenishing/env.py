@@ -82,7 +82,7 @@ def path_features(paths: np.ndarray, review_period: int) -> tuple[np.ndarray, np
     """From sample paths (n, samples, L + R) at one review: the quantiles of their totals (n, 3), what the
     learned policy knows of demand ahead, and the series' scale (n,), the mean demand per review period.
     /replenish computes both from the same paths its base-stock answer reads."""
-    totals = np.asarray(paths, dtype=float).sum(axis=2)
+    totals = np.asarray(paths).sum(axis=2, dtype=float)  # summed in float64, not copied to it
     features = np.quantile(totals, PATH_QUANTILES, axis=1).T
     scale = np.maximum(totals.mean(axis=1) * review_period / paths.shape[2], MIN_SCALE)
     return features, scale

@@ -11,7 +11,7 @@ A serving champion policy is re-judged on every run's evidence and stops decidin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,14 +46,12 @@ def setting(cfg: Config) -> dict:
     }
 
 
-def evidence(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], forecaster: Forecaster) -> list[backtest.Reviews]:
+def evidence(cfg: Config, panel: pd.DataFrame, starts: list[pd.Timestamp], forecaster: Forecaster) -> Iterator[backtest.Reviews]:
     """The reviews of the horizon from each origin in `starts`, with `forecaster`'s paths re-anchored there
-    (it must have been fitted before the first)."""
-    out = []
+    (it must have been fitted before the first), one origin at a time."""
     for start in starts:
         fit, test = backtest.window(panel, start, cfg.features.horizon)
-        out.append(backtest.reviews(panel, fit, test, forecaster.with_history(panel[panel["ds"] < start]), cfg))
-    return out
+        yield backtest.reviews(panel, fit, test, forecaster.with_history(panel[panel["ds"] < start]), cfg)
 
 
 def _policy_units(units: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -158,11 +156,25 @@ def judge(cfg: Config, reviews: Iterable[backtest.Reviews], model: BaseAlgorithm
     return verdict, table, {**rejudged, "textbook": base}
 
 
-def concat(reviews: list[backtest.Reviews]) -> backtest.Reviews:
-    """Several origins' reviews as one set of series (`<id>@<origin>`), to train one policy on all their paths."""
-    stack = {
-        f: np.concatenate([getattr(r, f) for r in reviews]) for f in ("demand", "ahead", "history", "price", "paths", "levels")
-    }
-    ids = [f"{s}@{i}" for i, r in enumerate(reviews) for s in r.ids]
-    totals = pd.concat([r.totals for r in reviews], ignore_index=True)
-    return backtest.Reviews(ids=ids, totals=totals, **stack)
+def concat(reviews: Iterable[backtest.Reviews], series: int | None = None) -> backtest.Reviews:
+    """Several origins' reviews (`series` series in all) as one set of series (`<id>@<origin>`), to train one
+    policy on all their paths. The paths are copied into one array as the origins stream past, so a stream
+    (`series` given) holds them once, not twice."""
+    if series is None:
+        reviews = list(reviews)
+        series = sum(len(r.ids) for r in reviews)
+    paths, row = None, 0
+    small: dict[str, list] = {f: [] for f in ("demand", "ahead", "history", "price", "levels", "totals")}
+    ids = []
+    for i, r in enumerate(reviews):
+        if paths is None:
+            paths = np.empty((series, *r.paths.shape[1:]), r.paths.dtype)
+        paths[row : row + len(r.ids)] = r.paths
+        row += len(r.ids)
+        ids += [f"{s}@{i}" for s in r.ids]
+        for f, parts in small.items():
+            parts.append(getattr(r, f))
+    if paths is None or row != series:
+        raise ValueError(f"the origins hold {row} series, not the {series} expected")
+    totals = pd.concat(small.pop("totals"), ignore_index=True)
+    return backtest.Reviews(ids=ids, totals=totals, paths=paths, **{f: np.concatenate(p) for f, p in small.items()})

@@ -43,14 +43,17 @@ def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out:
         params = {**cfg.policy.params, algorithm: {**cfg.policy.params[algorithm], **best["params"]}}
         cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"params": params})})
         tuned = {"optuna_study": best["study"], "optuna_trial": best["trial"]}
-    reviews = policy_lifecycle.evidence(cfg, panel, starts, load(model_in))
-    with open(reviews_out, "wb") as f:  # one record per origin, so evaluate holds one origin's paths at a time
-        for r in reviews:
+    # One origin at a time, to disk: the paths are the steps' largest array. Evaluate reads them back the
+    # same way, and the pooled paths the policy trains on are filled from the file, so held once.
+    sizes: list[int] = []
+    with open(reviews_out, "wb") as f:
+        for r in policy_lifecycle.evidence(cfg, panel, starts, load(model_in)):
             pickle.dump(r, f)
-    series = len(reviews[0].ids)
-    example = pd.DataFrame(real.environment(reviews[0], cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
-    pooled = policy_lifecycle.concat(reviews)
-    del reviews  # the pooled copy trains: holding both would double the paths' memory
+            if not sizes:
+                example = pd.DataFrame(real.environment(r, cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
+            sizes.append(len(r.ids))
+    series = sizes[0]
+    pooled = policy_lifecycle.concat(_origins(reviews_out), sum(sizes))
     setting = policy_lifecycle.setting(cfg)
     with mlflow.start_run(run_name="policy", tags=lineage_tags({**lineage, **tuned})) as run:
         mlflow.log_params({**setting, "timesteps": cfg.policy.timesteps, "series": series, "origins": len(starts)})
