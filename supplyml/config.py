@@ -237,7 +237,7 @@ class GateConfig(Section):
     # another seed differs by up to 1.5% in WRMSSE (benchmarks/gate.py, A/A), which is not an improvement.
     margin: float = Field(0.02, ge=0, lt=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)  # of the difference's bootstrap interval
-    resamples: int = Field(9999, ge=99)  # permutations and bootstrap draws per test
+    resamples: int = Field(9999, ge=99)  # sign flips (all of them where fewer) and bootstrap draws per test
     # A policy is served at the target: its cycle service level at most this far below inventory.service_level.
     csl_tolerance: float = Field(0.03, ge=0, le=1)
     # A forecaster's 95% intervals cover at least 0.95 less this on held-out origins (intervals far too narrow

@@ -116,3 +116,5 @@ def test_origins_streamed_into_one_training_set_keep_each_series_rows_in_order()
     assert np.array_equal(pooled.demand[SERIES + 3], second.demand[3]) and pooled.price[SERIES + 3] == second.price[3]
     with pytest.raises(ValueError, match=f"hold {SERIES} series, not the {2 * SERIES}"):
         lifecycle.concat(iter([first]), 2 * SERIES)
+    with pytest.raises(ValueError, match=f"more than the {SERIES} series expected"):
+        lifecycle.concat(iter([first, second]), SERIES)

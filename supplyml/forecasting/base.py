@@ -224,8 +224,9 @@ class Forecaster(ABC):
     def sample(
         self, skus: list[str], horizon: int, n_samples: int, seed: int = 0, future: pd.DataFrame | None = None
     ) -> np.ndarray:
-        """Joint daily sample paths (len(skus), n_samples, horizon): each day follows its calibrated
-        marginal, and days share a Gaussian-copula factor of correlation `calibration.rho`."""
+        """Joint daily sample paths (len(skus), n_samples, horizon), float32 (every family's; the backtest
+        holds many): each day follows its calibrated marginal, and days share a Gaussian-copula factor of
+        correlation `calibration.rho`."""
         self.check_skus(skus)
         _, q = self.quantiles(skus, horizon, self.calibration.daily_levels(LEVEL_GRID), future)
         return copula_paths(q, n_samples, self.calibration.rho, np.random.default_rng(seed))

@@ -125,6 +125,7 @@ def judge(cfg: Config, reviews: Iterable[backtest.Reviews], model: BaseAlgorithm
         sims.append({**backtest.policy_simulations(r, cfg), **{n: real.replay(m, r, cfg) for n, m in models.items()}})
         per = [s.per_series()[["total_cost", "cycle_service_level"]].add_prefix(f"{name}.") for name, s in sims[-1].items()]
         units.append(pd.concat(per, axis=1).assign(unique_id=r.ids, origin=i))
+        del r  # before the next origin is read
     table = pd.DataFrame({name: backtest.pool([s[name] for s in sims]) for name in sims[0]}).T
     units = pd.concat(units, ignore_index=True)
     base = textbook(cfg, units)
@@ -169,11 +170,14 @@ def concat(reviews: Iterable[backtest.Reviews], series: int | None = None) -> ba
     for i, r in enumerate(reviews):
         if paths is None:
             paths = np.empty((series, *r.paths.shape[1:]), r.paths.dtype)
+        if row + len(r.ids) > series:
+            raise ValueError(f"the origins hold more than the {series} series expected")
         paths[row : row + len(r.ids)] = r.paths
         row += len(r.ids)
         ids += [f"{s}@{i}" for s in r.ids]
         for f, parts in small.items():
             parts.append(getattr(r, f))
+        del r  # its paths are copied: free them before the next origin is read
     if paths is None or row != series:
         raise ValueError(f"the origins hold {row} series, not the {series} expected")
     totals = pd.concat(small.pop("totals"), ignore_index=True)

@@ -48,10 +48,11 @@ def train(cfg: Config, panel_in: str, model_in: str, lineage: dict, reviews_out:
     sizes: list[int] = []
     with open(reviews_out, "wb") as f:
         for r in policy_lifecycle.evidence(cfg, panel, starts, load(model_in)):
-            pickle.dump(r, f)
+            pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)  # 5 writes arrays without a bytes copy
             if not sizes:
                 example = pd.DataFrame(real.environment(r, cfg, cfg.seed).reset()[0][:2]).add_prefix("obs_")
             sizes.append(len(r.ids))
+            del r  # before the next origin is drawn, and not held through training
     series = sizes[0]
     pooled = policy_lifecycle.concat(_origins(reviews_out), sum(sizes))
     setting = policy_lifecycle.setting(cfg)
