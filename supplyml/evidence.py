@@ -181,25 +181,17 @@ def _p_value(d: np.ndarray, alternative: str, n_resamples: int, seed: int) -> fl
 def _interval(diff: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
     if len(diff) < 2 or np.ptp(diff) == 0:
         return float(diff.sum()), float(diff.sum())  # no spread to resample
-    res = stats.bootstrap(
-        (diff,),
-        np.sum,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        batch=_batch(len(diff)),
-        method="BCa",
-        rng=np.random.default_rng(seed),
-    )
-    low, high = res.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):  # BCa undefined (e.g. one block carries everything)
+    for method in ("BCa", "percentile"):  # percentile where BCa is undefined (e.g. one block carries everything)
         res = stats.bootstrap(
             (diff,),
             np.sum,
             confidence_level=confidence,
             n_resamples=n_resamples,
             batch=_batch(len(diff)),
-            method="percentile",
+            method=method,
             rng=np.random.default_rng(seed),
         )
         low, high = res.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            break
     return float(low), float(high)
